@@ -1,0 +1,146 @@
+"""The engine thread: all model work runs here, turns interleave fairly token by token."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from .values import StreamEvent
+
+__all__ = ["Engine", "TurnHandle", "TurnCancelled"]
+
+_END = object()
+
+
+class TurnCancelled(Exception):
+    """The turn was cancelled before it finished; the session is as it was before."""
+
+
+@attrs.define(eq=False)
+class TurnHandle:
+    """The caller's side of a running turn: read its events, or cancel it."""
+
+    _events: queue.Queue = attrs.Factory(queue.Queue)
+    _cancel: threading.Event = attrs.Factory(threading.Event)
+
+    def cancel(self) -> None:
+        """Ask the engine to stop the turn at its next step and restore the session."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def events(self, timeout: float | None = None) -> Iterator[StreamEvent]:
+        """Yield events until the turn ends; re-raise the turn's error, if any."""
+        while True:
+            item = self._events.get(timeout=timeout)
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _put(self, item: Any) -> None:
+        self._events.put(item)
+
+
+@attrs.define(eq=False)
+class _Task:
+    handle: TurnHandle
+    steps: Iterator[StreamEvent]
+    on_exit: Callable[[], None]
+
+
+class Engine:
+    """Own the model on one thread. Turns are generators stepped round-robin; calls run between steps."""
+
+    def __init__(self, name: str = "superlinear-engine"):
+        self._inbox: queue.Queue = queue.Queue()
+        self._active: deque[_Task] = deque()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> Engine:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel running turns and stop the thread."""
+        self._stopping.set()
+        self._inbox.put(None)
+        self._thread.join(timeout)
+
+    def submit(self, steps: Iterator[StreamEvent], on_exit: Callable[[], None] = lambda: None) -> TurnHandle:
+        """Schedule a turn; `on_exit` runs on the engine thread when it ends in any way."""
+        handle = TurnHandle()
+        self._inbox.put(_Task(handle, steps, on_exit))
+        return handle
+
+    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run `fn` on the engine thread between turn steps and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        box: queue.Queue = queue.Queue(maxsize=1)
+        self._inbox.put((fn, box))
+        ok, value = box.get(timeout=timeout)
+        if ok:
+            return value
+        raise value
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._drain_inbox(block=not self._active)
+            if self._active:
+                self._step(self._active.popleft())
+        for task in self._active:
+            self._finish(task, TurnCancelled("the server is shutting down"), close=True)
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(block=block)
+            while True:
+                self._accept(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            return
+
+    def _accept(self, item: Any) -> None:
+        if isinstance(item, _Task):
+            self._active.append(item)
+        elif isinstance(item, tuple):
+            fn, box = item
+            try:
+                box.put((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.put((False, exc))
+
+    def _step(self, task: _Task) -> None:
+        if task.handle.cancelled:
+            self._finish(task, TurnCancelled("the turn was cancelled"), close=True)
+            return
+        try:
+            event = next(task.steps)
+        except StopIteration:
+            self._finish(task, None)
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self._finish(task, exc)
+            return
+        task.handle._put(event)
+        self._active.append(task)
+
+    def _finish(self, task: _Task, error: BaseException | None, close: bool = False) -> None:
+        try:
+            if close:
+                task.steps.close()
+        finally:
+            task.on_exit()
+            if error is not None:
+                task.handle._put(error)
+            task.handle._put(_END)

@@ -1,0 +1,134 @@
+"""The decode loop: sample, feed, split thinking from the answer, apply stop rules."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from .ports import ModelPort, StopRule, TokenizerPort
+from .values import SamplingParams, StreamEvent
+
+__all__ = ["Generation", "GenerationOutcome"]
+
+
+@attrs.define
+class GenerationOutcome:
+    """What a finished generation produced."""
+
+    content: str = ""
+    reasoning: str = ""
+    finish_reason: str = "length"
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    fed_ids: list[int] = attrs.Factory(list)
+
+
+@attrs.define(eq=False)
+class Generation:
+    """Generate one assistant message into `state`, yielding text events as they become final.
+
+    Every sampled token except an end-of-turn token is fed to the model, so the state holds the whole
+    answer. Stop rules see the answer text; text a rule holds back (a stop string may be starting) is
+    released once it is safe, and trimmed text never reaches the caller.
+    """
+
+    model: ModelPort
+    tok: TokenizerPort
+    state: Any
+    params: SamplingParams
+    rules: Sequence[StopRule]
+    rng: random.Random
+    thinking: bool
+    max_new: int
+    out: GenerationOutcome = attrs.Factory(GenerationOutcome)
+    _decoder: Any = None
+    _shown: int = 0
+    _rule_stopped: bool = False
+
+    def run(self) -> Iterator[StreamEvent]:
+        """Yield reasoning and content events until a stop; the outcome is in `self.out`."""
+        self._decoder = self.tok.decoder()
+        eos = self.tok.eos_token_ids
+        close_id = self._id(self.tok.think_close)
+        open_id = self._id(self.tok.think_open)
+        while self.out.completion_tokens < self.max_new:
+            tid = self.model.sample(self.state, self.params, self.rng)
+            self.out.completion_tokens += 1
+            if tid in eos:
+                self.out.finish_reason = "stop"
+                break
+            self._feed([tid])
+            if self.thinking:
+                yield from self._think_step(tid, close_id)
+                continue
+            if tid == open_id and not self.out.content:
+                self.thinking = True
+                continue
+            stop = yield from self._answer_step(tid)
+            if stop:
+                break
+        else:
+            self.out.finish_reason = "length"
+        yield from self._release_all()
+
+    def _id(self, text: str | None) -> int | None:
+        return self.tok.token_id(text) if text else None
+
+    def _feed(self, ids: list[int]) -> None:
+        self.model.append(self.state, ids)
+        self.out.fed_ids.extend(ids)
+
+    def _think_step(self, tid: int, close_id: int | None) -> Iterator[StreamEvent]:
+        self.out.reasoning_tokens += 1
+        if tid == close_id:
+            self._end_thinking()
+            return
+        text = self._decoder.push(tid)
+        if text:
+            self.out.reasoning += text
+            yield StreamEvent("reasoning", text)
+        budget = self.params.reasoning_budget
+        if budget is not None and self.out.reasoning_tokens >= budget and self.thinking:
+            # The engine closes the thinking block itself so the answer follows within the budget.
+            self._feed(self.tok.encode(self.tok.think_close or ""))
+            self._end_thinking()
+
+    def _end_thinking(self) -> None:
+        rest = self._decoder.flush()
+        self.out.reasoning += rest
+        self.thinking = False
+        self._decoder = self.tok.decoder()
+
+    def _answer_step(self, tid: int) -> Iterator[StreamEvent]:
+        self.out.content += self._decoder.push(tid)
+        hold = 0
+        for rule in self.rules:
+            verdict = rule.observe(tid, self.out.content)
+            if verdict.stop:
+                if verdict.trim:
+                    self.out.content = self.out.content[: len(self.out.content) - verdict.trim]
+                self.out.finish_reason = verdict.reason or "stop"
+                self._rule_stopped = True
+                return True
+            hold = max(hold, verdict.hold)
+        yield from self._release(len(self.out.content) - hold)
+        return False
+
+    def _release(self, upto: int) -> Iterator[StreamEvent]:
+        if upto > self._shown:
+            text = self.out.content[self._shown : upto]
+            self._shown = upto
+            yield StreamEvent("content", text)
+
+    def _release_all(self) -> Iterator[StreamEvent]:
+        tail = self._decoder.flush() if self._decoder else ""
+        if self.thinking:
+            self.out.reasoning += tail
+            if tail:
+                yield StreamEvent("reasoning", tail)
+        elif tail and not self._rule_stopped:
+            self.out.content += tail
+        yield from self._release(len(self.out.content))

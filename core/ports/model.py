@@ -1,0 +1,63 @@
+"""The model port: a language model with explicit per-sequence state."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ..values import ModelInfo, SamplingParams
+
+__all__ = ["ModelPort"]
+
+
+@runtime_checkable
+class ModelPort(Protocol):
+    """A model whose sequence state (KV cache, recurrent state, next-token logits) the caller owns.
+
+    States and checkpoints are opaque to the core. Token ids are plain ints. The arrays that
+    `export_state` yields are opaque too: the core hands them to a snapshot store unread.
+    """
+
+    @property
+    def info(self) -> ModelInfo:
+        """Describe the model: name, vocabulary, default max length, fingerprint."""
+
+    def new_state(self, max_seq_len: int) -> Any:
+        """Create an empty sequence state that may grow up to `max_seq_len` tokens."""
+
+    def append(self, state: Any, token_ids: Sequence[int]) -> None:
+        """Run `token_ids` through the model (chunked), extending the state and its next-token logits."""
+
+    def sample(self, state: Any, params: SamplingParams, rng: random.Random) -> int:
+        """Choose the next token from the state's logits (greedy when temperature is 0)."""
+
+    def length(self, state: Any) -> int:
+        """Return the number of tokens the state holds."""
+
+    def max_len(self, state: Any) -> int:
+        """Return the state's maximum length."""
+
+    def resize(self, state: Any, max_seq_len: int) -> None:
+        """Change the maximum length; never below the tokens held."""
+
+    def nbytes(self, state: Any) -> int:
+        """Return the bytes the state occupies now."""
+
+    def checkpoint(self, state: Any) -> Any:
+        """Capture what `restore` needs to undo later appends (cheap: cursor and recurrent state)."""
+
+    def restore(self, state: Any, checkpoint: Any) -> None:
+        """Return the state exactly to a checkpoint taken from it."""
+
+    def fork(self, state: Any) -> Any:
+        """Return an independent copy of the state."""
+
+    def export_state(self, state: Any) -> Iterator[tuple[str, Any]]:
+        """Yield the state as named arrays, one at a time (KV up to the cursor, recurrent state, logits)."""
+
+    def import_state(self, arrays: Mapping[str, Any], max_seq_len: int) -> Any:
+        """Build a state from arrays produced by `export_state`."""
+
+    def release(self, state: Any) -> None:
+        """Free the state's memory now."""

@@ -1,0 +1,64 @@
+"""A live session: model state plus the exact record of what is in it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import attrs
+
+from .errors import SessionBusy
+from .values import Message, SessionInfo
+
+__all__ = ["Session"]
+
+
+@attrs.define(eq=False)
+class Session:
+    """A conversation whose model state stays hot between turns.
+
+    `ledger` holds exactly the token ids in the model state, in order. `transcript` holds the messages as
+    the client sees them. `trailer` is template text that closes the last assistant message (for example
+    "<|im_end|>\\n"): it is not in the state yet and is prefilled at the start of the next turn.
+    """
+
+    session_id: str
+    state: Any
+    max_seq_len: int
+    created_at: float
+    last_used_at: float
+    ledger: list[int] = attrs.Factory(list)
+    transcript: list[Message] = attrs.Factory(list)
+    trailer: str = ""
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
+    _busy: bool = False
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def acquire(self) -> None:
+        """Mark the session as running a turn; raise SessionBusy if one is in flight."""
+        with self._lock:
+            if self._busy:
+                raise SessionBusy(f"session {self.session_id!r} is running another turn", param="session_id")
+            self._busy = True
+
+    def release(self) -> None:
+        """Mark the turn as finished."""
+        with self._lock:
+            self._busy = False
+
+    def info(self, kv_bytes: int) -> SessionInfo:
+        """Describe the session for management calls."""
+        return SessionInfo(
+            session_id=self.session_id,
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+            cached_tokens=len(self.ledger),
+            max_seq_len=self.max_seq_len,
+            message_count=len(self.transcript),
+            kv_bytes=kv_bytes,
+            resident=True,
+            busy=self._busy,
+        )

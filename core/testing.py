@@ -1,0 +1,224 @@
+"""In-memory fakes of the ports, for tests of the core without torch."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator, Mapping, Sequence
+
+import attrs
+
+from .errors import Conflict, ContextLengthExceeded, NotFound
+from .values import Message, ModelInfo, SamplingParams, SnapshotInfo
+
+__all__ = ["FakeTokenizer", "FakeModel", "FakeState", "FakeSnapshotStore", "FixedClock", "SequentialIds"]
+
+SPECIALS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "<think>", "</think>")
+_OFFSET = len(SPECIALS)
+
+
+class FakeTokenizer:
+    """One id per character (code point + 5), ids 0-4 are the ChatML and thinking specials."""
+
+    def __init__(self, thinking_default: bool = True):
+        self._thinking_default = thinking_default
+
+    eos_token_ids = frozenset({1})
+    think_open = "<think>"
+    think_close = "</think>"
+    fingerprint = {"vocab": "fake-chars", "template": "fake-chatml"}
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        i = 0
+        while i < len(text):
+            for sid, special in enumerate(SPECIALS):
+                if text.startswith(special, i):
+                    ids.append(sid)
+                    i += len(special)
+                    break
+            else:
+                ids.append(ord(text[i]) + _OFFSET)
+                i += 1
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(SPECIALS[i] if i < _OFFSET else chr(i - _OFFSET) for i in ids)
+
+    def token_id(self, text: str) -> int | None:
+        return SPECIALS.index(text) if text in SPECIALS else None
+
+    def decoder(self) -> _CharDecoder:
+        return _CharDecoder(self)
+
+    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool, **kwargs: object) -> str:
+        parts = []
+        for m in messages:
+            body = f"<think></think>{m.content}" if m.role == "assistant" else m.content
+            parts.append(f"<|im_start|>{m.role}\n{body}<|im_end|>\n")
+        if add_generation_prompt:
+            thinking = kwargs.get("enable_thinking", self._thinking_default)
+            parts.append("<|im_start|>assistant\n" + ("<think>\n" if thinking else "<think></think>"))
+        return "".join(parts)
+
+
+@attrs.define
+class _CharDecoder:
+    tok: FakeTokenizer
+
+    def push(self, token_id: int) -> str:
+        return self.tok.decode([token_id])
+
+    def flush(self) -> str:
+        return ""
+
+
+@attrs.define(eq=False)
+class FakeState:
+    ids: list[int]
+    cap: int
+    released: bool = False
+    pending: list[int] | None = None
+
+
+class FakeModel:
+    """A deterministic toy language model: the next token is a hash of everything the state holds.
+
+    `script` (a list of strings) forces the replies, one per generation, for tests that need known
+    text; otherwise tokens are printable ASCII drawn from the hash, ending with `<|im_end|>` after
+    about `reply_len` tokens. `fail_at` makes `append` raise once the state reaches that length.
+    """
+
+    def __init__(self, tok: FakeTokenizer | None = None, reply_len: int = 8, max_seq_len: int = 4096):
+        self.tok = tok or FakeTokenizer()
+        self.reply_len = reply_len
+        self.script: list[str] = []
+        self.fail_at: int | None = None
+        self.appended = 0
+        self._info = ModelInfo(name="fake", vocab_size=0x110000 + _OFFSET, max_seq_len=max_seq_len,
+                               fingerprint={"model": "fake-v1"})
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def new_state(self, max_seq_len: int) -> FakeState:
+        return FakeState([], max_seq_len)
+
+    def append(self, state: FakeState, token_ids: Sequence[int]) -> None:
+        if len(state.ids) + len(token_ids) > state.cap:
+            raise ContextLengthExceeded(f"state holds at most {state.cap} tokens")
+        if self.fail_at is not None and len(state.ids) + len(token_ids) >= self.fail_at:
+            raise RuntimeError("injected model failure")
+        state.ids.extend(token_ids)
+        self.appended += len(token_ids)
+
+    def _since_prompt(self, state: FakeState) -> int:
+        n = 0
+        for tid in reversed(state.ids):
+            if tid == 2:
+                return n
+            n += 1
+        return n
+
+    def sample(self, state: FakeState, params: SamplingParams, rng: random.Random) -> int:
+        if state.pending is None and self.script:
+            state.pending = self.tok.encode(self.script.pop(0)) + [1]
+        if state.pending:
+            tid = state.pending.pop(0)
+            if not state.pending:
+                state.pending = None
+            return tid
+        if self._since_prompt(state) >= self.reply_len + 12:
+            return 1
+        digest = hashlib.sha256(repr(state.ids).encode()).digest()
+        value = digest[0] if params.greedy else rng.randrange(256)
+        return 32 + value % 95 + _OFFSET
+
+    def length(self, state: FakeState) -> int:
+        return len(state.ids)
+
+    def max_len(self, state: FakeState) -> int:
+        return state.cap
+
+    def resize(self, state: FakeState, max_seq_len: int) -> None:
+        state.cap = max(max_seq_len, len(state.ids))
+
+    def nbytes(self, state: FakeState) -> int:
+        return 8 * len(state.ids)
+
+    def checkpoint(self, state: FakeState) -> tuple[int, list[int] | None]:
+        return len(state.ids), None if state.pending is None else list(state.pending)
+
+    def restore(self, state: FakeState, checkpoint: tuple[int, list[int] | None]) -> None:
+        del state.ids[checkpoint[0]:]
+        state.pending = checkpoint[1]
+
+    def fork(self, state: FakeState) -> FakeState:
+        return FakeState(list(state.ids), state.cap)
+
+    def export_state(self, state: FakeState) -> Iterator[tuple[str, list[int]]]:
+        yield "ids", list(state.ids)
+
+    def import_state(self, arrays: Mapping[str, list[int]], max_seq_len: int) -> FakeState:
+        return FakeState(list(arrays["ids"]), max_seq_len)
+
+    def release(self, state: FakeState) -> None:
+        state.released = True
+
+
+@attrs.define
+class FixedClock:
+    t: float = 1_700_000_000.0
+
+    def now(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+@attrs.define
+class SequentialIds:
+    n: int = 0
+
+    def new_id(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n:06d}"
+
+
+class FakeSnapshotStore:
+    """Snapshots kept in a dict; arrays are copied so later changes to a state can't leak in."""
+
+    def __init__(self):
+        self._items: dict = {}
+
+    def save(self, manifest, arrays):
+        if manifest.snapshot_id in self._items:
+            raise Conflict(f"snapshot {manifest.snapshot_id!r} exists")
+        data = {name: list(a) for name, a in arrays}
+        self._items[manifest.snapshot_id] = (manifest, data)
+        return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
+                            manifest.tags, len(manifest.ledger), 8 * sum(len(v) for v in data.values()),
+                            manifest.model, len(manifest.transcript))
+
+    def load(self, snapshot_id):
+        if snapshot_id not in self._items:
+            raise NotFound(f"no snapshot {snapshot_id!r}")
+        manifest, data = self._items[snapshot_id]
+        return manifest, {k: list(v) for k, v in data.items()}
+
+    def get(self, snapshot_id):
+        manifest, data = self.load(snapshot_id)
+        return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
+                            manifest.tags, len(manifest.ledger), 8 * sum(len(v) for v in data.values()),
+                            manifest.model, len(manifest.transcript))
+
+    def list(self):
+        return sorted((self.get(i) for i in self._items), key=lambda x: -x.created_at)
+
+    def patch(self, snapshot_id, **fields):
+        manifest, data = self._items[snapshot_id]
+        self._items[snapshot_id] = (attrs.evolve(manifest, **fields), data)
+        return self.get(snapshot_id)
+
+    def delete(self, snapshot_id):
+        self._items.pop(snapshot_id)

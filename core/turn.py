@@ -1,0 +1,123 @@
+"""The chat turn use case: prefill only what is new, generate, then commit or restore."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+
+import attrs
+
+from .errors import ContextLengthExceeded
+from .generation import Generation, GenerationOutcome
+from .ports import ModelPort, StopRule, TokenizerPort
+from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
+from .session import Session
+from .values import ChatRequest, Message, StreamEvent, Usage
+
+__all__ = ["TurnRunner", "PreparedTurn"]
+
+
+@attrs.frozen
+class PreparedTurn:
+    """A validated turn: the new messages and the exact ids to prefill."""
+
+    session: Session
+    request: ChatRequest
+    new: tuple[Message, ...]
+    kwargs: dict
+    context_ids: list[int]
+    gen_ids: list[int]
+    gen_text: str
+    room: int
+
+
+@attrs.define(eq=False)
+class TurnRunner:
+    """Run chat turns against sessions. A turn is atomic: any error or cancellation restores the session."""
+
+    model: ModelPort
+    tok: TokenizerPort
+    stop_rules: Callable[[ChatRequest], Sequence[StopRule]]
+    now: Callable[[], float]
+    entropy: Callable[[], int]
+
+    def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
+        """Validate and tokenize a turn without touching the model; raise on bad input."""
+        new = split_new_messages(session.transcript, request.messages)
+        kwargs = dict(request.template_kwargs)
+        plan = plan_prompt(self.tok, session.transcript, new, session.trailer, kwargs)
+        context_ids = self.tok.encode(plan.context)
+        gen_ids = self.tok.encode(plan.generation)
+        prompt_len = len(session.ledger) + len(context_ids) + len(gen_ids)
+        room = self.model.max_len(session.state) - prompt_len
+        if room < 1:
+            raise ContextLengthExceeded(
+                f"the prompt needs {prompt_len} tokens and leaves no room to answer in a session of "
+                f"{self.model.max_len(session.state)} tokens",
+                param="messages",
+            )
+        return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room)
+
+    def run(self, turn: PreparedTurn) -> Iterator[StreamEvent]:
+        """Yield the turn's events; the last one is "done" with the finish reason and usage."""
+        session = turn.session
+        cached = len(session.ledger)
+        start = self.model.checkpoint(session.state)
+        try:
+            out = yield from self._run(turn)
+        except BaseException:
+            self.model.restore(session.state, start)
+            del session.ledger[cached:]
+            raise
+        session.last_used_at = self.now()
+        usage = Usage(
+            prompt_tokens=cached + len(turn.context_ids) + len(turn.gen_ids),
+            completion_tokens=out.completion_tokens,
+            cached_tokens=cached,
+            reasoning_tokens=out.reasoning_tokens,
+        )
+        yield StreamEvent("done", finish_reason=out.finish_reason, usage=usage)
+
+    def _run(self, turn: PreparedTurn):
+        """Prefill, generate and commit; yield text events and return the generation's outcome."""
+        session, request, kwargs = turn.session, turn.request, turn.kwargs
+        keep = len(session.ledger) + len(turn.context_ids)
+        self._append(session, turn.context_ids)
+        after_context = self.model.checkpoint(session.state)
+        self._append(session, turn.gen_ids)
+        gen_text, room, new = turn.gen_text, turn.room, turn.new
+        gen = Generation(
+            model=self.model,
+            tok=self.tok,
+            state=session.state,
+            params=request.sampling,
+            rules=self.stop_rules(request),
+            rng=random.Random(request.sampling.seed if request.sampling.seed is not None else self.entropy()),
+            thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open),
+            max_new=min(request.sampling.max_tokens, room),
+        )
+        yield from gen.run()
+        session.ledger.extend(gen.out.fed_ids)
+        reply = _assistant_message(gen.out)
+        before = [*session.transcript, *new]
+        if gen.out.reasoning and request.discard_thinking:
+            self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
+        session.transcript[:] = [*before, reply]
+        session.trailer = closing_text(self.tok, session.transcript, kwargs)
+        return gen.out
+
+    def _append(self, session: Session, ids: list[int]) -> None:
+        if ids:
+            self.model.append(session.state, ids)
+            session.ledger.extend(ids)
+
+    def _rewrite_without_thinking(self, session, checkpoint, keep, before, reply, kwargs) -> None:
+        """Replace the generated message in the state by its template rendering, which drops thinking."""
+        self.model.restore(session.state, checkpoint)
+        del session.ledger[keep:]
+        text = canonical_assistant_text(self.tok, before, reply, kwargs)
+        self._append(session, self.tok.encode(text))
+
+
+def _assistant_message(out: GenerationOutcome) -> Message:
+    return Message(role="assistant", content=out.content, reasoning_content=out.reasoning or None)

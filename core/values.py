@@ -1,0 +1,162 @@
+"""Domain values that cross boundaries: requests, sampling, messages, events, usage, infos.
+
+All are frozen attrs classes; token ids are plain ints. Nothing here knows about tensors or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = [
+    "Message",
+    "SamplingParams",
+    "RepetitionParams",
+    "ChatRequest",
+    "Usage",
+    "StreamEvent",
+    "TurnResult",
+    "ModelInfo",
+    "SessionInfo",
+    "SnapshotInfo",
+    "FINISH_REASONS",
+]
+
+FINISH_REASONS = ("stop", "length", "tool_calls", "repetition", "cancelled", "error")
+
+
+@attrs.frozen
+class Message:
+    """One chat message as the template sees it."""
+
+    role: str
+    content: str = ""
+    reasoning_content: str | None = None
+    name: str | None = None
+    tool_calls: tuple = ()
+    tool_call_id: str | None = None
+
+    def same_as(self, other: Message) -> bool:
+        """Say whether two messages are the same turn of a transcript (role and content)."""
+        return self.role == other.role and self.content == other.content
+
+
+@attrs.frozen
+class RepetitionParams:
+    """Settings of the repetition stop rule."""
+
+    enabled: bool = False
+    tail_len: int = 1024
+    min_repeats: int = 3
+    max_period: int = 512
+    min_unique_tokens: int = 1
+    check_every: int = 1
+
+
+@attrs.frozen
+class SamplingParams:
+    """How the next tokens are chosen and when generation stops."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    reasoning_budget: int | None = None
+    repetition: RepetitionParams = attrs.field(factory=RepetitionParams)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@attrs.frozen
+class ChatRequest:
+    """A chat turn as the core sees it, already parsed by a frontend."""
+
+    messages: tuple[Message, ...]
+    sampling: SamplingParams = attrs.field(factory=SamplingParams)
+    session_id: str | None = None
+    template_kwargs: Mapping[str, object] = attrs.field(factory=dict)
+    discard_thinking: bool = True
+
+
+@attrs.frozen
+class Usage:
+    """Token accounting of one turn."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@attrs.frozen
+class StreamEvent:
+    """One step of a generation: a text delta, or the end with its reason and usage.
+
+    `kind` is "content", "reasoning" or "done".
+    """
+
+    kind: str
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@attrs.frozen
+class TurnResult:
+    """A whole turn, gathered from its events."""
+
+    content: str
+    reasoning_content: str | None
+    finish_reason: str
+    usage: Usage
+
+
+@attrs.frozen
+class ModelInfo:
+    """What a loaded model says about itself."""
+
+    name: str
+    vocab_size: int
+    max_seq_len: int
+    fingerprint: Mapping[str, str] = attrs.field(factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+@attrs.frozen
+class SessionInfo:
+    """A session as management calls report it."""
+
+    session_id: str
+    created_at: float
+    last_used_at: float
+    cached_tokens: int
+    max_seq_len: int
+    message_count: int
+    kv_bytes: int
+    resident: bool
+    busy: bool
+
+
+@attrs.frozen
+class SnapshotInfo:
+    """A saved snapshot as list and get report it."""
+
+    snapshot_id: str
+    created_at: float
+    title: str | None
+    description: str | None
+    tags: tuple[str, ...]
+    tokens: int
+    bytes: int
+    model: Mapping[str, str] = attrs.field(factory=dict)
+    message_count: int = 0
