@@ -1,0 +1,166 @@
+"""`spl server start|status|stop|connect`: run spl-server in the background and look after it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .client import ApiError, Client
+from .config import load_client_config, save_client_config, server_dir, server_url
+
+__all__ = ["add_server_parser"]
+
+
+def add_server_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("server", help="start, check, stop or connect to a server")
+    ss = p.add_subparsers(dest="server_cmd", required=True)
+    start = ss.add_parser("start", help="start spl-server in the background")
+    start.add_argument("--model", default=None, help="model directory (default: the embedded model)")
+    start.add_argument("--host", default="127.0.0.1")
+    start.add_argument("--port", type=int, default=8787)
+    start.add_argument("--chunk-size", type=int, default=None)
+    start.add_argument("--dtype", default=None)
+    start.add_argument("--device", default=None)
+    start.add_argument("--api-key", default=None)
+    start.add_argument("--foreground", action="store_true", help="run in this terminal")
+    start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness")
+    start.set_defaults(func=cmd_start)
+    ss.add_parser("status", help="is the server running?").set_defaults(func=cmd_status)
+    ss.add_parser("stop", help="stop the background server").set_defaults(func=cmd_stop)
+    conn = ss.add_parser("connect", help="use a server at another URL")
+    conn.add_argument("url")
+    conn.set_defaults(func=cmd_connect)
+
+
+def _server_args(a: argparse.Namespace) -> list[str]:
+    args = ["--host", a.host, "--port", str(a.port)]
+    for flag, value in (("--model", a.model), ("--chunk-size", a.chunk_size), ("--dtype", a.dtype),
+                        ("--device", a.device), ("--api-key", a.api_key)):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _pid_file() -> Path:
+    return server_dir() / "server.pid"
+
+
+def _log_file() -> Path:
+    return server_dir() / "server.log"
+
+
+def _read_pid() -> int | None:
+    try:
+        return int(_pid_file().read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _is_ours(pid: int) -> bool:
+    """True if `pid` is alive and is an spl-server (guards against a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"spl-server" in cmdline or b"superlinear.frontends.http.server" in cmdline
+
+
+def _command() -> list[str]:
+    return [sys.executable, "-m", "superlinear.frontends.http.server"]
+
+
+def cmd_start(a: argparse.Namespace) -> int:
+    if a.foreground:
+        os.execv(sys.executable, _command() + _server_args(a))
+    pid = _read_pid()
+    if pid and _is_ours(pid):
+        print(f"a server is already running (pid {pid}); `spl server stop` first")
+        return 1
+    folder = server_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(_log_file(), "ab")
+    proc = subprocess.Popen(_command() + _server_args(a), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    _pid_file().write_text(f"{proc.pid}\n")
+    url = f"http://{a.host}:{a.port}"
+    save_client_config({**load_client_config(), "url": url})
+    return _wait_ready(proc, url, a.wait)
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, wait: float) -> int:
+    client = Client(url, timeout=2.0)
+    deadline = time.monotonic() + wait
+    print(f"starting spl-server (pid {proc.pid}), log: {_log_file()}", flush=True)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print(f"spl-server exited with code {proc.returncode}; last log lines:\n{_tail(_log_file())}")
+            return 1
+        try:
+            status = client.health()
+            if status.get("status") == "ok":
+                print(f"ready: {url}/v1 (model {status.get('model')})")
+                return 0
+        except ApiError as exc:
+            if exc.status == 503 and "failed" in str(exc):
+                print(f"the server could not load the model: {exc}\n{_tail(_log_file())}")
+                return 1
+        time.sleep(0.5)
+    print(f"the server did not become ready in {wait:.0f}s; see {_log_file()}")
+    return 1
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    pid = _read_pid()
+    url = server_url(getattr(a, "url", None))
+    try:
+        status = Client(url, timeout=3.0).health()
+    except ApiError as exc:
+        print(f"not reachable at {url}: {exc}" + (f" (pid file says {pid})" if pid else ""))
+        return 1
+    print(f"{status.get('status')}: {url} model={status.get('model')} sessions={status.get('sessions')}"
+          + (f" pid={pid}" if pid and _is_ours(pid) else ""))
+    return 0 if status.get("status") == "ok" else 1
+
+
+def cmd_stop(a: argparse.Namespace) -> int:
+    pid = _read_pid()
+    if not pid:
+        print("no background server recorded")
+        return 1
+    if not _is_ours(pid):
+        print(f"pid {pid} is not a running spl-server; removing the stale pid file")
+        _pid_file().unlink(missing_ok=True)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(150):
+        if not _is_ours(pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _pid_file().unlink(missing_ok=True)
+    print(f"stopped spl-server (pid {pid})")
+    return 0
+
+
+def cmd_connect(a: argparse.Namespace) -> int:
+    url = a.url.rstrip("/")
+    save_client_config({**load_client_config(), "url": url})
+    try:
+        status = Client(url, timeout=5.0).health()
+        print(f"connected to {url} ({status.get('status')}, model {status.get('model')})")
+    except ApiError as exc:
+        print(f"saved {url}, but it does not answer yet: {exc}")
+    return 0
