@@ -13,7 +13,7 @@ from .errors import Conflict, InvalidRequest, ModelMismatch, NotFound
 from .ports import Clock, IdSource, ModelPort, SnapshotManifest, SnapshotStore, StopRule, TokenizerPort
 from .session import Session
 from .turn import TurnRunner
-from .values import ChatRequest, Message, SessionInfo
+from .values import ChatRequest, Message, SessionInfo, SnapshotInfo
 
 __all__ = ["SessionService", "validate_id"]
 
@@ -171,6 +171,46 @@ class SessionService:
             self.engine.call(lambda: self.model.release(old.state))
         return {"session_id": sid, "tokens": len(s.ledger), "bytes": self.model.nbytes(state),
                 "seconds": self.clock.now() - start}
+
+    def resize(self, session_id: str, max_seq_len: object) -> SessionInfo:
+        """Change a session's maximum length; never below what it holds, and never losing it."""
+        s = self.session(session_id)
+        cap = self._check_len(max_seq_len if max_seq_len is not None else -1)
+        s.acquire()
+        try:
+            if cap < len(s.ledger) + 1:
+                raise InvalidRequest(
+                    f"max_seq_len {cap} is below the {len(s.ledger)} tokens the session holds (plus one to answer)",
+                    param="max_seq_len",
+                )
+            self.engine.call(lambda: self.model.resize(s.state, cap))
+            s.max_seq_len = cap
+        finally:
+            s.release()
+        return self.info(session_id)
+
+    def fork(self, session_id: str, new_id: str | None = None) -> SessionInfo:
+        """Copy a session in memory under a new id."""
+        s = self.session(session_id)
+        sid = validate_id(new_id, "session_id") if new_id is not None else self.ids.new_id("sess_")
+        s.acquire()
+        try:
+            with self._lock:
+                if sid in self._sessions:
+                    raise Conflict(f"session {sid!r} already exists", param="session_id")
+            state = self.engine.call(lambda: self.model.fork(s.state))
+            now = self.clock.now()
+            copy = Session(sid, state, s.max_seq_len, now, now, list(s.ledger), list(s.transcript), s.trailer)
+            with self._lock:
+                self._sessions[sid] = copy
+        finally:
+            s.release()
+        return self.info(sid)
+
+    def snapshots(self) -> list[tuple[SnapshotInfo, bool]]:
+        """List snapshots newest first, each with whether it fits the loaded model."""
+        mine = self._fingerprint()
+        return [(info, dict(info.model) == mine) for info in self.store.list()]
 
     def _fingerprint(self) -> dict[str, str]:
         return {**self.model.info.fingerprint, **{f"tokenizer.{k}": v for k, v in self.tok.fingerprint.items()}}

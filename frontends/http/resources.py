@@ -166,6 +166,58 @@ class SnapshotLoad:
         )
 
 
+@attrs.define
+class SessionResize:
+    get: Get
+
+    def on_post(self, req, resp, session_id):
+        body = _body(req)
+        resp.media = _unstructure(self.get().sessions.resize(validate_id(session_id, "session_id"),
+                                                             body.get("max_seq_len")))
+
+
+@attrs.define
+class SessionFork:
+    get: Get
+
+    def on_post(self, req, resp, session_id):
+        body = _body(req)
+        info = self.get().sessions.fork(validate_id(session_id, "session_id"), body.get("session_id"))
+        resp.status = 201
+        resp.media = _unstructure(info)
+
+
+@attrs.define
+class Snapshots:
+    get: Get
+
+    def on_get(self, req, resp):
+        items = self.get().sessions.snapshots()
+        resp.media = {"object": "list", "data": [{**_unstructure(i), "compatible": ok} for i, ok in items]}
+
+
+@attrs.define
+class SnapshotItem:
+    get: Get
+
+    def on_get(self, req, resp, snapshot_id):
+        store = self.get().sessions.store
+        resp.media = _unstructure(store.get(validate_id(snapshot_id, "snapshot_id")))
+
+    def on_patch(self, req, resp, snapshot_id):
+        body = _body(req)
+        unknown = sorted(set(body) - {"title", "description", "tags"})
+        if unknown:
+            raise InvalidRequest(f"only title, description and tags can change, not {', '.join(unknown)}",
+                                 param=unknown[0])
+        store = self.get().sessions.store
+        resp.media = _unstructure(store.patch(validate_id(snapshot_id, "snapshot_id"), **body))
+
+    def on_delete(self, req, resp, snapshot_id):
+        self.get().sessions.store.delete(validate_id(snapshot_id, "snapshot_id"))
+        resp.media = {"snapshot_id": snapshot_id, "deleted": True}
+
+
 def _message(m) -> dict:
     out: dict[str, Any] = {"role": m.role, "content": m.content}
     if m.reasoning_content:
@@ -190,4 +242,8 @@ def add_routes(app: falcon.App, get: Get, health: Health) -> None:
     app.add_route("/v1/sessions/{session_id}", SessionItem(get))
     app.add_route("/v1/sessions/{session_id}/history", SessionHistory(get))
     app.add_route("/v1/sessions/{session_id}/save", SessionSave(get))
+    app.add_route("/v1/sessions/{session_id}/resize", SessionResize(get))
+    app.add_route("/v1/sessions/{session_id}/fork", SessionFork(get))
+    app.add_route("/v1/snapshots", Snapshots(get))
+    app.add_route("/v1/snapshots/{snapshot_id}", SnapshotItem(get))
     app.add_route("/v1/snapshots/{snapshot_id}/load", SnapshotLoad(get))

@@ -130,6 +130,8 @@ def parse_chat_request(body: Any, model_name: str, default_max: int) -> ChatRequ
     _require(isinstance(raw, list) and raw, "messages must be a non-empty list", "messages")
     kwargs = body.get("chat_template_kwargs") or {}
     _require(isinstance(kwargs, dict), "chat_template_kwargs must be an object", "chat_template_kwargs")
+    reserved = sorted(set(kwargs) & {"messages", "add_generation_prompt", "tools"})
+    _require(not reserved, f"chat_template_kwargs may not set {', '.join(reserved)}", "chat_template_kwargs")
     if body.get("reasoning_budget") is not None:
         kwargs = {**kwargs, "enable_thinking": True}
     sid = body.get("session_id")

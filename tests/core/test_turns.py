@@ -84,13 +84,10 @@ def test_a_cancelled_turn_leaves_the_session_unchanged(service, model, engine):
     service.create("s")
     ask(service, "first")
     before = snapshot_of(service, "s")
-    gate = threading.Event()
-    engine.call(lambda: None)
     handle = service.chat(ChatRequest((Message("user", "x" * 50),), SamplingParams(max_tokens=500, temperature=0),
                                       "s", NO_THINK))
     events = handle.events(timeout=10)
     handle.cancel()
-    gate.set()
     with pytest.raises(TurnCancelled):
         list(events)
     engine.call(lambda: None)
@@ -101,15 +98,16 @@ def test_a_cancelled_turn_leaves_the_session_unchanged(service, model, engine):
 def test_a_second_turn_on_a_busy_session_is_refused(service, engine):
     service.create("s")
     release = threading.Event()
-    engine.call(lambda: None)
-    blocker = engine.submit(iter([]))
     # Hold the engine thread so the first turn stays in flight.
-    engine._inbox.put((lambda: release.wait(5), __import__("queue").Queue()))
-    service.chat(ChatRequest((Message("user", "hi"),), GREEDY, "s", NO_THINK))
+    holder = threading.Thread(target=engine.call, args=(lambda: release.wait(5),))
+    holder.start()
+    first = service.chat(ChatRequest((Message("user", "hi"),), GREEDY, "s", NO_THINK))
     with pytest.raises(SessionBusy):
         service.chat(ChatRequest((Message("user", "again"),), GREEDY, "s", NO_THINK))
     release.set()
-    list(blocker.events(timeout=5))
+    holder.join()
+    assert list(first.events(timeout=10))[-1].kind == "done"
+    assert not service.session("s").busy
 
 
 def test_thinking_is_reported_apart_and_kept_out_of_later_context(service, model):
@@ -208,3 +206,24 @@ def test_a_snapshot_of_another_model_is_refused_naming_the_field(service, model)
     model._info = __import__("attrs").evolve(model.info, fingerprint={"model": "other"})
     with pytest.raises(ModelMismatch, match="model"):
         service.load(snap)
+
+
+def test_a_fork_is_independent_of_its_origin(service):
+    service.create("s")
+    ask(service, "shared start")
+    service.fork("s", "f")
+    assert service.session("f").ledger == service.session("s").ledger
+    ask(service, "only in the fork", sid="f")
+    assert len(service.session("f").ledger) > len(service.session("s").ledger)
+    assert len(service.history("s")) == 2
+
+
+def test_resize_never_goes_below_the_cached_tokens(service):
+    service.create("s")
+    ask(service, "hello")
+    held = len(service.session("s").ledger)
+    with pytest.raises(InvalidRequest, match="below"):
+        service.resize("s", held)
+    assert service.info("s").max_seq_len == 2048
+    assert service.resize("s", held + 10).max_seq_len == held + 10
+    assert service.session("s").ledger and service.info("s").cached_tokens == held
