@@ -86,7 +86,8 @@ class FakeModel:
 
     `script` (a list of strings) forces the replies, one per generation, for tests that need known
     text; otherwise tokens are printable ASCII drawn from the hash, ending with `<|im_end|>` after
-    about `reply_len` tokens. `fail_at` makes `append` raise once the state reaches that length.
+    about `reply_len` tokens. `fail_at` makes `append` raise once the state reaches that length; `gate` (a semaphore) makes each
+    `append` wait for a release, so tests can hold a turn in flight.
     """
 
     def __init__(self, tok: FakeTokenizer | None = None, reply_len: int = 8, max_seq_len: int = 4096):
@@ -94,6 +95,7 @@ class FakeModel:
         self.reply_len = reply_len
         self.script: list[str] = []
         self.fail_at: int | None = None
+        self.gate = None
         self.appended = 0
         self._info = ModelInfo(name="fake", vocab_size=0x110000 + _OFFSET, max_seq_len=max_seq_len,
                                fingerprint={"model": "fake-v1"})
@@ -106,6 +108,8 @@ class FakeModel:
         return FakeState([], max_seq_len)
 
     def append(self, state: FakeState, token_ids: Sequence[int]) -> None:
+        if self.gate is not None:
+            self.gate.acquire(timeout=10)
         if len(state.ids) + len(token_ids) > state.cap:
             raise ContextLengthExceeded(f"state holds at most {state.cap} tokens")
         if self.fail_at is not None and len(state.ids) + len(token_ids) >= self.fail_at:
