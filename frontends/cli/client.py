@@ -53,7 +53,18 @@ class Client:
         return self.request("DELETE", *parts).json()
 
     def health(self) -> dict:
-        return self.get("health")
+        """Return /health's body, also while the server is loading (503)."""
+        try:
+            resp = self._http.get(self._url("health"), timeout=self.timeout)
+        except requests.ConnectionError as exc:
+            raise ApiError(f"cannot reach the server at {self.base_url}") from exc
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ApiError(f"HTTP {resp.status_code} from /health: {resp.text[:200]}", resp.status_code) from None
+        if resp.status_code >= 500 and body.get("status") not in ("loading", "error"):
+            raise ApiError(f"HTTP {resp.status_code} from /health", resp.status_code)
+        return body
 
     def stream_chat(self, body: dict) -> Iterator[dict]:
         """Post a streaming chat completion and yield its decoded SSE chunks."""
@@ -76,5 +87,5 @@ def _error(resp: requests.Response) -> ApiError:
     try:
         err = resp.json()["error"]
         return ApiError(err.get("message") or resp.reason, resp.status_code, err.get("code"))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ApiError(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)

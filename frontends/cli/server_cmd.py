@@ -102,13 +102,14 @@ def _wait_ready(proc: subprocess.Popen, url: str, wait: float) -> int:
             return 1
         try:
             status = client.health()
-            if status.get("status") == "ok":
-                print(f"ready: {url}/v1 (model {status.get('model')})")
-                return 0
-        except ApiError as exc:
-            if exc.status == 503 and "failed" in str(exc):
-                print(f"the server could not load the model: {exc}\n{_tail(_log_file())}")
-                return 1
+        except ApiError:
+            status = {}
+        if status.get("status") == "ok":
+            print(f"ready: {url}/v1 (model {status.get('model')})")
+            return 0
+        if status.get("status") == "error":
+            print(f"the server could not load the model: {status.get('error')}\n{_tail(_log_file())}")
+            return 1
         time.sleep(0.5)
     print(f"the server did not become ready in {wait:.0f}s; see {_log_file()}")
     return 1

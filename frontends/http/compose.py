@@ -5,20 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from importlib import resources
 from pathlib import Path
 
 import attrs
 
-from ...adapters.tokenizer import HFTokenizer
-from ...adapters.torch_model import TorchModel
+from ...adapters import HFTokenizer, TorchModel, default_model_dir
 from ...core import Engine, SessionService
 from ...core.ports import RandomIds, SystemClock
 from ...plugins.manager import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
 from .resources import Services
 
-__all__ = ["Settings", "build_services", "default_model_dir"]
+__all__ = ["Settings", "build_services"]
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +37,6 @@ class Settings:
     api_key: str | None = None
     snapshot_dir: str | None = None
     load_plugins: bool = True
-
-
-def default_model_dir() -> Path:
-    """Return the directory of the embedded default model shipped in the package."""
-    return Path(str(resources.files("superlinear.adapters") / "default_model"))
 
 
 def _model_dir(spec: str | None) -> Path:

@@ -63,6 +63,7 @@ class _Gunicorn(BaseApplication):
             "accesslog": "-",
             "errorlog": "-",
             "loglevel": "info",
+            "control_socket_disable": True,
         }.items():
             self.cfg.set(key, value)
 

@@ -31,6 +31,12 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
     raise RuntimeError(f"spl-server not ready after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+@pytest.fixture(name="free_port")
+def free_port_fixture():
+    """A function that returns a free loopback port."""
+    return free_port
+
+
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")

@@ -11,15 +11,13 @@ from prompt_toolkit.output import DummyOutput
 from superlinear.frontends.cli.chat import ChatRepl, open_session
 from superlinear.frontends.cli.client import Client
 
-from .conftest import free_port
-
 
 def spl(env, *args, timeout=240):
     return subprocess.run([sys.executable, "-m", "superlinear.frontends.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_server_start_status_stop(server_env, tmp_path):
+def test_server_start_status_stop(server_env, tmp_path, free_port):
     env = {**server_env, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     port = str(free_port())
     started = spl(env, "server", "start", "--port", port)
@@ -70,7 +68,7 @@ def test_chat_repl_streams_answers_and_reuses_the_session(server):
     assert repl.stats.cached_tokens > 0
 
 
-def test_chat_command_reports_an_unreachable_server(server_env):
+def test_chat_command_reports_an_unreachable_server(server_env, free_port):
     result = spl(server_env, "chat", "--url", f"http://127.0.0.1:{free_port()}", timeout=60)
     assert result.returncode == 1
     assert "cannot reach the server" in result.stderr

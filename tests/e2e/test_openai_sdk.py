@@ -33,7 +33,8 @@ def test_a_plain_chat_completion(client):
 
 
 def test_streaming_gives_the_same_text_as_a_plain_call(client):
-    args = dict(messages=[{"role": "user", "content": "Tell me something."}], max_tokens=16, temperature=0,
+    args = dict(model=client.models.list().data[0].id,
+                messages=[{"role": "user", "content": "Tell me something."}], max_tokens=16, temperature=0,
                 extra_body={"chat_template_kwargs": {"enable_thinking": False}})
     plain = client.chat.completions.create(**args)
     chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **args))

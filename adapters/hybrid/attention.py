@@ -1,0 +1,98 @@
+"""Attention mixers without positional encoding: dense GQA (nemotron_h) and Superlinear (superlinear-exp)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...kernels import SuperlinearParams, superlinear_attention
+from .config import HybridConfig
+from .state import KVCache
+
+__all__ = ["DenseAttention", "SuperlinearAttention", "dense_causal_attention"]
+
+# Queries per SDPA call in dense prefill: bounds the [rows, keys] mask and score memory on CPU.
+_QUERY_BLOCK = 1024
+
+
+class DenseAttention(nn.Module):
+    """GQA attention over the cached keys, scale head_dim ** -0.5, no RoPE."""
+
+    def __init__(self, cfg: HybridConfig):
+        super().__init__()
+        self.num_heads = cfg.num_attention_heads
+        self.num_kv_heads = cfg.num_key_value_heads
+        self.head_dim = cfg.head_dim
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, q_size, bias=cfg.attention_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.attention_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=cfg.attention_bias)
+
+    def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> torch.Tensor:
+        """Attend from `hidden` [1, L, H] at positions pos0.. over cache + these tokens; return [1, L, H]."""
+        keys, values = self._store_kv(hidden, cache, pos0)
+        out = dense_causal_attention(self._heads(self.q_proj(hidden), self.num_heads), keys, values, pos0)
+        return self._merge(out)
+
+    def _store_kv(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self._heads(self.k_proj(hidden), self.num_kv_heads)
+        v = self._heads(self.v_proj(hidden), self.num_kv_heads)
+        return cache.write(pos0, k, v)
+
+    def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
+        """[1, L, heads * D] -> [1, heads, L, D]."""
+        return x.view(1, x.shape[1], heads, self.head_dim).transpose(1, 2)
+
+    def _merge(self, out: torch.Tensor) -> torch.Tensor:
+        """[1, HQ, L, D] -> output projection of [1, L, HQ * D]."""
+        return self.o_proj(out.transpose(1, 2).reshape(1, out.shape[2], -1))
+
+
+class SuperlinearAttention(DenseAttention):
+    """Superlinear attention: Q1 (`q1_proj`) routes the search, Q2 (`q_proj`) attends; K/V are shared."""
+
+    def __init__(self, cfg: HybridConfig):
+        super().__init__(cfg)
+        if cfg.superlinear is None:
+            raise ValueError("SuperlinearAttention needs a config with span_attention_* parameters")
+        self.params: SuperlinearParams = cfg.superlinear
+        self.q1_proj = nn.Linear(cfg.hidden_size, self.num_heads * self.head_dim, bias=cfg.attention_bias)
+
+    def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> torch.Tensor:
+        """Attend from `hidden` [1, L, H] at pos0.. with Superlinear attention; return [1, L, H]."""
+        keys, values = self._store_kv(hidden, cache, pos0)
+        q1 = self._heads(self.q1_proj(hidden), self.num_heads)
+        q2 = self._heads(self.q_proj(hidden), self.num_heads)
+        positions = torch.arange(pos0, pos0 + hidden.shape[1], device=hidden.device)
+        out = superlinear_attention(q1, q2, keys, values, positions, params=self.params)
+        return self._merge(out)
+
+
+def dense_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos0: int) -> torch.Tensor:
+    """Causal GQA attention of queries at positions pos0.. over all keys 0..T-1.
+
+    q [1, HQ, L, D], k and v [1, HKV, T, D] with T = pos0 + L; returns [1, HQ, L, D].
+    """
+    length, total = q.shape[2], k.shape[2]
+    if length == 1:
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    if pos0 == 0 and length <= _QUERY_BLOCK:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    # SDPA's is_causal aligns the mask top-left, which is wrong for a chunk at an offset, so pass an
+    # explicit lower-right mask, a block of queries at a time to bound its size.
+    outs = []
+    keys = torch.arange(total, device=q.device)
+    for start in range(0, length, _QUERY_BLOCK):
+        stop = min(length, start + _QUERY_BLOCK)
+        rows = torch.arange(pos0 + start, pos0 + stop, device=q.device)
+        mask = keys[None, :] <= rows[:, None]  # [rows, T]
+        # Keys past the block's last query are masked anyway; leave them out of the call.
+        end = pos0 + stop
+        outs.append(
+            F.scaled_dot_product_attention(
+                q[:, :, start:stop], k[:, :, :end], v[:, :, :end], attn_mask=mask[:, :end], enable_gqa=True
+            )
+        )
+    return torch.cat(outs, dim=2)

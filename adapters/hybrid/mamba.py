@@ -1,0 +1,194 @@
+"""Mamba-2 mixer: in_proj, causal depthwise conv, selective SSM (chunked SSD scan), gated RMSNorm, out_proj.
+
+Plain PyTorch, so it runs on any device; the SSM math is fp32 whatever the weight dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HybridConfig
+from .state import MambaCache
+
+__all__ = ["Mamba2Mixer", "GatedRMSNorm", "ssd_scan", "ssm_step", "gated_rms_norm"]
+
+
+class Mamba2Mixer(nn.Module):
+    """The Mamba-2 mixer of Nemotron-H; `forward` continues the sequence held in a `MambaCache`."""
+
+    def __init__(self, cfg: HybridConfig):
+        super().__init__()
+        self.num_heads = cfg.mamba_num_heads
+        self.head_dim = cfg.mamba_head_dim
+        self.n_groups = cfg.n_groups
+        self.state_size = cfg.ssm_state_size
+        self.inner = cfg.mamba_inner
+        self.conv_dim = cfg.conv_dim
+        self.chunk_size = cfg.chunk_size
+        self.eps = cfg.layer_norm_epsilon
+        self.time_step_limit = cfg.time_step_limit
+        self.in_proj = nn.Linear(
+            cfg.hidden_size, self.inner + self.conv_dim + self.num_heads, bias=cfg.mamba_bias
+        )
+        self.conv1d = nn.Conv1d(
+            self.conv_dim, self.conv_dim, cfg.conv_kernel, groups=self.conv_dim, bias=cfg.use_conv_bias
+        )
+        self.A_log = nn.Parameter(torch.empty(self.num_heads))
+        self.D = nn.Parameter(torch.empty(self.num_heads))
+        self.dt_bias = nn.Parameter(torch.empty(self.num_heads))
+        self.norm = GatedRMSNorm(self.inner, self.n_groups, self.eps)
+        self.out_proj = nn.Linear(self.inner, cfg.hidden_size, bias=cfg.mamba_bias)
+
+    def forward(self, hidden: torch.Tensor, cache: MambaCache) -> torch.Tensor:
+        """Mix `hidden` [1, L, H] continuing from `cache`, which is updated in place; return [1, L, H]."""
+        _, length, _ = hidden.shape
+        z, xbc, dt = self.in_proj(hidden).split([self.inner, self.conv_dim, self.num_heads], dim=-1)
+        xbc = self._conv(xbc, cache)  # [1, L, conv_dim]
+        groups_n = self.n_groups * self.state_size
+        x, b, c = xbc.float().split([self.inner, groups_n, groups_n], dim=-1)
+        x = x.reshape(length, self.num_heads, self.head_dim)
+        b = b.reshape(length, self.n_groups, self.state_size)
+        c = c.reshape(length, self.n_groups, self.state_size)
+        dt = F.softplus(dt[0].float() + self.dt_bias.float())  # [L, nh]
+        if self.time_step_limit is not None:
+            dt = dt.clamp(*self.time_step_limit)
+        a = -torch.exp(self.A_log.float())
+        ssm = cache.ssm[0]
+        if length == 1:
+            y, new_ssm = ssm_step(x[0], dt[0], a, b[0], c[0], ssm)
+            y = y[None]
+        else:
+            y, new_ssm = ssd_scan(x, dt, a, b, c, self.chunk_size, ssm)
+        cache.ssm[0].copy_(new_ssm)
+        y = y + x * self.D.float()[:, None]
+        y = self.norm(y.reshape(1, length, self.inner), z)
+        return self.out_proj(y.to(hidden.dtype))
+
+    def _conv(self, xbc: torch.Tensor, cache: MambaCache) -> torch.Tensor:
+        """Causal depthwise conv + SiLU of `xbc` [1, L, C] after the cached window; update the window."""
+        window = cache.conv.shape[-1]
+        full = torch.cat([cache.conv, xbc.transpose(1, 2)], dim=-1)  # [1, C, window + L]
+        cache.conv.copy_(full[:, :, full.shape[-1] - window :])
+        out = F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
+        return F.silu(out).transpose(1, 2)
+
+
+def ssm_step(
+    x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, ssm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advance the SSM by one token; return (y [nh, P], new state [nh, P, N]), all fp32.
+
+    x [nh, P], dt [nh], a [nh], b and c [G, N], ssm [nh, P, N]. `y` excludes the D skip.
+    """
+    heads_per_group = x.shape[0] // b.shape[0]
+    b = b.repeat_interleave(heads_per_group, dim=0)  # [nh, N]
+    c = c.repeat_interleave(heads_per_group, dim=0)
+    decay = torch.exp(dt * a)[:, None, None]
+    new_ssm = ssm * decay + (dt[:, None] * x)[:, :, None] * b[:, None, :]
+    y = torch.einsum("hpn,hn->hp", new_ssm, c)
+    return y, new_ssm
+
+
+def ssd_scan(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    chunk_size: int,
+    initial: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the selective SSM over a sequence in chunks (SSD); return (y [L, nh, P], final state).
+
+    x [L, nh, P], dt [L, nh], a [nh], b and c [L, G, N], initial [nh, P, N]; all fp32. Within a chunk the
+    output is a masked "attention" of C against B; across chunks only the state [nh, P, N] is carried,
+    so the cost is linear in L. `y` excludes the D skip.
+    """
+    length, heads, _ = x.shape
+    heads_per_group = heads // b.shape[1]
+    b = b.repeat_interleave(heads_per_group, dim=1)  # [L, nh, N]
+    c = c.repeat_interleave(heads_per_group, dim=1)
+    pad = (-length) % chunk_size
+    xdt, adt, b, c = (_chunked(t, pad, chunk_size) for t in (x * dt[..., None], dt * a, b, c))
+    # adt: [n_chunks, Q, nh]; cumulative log-decay inside each chunk.
+    a_cum = torch.cumsum(adt, dim=1)
+    y_diag = _intra_chunk(xdt, adt, b, c)
+    # Each chunk's own contribution to the state at its end.
+    decay_to_end = torch.exp(a_cum[:, -1:] - a_cum)  # [n, Q, nh]
+    chunk_states = torch.einsum("clhn,clh,clhp->chpn", b, decay_to_end, xdt)
+    starts, final = _carry_states(chunk_states, torch.exp(a_cum[:, -1]), initial)
+    y_off = torch.einsum("clhn,chpn,clh->clhp", c, starts, torch.exp(a_cum))
+    y = (y_diag + y_off).reshape(-1, heads, x.shape[-1])[:length]
+    return y, final
+
+
+def _chunked(t: torch.Tensor, pad: int, chunk_size: int) -> torch.Tensor:
+    """Zero-pad `t` [L, ...] along L to a multiple of `chunk_size` and split: [n_chunks, Q, ...]."""
+    if pad:
+        t = torch.cat([t, t.new_zeros((pad, *t.shape[1:]))])
+    return t.reshape(-1, chunk_size, *t.shape[1:])
+
+
+def _intra_chunk(xdt: torch.Tensor, adt: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Outputs from tokens of the same chunk: y[l] = sum_{s<=l} (C_l . B_s) exp(sum_{s<r<=l} a dt_r) xdt_s."""
+    decay = torch.exp(_segment_sum(adt.transpose(1, 2)))  # [n, nh, Q, Q]
+    scores = torch.einsum("clhn,cshn->chls", c, b) * decay
+    return torch.einsum("chls,cshp->clhp", scores, xdt)
+
+
+def _segment_sum(v: torch.Tensor) -> torch.Tensor:
+    """out[..., l, s] = sum(v[..., s+1 : l+1]) for s <= l, -inf above the diagonal; v [..., Q].
+
+    Built from masked cumulative sums, not differences of a prefix sum, to stay exact for long chunks.
+    """
+    q = v.shape[-1]
+    strictly_below = torch.tril(torch.ones(q, q, dtype=torch.bool, device=v.device), diagonal=-1)
+    # rows[..., i, s] = v[..., i], kept only where i > s; summing down the rows gives sum(v[s+1 : l+1]).
+    rows = v[..., None].expand(*v.shape, q).masked_fill(~strictly_below, 0.0)
+    sums = torch.cumsum(rows, dim=-2)
+    on_or_below = torch.tril(torch.ones(q, q, dtype=torch.bool, device=v.device))
+    return sums.masked_fill(~on_or_below, -torch.inf)
+
+
+def _carry_states(
+    chunk_states: torch.Tensor, chunk_decay: torch.Tensor, initial: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Propagate the state across chunks; return (state at each chunk start [n, nh, P, N], final state).
+
+    chunk_states [n, nh, P, N], chunk_decay [n, nh] (total decay over each chunk), initial [nh, P, N].
+    """
+    starts = []
+    state = initial
+    for i in range(chunk_states.shape[0]):
+        starts.append(state)
+        state = state * chunk_decay[i][:, None, None] + chunk_states[i]
+    return torch.stack(starts), state
+
+
+class GatedRMSNorm(nn.Module):
+    """Gated RMSNorm of Nemotron-H's Mamba output (gate applied before the norm, grouped)."""
+
+    def __init__(self, size: int, n_groups: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size))
+        self.n_groups = n_groups
+        self.eps = eps
+
+    def forward(self, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """Normalize `y` [..., I] gated by `gate` [..., I]; return fp32 [..., I]."""
+        return gated_rms_norm(y, gate, self.weight, self.n_groups, self.eps)
+
+
+def gated_rms_norm(
+    y: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, n_groups: int, eps: float
+) -> torch.Tensor:
+    """Gate then normalize: rms-norm of `y * silu(gate)` over groups of I/G channels, times `weight`.
+
+    y, gate [..., I]; returns fp32 [..., I].
+    """
+    y = y.float() * F.silu(gate.float())
+    grouped = y.reshape(*y.shape[:-1], n_groups, -1)
+    grouped = grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + eps)
+    return grouped.reshape(y.shape) * weight.float()

@@ -1,0 +1,103 @@
+"""The hybrid LM: embeddings, pre-norm residual blocks with one mixer each, final norm, lm_head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import DenseAttention, SuperlinearAttention
+from .config import HybridConfig
+from .mamba import Mamba2Mixer
+from .mlp import ReluSquaredMLP
+from .moe import MoE
+from .state import HybridState, KVCache, MambaCache
+
+__all__ = ["HybridLM", "RMSNorm", "Block"]
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in fp32 (weight included), cast back to the input dtype."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size))
+        self.eps = eps
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Normalize `hidden` [..., H] over its last dimension."""
+        x = hidden.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight.float() * x).to(hidden.dtype)
+
+
+class Block(nn.Module):
+    """`x + mixer(norm(x))` with the mixer chosen by the layer kind (M, E, *, -)."""
+
+    def __init__(self, cfg: HybridConfig, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
+        self.mixer = _make_mixer(cfg, kind)
+
+    def forward(self, hidden: torch.Tensor, cache: KVCache | MambaCache | None, pos0: int) -> torch.Tensor:
+        """Apply the block to `hidden` [1, L, H] at positions pos0..; updates `cache` in place."""
+        normed = self.norm(hidden)
+        if self.kind == "*":
+            mixed = self.mixer(normed, cache, pos0)
+        elif self.kind == "M":
+            mixed = self.mixer(normed, cache)
+        else:
+            mixed = self.mixer(normed)
+        return hidden + mixed
+
+
+def _make_mixer(cfg: HybridConfig, kind: str) -> nn.Module:
+    if kind == "M":
+        return Mamba2Mixer(cfg)
+    if kind == "E":
+        return MoE(cfg)
+    if kind == "-":
+        return ReluSquaredMLP(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
+    if kind == "*":
+        return SuperlinearAttention(cfg) if cfg.is_superlinear else DenseAttention(cfg)
+    raise ValueError(f"unknown layer kind {kind!r}")
+
+
+class HybridLM(nn.Module):
+    """Nemotron-H style hybrid LM; parameter names match the checkpoint's minus the `backbone.` prefix."""
+
+    def __init__(self, cfg: HybridConfig):
+        super().__init__()
+        self.config = cfg
+        # Passing the weight skips nn.Embedding's random init, which is slow on the meta device.
+        embedding = torch.empty(cfg.vocab_size, cfg.hidden_size)
+        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, _weight=embedding)
+        self.layers = nn.ModuleList(Block(cfg, kind) for kind in cfg.layer_kinds)
+        self.norm_f = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embeddings.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.weight.device
+
+    def forward(self, input_ids: torch.Tensor, state: HybridState, last_only: bool = True) -> torch.Tensor:
+        """Append `input_ids` [1, L] to `state`; return fp32 logits [1, V] (last token) or [L, V].
+
+        The state's cursor advances by L and its next-token logits become the last row.
+        """
+        length = input_ids.shape[1]
+        pos0 = state.cursor
+        state.reserve(pos0 + length)
+        hidden = self.embeddings(input_ids)  # [1, L, H]
+        for block, cache in zip(self.layers, state.layers, strict=True):
+            hidden = block(hidden, cache, pos0)
+        if last_only:
+            hidden = hidden[:, -1:]
+        logits = self.lm_head(self.norm_f(hidden)).float()[0]
+        state.cursor = pos0 + length
+        state.logits = logits[-1].clone()
+        return logits

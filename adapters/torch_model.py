@@ -1,0 +1,232 @@
+"""`TorchModel`: the ModelPort over the hybrid PyTorch model (Nemotron-H / superlinear-exp)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
+from ..core.values import ModelInfo, SamplingParams
+from .hybrid.config import HybridConfig, parse_config_text
+from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
+from .hybrid.model import HybridLM
+from .hybrid.state import HybridState, StateCheckpoint
+
+__all__ = ["TorchModel", "DEFAULT_MODEL_DIR", "resolve_dtype", "sample_token"]
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+DEFAULT_CHUNK_SIZE = 8192
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _inference(method: _F) -> _F:
+    """Run a method under torch.inference_mode; every method touching state tensors uses it, so they mix."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode():
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Map "float32"/"bfloat16"/"float16" (or fp32/bf16/fp16, or a torch.dtype) to a torch.dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"unsupported dtype {dtype}")
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+class TorchModel:
+    """A hybrid LM whose per-sequence state (`HybridState`) the caller owns; satisfies `ModelPort`."""
+
+    def __init__(
+        self, lm: HybridLM, *, name: str, fingerprint: Mapping[str, str], chunk_size: int = DEFAULT_CHUNK_SIZE
+    ):
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.lm = lm
+        self.config: HybridConfig = lm.config
+        self.chunk_size = chunk_size
+        self._info = ModelInfo(
+            name=name,
+            vocab_size=self.config.vocab_size,
+            max_seq_len=self.config.max_position_embeddings,
+            fingerprint=dict(fingerprint),
+            device=str(lm.device),
+            dtype=str(lm.dtype).removeprefix("torch."),
+        )
+
+    @classmethod
+    def from_dir(
+        cls,
+        path: str | Path = DEFAULT_MODEL_DIR,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        name: str | None = None,
+        q1_aliases: Sequence[str] = DEFAULT_Q1_ALIASES,
+    ) -> TorchModel:
+        """Load an HF checkpoint directory (config.json + safetensors) onto `device` in `dtype`."""
+        path = Path(path)
+        config_bytes = (path / "config.json").read_bytes()
+        raw = parse_config_text(config_bytes.decode("utf-8"))
+        cfg = HybridConfig.from_dict(raw)
+        torch_dtype = resolve_dtype(dtype)
+        lm, _ = load_model(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
+        fingerprint = {
+            "model_type": cfg.model_type,
+            "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
+            "weights_sha256": weights_fingerprint(path),
+            "dtype": str(torch_dtype).removeprefix("torch."),
+            "kernel": _kernel_id(cfg),
+        }
+        model_name = name or raw.get("_name_or_path") or path.resolve().name
+        return cls(lm, name=str(model_name), fingerprint=fingerprint, chunk_size=chunk_size)
+
+    @property
+    def info(self) -> ModelInfo:
+        """Describe the model: name, vocabulary, default max length, fingerprint."""
+        return self._info
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.config.eos_token_ids
+
+    @_inference
+    def new_state(self, max_seq_len: int) -> HybridState:
+        """Create an empty state that may grow up to `max_seq_len` tokens (memory grows with use)."""
+        return HybridState.empty(self.config, max_seq_len, device=self.lm.device, dtype=self.lm.dtype)
+
+    @_inference
+    def append(self, state: HybridState, token_ids: Sequence[int]) -> None:
+        """Prefill `token_ids` in chunks of `chunk_size`, extending the state and its next-token logits."""
+        ids = list(token_ids)
+        if not ids:
+            return
+        if state.cursor + len(ids) > state.max_seq_len:
+            raise ContextLengthExceeded(
+                f"{state.cursor} tokens held + {len(ids)} new exceed the maximum of {state.max_seq_len}"
+            )
+        vocab = self.config.vocab_size
+        bad = [t for t in ids if not isinstance(t, int) or not 0 <= t < vocab]
+        if bad:
+            raise InvalidRequest(f"token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
+        tensor = torch.tensor(ids, dtype=torch.long, device=self.lm.device)[None]
+        for start in range(0, len(ids), self.chunk_size):
+            self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)
+
+    def sample(self, state: HybridState, params: SamplingParams, rng: random.Random) -> int:
+        """Choose the next token from the state's logits: argmax at temperature 0, else seeded sampling."""
+        if state.logits is None:
+            raise InvalidRequest("the state holds no tokens, so there is nothing to sample from")
+        return sample_token(state.logits, params, rng)
+
+    def length(self, state: HybridState) -> int:
+        """Return the number of tokens the state holds."""
+        return state.cursor
+
+    def max_len(self, state: HybridState) -> int:
+        """Return the state's maximum length."""
+        return state.max_seq_len
+
+    @_inference
+    def resize(self, state: HybridState, max_seq_len: int) -> None:
+        """Change the maximum length; a request below the tokens held stops at the tokens held."""
+        state.resize(max(max_seq_len, state.cursor, 1))
+
+    def nbytes(self, state: HybridState) -> int:
+        """Return the bytes the state occupies now."""
+        return state.nbytes()
+
+    @_inference
+    def checkpoint(self, state: HybridState) -> StateCheckpoint:
+        """Capture cursor, recurrent state and logits so `restore` can undo later appends."""
+        return state.checkpoint()
+
+    @_inference
+    def restore(self, state: HybridState, checkpoint: StateCheckpoint) -> None:
+        """Return the state exactly to a checkpoint taken from it."""
+        state.restore(checkpoint)
+
+    @_inference
+    def fork(self, state: HybridState) -> HybridState:
+        """Return an independent copy of the state."""
+        return state.fork()
+
+    def export_state(self, state: HybridState) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield the state as named CPU tensors, one at a time."""
+        # No inference_mode here: a generator would leak the mode into the caller between items, and
+        # reading inference tensors needs none.
+        yield from state.export()
+
+    @_inference
+    def import_state(self, arrays: Mapping[str, Any], max_seq_len: int) -> HybridState:
+        """Build a state from `export_state` arrays; raise SnapshotError if they don't fit this model."""
+        tensors = {name: torch.as_tensor(value) for name, value in arrays.items()}
+        try:
+            return HybridState.from_arrays(
+                self.config, tensors, max_seq_len=max_seq_len, device=self.lm.device, dtype=self.lm.dtype
+            )
+        except ValueError as exc:
+            if "max_seq_len" in str(exc):
+                raise ContextLengthExceeded(str(exc)) from exc
+            raise SnapshotError(f"state arrays don't fit this model: {exc}") from exc
+
+    def release(self, state: HybridState) -> None:
+        """Free the state's memory now."""
+        state.release()
+
+
+def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Random) -> int:
+    """Pick a token id from `logits` [V]: greedy argmax, or temperature / top-k / top-p sampling.
+
+    The torch generator is seeded from `rng` on every call, so the same seed gives the same tokens.
+    """
+    logits = logits.detach().float().cpu()
+    if params.greedy:
+        return int(torch.argmax(logits))
+    scaled = logits / params.temperature
+    if 0 < params.top_k < scaled.numel():
+        kth = torch.topk(scaled, params.top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, -torch.inf)
+    probs = torch.softmax(scaled, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        drop = torch.cumsum(sorted_probs, dim=0) - sorted_probs >= params.top_p
+        probs = probs.scatter(0, order[drop], 0.0)
+    generator = torch.Generator().manual_seed(rng.getrandbits(63))
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _kernel_id(cfg: HybridConfig) -> str:
+    """Name the attention computation; snapshots made under other kernel parameters must not mix."""
+    p = cfg.superlinear
+    if p is None:
+        return "dense"
+    return (
+        f"superlinear(sw_index={p.sw_index},num_spans={p.num_spans},backward={p.backward_factor},"
+        f"forward={p.forward_factor},search_power={p.search_power},"
+        f"inv_search_power_int={p.inv_search_power_int},span_power={p.span_power})"
+    )
