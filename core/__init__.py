@@ -12,8 +12,11 @@ from .errors import (
     SnapshotError,
     SuperlinearError,
 )
+from .ids import validate_id
+from .memory import MemoryManager
 from .session import Session
-from .sessions import SessionService, validate_id
+from .sessions import SessionService
+from .snapshots import SnapshotService
 from .turn import PreparedTurn, TurnRunner
 from .values import (
     ChatRequest,
@@ -37,6 +40,7 @@ __all__ = [
     "InvalidRequest",
     "Message",
     "ModelInfo",
+    "MemoryManager",
     "ModelMismatch",
     "NotFound",
     "PreparedTurn",
@@ -48,6 +52,7 @@ __all__ = [
     "SessionService",
     "SnapshotError",
     "SnapshotInfo",
+    "SnapshotService",
     "StreamEvent",
     "SuperlinearError",
     "TurnCancelled",

@@ -15,7 +15,7 @@ from .errors import InvalidRequest
 from .ports import TokenizerPort
 from .values import Message
 
-__all__ = ["PromptPlan", "plan_prompt", "split_new_messages", "closing_text"]
+__all__ = ["PromptPlan", "plan_prompt", "split_new_messages", "closing_text", "render_suffix"]
 
 
 @attrs.frozen
@@ -99,3 +99,10 @@ def canonical_assistant_text(
     body = _suffix(full, head, "the assistant message")
     tail = closing_text(tok, [*before, assistant], kwargs)
     return body[: len(body) - len(tail)] if tail and body.endswith(tail) else body
+
+
+def render_suffix(
+    tok: TokenizerPort, before: Sequence[Message], after: Sequence[Message], kwargs: Mapping[str, object]
+) -> str:
+    """Return the rendering of `after` (which extends `before`) past the rendering of `before`."""
+    return _suffix(_render(tok, after, False, kwargs), _render(tok, before, False, kwargs), "the kept messages")

@@ -10,7 +10,19 @@ import attrs
 from .errors import SessionBusy
 from .values import Message, SessionInfo
 
-__all__ = ["Session"]
+__all__ = ["Session", "TurnMark"]
+
+MAX_MARKS = 4
+
+
+@attrs.frozen
+class TurnMark:
+    """A turn boundary the session can rewind to cheaply: lengths, trailer and a model checkpoint."""
+
+    ledger_len: int
+    transcript_len: int
+    trailer: str
+    checkpoint: Any
 
 
 @attrs.define(eq=False)
@@ -30,8 +42,32 @@ class Session:
     ledger: list[int] = attrs.Factory(list)
     transcript: list[Message] = attrs.Factory(list)
     trailer: str = ""
+    marks: list[TurnMark] = attrs.Factory(list)
+    spilled: str | None = None
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     _busy: bool = False
+
+    @property
+    def resident(self) -> bool:
+        """False while the state is offloaded to disk."""
+        return self.state is not None
+
+    def add_mark(self, checkpoint: Any) -> None:
+        """Remember the current turn boundary; only the newest few are kept (they hold state copies)."""
+        mark = TurnMark(len(self.ledger), len(self.transcript), self.trailer, checkpoint)
+        self.marks = [m for m in self.marks if m.ledger_len < mark.ledger_len][-(MAX_MARKS - 1):] + [mark]
+
+    def mark_at_or_before(self, keep_messages: int) -> TurnMark | None:
+        """Return the newest mark that holds at most `keep_messages` messages."""
+        usable = [m for m in self.marks if m.transcript_len <= keep_messages]
+        return usable[-1] if usable else None
+
+    def rewind(self, mark: TurnMark) -> None:
+        """Cut the record back to a mark (the caller restores the model state to its checkpoint)."""
+        del self.ledger[mark.ledger_len:]
+        del self.transcript[mark.transcript_len:]
+        self.trailer = mark.trailer
+        self.marks = [m for m in self.marks if m.ledger_len <= mark.ledger_len]
 
     @property
     def busy(self) -> bool:
@@ -59,6 +95,6 @@ class Session:
             max_seq_len=self.max_seq_len,
             message_count=len(self.transcript),
             kv_bytes=kv_bytes,
-            resident=True,
+            resident=self.resident,
             busy=self._busy,
         )

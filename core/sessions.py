@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 
 import attrs
 
 from .engine import Engine, TurnHandle
-from .errors import Conflict, InvalidRequest, ModelMismatch, NotFound
-from .ports import Clock, IdSource, ModelPort, SnapshotManifest, SnapshotStore, StopRule, TokenizerPort
+from .errors import Conflict, InvalidRequest, NotFound
+from .ids import validate_id
+from .memory import MemoryManager
+from .ports import Clock, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .rewind import edited_prefix, rollback
 from .session import Session
+from .snapshots import SnapshotService
 from .turn import TurnRunner
 from .values import ChatRequest, Message, SessionInfo, SnapshotInfo
 
 __all__ = ["SessionService", "validate_id"]
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def validate_id(value: object, param: str) -> str:
-    """Return `value` if it is a valid session or snapshot id; raise InvalidRequest naming `param`."""
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InvalidRequest(
-            f"{param} must match {_ID.pattern} (letters, digits, '.', '_', '-'; at most 128)", param=param
-        )
-    return value
-
-
 @attrs.define(eq=False)
 class SessionService:
-    """Create, use and drop sessions; run turns on the engine thread; save and load snapshots."""
+    """Create, use and drop sessions; run turns on the engine thread; save and load snapshots.
+
+    `spill` is a private store for sessions offloaded under the `kv_budget` (bytes; None = no limit).
+    """
 
     model: ModelPort
     tok: TokenizerPort
@@ -42,26 +36,61 @@ class SessionService:
     stop_rules: Callable[[ChatRequest], Sequence[StopRule]]
     entropy: Callable[[], int]
     default_max_seq_len: int
+    spill: SnapshotStore | None = None
+    kv_budget: int | None = None
+    memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        if self.kv_budget is not None and self.spill is None:
+            raise ValueError("a KV budget needs a spill store to offload sessions to")
+        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget)
 
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy)
 
+    @property
+    def snapshots_service(self) -> SnapshotService:
+        return SnapshotService(self)
+
+    def _all(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
     def create(self, session_id: str | None = None, max_seq_len: int | None = None) -> SessionInfo:
         """Open an empty session; 409 if the id exists."""
         sid = validate_id(session_id, "session_id") if session_id is not None else self.ids.new_id("sess_")
-        cap = self._check_len(max_seq_len)
+        cap = self.check_len(max_seq_len)
         with self._lock:
             if sid in self._sessions:
                 raise Conflict(f"session {sid!r} already exists", param="session_id")
-            state = self.engine.call(lambda: self.model.new_state(cap))
-            now = self.clock.now()
-            self._sessions[sid] = Session(sid, state, cap, now, now)
+        self.adopt(sid, cap, lambda: self.model.new_state(cap))
         return self.info(sid)
 
-    def _check_len(self, max_seq_len: int | None) -> int:
+    def adopt(self, sid: str, cap: int, make_state: Callable[[], object], replace: bool = False, **record) -> Session:
+        """Build a state on the engine thread and register a session for it."""
+        def build():
+            self.memory.make_room(0)
+            return make_state()
+
+        state = self.engine.call(build)
+        now = self.clock.now()
+        s = Session(sid, state, cap, now, now, **record)
+        with self._lock:
+            old = self._sessions.get(sid)
+            if old is not None and not replace:
+                self.engine.call(lambda: self.model.release(state))
+                raise Conflict(f"session {sid!r} already exists", param="session_id")
+            self._sessions[sid] = s
+        self.engine.call(lambda: s.add_mark(self.model.checkpoint(state)))
+        if old is not None:
+            self._drop(old)
+        return s
+
+    def check_len(self, max_seq_len: object) -> int:
+        """Validate a requested maximum length, or return the default."""
         if max_seq_len is None:
             return self.default_max_seq_len
         if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
@@ -73,6 +102,10 @@ class SessionService:
             )
         return max_seq_len
 
+    def exists(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._sessions
+
     def session(self, session_id: str) -> Session:
         """Return the live session or raise NotFound."""
         with self._lock:
@@ -83,12 +116,19 @@ class SessionService:
 
     def info(self, session_id: str) -> SessionInfo:
         s = self.session(session_id)
-        return s.info(self.model.nbytes(s.state))
+        state = s.state
+        return s.info(self.model.nbytes(state) if state is not None else 0)
 
     def list(self) -> list[SessionInfo]:
         with self._lock:
             ids = sorted(self._sessions)
-        return [self.info(i) for i in ids if i in self._sessions]
+        out = []
+        for sid in ids:
+            try:
+                out.append(self.info(sid))
+            except NotFound:
+                continue
+        return out
 
     def history(self, session_id: str) -> list[Message]:
         return list(self.session(session_id).transcript)
@@ -99,7 +139,24 @@ class SessionService:
         s.acquire()
         with self._lock:
             self._sessions.pop(session_id, None)
-        self.engine.call(lambda: self.model.release(s.state))
+        self._drop(s)
+
+    def _drop(self, s: Session) -> None:
+        def free():
+            if s.state is not None:
+                self.model.release(s.state)
+            self.memory.forget(s)
+
+        self.engine.call(free)
+
+    def exclusive(self, session_id: str, fn: Callable[[Session], object]) -> object:
+        """Run `fn(session)` on the engine thread with the session resident and locked."""
+        s = self.session(session_id)
+        s.acquire()
+        try:
+            return self.engine.call(lambda: (self.memory.ensure_resident(s), fn(s))[1])
+        finally:
+            s.release()
 
     def chat(self, request: ChatRequest) -> TurnHandle:
         """Start a turn; validation errors raise here, before any event."""
@@ -108,119 +165,85 @@ class SessionService:
         s = self.session(request.session_id)
         s.acquire()
         try:
-            turn = self.runner.prepare(s, request)
+            turn = self.engine.call(lambda: self._prepare(s, request))
         except BaseException:
             s.release()
             raise
         return self.engine.submit(self.runner.run(turn), on_exit=s.release)
 
+    def _prepare(self, s: Session, request: ChatRequest):
+        self.memory.ensure_resident(s)
+        keep = edited_prefix(s.transcript, request.messages)
+        if keep is not None:
+            rollback(self.model, self.tok, s, keep, request.template_kwargs)
+        turn = self.runner.prepare(s, request)
+        total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+        self.memory.make_room(self.memory.growth(s, total), keep=s)
+        return turn
+
     def _stateless(self, request: ChatRequest) -> TurnHandle:
-        state = self.engine.call(lambda: self.model.new_state(self.default_max_seq_len))
         now = self.clock.now()
-        s = Session("stateless", state, self.default_max_seq_len, now, now)
+        s = Session("stateless", None, self.default_max_seq_len, now, now)
         s.acquire()
-        try:
-            turn = self.runner.prepare(s, request)
-        except BaseException:
-            self.engine.call(lambda: self.model.release(state))
-            raise
-        return self.engine.submit(self.runner.run(turn), on_exit=lambda: self.model.release(state))
 
-    def save(self, session_id: str, title: str | None = None, description: str | None = None,
-             tags: Sequence[str] = ()) -> dict:
-        """Write a session to the snapshot store; the session stays live."""
-        s = self.session(session_id)
-        s.acquire()
-        try:
-            start = self.clock.now()
-            manifest = SnapshotManifest(
-                snapshot_id=self.ids.new_id(""),
-                created_at=start,
-                model=dict(self._fingerprint()),
-                ledger=tuple(s.ledger),
-                transcript=tuple(s.transcript),
-                max_seq_len=s.max_seq_len,
-                title=title,
-                description=description,
-                tags=tuple(tags),
-                extra={"trailer": s.trailer},
-            )
-            info = self.engine.call(lambda: self.store.save(manifest, self.model.export_state(s.state)))
-        finally:
-            s.release()
-        return {"snapshot_id": info.snapshot_id, "tokens": len(manifest.ledger), "bytes": info.bytes,
-                "seconds": self.clock.now() - start}
+        def prepare():
+            self.memory.make_room(0)
+            s.state = self.model.new_state(self.default_max_seq_len)
+            try:
+                return self.runner.prepare(s, request)
+            except BaseException:
+                self.model.release(s.state)
+                raise
 
-    def load(self, snapshot_id: str, session_id: str | None = None, force: bool = False) -> dict:
-        """Bring a snapshot back as a live session, verified before any live session is touched."""
-        start = self.clock.now()
-        manifest, arrays = self.store.load(snapshot_id)
-        self._check_compatible(manifest)
-        sid = validate_id(session_id, "session_id") if session_id is not None else self.ids.new_id("sess_")
-        with self._lock:
-            if sid in self._sessions and not force:
-                raise Conflict(f"session {sid!r} exists; pass force to replace it", param="session_id")
-        state = self.engine.call(lambda: self.model.import_state(arrays, manifest.max_seq_len))
-        now = self.clock.now()
-        s = Session(sid, state, manifest.max_seq_len, now, now, list(manifest.ledger),
-                    list(manifest.transcript), str(manifest.extra.get("trailer", "")))
-        with self._lock:
-            old = self._sessions.get(sid)
-            self._sessions[sid] = s
-        if old is not None:
-            self.engine.call(lambda: self.model.release(old.state))
-        return {"session_id": sid, "tokens": len(s.ledger), "bytes": self.model.nbytes(state),
-                "seconds": self.clock.now() - start}
+        turn = self.engine.call(prepare)
+        return self.engine.submit(self.runner.run(turn), on_exit=lambda: self.model.release(s.state))
+
+    def rollback(self, session_id: str, keep_messages: object) -> SessionInfo:
+        """Cut a session back to its first `keep_messages` messages."""
+        self.exclusive(session_id, lambda s: rollback(self.model, self.tok, s, keep_messages))
+        return self.info(session_id)
 
     def resize(self, session_id: str, max_seq_len: object) -> SessionInfo:
         """Change a session's maximum length; never below what it holds, and never losing it."""
-        s = self.session(session_id)
-        cap = self._check_len(max_seq_len if max_seq_len is not None else -1)
-        s.acquire()
-        try:
+        cap = self.check_len(max_seq_len if max_seq_len is not None else -1)
+
+        def apply(s: Session) -> None:
             if cap < len(s.ledger) + 1:
                 raise InvalidRequest(
                     f"max_seq_len {cap} is below the {len(s.ledger)} tokens the session holds (plus one to answer)",
                     param="max_seq_len",
                 )
-            self.engine.call(lambda: self.model.resize(s.state, cap))
+            self.model.resize(s.state, cap)
             s.max_seq_len = cap
-        finally:
-            s.release()
+
+        self.exclusive(session_id, apply)
         return self.info(session_id)
 
     def fork(self, session_id: str, new_id: str | None = None) -> SessionInfo:
         """Copy a session in memory under a new id."""
-        s = self.session(session_id)
         sid = validate_id(new_id, "session_id") if new_id is not None else self.ids.new_id("sess_")
-        s.acquire()
-        try:
-            with self._lock:
-                if sid in self._sessions:
-                    raise Conflict(f"session {sid!r} already exists", param="session_id")
-            state = self.engine.call(lambda: self.model.fork(s.state))
-            now = self.clock.now()
-            copy = Session(sid, state, s.max_seq_len, now, now, list(s.ledger), list(s.transcript), s.trailer)
-            with self._lock:
-                self._sessions[sid] = copy
-        finally:
-            s.release()
+        with self._lock:
+            if sid in self._sessions:
+                raise Conflict(f"session {sid!r} already exists", param="session_id")
+
+        def copy(s: Session) -> Session:
+            self.memory.make_room(self.model.nbytes(s.state), keep=s)
+            return s
+
+        src = self.exclusive(session_id, copy)
+        self.adopt(sid, src.max_seq_len, lambda: self.model.fork(src.state), ledger=list(src.ledger),
+                   transcript=list(src.transcript), trailer=src.trailer)
         return self.info(sid)
+
+    def save(self, session_id: str, title: str | None = None, description: str | None = None,
+             tags: Sequence[str] = ()) -> dict:
+        """Write a session to the snapshot store; the session stays live."""
+        return self.snapshots_service.save(session_id, title, description, tags)
+
+    def load(self, snapshot_id: str, session_id: str | None = None, force: bool = False) -> dict:
+        """Bring a snapshot back as a live session."""
+        return self.snapshots_service.load(snapshot_id, session_id, force)
 
     def snapshots(self) -> list[tuple[SnapshotInfo, bool]]:
         """List snapshots newest first, each with whether it fits the loaded model."""
-        mine = self._fingerprint()
-        return [(info, dict(info.model) == mine) for info in self.store.list()]
-
-    def _fingerprint(self) -> dict[str, str]:
-        return {**self.model.info.fingerprint, **{f"tokenizer.{k}": v for k, v in self.tok.fingerprint.items()}}
-
-    def _check_compatible(self, manifest: SnapshotManifest) -> None:
-        mine = self._fingerprint()
-        differ = sorted(k for k in set(mine) | set(manifest.model) if mine.get(k) != manifest.model.get(k))
-        if differ:
-            raise ModelMismatch(
-                f"snapshot {manifest.snapshot_id!r} was made with a different model or tokenizer; "
-                f"differing fields: {', '.join(differ)}",
-                param="snapshot_id",
-            )
+        return self.snapshots_service.list()

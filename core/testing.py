@@ -149,7 +149,10 @@ class FakeModel:
         state.cap = max(max_seq_len, len(state.ids))
 
     def nbytes(self, state: FakeState) -> int:
-        return 8 * len(state.ids)
+        return self.bytes_for(len(state.ids))
+
+    def bytes_for(self, tokens: int) -> int:
+        return 8 * tokens
 
     def checkpoint(self, state: FakeState) -> tuple[int, list[int] | None]:
         return len(state.ids), None if state.pending is None else list(state.pending)

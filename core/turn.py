@@ -70,6 +70,7 @@ class TurnRunner:
             del session.ledger[cached:]
             raise
         session.last_used_at = self.now()
+        session.add_mark(self.model.checkpoint(session.state))
         usage = Usage(
             prompt_tokens=cached + len(turn.context_ids) + len(turn.gen_ids),
             completion_tokens=out.completion_tokens,

@@ -1,0 +1,107 @@
+"""The memory manager: a KV budget, LRU offload of idle sessions to disk, transparent restore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from .errors import InsufficientMemory
+from .ports import Clock, IdSource, ModelPort, SnapshotManifest, SnapshotStore
+from .session import Session
+
+__all__ = ["MemoryManager"]
+
+
+@attrs.define(eq=False)
+class MemoryManager:
+    """Keep the resident sessions' state within `budget` bytes (None: no limit).
+
+    Idle sessions are offloaded, least recently used first, to a private snapshot store (`spill`) and
+    come back on their next use. Only when nothing idle is left to offload does a request fail, with
+    InsufficientMemory, and nothing is lost. Every method runs on the engine thread.
+    """
+
+    model: ModelPort
+    spill: SnapshotStore
+    clock: Clock
+    ids: IdSource
+    sessions: Callable[[], Iterable[Session]]
+    budget: int | None = None
+    offloads: int = 0
+    restores: int = 0
+
+    def used(self) -> int:
+        """Bytes held by resident sessions."""
+        return sum(self.model.nbytes(s.state) for s in self.sessions() if s.resident)
+
+    def growth(self, session: Session, tokens: int) -> int:
+        """Bytes `session` will add when it grows to hold `tokens` tokens."""
+        bytes_for = getattr(self.model, "bytes_for", None)
+        now = self.model.nbytes(session.state) if session.resident else 0
+        if bytes_for is None:
+            return 0
+        return max(0, bytes_for(tokens) - now)
+
+    def make_room(self, needed: int, keep: Session | None = None) -> None:
+        """Offload idle sessions until `needed` more bytes fit the budget; raise if they cannot."""
+        if self.budget is None or needed <= 0 and self.used() <= self.budget:
+            return
+        used = self.used()
+        victims = sorted(
+            (s for s in self.sessions() if s.resident and s is not keep and not s.busy),
+            key=lambda s: s.last_used_at,
+        )
+        for victim in victims:
+            if used + needed <= self.budget:
+                return
+            freed = self.model.nbytes(victim.state)
+            if self._offload(victim):
+                used -= freed
+        if used + needed > self.budget:
+            raise InsufficientMemory(
+                f"{needed} more bytes of KV memory do not fit the budget of {self.budget} bytes "
+                f"({used} in use by sessions that are busy or needed now)"
+            )
+
+    def _offload(self, session: Session) -> bool:
+        try:
+            session.acquire()
+        except Exception:  # noqa: BLE001 - it became busy; skip it
+            return False
+        try:
+            manifest = SnapshotManifest(
+                snapshot_id=self.ids.new_id("spill-"),
+                created_at=self.clock.now(),
+                model={},
+                ledger=tuple(session.ledger),
+                transcript=tuple(session.transcript),
+                max_seq_len=session.max_seq_len,
+                extra={"trailer": session.trailer},
+            )
+            self.spill.save(manifest, self.model.export_state(session.state))
+            self.model.release(session.state)
+            session.state, session.spilled, session.marks = None, manifest.snapshot_id, []
+            self.offloads += 1
+            return True
+        finally:
+            session.release()
+
+    def ensure_resident(self, session: Session) -> None:
+        """Bring an offloaded session back (offloading others if needed). The caller holds its lock."""
+        if session.resident:
+            return
+        manifest, arrays = self.spill.load(session.spilled)
+        bytes_for = getattr(self.model, "bytes_for", None)
+        self.make_room(bytes_for(len(manifest.ledger)) if bytes_for else 0, keep=session)
+        session.state = self.model.import_state(arrays, session.max_seq_len)
+        self.spill.delete(session.spilled)
+        session.spilled = None
+        session.add_mark(self.model.checkpoint(session.state))
+        self.restores += 1
+
+    def forget(self, session: Session) -> None:
+        """Drop the offloaded copy of a deleted session."""
+        if session.spilled is not None:
+            self.spill.delete(session.spilled)
+            session.spilled = None

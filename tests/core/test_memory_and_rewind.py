@@ -1,0 +1,121 @@
+"""The KV budget with LRU offload, rollback, and edited histories, against the fakes."""
+
+import pytest
+
+from superlinear.core import ChatRequest, InsufficientMemory, InvalidRequest, Message, SamplingParams, SessionService
+from superlinear.core.testing import FakeSnapshotStore, FixedClock, SequentialIds
+
+GREEDY = SamplingParams(max_tokens=8, temperature=0.0)
+NO_THINK = {"enable_thinking": False}
+
+
+def run(service, messages, sid):
+    events = list(service.chat(ChatRequest(tuple(messages), GREEDY, sid, NO_THINK)).events(timeout=10))
+    return "".join(e.text for e in events if e.kind == "content"), events[-1]
+
+
+def ask(service, text, sid):
+    return run(service, [Message("user", text)], sid)
+
+
+@pytest.fixture
+def budgeted(model, engine):
+    def make(budget):
+        return SessionService(model=model, tok=model.tok, engine=engine, store=FakeSnapshotStore(),
+                              clock=FixedClock(), ids=SequentialIds(), stop_rules=lambda r: [],
+                              entropy=lambda: 1, default_max_seq_len=2048, spill=FakeSnapshotStore(),
+                              kv_budget=budget)
+    return make
+
+
+def test_a_third_session_offloads_the_least_recently_used_one(budgeted):
+    svc = budgeted(8 * 80)
+    for sid in ("a", "b"):
+        svc.create(sid)
+        ask(svc, "hi", sid)
+    assert all(i.resident for i in svc.list())
+    svc.create("c")
+    ask(svc, "hello there", "c")
+    infos = {i.session_id: i for i in svc.list()}
+    assert not infos["a"].resident and infos["b"].resident and infos["c"].resident
+    assert infos["a"].kv_bytes == 0 and infos["a"].cached_tokens > 0
+    assert svc.memory.used() <= 8 * 80
+
+
+def test_an_offloaded_session_answers_as_if_it_never_left(budgeted):
+    reference = budgeted(None)
+    reference.create("a")
+    ask(reference, "hi", "a")
+    expected, expected_done = ask(reference, "and then?", "a")
+
+    svc = budgeted(8 * 80)
+    svc.create("a")
+    ask(svc, "hi", "a")
+    cached = svc.info("a").cached_tokens
+    for sid in ("b", "c"):
+        svc.create(sid)
+        ask(svc, "filler text", sid)
+    assert not svc.info("a").resident
+    got, done = ask(svc, "and then?", "a")
+    assert got == expected
+    assert done.usage.cached_tokens == cached == expected_done.usage.cached_tokens
+    assert svc.session("a").ledger == reference.session("a").ledger
+    assert svc.memory.restores == 1
+
+
+def test_when_nothing_can_be_offloaded_the_request_fails_and_nothing_is_lost(budgeted):
+    svc = budgeted(8 * 40)
+    svc.create("a")
+    with pytest.raises(InsufficientMemory):
+        ask(svc, "x" * 60, "a")
+    assert svc.info("a").cached_tokens == 0 and not svc.info("a").busy
+
+
+def test_rollback_then_a_turn_equals_a_fresh_session_fed_the_kept_messages(service):
+    service.create("s")
+    first, _ = ask(service, "one", "s")
+    ask(service, "two", "s")
+    ask(service, "three", "s")
+    info = service.rollback("s", 2)
+    assert info.message_count == 2
+    ask(service, "again", "s")
+
+    service.create("fresh")
+    run(service, [Message("user", "one"), Message("assistant", first), Message("user", "again")], "fresh")
+    assert service.session("s").ledger == service.session("fresh").ledger
+    assert service.history("s") == service.history("fresh")
+
+
+def test_rollback_past_every_mark_reprefills_from_empty(service, model):
+    service.create("s")
+    for text in ("a", "b", "c", "d", "e", "f"):
+        ask(service, text, "s")
+    service.rollback("s", 1)
+    s = service.session("s")
+    assert s.transcript == [Message("user", "a")]
+    assert s.ledger == s.state.ids == model.tok.encode("<|im_start|>user\na<|im_end|>\n")
+
+
+def test_rollback_rejects_a_count_outside_the_transcript(service):
+    service.create("s")
+    ask(service, "a", "s")
+    for bad in (-1, 3, "1", True):
+        with pytest.raises(InvalidRequest, match="keep_messages"):
+            service.rollback("s", bad)
+
+
+def test_an_edited_history_rewinds_to_where_it_diverges(service, model):
+    service.create("s")
+    service.create("ref")
+    first, _ = ask(service, "one", "s")
+    after_first = len(service.session("s").ledger)
+    ask(service, "two", "s")
+    edited = [Message("user", "one"), Message("assistant", first), Message("user", "TWO, edited")]
+    before = model.appended
+    run(service, edited, "s")
+    spent = model.appended - before
+    run(service, edited, "ref")
+    assert service.history("s") == service.history("ref")
+    assert service.session("s").ledger == service.session("ref").ledger
+    # The shared first turn came back from a mark, so far less than the whole history was prefilled.
+    assert spent == len(service.session("ref").ledger) - after_first
