@@ -4,7 +4,6 @@ import random
 
 import pytest
 import torch
-
 from superlinear.kernels import SuperlinearParams
 
 RELEASED = SuperlinearParams(

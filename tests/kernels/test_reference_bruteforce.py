@@ -5,7 +5,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-
 from superlinear.kernels import SuperlinearParams, superlinear_attention
 
 
@@ -91,7 +90,7 @@ def brute_force_query(q1, q2, keys, values, mask, q: int, params: SuperlinearPar
     if not chosen:
         logits = [0.0] * params.num_spans
     gate = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=0)
-    return sum(g * o for g, o in zip(gate, outputs))
+    return sum(g * o for g, o in zip(gate, outputs, strict=True))
 
 
 def brute_force(Q1, Q2, K, V, positions, attention_mask, params) -> torch.Tensor:

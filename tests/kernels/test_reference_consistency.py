@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from superlinear.kernels import SuperlinearParams, decode_span_attention_staged_gqa, superlinear_attention
 
 FRACTIONAL = SuperlinearParams(
@@ -46,11 +45,18 @@ def test_a_chunked_prefill_equals_the_full_prefill(rng, make_inputs, assert_clos
     full = superlinear_attention(Q1, Q2, K, V, torch.arange(length), params=FRACTIONAL)
     cuts = sorted(rng.sample(range(1, length), 4))
     chunks = []
-    for lo, hi in zip([0, *cuts], [*cuts, length]):
+    for lo, hi in zip([0, *cuts], [*cuts, length], strict=True):
         # Each chunk sees the cache up to its end, as a serving loop would pass it.
         keys, values = K[:, :, :hi], V[:, :, :hi]
-        chunk = superlinear_attention(Q1[:, :, lo:hi], Q2[:, :, lo:hi], keys, values, torch.arange(lo, hi),
-                                      params=FRACTIONAL, block_q=rng.choice([7, 64, 256]))
+        chunk = superlinear_attention(
+            Q1[:, :, lo:hi],
+            Q2[:, :, lo:hi],
+            keys,
+            values,
+            torch.arange(lo, hi),
+            params=FRACTIONAL,
+            block_q=rng.choice([7, 64, 256]),
+        )
         chunks.append(chunk)
     assert_close(torch.cat(chunks, dim=2), full, max_abs=1e-6, rel_rms=1e-6)
 

@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from superlinear.kernels import SuperlinearParams, fused_prefill_with_swtriton_gqa, superlinear_attention
 
 
@@ -31,8 +30,17 @@ def test_the_released_config_is_dense_below_its_window(dtype, released, make_inp
     length = 2033
     Q1, Q2, K, V = make_inputs(1, 4, 2, length, 32, dtype=dtype)
     out = fused_prefill_with_swtriton_gqa(
-        Q1, Q2, K, V, torch.arange(length), sw_index=65, num_spans=3, backward_factor=3.0,
-        forward_factor=1.0, search_power=0.55, span_power=0.55,
+        Q1,
+        Q2,
+        K,
+        V,
+        torch.arange(length),
+        sw_index=65,
+        num_spans=3,
+        backward_factor=3.0,
+        forward_factor=1.0,
+        search_power=0.55,
+        span_power=0.55,
     )
     assert out.dtype == dtype
     tolerance = 1e-5 if dtype == torch.float32 else 1e-2

@@ -5,7 +5,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-
 from superlinear.kernels import SuperlinearParams
 from superlinear.kernels.common.powers import (
     SATURATED,
@@ -41,7 +40,7 @@ def test_the_stripe_offset_is_the_largest_integer_whose_pth_power_fits(p, rng):
     rational = Fraction(p).limit_denominator(1000)
     j = sample_j(rng, p, 3000)
     offsets = floor_scaled_power(torch.tensor(j), Fraction(1), exponent).tolist()
-    bad = [(x, m) for x, m in zip(j, offsets) if not is_largest_root(m, x, rational)]
+    bad = [(x, m) for x, m in zip(j, offsets, strict=True) if not is_largest_root(m, x, rational)]
     assert not bad, bad[:5]
 
 
@@ -51,6 +50,16 @@ def test_an_integer_inverse_power_gives_exact_integer_powers(n, rng):
     assert floor_scaled_power(torch.tensor(j), Fraction(1), Fraction(n)).tolist() == [x**n for x in j]
     # A search_power of 1/n means the same stripes.
     assert stripe_exponent(1 / n, None) == stripe_exponent(None, n) == n
+    given_as_power = SuperlinearParams(3, 3, 3.0, 1.0, search_power=1 / n, inv_search_power_int=None)
+    assert (
+        given_as_power.integer_stripe_power
+        == SuperlinearParams(3, 3, 3.0, 1.0, inv_search_power_int=n).integer_stripe_power
+        == n
+    )
+
+
+def test_a_fractional_power_has_no_integer_stripe_power():
+    assert SuperlinearParams(3, 3, 3.0, 1.0, search_power=0.55).integer_stripe_power is None
 
 
 def test_rounding_boundaries_that_floats_get_wrong_are_exact():
@@ -77,8 +86,8 @@ def test_span_lengths_are_exact_ceilings(rng):
     factor, s = Fraction(3), Fraction(11, 20)
     t = sorted({1, 2, 2**20, 3**20, *rng.sample(range(1, 4 * 10**6), 3000)})
     got = ceil_scaled_power(torch.tensor(t), factor, s).tolist()
-    for x, b in zip(t, got):
-        # b is the smallest integer with b >= 3 * x ** (11 / 20): b ** 20 >= 3 ** 20 * x ** 11 > (b - 1) ** 20.
+    for x, b in zip(t, got, strict=True):
+        # b is the smallest integer >= 3 * x ** (11 / 20): b ** 20 >= 3 ** 20 * x ** 11 > (b - 1) ** 20.
         assert b**20 >= 3**20 * x**11 > (b - 1) ** 20, (x, b)
     assert got[t.index(2**20)] == 3 * 2**11
 

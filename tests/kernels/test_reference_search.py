@@ -4,7 +4,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-
 from superlinear.kernels import SuperlinearParams
 from superlinear.kernels.superlinear.search.reference import (
     all_stripe_offsets,
@@ -16,8 +15,13 @@ from superlinear.kernels.superlinear.search.reference import (
 
 def params_with_power(p: float, num_spans: int = 3) -> SuperlinearParams:
     return SuperlinearParams(
-        sw_index=1, num_spans=num_spans, backward_factor=2.0, forward_factor=1.0, search_power=p,
-        span_power=p, inv_search_power_int=None,
+        sw_index=1,
+        num_spans=num_spans,
+        backward_factor=2.0,
+        forward_factor=1.0,
+        search_power=p,
+        span_power=p,
+        inv_search_power_int=None,
     )
 
 
@@ -64,8 +68,15 @@ def test_prefill_and_decode_select_identical_anchors(p, rng, make_inputs):
     positions = sorted(boundary_positions(offsets, length) | set(rng.sample(range(length), 60)))
     for q in positions:
         # Decode sees only the keys up to q and builds its own, shorter offset table.
-        one = route(Q1[:, :, q : q + 1], K[:, :, : q + 1], torch.tensor([q]), starts, None, params,
-                    all_stripe_offsets(params, q))
+        one = route(
+            Q1[:, :, q : q + 1],
+            K[:, :, : q + 1],
+            torch.tensor([q]),
+            starts,
+            None,
+            params,
+            all_stripe_offsets(params, q),
+        )
         assert torch.equal(one.anchors[:, :, 0], prefill.anchors[:, :, q]), q
         assert torch.equal(one.valid[:, :, 0], prefill.valid[:, :, q]), q
         assert torch.equal(one.span_lo[:, :, 0], prefill.span_lo[:, :, q]), q
@@ -81,8 +92,9 @@ def test_ties_go_to_the_farther_anchor_on_every_path(make_inputs):
     starts = torch.zeros(1, dtype=torch.int64)
     prefill = route(Q1, K, torch.arange(length), starts, None, params, all_stripe_offsets(params, length - 1))
     for q in (8, 50, 199):
-        decode = route(Q1[:, :, q : q + 1], K, torch.tensor([q]), starts, None, params,
-                       all_stripe_offsets(params, q))
+        decode = route(
+            Q1[:, :, q : q + 1], K, torch.tensor([q]), starts, None, params, all_stripe_offsets(params, q)
+        )
         farthest = sorted(q + 1 - j * j for j in range(2, 16) if j * j <= q + 1)[:2]
         for routing, column in ((prefill, q), (decode, 0)):
             assert routing.anchors[0, :, column].tolist() == [farthest, farthest]

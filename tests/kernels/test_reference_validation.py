@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from superlinear.kernels import (
     SuperlinearParams,
     decode_span_attention_staged_gqa,
@@ -20,33 +19,39 @@ def good_arguments() -> dict:
     return {"Q1": q1, "Q2": q2, "K": k, "V": v, "cache_position": torch.arange(L), "attention_mask": None}
 
 
+def kv(heads: int = HKV, batch: int = B, dim: int = D) -> dict:
+    return {"K": torch.randn(batch, heads, L, dim), "V": torch.randn(batch, heads, L, dim)}
+
+
 TENSOR_CASES = [
-    ("Q1", lambda a: a["Q1"][0], "Q1"),
-    ("Q2", lambda a: a["Q2"].tolist(), "Q2"),
-    ("Q1", lambda a: a["Q1"][:, :, :-1], "Q1"),
-    ("V", lambda a: a["V"][:, :1], "V"),
-    ("K", lambda a: torch.randn(1, HKV, L, D), "K batch"),
-    ("V", lambda a: torch.randn(B, HKV, L, D + 1), "V shape"),
-    ("K", lambda a: torch.randn(B, HKV, L, D + 1), "K"),
-    ("K", lambda a: torch.randn(B, 3, L, D), "K has 3 KV heads"),
-    ("V", lambda a: torch.randn(B, 3, L, D), "V shape"),
-    ("Q1", lambda a: a["Q1"].to(torch.int32), "Q1"),
-    ("K", lambda a: a["K"].double(), "K has dtype"),
-    ("cache_position", lambda a: torch.arange(L - 1), "cache_position"),
-    ("cache_position", lambda a: torch.arange(L)[None], "cache_position"),
-    ("cache_position", lambda a: torch.arange(L).float(), "cache_position"),
-    ("cache_position", lambda a: torch.arange(L) - 1, "cache_position"),
-    ("cache_position", lambda a: torch.arange(L) + 1, "cache_position"),
-    ("cache_position", lambda a: [0] * L, "cache_position"),
-    ("attention_mask", lambda a: torch.ones(B, L + 1), "attention_mask"),
-    ("attention_mask", lambda a: torch.ones(L), "attention_mask"),
+    (lambda a: {"Q1": a["Q1"][0]}, "Q1 must be 4-D"),
+    (lambda a: {"Q2": a["Q2"].tolist()}, "Q2 must be a torch.Tensor"),
+    (lambda a: {"Q1": a["Q1"][:, :, :-1]}, "Q1 shape"),
+    (lambda a: {"Q1": a["Q1"].to(torch.int32)}, "Q1 must be a float tensor"),
+    (lambda a: {"V": a["V"][:, :1]}, "V shape"),
+    (lambda a: {"K": a["K"].double()}, "K has dtype"),
+    (lambda a: kv(batch=1), "K batch size"),
+    (lambda a: kv(dim=D + 1), "K head dim"),
+    (lambda a: kv(heads=3), "K has 3 KV heads"),
+    (lambda a: {"Q1": a["Q1"].to("meta")}, "Q1 is on meta"),
+    (lambda a: kv(heads=0), "K has 0 KV heads"),
+    (lambda a: {"cache_position": torch.ones(L, dtype=torch.bool)}, "cache_position must hold integers"),
+    (lambda a: {"cache_position": torch.arange(L - 1)}, "cache_position has"),
+    (lambda a: {"cache_position": torch.arange(L)[None]}, "cache_position must be 1-D"),
+    (lambda a: {"cache_position": torch.arange(L).float()}, "cache_position must hold integers"),
+    (lambda a: {"cache_position": torch.arange(L) - 1}, "cache_position must be >= 0"),
+    (lambda a: {"cache_position": torch.arange(L) + 1}, "cache_position 24 is beyond the keys"),
+    (lambda a: {"cache_position": [0] * L}, "cache_position must be a torch.Tensor"),
+    (lambda a: {"attention_mask": torch.ones(B, L + 1)}, "attention_mask must have shape"),
+    (lambda a: {"attention_mask": torch.ones(L)}, "attention_mask must have shape"),
+    (lambda a: {"attention_mask": [1] * L}, "attention_mask must be a torch.Tensor"),
 ]
 
 
-@pytest.mark.parametrize("name, corrupt, match", TENSOR_CASES)
-def test_bad_tensors_are_rejected_by_name(name, corrupt, match, seed_example):
+@pytest.mark.parametrize("corrupt, match", TENSOR_CASES)
+def test_bad_tensors_are_rejected_by_name(corrupt, match, seed_example):
     arguments = good_arguments()
-    arguments[name] = corrupt(arguments)
+    arguments.update(corrupt(arguments))
     with pytest.raises(ValueError, match=match):
         superlinear_attention(**arguments, params=seed_example)
 
@@ -64,6 +69,7 @@ PARAM_CASES = [
     ({"num_spans": True}, "num_spans"),
     ({"backward_factor": -1.0}, "backward_factor"),
     ({"backward_factor": float("nan")}, "backward_factor"),
+    ({"backward_factor": "3"}, "backward_factor"),
     ({"forward_factor": -0.5}, "forward_factor"),
     ({"search_power": 0.0}, "search_power"),
     ({"search_power": 1.0}, "search_power"),
@@ -97,13 +103,22 @@ def test_other_bad_call_arguments_are_rejected_by_name(seed_example):
     with pytest.raises(ValueError, match="cache_position"):
         decode_span_attention_staged_gqa(q1[:, :, :2], q2[:, :, :2], k, v, torch.tensor([3, 4]))
     with pytest.raises(ValueError, match="enable_gqa"):
-        decode_span_attention_staged_gqa(q1[:, :, :1], q2[:, :, :1], k, v, torch.tensor([3]), enable_gqa=False)
+        decode_span_attention_staged_gqa(
+            q1[:, :, :1], q2[:, :, :1], k, v, torch.tensor([3]), enable_gqa=False
+        )
 
 
 def test_valid_edge_cases_run(seed_example):
     arguments = good_arguments()
-    empty = superlinear_attention(**{**arguments, "Q1": arguments["Q1"][:, :, :0], "Q2": arguments["Q2"][:, :, :0],
-                                     "cache_position": torch.arange(0)}, params=seed_example)
+    empty = superlinear_attention(
+        **{
+            **arguments,
+            "Q1": arguments["Q1"][:, :, :0],
+            "Q2": arguments["Q2"][:, :, :0],
+            "cache_position": torch.arange(0),
+        },
+        params=seed_example,
+    )
     assert empty.shape == (B, HQ, 0, D)
     # Unknown keyword arguments of the published kernels are tuning knobs and are ignored.
     out = fused_prefill_with_swtriton_gqa(*arguments.values(), BLOCK_M=64, num_warps=4)
