@@ -1,11 +1,22 @@
-"""Driven-side adapters: the hybrid model family, the tokenizer and chat template, the embedded model."""
+"""Driven-side adapters: hybrid model family, tokenizer and chat template, model sources, embedded model."""
 
 from pathlib import Path
 
+from .families import UnknownModelFamily, load_model_from_dir
+from .hub import ModelNotCached, ModelSourceError, resolve_model_dir
 from .tokenizer import HFTokenizer
 from .torch_model import TorchModel
 
-__all__ = ["HFTokenizer", "TorchModel", "default_model_dir"]
+__all__ = [
+    "HFTokenizer",
+    "TorchModel",
+    "default_model_dir",
+    "resolve_model_dir",
+    "load_model_from_dir",
+    "ModelSourceError",
+    "ModelNotCached",
+    "UnknownModelFamily",
+]
 
 
 def default_model_dir() -> Path:

@@ -13,6 +13,7 @@ import torch
 
 from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
 from ..core.values import ModelInfo, SamplingParams
+from .hub import repo_id_of_snapshot
 from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
@@ -101,7 +102,7 @@ class TorchModel:
             "dtype": str(torch_dtype).removeprefix("torch."),
             "kernel": _kernel_id(cfg),
         }
-        model_name = name or raw.get("_name_or_path") or path.resolve().name
+        model_name = name or repo_id_of_snapshot(path) or raw.get("_name_or_path") or path.resolve().name
         return cls(lm, name=str(model_name), fingerprint=fingerprint, chunk_size=chunk_size)
 
     @property

@@ -27,6 +27,7 @@ __all__ = [
     "LoadReport",
     "DEFAULT_Q1_ALIASES",
     "load_model",
+    "param_dtype",
     "shard_files",
     "weights_fingerprint",
 ]
@@ -46,6 +47,11 @@ _FP32_SUFFIXES = (
     "dt_bias",
     ".D",
 )
+
+
+def param_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a parameter is held in: fp32 for router, A_log, dt_bias, D and norms, else `dtype`."""
+    return torch.float32 if name.endswith(_FP32_SUFFIXES) else dtype
 
 
 class CheckpointError(ValueError):
@@ -237,7 +243,7 @@ class _Collector:
         self.mapped += 1
 
     def _dtype_for(self, target: str) -> torch.dtype:
-        return torch.float32 if target.endswith(_FP32_SUFFIXES) else self.dtype
+        return param_dtype(target, self.dtype)
 
     def _cast(self, target: str, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(device=self.device, dtype=self._dtype_for(target)).contiguous()

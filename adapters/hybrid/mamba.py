@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HybridConfig
+from .mamba_kernels import MambaSsmOps, fused_ops
 from .state import MambaCache
 
 __all__ = ["Mamba2Mixer", "GatedRMSNorm", "ssd_scan", "ssm_step", "gated_rms_norm"]
@@ -42,29 +43,102 @@ class Mamba2Mixer(nn.Module):
         self.out_proj = nn.Linear(self.inner, cfg.hidden_size, bias=cfg.mamba_bias)
 
     def forward(self, hidden: torch.Tensor, cache: MambaCache) -> torch.Tensor:
-        """Mix `hidden` [1, L, H] continuing from `cache`, which is updated in place; return [1, L, H]."""
-        _, length, _ = hidden.shape
+        """Mix `hidden` [1, L, H] continuing from `cache`, which is updated in place; return [1, L, H].
+
+        CUDA tensors use the mamba-ssm Triton ops when they import; everything else the PyTorch path.
+        """
         z, xbc, dt = self.in_proj(hidden).split([self.inner, self.conv_dim, self.num_heads], dim=-1)
         xbc = self._conv(xbc, cache)  # [1, L, conv_dim]
+        ops = fused_ops(hidden.device)
+        if ops is None:
+            y = self.norm(self._ssm_torch(xbc, dt, cache), z)
+        else:
+            y = ops.gated_rms_norm(
+                self._ssm_fused(ops, xbc, dt, cache),
+                self.norm.weight,
+                None,
+                z=z,
+                eps=self.eps,
+                group_size=self.inner // self.n_groups,
+                norm_before_gate=False,
+            )
+        return self.out_proj(y.to(hidden.dtype))
+
+    def _split_xbc(self, xbc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[1, L, conv_dim] -> x [L, nh, P], B and C [L, G, N] (views, input dtype)."""
+        length = xbc.shape[1]
         groups_n = self.n_groups * self.state_size
-        x, b, c = xbc.float().split([self.inner, groups_n, groups_n], dim=-1)
+        x, b, c = xbc[0].split([self.inner, groups_n, groups_n], dim=-1)
         x = x.reshape(length, self.num_heads, self.head_dim)
-        b = b.reshape(length, self.n_groups, self.state_size)
-        c = c.reshape(length, self.n_groups, self.state_size)
-        dt = F.softplus(dt[0].float() + self.dt_bias.float())  # [L, nh]
+        return x, b.reshape(length, self.n_groups, -1), c.reshape(length, self.n_groups, -1)
+
+    def _dt(self, dt: torch.Tensor) -> torch.Tensor:
+        """Raw dt [L, nh] -> softplus(dt + dt_bias), clamped by the config's time_step_limit if any; fp32."""
+        dt = F.softplus(dt.float() + self.dt_bias.float())
         if self.time_step_limit is not None:
             dt = dt.clamp(*self.time_step_limit)
+        return dt
+
+    def _ssm_torch(self, xbc: torch.Tensor, dt: torch.Tensor, cache: MambaCache) -> torch.Tensor:
+        """The selective SSM plus the D skip in fp32 PyTorch; updates cache.ssm; returns y [1, L, I]."""
+        x, b, c = (t.float() for t in self._split_xbc(xbc))
+        dt = self._dt(dt[0])  # [L, nh]
         a = -torch.exp(self.A_log.float())
-        ssm = cache.ssm[0]
-        if length == 1:
-            y, new_ssm = ssm_step(x[0], dt[0], a, b[0], c[0], ssm)
+        if x.shape[0] == 1:
+            y, new_ssm = ssm_step(x[0], dt[0], a, b[0], c[0], cache.ssm[0])
             y = y[None]
         else:
-            y, new_ssm = ssd_scan(x, dt, a, b, c, self.chunk_size, ssm)
+            y, new_ssm = ssd_scan(x, dt, a, b, c, self.chunk_size, cache.ssm[0])
         cache.ssm[0].copy_(new_ssm)
         y = y + x * self.D.float()[:, None]
-        y = self.norm(y.reshape(1, length, self.inner), z)
-        return self.out_proj(y.to(hidden.dtype))
+        return y.reshape(1, x.shape[0], self.inner)
+
+    def _ssm_fused(
+        self, ops: MambaSsmOps, xbc: torch.Tensor, dt: torch.Tensor, cache: MambaCache
+    ) -> torch.Tensor:
+        """The same as `_ssm_torch` through mamba-ssm's chunked scan or state update; returns [1, L, I]."""
+        x, b, c = self._split_xbc(xbc)
+        a = -torch.exp(self.A_log.float())
+        length = x.shape[0]
+        if length == 1:
+            return self._step_fused(ops, x, b, c, dt, a, cache).reshape(1, 1, self.inner)
+        y, final = ops.chunk_scan(
+            x[None],
+            dt,
+            a,
+            b[None],
+            c[None],
+            self.chunk_size,
+            D=self.D,
+            dt_bias=self.dt_bias,
+            initial_states=cache.ssm,
+            dt_softplus=True,
+            dt_limit=self.time_step_limit or (0.0, float("inf")),
+            return_final_states=True,
+        )
+        cache.ssm.copy_(final)
+        return y.reshape(1, length, self.inner)
+
+    def _step_fused(self, ops: MambaSsmOps, x, b, c, dt, a, cache: MambaCache) -> torch.Tensor:
+        """One decode step with `selective_state_update`, which updates cache.ssm [1, nh, P, N] in place.
+
+        The op has no dt clamp, so dt is finished here (softplus, bias, clamp) and the op's own bias is
+        zero; per-head values are broadcast over head_dim with stride-0 views, as the op expects.
+        """
+        heads, head_dim, state = self.num_heads, self.head_dim, self.state_size
+        dt = self._dt(dt[0])  # [1, nh]
+        return ops.state_update(
+            cache.ssm,
+            x,  # [1, nh, P]
+            dt[:, :, None].expand(1, heads, head_dim),
+            a[:, None, None].expand(heads, head_dim, state),
+            b,  # [1, G, N]
+            c,
+            D=self.D.float()[:, None].expand(heads, head_dim),
+            z=None,
+            dt_bias=dt.new_zeros(heads)[:, None].expand(heads, head_dim),
+            dt_softplus=False,
+        )
 
     def _conv(self, xbc: torch.Tensor, cache: MambaCache) -> torch.Tensor:
         """Causal depthwise conv + SiLU of `xbc` [1, L, C] after the cached window; update the window."""

@@ -13,12 +13,14 @@ import torch
 from safetensors.torch import save_file
 
 from .config import HybridConfig, parse_config_text
-from .loader import load_model
+from .loader import load_model, param_dtype
 from .model import HybridLM
 from .state import HybridState
 
 __all__ = [
     "tiny_config",
+    "nano_30b_config",
+    "random_model",
     "random_weights",
     "write_checkpoint",
     "write_random_checkpoint",
@@ -76,6 +78,107 @@ def tiny_config(model_type: str = "superlinear-exp", **overrides: Any) -> dict[s
         )
     raw.update(overrides)
     return raw
+
+
+# NVIDIA-Nemotron-3-Nano-30B-A3B shapes (MODELS.md); 52 layers: 23 Mamba, 23 MoE, 6 attention.
+_NANO_30B: dict[str, Any] = {
+    "vocab_size": 131072,
+    "hidden_size": 2688,
+    "hybrid_override_pattern": "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME",
+    "num_hidden_layers": 52,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 2,
+    "head_dim": 128,
+    "mamba_num_heads": 64,
+    "mamba_head_dim": 64,
+    "ssm_state_size": 128,
+    "n_groups": 8,
+    "conv_kernel": 4,
+    "chunk_size": 128,
+    "n_routed_experts": 128,
+    "num_experts_per_tok": 6,
+    "moe_intermediate_size": 1856,
+    "moe_shared_expert_intermediate_size": 3712,
+    "intermediate_size": 1856,
+    "routed_scaling_factor": 2.5,
+    "norm_topk_prob": True,
+    "layer_norm_epsilon": 1e-5,
+    "use_conv_bias": True,
+    "time_step_limit": [0.0, math.inf],
+    "max_position_embeddings": 262144,
+    "tie_word_embeddings": False,
+}
+# superlinear-exp-v0.1's recommended attention settings (model card): window 2032.
+_SUPERLINEAR_EXP = {
+    "span_attention_sw_index": 65,
+    "span_attention_num_spans": 3,
+    "span_attention_backward_factor": 3.0,
+    "span_attention_forward_factor": 1.0,
+    "span_attention_search_power": 0.55,
+    "span_attention_span_power": 0.55,
+}
+
+
+def nano_30b_config(model_type: str = "superlinear-exp", **overrides: Any) -> dict[str, Any]:
+    """Return the full-size Nemotron-3-Nano-30B-A3B shape as an HF config dict (superlinear-exp settings)."""
+    raw = {"model_type": model_type, **copy.deepcopy(_NANO_30B)}
+    if model_type == "superlinear-exp":
+        raw.update(_SUPERLINEAR_EXP)
+    raw.update(overrides)
+    return raw
+
+
+def random_model(
+    cfg: HybridConfig, *, device: torch.device | str, dtype: torch.dtype = torch.bfloat16, seed: int = 0
+) -> HybridLM:
+    """Build the model for `cfg` with random weights created directly on `device` (no checkpoint).
+
+    Weights follow `random_weights`' distributions and the loader's dtype policy (router, A_log, dt_bias,
+    D and norms in fp32), and each tensor is drawn in place, so peak memory is the model itself.
+    """
+    with torch.device("meta"):
+        model = HybridLM(cfg)
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tensors = {
+        name: _random_param(name, tuple(p.shape), gen, device, param_dtype(name, dtype))
+        for name, p in model.named_parameters()
+    }
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def _random_param(
+    name: str, shape: tuple[int, ...], gen: torch.Generator, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """One parameter of `random_model`, chosen by its name's suffix."""
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(shape, generator=gen, device=device, dtype=torch.float32) * (high - low) + low
+
+    def normal(std: float) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, device=device, dtype=dtype).mul_(std)
+
+    if name.endswith("A_log"):
+        return uniform(1.0, 16.0).log_().to(dtype)
+    if name.endswith("dt_bias"):
+        dt = uniform(math.log(0.01), math.log(0.3)).exp_()
+        # Inverse softplus, so softplus(dt_bias) = dt.
+        return (dt + torch.log(-torch.expm1(-dt))).to(dtype)
+    if name.endswith((".D", "norm.weight", "norm_f.weight")):
+        return uniform(0.5, 1.5).to(dtype)
+    if name.endswith("e_score_correction_bias"):
+        return uniform(-0.1, 0.1).to(dtype)
+    if name.endswith("embeddings.weight"):
+        return normal(1.0)
+    if name.endswith("conv1d.weight"):
+        return normal(shape[-1] ** -0.5)
+    if name.endswith("conv1d.bias"):
+        return normal(0.1)
+    if name.endswith(".bias"):
+        return torch.zeros(shape, device=device, dtype=dtype)
+    # Linear weights, stacked experts included: fan-in scaling keeps activations of order one.
+    return normal(shape[-1] ** -0.5)
 
 
 def random_weights(

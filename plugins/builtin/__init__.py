@@ -8,7 +8,12 @@ from types import ModuleType
 __all__ = ["BUILTIN_PLUGIN_MODULES", "builtin_plugins"]
 
 # (plugin name, module relative to this package); modules are imported only when a manager is built.
-BUILTIN_PLUGIN_MODULES: tuple[tuple[str, str], ...] = (("superlinear.stop_rules", ".stop_rules"),)
+BUILTIN_PLUGIN_MODULES: tuple[tuple[str, str], ...] = (
+    ("superlinear.stop_rules", ".stop_rules"),
+    ("superlinear.hybrid_family", ".hybrid_family"),
+    ("superlinear.pull", ".pull"),
+    ("superlinear.bm25", ".bm25"),
+)
 
 
 def builtin_plugins() -> list[tuple[str, ModuleType]]:

@@ -94,3 +94,44 @@ def test_the_moe_equals_a_per_token_loop_over_the_chosen_experts(dense):
             out = out + w * (moe.experts.down_proj[e] @ torch.relu(moe.experts.up_proj[e] @ x) ** 2)
         expected.append(out)
     torch.testing.assert_close(moe(hidden)[0], torch.stack(expected), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_greedy_decoding_follows_transformers_generate_token_for_token(tmp_path, hybrid_weights, monkeypatch):
+    """Prefill then decode against transformers' cached generation: same tokens, same logits each step."""
+    modeling = pytest.importorskip(
+        "transformers.models.nemotron_h.modeling_nemotron_h", reason="transformers has no nemotron_h model"
+    )
+    from superlinear.adapters.hybrid.state import HybridState
+    from superlinear.adapters.hybrid.testing import tiny_config, write_checkpoint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # time_step_min = 0 for the same reason as in the logits parity test above.
+    write_checkpoint(
+        tmp_path,
+        tiny_config("nemotron_h", time_step_min=0.0),
+        {k: v for k, v in hybrid_weights.items() if "q1_proj" not in k},
+    )
+    reference = modeling.NemotronHForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    ids, steps = prompt(30, seed=9), 10
+    with torch.inference_mode():
+        expected = reference.generate(
+            ids[None],
+            max_new_tokens=steps,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    model = load(tmp_path)
+    state = HybridState.empty(model.config, 64, device="cpu", dtype=torch.float32)
+    tokens, logits = [], []
+    with torch.inference_mode():
+        model(ids[None], state)
+        for _ in range(steps):
+            logits.append(state.logits.clone())
+            tokens.append(int(state.logits.argmax()))
+            model(torch.tensor([tokens[-1:]]), state)
+    assert tokens == expected.sequences[0, 30:].tolist()
+    torch.testing.assert_close(torch.stack(logits), torch.stack(expected.logits)[:, 0], atol=1e-4, rtol=1e-4)

@@ -119,3 +119,23 @@ def test_resize_stops_at_the_tokens_held_and_nbytes_reflects_the_state(tiny):
     assert tiny.max_len(state) == 30
     tiny.release(state)
     assert tiny.nbytes(state) == 0
+
+
+@pytest.mark.parametrize("fixture", ["superlinear_dir", "dense_dir"])
+def test_bfloat16_on_cpu_gives_the_float32_logits_within_bfloat16_tolerance(fixture, request):
+    directory = request.getfixturevalue(fixture)
+    ids = [random.Random(7).randrange(512) for _ in range(60)]
+    logits = {}
+    for dtype in ("float32", "bfloat16"):
+        model = TorchModel.from_dir(directory, dtype=dtype, chunk_size=24)
+        assert model.info.dtype == dtype and model.lm.lm_head.weight.dtype == getattr(torch, dtype)
+        state = model.new_state(128)
+        model.append(state, ids)
+        for token in (5, 6, 7, 8):
+            model.append(state, [token])
+        logits[dtype] = state.logits
+    exact, low = logits["float32"], logits["bfloat16"]
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    # bf16 keeps 8 significant bits (relative step 2**-8); through 9 layers the logits drift ~2%.
+    relative = float((low - exact).norm() / exact.norm())
+    assert 1e-4 < relative < 0.05

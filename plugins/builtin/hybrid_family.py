@@ -1,0 +1,32 @@
+"""Built-in model family: the Nemotron-H / superlinear-exp hybrid, loaded by `TorchModel.from_dir`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..hookspecs import RegisterModelFamily, hookimpl
+
+__all__ = ["HYBRID_MODEL_TYPES", "load_hybrid", "superlinear_model_families"]
+
+# The config.json model_types the hybrid adapter reads (adapters.hybrid.config.MODEL_TYPES; a test keeps
+# the two equal). Spelled out here so building a plugin manager does not import torch.
+HYBRID_MODEL_TYPES = ("nemotron_h", "superlinear-exp")
+
+
+def load_hybrid(model_dir: str | Path, **options: Any) -> Any:
+    """Load a hybrid checkpoint directory as a ModelPort; `options` go to `TorchModel.from_dir`.
+
+    Options: device ("cpu", "cuda", ...), dtype ("float32", "bfloat16", "float16"), chunk_size, name,
+    q1_aliases.
+    """
+    from ...adapters.torch_model import TorchModel
+
+    return TorchModel.from_dir(model_dir, **options)
+
+
+@hookimpl
+def superlinear_model_families(register: RegisterModelFamily) -> None:
+    """Register the hybrid loader under each model_type it reads."""
+    for model_type in HYBRID_MODEL_TYPES:
+        register(model_type, load_hybrid)
