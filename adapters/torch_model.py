@@ -160,6 +160,19 @@ class TorchModel:
         """Return the bytes the state occupies now."""
         return state.nbytes()
 
+    def bytes_for(self, tokens: int) -> int:
+        """Return the bytes of a state holding `tokens` tokens at exactly that KV capacity.
+
+        Buffers grow 2x when they fill, so a live state may hold up to twice the KV part of this.
+        """
+        cfg = self.config
+        item = self.lm.dtype.itemsize
+        kinds = cfg.layer_kinds
+        kv = kinds.count("*") * 2 * cfg.num_key_value_heads * cfg.head_dim * item * tokens
+        conv = cfg.conv_dim * (cfg.conv_kernel - 1) * item
+        ssm = cfg.mamba_num_heads * cfg.mamba_head_dim * cfg.ssm_state_size * 4
+        return kv + kinds.count("M") * (conv + ssm) + cfg.vocab_size * 4
+
     @_inference
     def checkpoint(self, state: HybridState) -> StateCheckpoint:
         """Capture cursor, recurrent state and logits so `restore` can undo later appends."""

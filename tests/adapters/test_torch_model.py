@@ -139,3 +139,14 @@ def test_bfloat16_on_cpu_gives_the_float32_logits_within_bfloat16_tolerance(fixt
     # bf16 keeps 8 significant bits (relative step 2**-8); through 9 layers the logits drift ~2%.
     relative = float((low - exact).norm() / exact.norm())
     assert 1e-4 < relative < 0.05
+
+
+def test_bytes_for_matches_a_state_filled_to_capacity():
+    from superlinear.adapters import TorchModel, default_model_dir
+
+    model = TorchModel.from_dir(default_model_dir())
+    state = model.new_state(4096)
+    model.append(state, list(range(10, 10 + 300)))
+    cap = state.capacity
+    assert model.bytes_for(cap) == model.nbytes(state)
+    assert model.bytes_for(300) <= model.nbytes(state) <= 2 * model.bytes_for(300)
