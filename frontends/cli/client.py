@@ -1,14 +1,14 @@
-"""A small HTTP client of the server's API, used by every command."""
+"""A small HTTP client of the server's API, used by every command. Ids in paths are URL-encoded."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 import requests
 
-__all__ = ["Client", "ApiError"]
+__all__ = ["Client", "ApiError", "sse_lines"]
 
 
 class ApiError(Exception):
@@ -21,11 +21,12 @@ class ApiError(Exception):
 
 
 class Client:
-    """Talk to one server; ids in paths are URL-encoded."""
+    """Talk to one server over HTTP; every method returns the decoded JSON body."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.api_key = api_key
         self._http = requests.Session()
         if api_key:
             self._http.headers["Authorization"] = f"Bearer {api_key}"
@@ -33,21 +34,27 @@ class Client:
     def _url(self, *parts: str) -> str:
         return self.base_url + "/" + "/".join(quote(p, safe="") for p in parts)
 
-    def request(self, method: str, *parts: str, json_body: dict | None = None, stream: bool = False):
+    def _unreachable(self, exc: Exception) -> ApiError:
+        return ApiError(f"cannot reach the server at {self.base_url} (is it running? try `spl server start`, "
+                        f"or `spl server connect <url>`)")
+
+    def request(self, method: str, *parts: str, json_body: dict | None = None, stream: bool = False,
+                timeout: float | None = None):
+        """Send a request and return the response; raise ApiError for 4xx/5xx or no connection."""
         try:
             resp = self._http.request(method, self._url(*parts), json=json_body, stream=stream,
-                                      timeout=None if stream else self.timeout)
-        except requests.ConnectionError as exc:
-            raise ApiError(f"cannot reach the server at {self.base_url} (is it running? try `spl server start`)") from exc
+                                      timeout=None if stream else (timeout or self.timeout))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise self._unreachable(exc) from exc
         if resp.status_code >= 400:
-            raise _error(resp)
+            raise self._error(resp)
         return resp
 
     def get(self, *parts: str) -> dict:
         return self.request("GET", *parts).json()
 
-    def post(self, *parts: str, body: dict | None = None) -> dict:
-        return self.request("POST", *parts, json_body=body or {}).json()
+    def post(self, *parts: str, body: dict | None = None, timeout: float | None = None) -> dict:
+        return self.request("POST", *parts, json_body=body or {}, timeout=timeout).json()
 
     def delete(self, *parts: str) -> dict:
         return self.request("DELETE", *parts).json()
@@ -56,8 +63,8 @@ class Client:
         """Return /health's body, also while the server is loading (503)."""
         try:
             resp = self._http.get(self._url("health"), timeout=self.timeout)
-        except requests.ConnectionError as exc:
-            raise ApiError(f"cannot reach the server at {self.base_url}") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise self._unreachable(exc) from exc
         try:
             body = resp.json()
         except ValueError:
@@ -66,26 +73,67 @@ class Client:
             raise ApiError(f"HTTP {resp.status_code} from /health", resp.status_code)
         return body
 
+    def sessions(self) -> list[dict]:
+        """Return the info of every session."""
+        return self.get("v1", "sessions").get("data", [])
+
+    def snapshots(self) -> list[dict]:
+        """Return the manifest summary of every snapshot, newest first."""
+        return self.get("v1", "snapshots").get("data", [])
+
     def stream_chat(self, body: dict) -> Iterator[dict]:
-        """Post a streaming chat completion and yield its decoded SSE chunks."""
+        """Post a streaming chat completion and yield its decoded SSE chunks.
+
+        Closing the generator (or dropping it) closes the connection, which makes the server cancel the turn.
+        """
         resp = self.request("POST", "v1", "chat", "completions", json_body={**body, "stream": True}, stream=True)
         with resp:
-            for line in resp.iter_lines(decode_unicode=True):
-                if not line or not line.startswith("data: "):
-                    continue
-                data = line[len("data: "):]
-                if data == "[DONE]":
-                    return
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    err = chunk["error"]
-                    raise ApiError(err.get("message", "error"), None, err.get("code"))
-                yield chunk
+            try:
+                yield from _events(sse_lines(resp.iter_content(chunk_size=None)))
+            except requests.RequestException as exc:
+                raise ApiError(f"the connection to {self.base_url} broke during the answer: {exc}") from exc
+
+    def _error(self, resp: requests.Response) -> ApiError:
+        if resp.status_code == 401:
+            hint = ("the API key was refused" if self.api_key else
+                    "it requires an API key: pass --api-key or set SPL_API_KEY")
+            return ApiError(f"the server at {self.base_url} said 401 Unauthorized: {hint}", 401, "invalid_api_key")
+        try:
+            err = resp.json()["error"]
+            return ApiError(err.get("message") or resp.reason, resp.status_code, err.get("code"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return ApiError(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
 
 
-def _error(resp: requests.Response) -> ApiError:
-    try:
-        err = resp.json()["error"]
-        return ApiError(err.get("message") or resp.reason, resp.status_code, err.get("code"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ApiError(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
+def _events(lines: Iterable[str]) -> Iterator[dict]:
+    """Decode `data:` events until [DONE]; an error event becomes ApiError."""
+    for line in lines:
+        if not line.startswith("data: "):
+            continue
+        data = line[len("data: "):]
+        if data == "[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ApiError(f"the server sent a malformed event: {data[:200]!r}") from None
+        if "error" in chunk:
+            err = chunk["error"]
+            raise ApiError(err.get("message", "error"), None, err.get("code"))
+        yield chunk
+
+
+def sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Split a byte stream into UTF-8 lines at "\n" only.
+
+    requests' iter_lines would also split at Unicode line separators (U+2028, U+0085) that JSON leaves
+    unescaped inside strings, and would decode event streams as Latin-1.
+    """
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+    if buffer:
+        yield buffer.rstrip(b"\r").decode("utf-8", errors="replace")

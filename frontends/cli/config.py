@@ -1,14 +1,27 @@
-"""Client-side state under $XDG_CONFIG_HOME/spl: the server URL and the server's pid and log files."""
+"""Client-side state under $XDG_CONFIG_HOME/spl: the server URL, the last chat session, the folders of
+workspaces, REPL locks, input history and the background server's pid and log files."""
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["config_dir", "server_dir", "load_client_config", "save_client_config", "server_url", "DEFAULT_URL"]
+from .jsonstore import read_json, update_json
+
+__all__ = [
+    "DEFAULT_URL",
+    "config_dir",
+    "server_dir",
+    "workspaces_dir",
+    "locks_dir",
+    "history_dir",
+    "client_state_path",
+    "load_client_config",
+    "save_client_config",
+    "update_client_config",
+    "server_url",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8787"
 
@@ -25,24 +38,38 @@ def server_dir(environ: Mapping[str, str] | None = None) -> Path:
     return config_dir(environ) / "server"
 
 
+def workspaces_dir() -> Path:
+    """Return the folder of the document workspaces (one JSON file each)."""
+    return config_dir() / "workspaces"
+
+
+def locks_dir() -> Path:
+    """Return the folder of the per-session REPL lock files."""
+    return config_dir() / "locks"
+
+
+def history_dir() -> Path:
+    """Return the folder of the REPLs' input history files."""
+    return config_dir() / "history"
+
+
+def client_state_path() -> Path:
+    return config_dir() / "client.json"
+
+
 def load_client_config() -> dict:
-    path = config_dir() / "client.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+    """Return the client state (server URL, last chat session); {} when there is none."""
+    return read_json(client_state_path())
+
+
+def update_client_config(change: Callable[[dict], dict | None]) -> dict:
+    """Apply `change` to the client state under its file lock, so concurrent REPLs don't lose updates."""
+    return update_json(client_state_path(), change)
 
 
 def save_client_config(data: dict) -> None:
-    """Write the client config atomically (temp file, fsync, rename)."""
-    folder = config_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".client.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / "client.json")
+    """Merge `data` into the client state (locked read-modify-write, atomic write)."""
+    update_client_config(lambda current: {**current, **data})
 
 
 def server_url(explicit: str | None = None) -> str:

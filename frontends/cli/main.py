@@ -1,33 +1,54 @@
-"""`spl`: the command line. Every command talks HTTP to a server."""
+"""`spl`: the command line. Every command talks HTTP to a server; commands come from plugins."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 
-from .chat import add_chat_parser
+from ...plugins import DuplicateRegistration, collect
+from .builtin import BUILTIN_CLI_COMMANDS
 from .client import ApiError
-from .server_cmd import add_server_parser
+from .locks import SessionLocked
+from .registry import make_plugin_manager
 
 __all__ = ["main", "build_parser"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spl", description="Superlinear: chat, sessions and the server.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_server_parser(sub)
-    add_chat_parser(sub)
+def build_parser(pm=None) -> argparse.ArgumentParser:
+    """Build the `spl` parser from the commands plugins register (built-ins first, then by name)."""
+    pm = pm or make_plugin_manager(load_entrypoints=False)
+    parser = argparse.ArgumentParser(prog="spl", description="Superlinear: chat, documents, sessions, snapshots "
+                                     "and the server.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = collect(pm, "superlinear_cli_commands")
+    order = [n for n in BUILTIN_CLI_COMMANDS if n in commands] + sorted(set(commands) - set(BUILTIN_CLI_COMMANDS))
+    for name in order:
+        commands[name](sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, extra_plugins: Iterable[object] = ()) -> int:
+    """Run `spl` with `argv`; return the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    pm = make_plugin_manager(extra_plugins)
     try:
-        return int(args.func(args) or 0)
-    except ApiError as exc:
+        parser = build_parser(pm)
+    except DuplicateRegistration as exc:
+        print(f"error: two plugins clash: {exc}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
+    args.plugin_manager = pm
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except (ApiError, SessionLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(file=sys.stderr)
         return 130
 
 

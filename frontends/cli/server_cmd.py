@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 from .client import ApiError, Client
-from .config import load_client_config, save_client_config, server_dir, server_url
+from .config import save_client_config, server_dir, server_url
 
 __all__ = ["add_server_parser"]
 
@@ -30,7 +31,9 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--foreground", action="store_true", help="run in this terminal")
     start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness")
     start.set_defaults(func=cmd_start)
-    ss.add_parser("status", help="is the server running?").set_defaults(func=cmd_status)
+    status = ss.add_parser("status", help="is the server running?")
+    status.add_argument("--url", default=None, help="server URL (default: the saved one)")
+    status.set_defaults(func=cmd_status)
     ss.add_parser("stop", help="stop the background server").set_defaults(func=cmd_stop)
     conn = ss.add_parser("connect", help="use a server at another URL")
     conn.add_argument("url")
@@ -84,42 +87,91 @@ def cmd_start(a: argparse.Namespace) -> int:
     folder = server_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log = open(_log_file(), "ab")
+    since = log.tell()
     proc = subprocess.Popen(_command() + _server_args(a), stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     _pid_file().write_text(f"{proc.pid}\n")
     url = f"http://{a.host}:{a.port}"
-    save_client_config({**load_client_config(), "url": url})
-    return _wait_ready(proc, url, a.wait)
+    save_client_config({"url": url})
+    code = _wait_ready(proc, url, a.wait, since)
+    if code == 0 and a.api_key:
+        print("clients need the key: export SPL_API_KEY=... (or pass --api-key to each command)")
+    return code
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, wait: float) -> int:
-    client = Client(url, timeout=2.0)
-    deadline = time.monotonic() + wait
-    print(f"starting spl-server (pid {proc.pid}), log: {_log_file()}", flush=True)
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            print(f"spl-server exited with code {proc.returncode}; last log lines:\n{_tail(_log_file())}")
-            return 1
+def _progress(start: float, status: dict, since: int) -> None:
+    """On a terminal, redraw one line: the phase, the elapsed time and the log's last line (download, load)."""
+    if not sys.stdout.isatty():
+        return
+    phase = status.get("status") or "starting"
+    last = _tail(_log_file(), 1, since).strip().replace("\r", " ")
+    width = max(20, shutil.get_terminal_size().columns - 1)
+    line = f"{phase}... {time.monotonic() - start:.0f}s  {last}"
+    sys.stdout.write("\r\x1b[K" + line[:width])
+    sys.stdout.flush()
+
+
+def _end_progress() -> None:
+    if sys.stdout.isatty():
+        sys.stdout.write("\r\x1b[K")
+        sys.stdout.flush()
+
+
+def _abandon(proc: subprocess.Popen) -> None:
+    """Stop a server that cannot serve (its model failed to load) and forget its pid."""
+    if proc.poll() is None:
+        proc.terminate()
         try:
-            status = client.health()
-        except ApiError:
-            status = {}
-        if status.get("status") == "ok":
-            print(f"ready: {url}/v1 (model {status.get('model')})")
-            return 0
-        if status.get("status") == "error":
-            print(f"the server could not load the model: {status.get('error')}\n{_tail(_log_file())}")
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _pid_file().unlink(missing_ok=True)
+
+
+def _poll(client: Client) -> dict:
+    try:
+        return client.health()
+    except ApiError:
+        return {}
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, wait: float, since: int = 0) -> int:
+    """Wait for /health to say ok, showing progress; on failure print the new log lines and return 1."""
+    client = Client(url, timeout=2.0)
+    start = time.monotonic()
+    print(f"starting spl-server (pid {proc.pid}), log: {_log_file()}", flush=True)
+    while time.monotonic() < start + wait:
+        status = {} if proc.poll() is not None else _poll(client)
+        if proc.poll() is not None or status.get("status") == "error":
+            _end_progress()
+            why = (f"spl-server exited with code {proc.returncode}" if proc.poll() is not None
+                   else f"the server could not load the model: {status.get('error')}")
+            tail = _tail(_log_file(), 20, since)
+            _abandon(proc)
+            print(f"{why}\nlast log lines:\n{tail}")
             return 1
+        if status.get("status") == "ok":
+            _end_progress()
+            print(f"ready: {url}/v1 (model {status.get('model')}, {time.monotonic() - start:.1f}s)")
+            return 0
+        _progress(start, status, since)
         time.sleep(0.5)
-    print(f"the server did not become ready in {wait:.0f}s; see {_log_file()}")
+    _end_progress()
+    print(f"the server did not become ready in {wait:.0f}s; last log lines:\n{_tail(_log_file(), 20, since)}\n"
+          f"(it is still starting in the background: `spl server status`, or `spl server stop`)")
     return 1
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 20, since: int = 0) -> str:
+    """Return the last `lines` lines of the log written after byte offset `since`."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(the log is empty)"
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -158,7 +210,10 @@ def cmd_stop(a: argparse.Namespace) -> int:
 
 def cmd_connect(a: argparse.Namespace) -> int:
     url = a.url.rstrip("/")
-    save_client_config({**load_client_config(), "url": url})
+    if not url.startswith(("http://", "https://")):
+        print(f"error: {a.url!r} is not an http(s) URL", file=sys.stderr)
+        return 2
+    save_client_config({"url": url})
     try:
         status = Client(url, timeout=5.0).health()
         print(f"connected to {url} ({status.get('status')}, model {status.get('model')})")

@@ -7,7 +7,6 @@ import requests
 from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-
 from superlinear.frontends.cli.chat import ChatRepl, open_session
 from superlinear.frontends.cli.client import Client
 

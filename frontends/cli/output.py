@@ -1,0 +1,78 @@
+"""How commands print: aligned tables, sizes, ages, JSON, and yes/no confirmation."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+__all__ = ["table", "human_bytes", "age", "print_json", "confirm", "session_rows", "snapshot_rows"]
+
+
+def human_bytes(n: int | float | None) -> str:
+    """Render a byte count as 1.2 MB."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def age(ts: float | None, now: float | None = None) -> str:
+    """Render a timestamp as how long ago it was (42s, 5m, 3h, 2d)."""
+    if not ts:
+        return "-"
+    secs = max(0.0, (now if now is not None else time.time()) - ts)
+    for limit, unit, div in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if secs < limit:
+            return f"{secs / div:.0f}{unit} ago"
+    return f"{secs / 86400:.0f}d ago"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Render rows as a left-aligned text table with a header line."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def session_rows(sessions: Sequence[dict], note: Callable[[str], str] = lambda sid: "") -> str:
+    """Render session infos as a table."""
+    rows = [(s["session_id"], s.get("cached_tokens", 0), s.get("message_count", 0), human_bytes(s.get("kv_bytes")),
+             "yes" if s.get("resident", True) else "offloaded", age(s.get("last_used_at")), note(s["session_id"]))
+            for s in sessions]
+    return table(("SESSION", "TOKENS", "MESSAGES", "KV", "RESIDENT", "LAST USED", "NOTE"), rows)
+
+
+def snapshot_rows(snapshots: Sequence[dict]) -> str:
+    """Render snapshot summaries as a table."""
+    rows = [(s["snapshot_id"], s.get("title") or "-", s.get("tokens", 0), human_bytes(s.get("bytes")),
+             age(s.get("created_at")), "yes" if s.get("compatible", True) else "NO")
+            for s in snapshots]
+    return table(("SNAPSHOT", "TITLE", "TOKENS", "SIZE", "CREATED", "COMPATIBLE"), rows)
+
+
+def print_json(data: object) -> None:
+    """Print `data` as indented JSON on stdout."""
+    print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def _ask(question: str) -> str:
+    # The question goes to stderr so that stdout stays clean for --json.
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    return sys.stdin.readline()
+
+
+def confirm(question: str, read: Callable[[str], str] = _ask) -> bool:
+    """Ask a yes/no question; anything but y/yes (including end of input) is no."""
+    try:
+        answer = read(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")

@@ -1,0 +1,139 @@
+"""How a streamed turn is shown: collapsed or expanded thinking, the stats line, cancellation, busy retry."""
+
+from __future__ import annotations
+
+import pytest
+from superlinear.frontends.cli.client import ApiError
+from superlinear.frontends.cli.turn import TurnView, run_turn
+
+USAGE = {"prompt_tokens": 20, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 12},
+         "completion_tokens_details": {"reasoning_tokens": 3}}
+
+
+def chunks(finish="stop"):
+    yield {"choices": [{"delta": {"role": "assistant"}}]}
+    for text in ("I think", " hard", "."):
+        yield {"choices": [{"delta": {"reasoning_content": text}}]}
+    for text in ("Hello", " world"):
+        yield {"choices": [{"delta": {"content": text}}]}
+    yield {"choices": [{"delta": {}, "finish_reason": finish}]}
+    yield {"choices": [], "usage": USAGE}
+
+
+class FakeClient:
+    """Stands in for Client.stream_chat; remembers whether each stream was closed."""
+
+    def __init__(self, *streams):
+        self.streams = list(streams)
+        self.closed = []
+        self.bodies = []
+
+    def stream_chat(self, body):
+        self.bodies.append(body)
+        source = self.streams.pop(0)
+
+        def gen():
+            try:
+                if isinstance(source, Exception):
+                    raise source
+                yield from source
+            finally:
+                self.closed.append(True)
+
+        return gen()
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 0.25
+        return self.t
+
+
+def test_collapsed_thinking_becomes_one_summary_line_then_the_answer_and_stats():
+    out = []
+    result = run_turn(FakeClient(chunks()), {"messages": []}, TurnView(out.append, clock=Clock()), clock=Clock())
+    text = "".join(out)
+    assert "I think hard" not in text
+    assert "thinking: 13 chars" in text and "/think show" in text
+    assert "assistant: Hello world\n" in text
+    assert "prompt=20 cached=12 completion=6 reasoning=3 finish=stop" in text
+    assert result.reasoning == "I think hard." and result.content == "Hello world"
+    assert result.stats.ttft > 0 and result.stats.rate() > 0
+
+
+def test_expanded_thinking_streams_dimmed():
+    out = []
+    run_turn(FakeClient(chunks()), {}, TurnView(out.append, color=True, expand_thinking=True))
+    text = "".join(out)
+    assert text.startswith("thinking: \x1b[2mI think\x1b[0m")
+    assert "\nassistant: Hello world" in text
+
+
+def test_on_a_terminal_collapsed_thinking_is_redrawn_in_place():
+    out = []
+    run_turn(FakeClient(chunks()), {}, TurnView(out.append, live=True, clock=Clock()))
+    assert any(piece.startswith("\r\x1b[Kthinking... ") for piece in out)
+
+
+def test_ctrl_c_closes_the_stream_and_says_the_session_is_unchanged():
+    out = []
+
+    def write(text):
+        out.append(text)
+        if text == "Hello":
+            raise KeyboardInterrupt
+
+    client = FakeClient(chunks())
+    with pytest.raises(KeyboardInterrupt):
+        run_turn(client, {}, TurnView(write))
+    assert client.closed == [True]
+    assert out[-1] == "(cancelled; the session is unchanged)\n"
+
+
+def test_a_busy_session_is_retried_until_the_cancelled_turn_has_unwound():
+    busy = ApiError("busy", 409, "session_busy")
+    client = FakeClient(busy, busy, chunks())
+    sleeps = []
+    result = run_turn(client, {}, TurnView(lambda t: None), sleep=sleeps.append)
+    assert result.content == "Hello world"
+    assert len(sleeps) == 2 and len(client.bodies) == 3
+    assert client.bodies[0]["stream_options"] == {"include_usage": True}
+
+
+def test_other_errors_are_not_retried():
+    client = FakeClient(ApiError("bad", 400, "invalid_request"))
+    with pytest.raises(ApiError, match="bad"):
+        run_turn(client, {}, TurnView(lambda t: None), sleep=lambda s: None)
+    assert len(client.bodies) == 1
+
+
+def test_sse_lines_split_only_at_newlines_and_decode_utf8_across_chunks():
+    from superlinear.frontends.cli.client import sse_lines
+
+    payload = 'data: {"t": "a\u2028b\x85c é"}\n\ndata: [DONE]\n'.encode()
+    cut = payload.index("é".encode()) + 1
+    pieces = [payload[:5], payload[5:cut], payload[cut:]]
+    assert list(sse_lines(pieces)) == ['data: {"t": "a\u2028b\x85c é"}', "", "data: [DONE]"]
+
+
+def test_control_characters_in_model_text_never_reach_the_terminal():
+    out = []
+    stream = [{"choices": [{"delta": {"content": "hi\x1b[2J\x07 there\n\tok"}}]}]
+    run_turn(FakeClient(stream), {}, TurnView(out.append))
+    assert "assistant: hi[2J there\n\tok" in "".join(out)
+
+
+def test_a_failing_slash_command_does_not_end_the_repl():
+    from superlinear.frontends.cli.repl import Repl
+    from superlinear.plugins import ReplCommand
+
+    def boom(repl, arg):
+        raise RuntimeError("plugin bug")
+
+    out = []
+    repl = Repl(client=None, session_id="s", commands={"/boom": ReplCommand(boom, "")}, write=out.append)
+    assert repl.handle("/boom") is True
+    assert out == ["error: /boom failed: RuntimeError: plugin bug\n"]
