@@ -87,10 +87,17 @@ def _validate_cache_position(cache_position, shapes: AttentionShapes) -> None:
         cache_position.numel() == shapes.q_len,
         f"cache_position has {cache_position.numel()} entries, queries have LQ={shapes.q_len}",
     )
-    if cache_position.numel():
+    # Reading the values syncs with the host, which a CUDA graph capture forbids; a captured decode
+    # replays positions that were checked when its first (eager) call ran with the same shapes.
+    if cache_position.numel() and not graph_capturing(cache_position):
         low, high = int(cache_position.min()), int(cache_position.max())
         require(low >= 0, f"cache_position must be >= 0, got {low}")
         require(high < shapes.kv_len, f"cache_position {high} is beyond the keys (LKV={shapes.kv_len})")
+
+
+def graph_capturing(tensor: torch.Tensor) -> bool:
+    """Return whether ``tensor`` is on CUDA while a CUDA graph is being captured (no host syncs then)."""
+    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _validate_attention_mask(attention_mask, shapes: AttentionShapes) -> None:

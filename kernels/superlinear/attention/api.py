@@ -4,14 +4,17 @@ from collections.abc import Callable
 
 import torch
 
-from ...common.dispatch import choose_implementation
+from ...common.dispatch import choose_implementation, lazy_implementation
 from ...common.validation import require
 from ..arguments import validate_call
 from ..params import SuperlinearParams
 from .reference import superlinear_attention_reference
 
-# Device type -> accelerated prefill with the reference's signature; the Triton prefill registers "cuda".
-ACCELERATED_PREFILL: dict[str, Callable] = {}
+# Device type -> accelerated prefill with the reference's signature. The Triton prefill serves "cuda"
+# (fp16/bf16, head dim <= 128; it runs the reference itself for anything else).
+ACCELERATED_PREFILL: dict[str, Callable] = {
+    "cuda": lazy_implementation(".prefill", "triton_prefill", __package__, superlinear_attention_reference),
+}
 
 
 def superlinear_attention(

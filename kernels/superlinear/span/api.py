@@ -4,14 +4,17 @@ from collections.abc import Callable
 
 import torch
 
-from ...common.dispatch import choose_implementation
+from ...common.dispatch import choose_implementation, lazy_implementation
 from ...common.validation import require
 from ..arguments import validate_call
 from ..params import SuperlinearParams
 from .reference import decode_reference
 
-# Device type -> accelerated decode with the reference's signature; the Triton decode registers "cuda".
-ACCELERATED_DECODE: dict[str, Callable] = {}
+# Device type -> accelerated decode with the reference's signature. The Triton decode serves "cuda"
+# (fp16/bf16, head dim <= 128; it runs the reference itself for anything else).
+ACCELERATED_DECODE: dict[str, Callable] = {
+    "cuda": lazy_implementation(".decode", "triton_decode", __package__, decode_reference),
+}
 
 
 def decode_span_attention_staged_gqa(

@@ -1,0 +1,315 @@
+"""Superlinear attention decode, Triton: one query per sequence, CUDA-graph capturable.
+
+Launches (all shapes fixed by the cache capacity, the query position read on the device):
+
+1. ``search.prefill.search_spans`` with the stripes split over many programs (one query has too little
+   work for one program), merged into each head's top-k spans;
+2. ``_chunk_kernel``: the key axis is cut into chunks of ``CHUNK_KEYS`` keys. A persistent grid of programs
+   per (batch, KV group) enumerates the chunks that some row of the group needs (every head's window
+   ``[ws, q]`` and every (head, slot) span), each chunk once, and splits them among its programs: cost
+   follows the union of the spans, which grows with ``q``, never the capacity. For each chunk the
+   program loads K/V once and attends all rows that meet it, so heads share each K/V read wherever their
+   spans overlap. Each (row, chunk) writes a partial output and log2-sum-exp;
+3. ``_combine_kernel``: per (batch, head), merges each row's partials, then the window with each span,
+   and applies the gate.
+
+No host sync, no data-dependent Python branch: the position tables are built (cached) before capture by
+a first eager call with the same capacity. The prefill entry point sends single-query calls here too.
+"""
+
+from functools import lru_cache
+
+import torch
+import triton
+import triton.language as tl
+
+from ...common.validation import require
+from ..params import SuperlinearParams
+from ..search.prefill import _dot, interpreting, search_spans, supports
+from ..search.tables import prefill_capacity, routing_tables
+from .prefill import LOG2_E, NO_KEY
+from .reference import decode_reference
+
+CHUNK_KEYS = 128
+SLOT_BLOCK = 64
+
+
+@triton.jit
+def _chunk_kernel(
+    q2_ptr,
+    k_ptr,
+    v_ptr,
+    pos_ptr,
+    starts_ptr,
+    lo_ptr,
+    hi_ptr,
+    part_out_ptr,
+    part_lse_ptr,
+    stride_qb,
+    stride_qh,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kl,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vl,
+    stride_vd,
+    HKV,
+    W,
+    NPROG,
+    NMAX,
+    qk_scale,
+    G: tl.constexpr,
+    D: tl.constexpr,
+    NUM_SPANS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    F32: tl.constexpr,
+):
+    i_p = tl.program_id(0).to(tl.int64)
+    i_bg = tl.program_id(1).to(tl.int64)
+    i_b = i_bg // HKV
+    i_g = i_bg % HKV
+    q = tl.load(pos_ptr).to(tl.int64)
+    ws = tl.maximum(q - W + 1, tl.load(starts_ptr + i_b))
+    # rows: G * NUM_SPANS (head, slot) spans, then G windows (one per head)
+    o_r = tl.arange(0, BLOCK_R)
+    n_span_rows = G * NUM_SPANS
+    is_span = o_r < n_span_rows
+    is_win = (o_r >= n_span_rows) & (o_r < n_span_rows + G)
+    o_h = i_g * G + tl.where(is_span, o_r // NUM_SPANS, o_r - n_span_rows)
+    route = (i_b * HKV * G + o_h) * NUM_SPANS + o_r % NUM_SPANS
+    lo = tl.load(lo_ptr + route, mask=is_span, other=NO_KEY).to(tl.int64)
+    hi = tl.load(hi_ptr + route, mask=is_span, other=-1).to(tl.int64)
+    lo = tl.where(is_win, ws, lo)
+    hi = tl.where(is_win, q, hi)
+    live = lo <= hi
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    p_q = q2_ptr + i_b * stride_qb + o_h[:, None] * stride_qh + o_d[None, :] * stride_qd
+    b_q = tl.load(p_q, mask=live[:, None] & m_d[None, :], other=0.0)
+    first = lo // BLOCK_N
+    start_c, count_c, offset_c, total = _needed_chunks(first, hi // BLOCK_N, live, BLOCK_R)
+    o_n = tl.arange(0, BLOCK_N)
+    p_kt = k_ptr + i_b * stride_kb + i_g * stride_kh + o_n[:, None] * stride_kl + o_d[None, :] * stride_kd
+    p_vt = v_ptr + i_b * stride_vb + i_g * stride_vh + o_n[:, None] * stride_vl + o_d[None, :] * stride_vd
+    p_part = (i_bg * BLOCK_R + o_r) * NMAX
+    # Only needed chunks, and no branch in the body, so the loads of the next chunks are pipelined.
+    for i_c in range(i_p, total, NPROG):
+        own = (offset_c <= i_c) & (i_c < offset_c + count_c)
+        c = tl.sum(tl.where(own, start_c + (i_c - offset_c), 0), axis=0).to(tl.int64)
+        c0 = c * BLOCK_N
+        hit = live & (lo < c0 + BLOCK_N) & (hi >= c0)
+        m_kv = ((c0 + o_n) <= q)[:, None] & m_d[None, :]
+        b_k = tl.load(p_kt + c0 * stride_kl, mask=m_kv, other=0.0)
+        b_s = _dot(b_q, tl.trans(b_k), F32) * qk_scale
+        o_key = c0 + o_n
+        m_s = hit[:, None] & (o_key[None, :] >= lo[:, None]) & (o_key[None, :] <= hi[:, None])
+        b_s = tl.where(m_s, b_s, float("-inf"))
+        m_safe = tl.where(hit, tl.max(b_s, axis=1), 0.0)
+        b_p = tl.exp2(b_s - m_safe[:, None])
+        l_c = tl.where(hit, tl.sum(b_p, axis=1), 1.0)
+        b_v = tl.load(p_vt + c0 * stride_vl, mask=m_kv, other=0.0)
+        b_o = _dot(b_p.to(b_v.dtype), b_v, F32) / l_c[:, None]
+        slot = p_part + (c - first)
+        tl.store(part_out_ptr + slot[:, None] * D + o_d[None, :], b_o, mask=hit[:, None] & m_d[None, :])
+        tl.store(part_lse_ptr + slot, m_safe + tl.log2(l_c), mask=hit)
+
+
+@triton.jit
+def _needed_chunks(first, last, live, BLOCK_R: tl.constexpr):
+    # Enumerate, once each, the chunks that some live row [first, last] needs. In the order of (first,
+    # row), row r contributes [start_r, last] beyond every earlier row's reach (earlier rows start no
+    # later, so they cover everything up to their largest last). Returns start_r, count_r, the offset
+    # of row r's chunks in the enumeration, and the total. [BLOCK_R, BLOCK_R] work, once per program.
+    o_r = tl.arange(0, BLOCK_R)
+    first = tl.where(live, first, 2147483647).to(tl.int32)
+    last = tl.where(live, last, -1).to(tl.int32)
+    first_c = first[None, :]
+    earlier = (first_c < first[:, None]) | ((first_c == first[:, None]) & (o_r[None, :] < o_r[:, None]))
+    reach = tl.max(tl.where(earlier, last[None, :], -1), axis=1)
+    start = tl.maximum(first, reach + 1)
+    count = tl.where(live, tl.maximum(last - start + 1, 0), 0)
+    offset = tl.sum(tl.where(earlier, count[None, :], 0), axis=1)
+    return start, count, offset, tl.sum(count, axis=0)
+
+
+@triton.jit
+def _merge_parts(p_out, p_lse, n, o_d, m_d, D: tl.constexpr, SLOT_BLOCK: tl.constexpr):
+    # Log-sum-exp merge of a row's n partials (out [D], lse base 2); returns (out [BLOCK_D], lse).
+    m_i = tl.full([], float("-inf"), tl.float32)
+    l_i = tl.zeros([], tl.float32)
+    acc = tl.zeros(o_d.shape, tl.float32)
+    o_s = tl.arange(0, SLOT_BLOCK)
+    for s0 in range(0, n, SLOT_BLOCK):
+        m_s = (s0 + o_s) < n
+        b_lse = tl.load(p_lse + s0 + o_s, mask=m_s, other=float("-inf"))
+        b_o = tl.load(
+            p_out + (s0 + o_s)[:, None] * D + o_d[None, :], mask=m_s[:, None] & m_d[None, :], other=0.0
+        )
+        m_new = tl.maximum(m_i, tl.max(b_lse, axis=0))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        w = tl.exp2(b_lse - m_safe)
+        alpha = tl.exp2(m_i - m_safe)
+        acc = acc * alpha + tl.sum(w[:, None] * b_o, axis=0)
+        l_i = l_i * alpha + tl.sum(w, axis=0)
+        m_i = m_new
+    has = l_i > 0
+    return acc / tl.where(has, l_i, 1.0), tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+
+
+@triton.jit
+def _combine_kernel(
+    part_out_ptr,
+    part_lse_ptr,
+    pos_ptr,
+    starts_ptr,
+    lo_ptr,
+    hi_ptr,
+    score_ptr,
+    o_ptr,
+    stride_ob,
+    stride_oh,
+    stride_od,
+    HQ,
+    HKV,
+    W,
+    NMAX,
+    G: tl.constexpr,
+    D: tl.constexpr,
+    NUM_SPANS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    SLOT_BLOCK: tl.constexpr,
+):
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_b = i_bh // HQ
+    i_h = i_bh % HQ
+    q = tl.load(pos_ptr).to(tl.int64)
+    ws = tl.maximum(q - W + 1, tl.load(starts_ptr + i_b))
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    rows = (i_b * HKV + i_h // G) * BLOCK_R
+    win = rows + G * NUM_SPANS + i_h % G
+    n_win = tl.where(ws <= q, q // BLOCK_N - ws // BLOCK_N + 1, 0)
+    o_w, lse_w = _merge_parts(
+        part_out_ptr + win * NMAX * D, part_lse_ptr + win * NMAX, n_win, o_d, m_d, D, SLOT_BLOCK
+    )
+    s_max = tl.full([], float("-inf"), tl.float32)
+    for i in tl.static_range(NUM_SPANS):
+        valid = tl.load(lo_ptr + i_bh * NUM_SPANS + i) <= tl.load(hi_ptr + i_bh * NUM_SPANS + i)
+        s_max = tl.maximum(s_max, tl.where(valid, tl.load(score_ptr + i_bh * NUM_SPANS + i), float("-inf")))
+    total = tl.zeros([], tl.float32)
+    out = tl.zeros(o_d.shape, tl.float32)
+    for i in tl.static_range(NUM_SPANS):
+        lo = tl.load(lo_ptr + i_bh * NUM_SPANS + i)
+        hi = tl.load(hi_ptr + i_bh * NUM_SPANS + i)
+        weight = tl.exp(tl.load(score_ptr + i_bh * NUM_SPANS + i) - s_max)
+        weight = tl.where(s_max == float("-inf"), 1.0, tl.where(lo <= hi, weight, 0.0))
+        row = rows + (i_h % G) * NUM_SPANS + i
+        n_i = tl.where(lo <= hi, hi // BLOCK_N - lo // BLOCK_N + 1, 0)
+        o_i, lse_i = _merge_parts(
+            part_out_ptr + row * NMAX * D, part_lse_ptr + row * NMAX, n_i, o_d, m_d, D, SLOT_BLOCK
+        )
+        top = tl.maximum(lse_w, lse_i)
+        top = tl.where(top == float("-inf"), 0.0, top)
+        w_w = tl.exp2(lse_w - top)
+        w_i = tl.exp2(lse_i - top)
+        den = w_w + w_i
+        out += weight * (w_w * o_w + w_i * o_i) / tl.where(den > 0, den, 1.0)
+        total += weight
+    p_o = o_ptr + i_b * stride_ob + i_h * stride_oh + o_d * stride_od
+    tl.store(p_o, (out / total).to(o_ptr.dtype.element_ty), mask=m_d)
+
+
+@lru_cache(maxsize=8)
+def _multiprocessors(device: torch.device) -> int:
+    if interpreting() or device.type != "cuda":
+        # A few programs, so that the interpreter exercises the persistent loop's striding.
+        return 4
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def triton_decode(
+    Q1,
+    Q2,
+    K,
+    V,
+    cache_position,
+    attention_mask,
+    params: SuperlinearParams,
+    *,
+    out=None,
+    chunk_keys: int | None = None,
+    programs_per_sm: int = 1,
+):
+    """Superlinear attention of one query per row with the Triton kernels; the reference's signature.
+
+    Q1, Q2: [B, HQ, 1, D] fp16/bf16, D <= 128; K, V: [B, HKV, LKV, D] (the cache; LKV is the capacity);
+    cache_position: [1] int on Q2's device; attention_mask: None or [B, LKV]. Arguments are assumed
+    validated. Returns [B, HQ, 1, D] in Q2's dtype (written into ``out`` when given). The chunk kernel
+    reads ``chunk_keys`` keys a step (64 or 128; default ``CHUNK_KEYS``) and runs ``programs_per_sm``
+    persistent programs per multiprocessor (one fills an SM's shared memory with its K/V pipeline:
+    three stages of 64 keys or two of 128). Unsupported inputs (see ``search.prefill.supports``) run
+    the reference, which syncs with the host.
+    """
+    if not supports(Q2, K):
+        return decode_reference(Q1, Q2, K, V, cache_position, attention_mask, params)
+    chunk_keys = CHUNK_KEYS if chunk_keys is None else chunk_keys
+    require(chunk_keys in (64, 128), f"chunk_keys must be 64 or 128, got {chunk_keys}")
+    positions = cache_position.reshape(1).to(device=Q2.device, dtype=torch.int64)
+    # Tables for the capacity rounded up to a power of two: a cache that grows step by step (a model
+    # passing K[:, :, :position + 1]) rebuilds them only log-many times; a graph's fixed cache never.
+    tables = routing_tables(params, prefill_capacity(K.shape[2]), Q2.device)
+    # Splits of 64 stripes: one query's search spread over as many programs as the stripes allow.
+    routes = search_spans(
+        Q1, K, positions, attention_mask, tables, params.num_spans, splits=1 << 30, block_j=64
+    )
+    part_out, part_lse = _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys, programs_per_sm)
+    out = torch.empty_like(Q2) if out is None else out
+    _combine(part_out, part_lse, positions, routes, tables.window, out, chunk_keys)
+    return out
+
+
+def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, programs_per_sm: int):
+    """Run the chunk kernel; returns partial outputs [B * HKV, R, NMAX, D] fp32 and their log2-sum-exp
+    [B * HKV, R, NMAX] for R rows (G * K spans, then G windows, padded) and NMAX chunks per row."""
+    batch, q_heads, _, dim = Q2.shape
+    kv_heads, num_spans = K.shape[1], routes.lo.shape[-1]
+    group = q_heads // kv_heads
+    block_r = max(16, triton.next_power_of_2(group * (num_spans + 1)))
+    n_max = triton.cdiv(tables.longest, chunk_keys) + 1
+    part_out = torch.empty(batch * kv_heads, block_r, n_max, dim, dtype=torch.float32, device=Q2.device)
+    part_lse = torch.empty(batch * kv_heads, block_r, n_max, dtype=torch.float32, device=Q2.device)
+    n_prog = max(1, programs_per_sm * _multiprocessors(Q2.device) // (batch * kv_heads))
+    # fmt: off
+    _chunk_kernel[(n_prog, batch * kv_heads)](
+        Q2, K, V, positions, routes.starts, routes.lo, routes.hi, part_out, part_lse,
+        Q2.stride(0), Q2.stride(1), Q2.stride(3), *K.stride(), *V.stride(),
+        kv_heads, tables.window, n_prog, n_max, LOG2_E / dim**0.5,
+        G=group, D=dim, NUM_SPANS=num_spans, BLOCK_R=block_r, BLOCK_N=chunk_keys,
+        BLOCK_D=max(16, triton.next_power_of_2(dim)), F32=interpreting(),
+        num_warps=8, num_stages=3 if chunk_keys == 64 else 2,
+    )
+    # fmt: on
+    return part_out, part_lse
+
+
+def _combine(part_out, part_lse, positions, routes, window: int, out, chunk_keys: int) -> None:
+    """Merge each row's partials, then window with spans, gate, and write ``out`` [B, HQ, 1, D]."""
+    batch, q_heads, _, dim = out.shape
+    kv_heads = part_out.shape[0] // batch
+    # fmt: off
+    _combine_kernel[(batch * q_heads,)](
+        part_out, part_lse, positions, routes.starts, routes.lo, routes.hi, routes.scores, out,
+        out.stride(0), out.stride(1), out.stride(3),
+        q_heads, kv_heads, window, part_out.shape[2],
+        G=q_heads // kv_heads, D=dim, NUM_SPANS=routes.lo.shape[-1], BLOCK_R=part_out.shape[1],
+        BLOCK_N=chunk_keys, BLOCK_D=max(16, triton.next_power_of_2(dim)), SLOT_BLOCK=SLOT_BLOCK,
+        num_warps=4,
+    )
+    # fmt: on
