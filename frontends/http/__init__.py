@@ -1,6 +1,7 @@
 """The HTTP frontend: the OpenAI-compatible server."""
 
-from .app import ServiceHolder, create_app
-from .resources import Services
+from .app import AppOptions, create_app
+from .limits import Limits
+from .services import ServiceHolder, Services
 
-__all__ = ["ServiceHolder", "Services", "create_app"]
+__all__ = ["AppOptions", "Limits", "ServiceHolder", "Services", "create_app"]

@@ -1,92 +1,59 @@
-"""The Falcon app factory. It takes a loader for the services, so the model can load in the background."""
+"""The Falcon app factory: middleware, error handlers and the routes that plugins (built-in first) register."""
 
 from __future__ import annotations
 
-import hmac
-import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 
+import attrs
 import falcon
+import pluggy
 
-from .errors import Unavailable, install_error_handlers
-from .resources import Health, Services, add_routes
+from ...plugins import build_plugin_manager, collect
+from .body import DEFAULT_MAX_BODY_BYTES
+from .chat import client_gone_handler
+from .disconnect import ClientGone
+from .errors import install_error_handlers
+from .limits import Limits
+from .metrics import Metrics
+from .middleware import ApiKey, BodyLimit, RequestTimer
+from .routes import BuiltinRoutes, mount
+from .services import ServiceHolder
 
-__all__ = ["create_app", "ServiceHolder"]
-
-log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-class ServiceHolder:
-    """Build the services on a thread; until they exist, requests get 503 with Retry-After."""
-
-    def __init__(self, build: Callable[[], Services], *, background: bool = True):
-        self._build = build
-        self._services: Services | None = None
-        self._error: str | None = None
-        self._ready = threading.Event()
-        if background:
-            threading.Thread(target=self._load, name="superlinear-load", daemon=True).start()
-        else:
-            self._load()
-
-    def _load(self) -> None:
-        try:
-            self._services = self._build()
-        except Exception as exc:  # noqa: BLE001 - reported by /health and every request
-            log.exception("loading the model failed")
-            self._error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self._ready.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._ready.wait(timeout)
-
-    def get(self) -> Services:
-        if self._services is not None:
-            return self._services
-        if self._error:
-            raise Unavailable(f"the model failed to load: {self._error}")
-        raise Unavailable("the model is still loading")
-
-    def peek(self) -> Services | None:
-        return self._services
-
-    def status(self) -> dict:
-        svc = self._services
-        if svc is None:
-            return {"status": "error" if self._error else "loading", "error": self._error}
-        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list())}
+__all__ = ["create_app", "AppOptions"]
 
 
-class _BodyLimit:
-    def process_request(self, req, resp):
-        if req.content_length and req.content_length > MAX_BODY_BYTES:
-            raise falcon.HTTPContentTooLarge(
-                title="request_too_large", description=f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
+@attrs.frozen
+class AppOptions:
+    """What the app needs beyond the services: security, limits and where plugins come from."""
+
+    api_key: str | None = None
+    limits: Limits = Limits(max_body_bytes=DEFAULT_MAX_BODY_BYTES)
+    kv_budget: int | None = None
+    load_plugins: bool = True
+    extra_plugins: tuple = ()
 
 
-class _ApiKey:
-    """Require `Authorization: Bearer <key>` on every route but /health."""
-
-    def __init__(self, key: str):
-        self._key = key
-
-    def process_request(self, req, resp):
-        if req.path == "/health":
-            return
-        given = req.get_header("Authorization") or ""
-        if not hmac.compare_digest(given.encode(), f"Bearer {self._key}".encode()):
-            raise falcon.HTTPUnauthorized(title="invalid_api_key", description="a valid API key is required")
+def _plugin_manager(options: AppOptions, builtin: BuiltinRoutes) -> pluggy.PluginManager:
+    extra: Iterable[object] = (builtin, *options.extra_plugins)
+    return build_plugin_manager(load_entrypoints=options.load_plugins, extra_plugins=extra)
 
 
-def create_app(holder: ServiceHolder, api_key: str | None = None) -> falcon.App:
-    """Return the WSGI app serving the OpenAI-compatible API."""
-    middleware = [_BodyLimit()] + ([_ApiKey(api_key)] if api_key else [])
+def create_app(holder: ServiceHolder, options: AppOptions | None = None,
+               pm: pluggy.PluginManager | None = None) -> falcon.App:
+    """Return the WSGI app; a given plugin manager must not have the built-in routes registered yet."""
+    options = options or AppOptions()
+    metrics = Metrics(holder.sessions, lambda: options.kv_budget)
+    builtin = BuiltinRoutes(holder.get, holder.status, metrics, options.limits, bool(options.api_key))
+    if pm is None:
+        pm = _plugin_manager(options, builtin)
+    else:
+        pm.register(builtin, name="superlinear.http_routes")
+    middleware: list = [RequestTimer(metrics), BodyLimit(options.limits.max_body_bytes)]
+    if options.api_key:
+        middleware.append(ApiKey(options.api_key))
     app = falcon.App(middleware=middleware)
     install_error_handlers(app)
-    add_routes(app, holder.get, Health(holder.peek, holder.status))
+    app.add_error_handler(ClientGone, client_gone_handler)
+    # collect() refuses two registrations of one path, so a plugin cannot silently replace a built-in route.
+    mount(app, collect(pm, "superlinear_http_routes"))
     return app

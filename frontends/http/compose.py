@@ -1,22 +1,30 @@
-"""The composition root: the one place that wires adapters, storage and plugins into the core."""
+"""The composition root: the one place that wires adapters, storage and plugins into the core and the app."""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
+import falcon
+import pluggy
 
 from ...adapters import HFTokenizer, TorchModel, default_model_dir
-from ...core import Engine, SessionService
-from ...core.ports import RandomIds, SystemClock
-from ...plugins.manager import build_plugin_manager, collect
+from ...core import ChatRequest, Engine, SessionService
+from ...core.ports import RandomIds, StopRule, SystemClock
+from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
-from .resources import Services
+from .app import AppOptions, create_app
+from .body import DEFAULT_MAX_BODY_BYTES
+from .limits import Limits
+from .services import ServiceHolder, Services
 
-__all__ = ["Settings", "build_services"]
+__all__ = ["Settings", "build_services", "build_app", "stop_rule_source"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,14 @@ class Settings:
     api_key: str | None = None
     snapshot_dir: str | None = None
     load_plugins: bool = True
+    # Bytes of session state the memory manager may keep on the device; None: what fits after the weights.
+    kv_budget: int | None = None
+    max_prompt_tokens: int | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_body_bytes, self.max_prompt_tokens, self.max_seq_len)
 
 
 def _model_dir(spec: str | None) -> Path:
@@ -48,24 +64,29 @@ def _model_dir(spec: str | None) -> Path:
     raise FileNotFoundError(f"model {spec!r} is not a local directory (hub downloads come with the model adapters)")
 
 
-def _stop_rule_source(settings: Settings):
-    pm = build_plugin_manager(load_entrypoints=settings.load_plugins)
+StopRules = Callable[[ChatRequest], Sequence[StopRule]]
+
+
+def stop_rule_source(pm: pluggy.PluginManager) -> StopRules:
+    """Return the per-request stop-rule maker over every registered factory (built-in and third-party)."""
     factories = list(collect(pm, "superlinear_stop_rules").values())
 
-    def rules(request):
+    def rules(request: ChatRequest) -> list[StopRule]:
         made = (factory(request.sampling) for factory in factories)
         return [rule for rule in made if rule is not None]
 
     return rules
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, stop_rules: StopRules) -> Services:
     """Load the model and tokenizer, open the snapshot store and start the engine thread."""
     path = _model_dir(settings.model)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
     model = TorchModel.from_dir(path, device=settings.device, dtype=settings.dtype, chunk_size=settings.chunk_size)
     tok = HFTokenizer.from_dir(path)
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
+    # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
+    spill_dir = tempfile.mkdtemp(prefix="spl-spill-") if settings.kv_budget is not None else None
     sessions = SessionService(
         model=model,
         tok=tok,
@@ -73,9 +94,26 @@ def build_services(settings: Settings) -> Services:
         store=FilesystemSnapshotStore(root),
         clock=SystemClock(),
         ids=RandomIds(),
-        stop_rules=_stop_rule_source(settings),
+        stop_rules=stop_rules,
         entropy=lambda: secrets.randbits(63),
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
+        spill=FilesystemSnapshotStore(spill_dir) if spill_dir else None,
+        kv_budget=settings.kv_budget,
     )
-    log.info("model %s ready; snapshots in %s", model.info.name, root)
-    return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens)
+    log.info("model %s ready; snapshots in %s; KV budget %s", model.info.name, root, settings.kv_budget)
+    on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)] if spill_dir else []
+    return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
+                    on_close=on_close)
+
+
+def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.App, ServiceHolder]:
+    """Build the plugin manager once (stop rules and HTTP routes), the service holder and the WSGI app.
+
+    `load_plugins=False` skips third-party entry points only; built-in plugins always register.
+    """
+    pm = build_plugin_manager(load_entrypoints=settings.load_plugins)
+    rules = stop_rule_source(pm)
+    holder = ServiceHolder(lambda: build_services(settings, rules), background=background)
+    options = AppOptions(api_key=settings.api_key, limits=settings.limits, kv_budget=settings.kv_budget,
+                         load_plugins=settings.load_plugins)
+    return create_app(holder, options, pm), holder

@@ -1,8 +1,9 @@
-"""Map domain errors to OpenAI error objects and HTTP statuses."""
+"""Map domain and HTTP errors to OpenAI error objects and statuses, for every route."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 import falcon
 
@@ -14,17 +15,27 @@ from ...core import (
     NotFound,
     SnapshotError,
     SuperlinearError,
+    TurnCancelled,
 )
 
-__all__ = ["error_body", "install_error_handlers", "Unavailable"]
+__all__ = ["error_body", "classify", "install_error_handlers", "Unavailable", "NotImplementedYet", "RETRY_AFTER"]
 
 log = logging.getLogger(__name__)
 
+# Seconds a client should wait before retrying a 503 (loading, shutting down, out of memory).
+RETRY_AFTER = "5"
+
 
 class Unavailable(SuperlinearError):
-    """The server is not ready (still loading, or the load failed)."""
+    """The server is not ready (still loading, the load failed, or it is shutting down)."""
 
     code = "unavailable"
+
+
+class NotImplementedYet(SuperlinearError):
+    """The route exists in the contract but the loaded core does not offer it yet."""
+
+    code = "not_implemented"
 
 
 _STATUS = [
@@ -35,7 +46,21 @@ _STATUS = [
     (SnapshotError, 422, "invalid_request_error"),
     (InsufficientMemory, 503, "server_error"),
     (Unavailable, 503, "server_error"),
+    (NotImplementedYet, 501, "server_error"),
 ]
+
+# Codes for Falcon's own errors, whose titles are status lines ("404 Not Found").
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> dict:
@@ -43,8 +68,12 @@ def error_body(message: str, etype: str, param: str | None = None, code: str | N
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}
 
 
-def classify(exc: SuperlinearError) -> tuple[int, dict]:
-    """Return the status and body for a domain error."""
+def classify(exc: BaseException) -> tuple[int, dict]:
+    """Return the status and body for an error raised while serving (domain errors and cancellations)."""
+    if isinstance(exc, TurnCancelled):
+        return 503, error_body(str(exc) or "the turn was cancelled", "server_error", None, "cancelled")
+    if not isinstance(exc, SuperlinearError):
+        return 500, error_body("internal server error", "server_error", None, "internal_error")
     for kind, status, etype in _STATUS:
         if isinstance(exc, kind):
             return status, error_body(exc.message, etype, exc.param, exc.code)
@@ -56,14 +85,21 @@ def _domain(req, resp, exc, params):
     resp.status = status
     resp.media = body
     if status == 503:
-        resp.set_header("Retry-After", "5")
+        resp.set_header("Retry-After", RETRY_AFTER)
 
 
 def _http(req, resp, exc, params):
     resp.status = exc.status
-    code = exc.title.lower().replace(" ", "_") if exc.title else None
-    etype = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    message = exc.description or exc.title or "error"
+    status = exc.status_code
+    code = _HTTP_CODES.get(status)
+    if exc.title and _CODE.match(exc.title):
+        code = exc.title
+    etype = "invalid_request_error" if status < 500 else "server_error"
+    message = exc.description or (exc.title if exc.title else "error")
+    if status == 404 and not exc.description:
+        message = f"no route for {req.method} {req.path}"
+    if status == 405 and not exc.description:
+        message = f"{req.method} is not allowed on {req.path}"
     resp.media = error_body(message, etype, None, code)
     for name, value in (exc.headers or {}).items():
         resp.set_header(name, value)
@@ -76,7 +112,8 @@ def _unexpected(req, resp, exc, params):
 
 
 def install_error_handlers(app: falcon.App) -> None:
-    """Make every error, expected or not, an OpenAI error object."""
+    """Make every error, expected or not, an OpenAI error object (Falcon picks the most specific handler)."""
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(falcon.HTTPError, _http)
     app.add_error_handler(SuperlinearError, _domain)
+    app.add_error_handler(TurnCancelled, _domain)

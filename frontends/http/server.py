@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import re
+import signal
 import sys
+import threading
 
 from gunicorn.app.base import BaseApplication
 
-from .app import ServiceHolder, create_app
-from .compose import Settings, build_services
+from .body import DEFAULT_MAX_BODY_BYTES
+from .compose import Settings, build_app
 
-__all__ = ["main", "parse_settings"]
+__all__ = ["main", "parse_settings", "parse_size"]
+
+log = logging.getLogger(__name__)
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte size: "8GiB", "8G" and "8gb" style; K/M/G/T and KiB... are binary, KB/MB/GB/TB decimal."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (try 8GiB, 512MiB or a number of bytes)")
+    number, unit, binary, b = match.groups()
+    decimal = bool(unit) and bool(b) and not binary
+    value = float(number) * (1000 if decimal else 1024) ** _POWERS[unit.lower()]
+    return int(value)
+
+
+def _size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,27 +54,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model directory (default: the embedded default model)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8787)
-    p.add_argument("--chunk-size", type=int, default=8192, help="prefill chunk size in tokens")
+    p.add_argument("--chunk-size", type=_positive, default=8192, help="prefill chunk size in tokens")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--max-seq-len", type=int, default=None, help="default session length limit")
-    p.add_argument("--max-tokens", type=int, default=512, help="default completion length")
-    p.add_argument("--threads", type=int, default=8, help="request threads of the worker")
-    p.add_argument("--api-key", default=os.environ.get("SPL_API_KEY"), help="require this bearer key")
-    p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins")
+    p.add_argument("--kv-budget", type=_size_arg, default=None,
+                   help="device memory for session state, e.g. 8GiB (default: what fits after the weights)")
+    p.add_argument("--max-seq-len", type=_positive, default=None, help="default and largest session length")
+    p.add_argument("--max-prompt-tokens", type=_positive, default=None,
+                   help="refuse prompts longer than this (400 context_length_exceeded)")
+    p.add_argument("--max-tokens", type=_positive, default=512, help="default completion length")
+    p.add_argument("--max-body-bytes", type=_size_arg, default=DEFAULT_MAX_BODY_BYTES,
+                   help="largest request body (413 above)")
+    p.add_argument("--threads", type=_positive, default=8, help="request threads of the worker")
+    p.add_argument("--api-key", default=os.environ.get("SPL_API_KEY"),
+                   help="require this bearer key on every route but /health (default: $SPL_API_KEY)")
+    p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins (built-ins stay)")
     return p
 
 
 def parse_settings(argv: list[str] | None = None) -> Settings:
     """Parse command-line flags into settings."""
     a = _parser().parse_args(argv)
-    if a.chunk_size < 1:
-        _parser().error("--chunk-size must be positive")
     return Settings(
         model=a.model, host=a.host, port=a.port, chunk_size=a.chunk_size, dtype=a.dtype, device=a.device,
-        max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key,
-        load_plugins=not a.no_plugins,
+        max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
+        load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
+        max_body_bytes=a.max_body_bytes,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class _Gunicorn(BaseApplication):
@@ -48,6 +95,7 @@ class _Gunicorn(BaseApplication):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.holder = None
         super().__init__()
 
     def load_config(self):
@@ -58,18 +106,43 @@ class _Gunicorn(BaseApplication):
             "worker_class": "gthread",
             "threads": s.threads,
             "preload_app": False,
+            # Generations may stream for minutes; the gthread worker heartbeats from its main loop anyway.
             "timeout": 0,
             "graceful_timeout": 10,
             "accesslog": "-",
             "errorlog": "-",
             "loglevel": "info",
             "control_socket_disable": True,
+            "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
         }.items():
             self.cfg.set(key, value)
 
     def load(self):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return create_app(ServiceHolder(lambda: build_services(self.settings)), api_key=self.settings.api_key)
+        if not _is_loopback(self.settings.host) and not self.settings.api_key:
+            log.warning("listening on %s without --api-key: anyone who can reach it can read every session",
+                        self.settings.host)
+        app, self.holder = build_app(self.settings)
+        return app
+
+    def _shutdown(self) -> None:
+        if self.holder is not None:
+            self.holder.close()
+
+    def _post_worker_init(self, worker) -> None:
+        """On SIGTERM, also cancel running turns at once, so streams end cleanly inside the graceful timeout."""
+        graceful = worker.handle_exit
+
+        def handle_exit(sig, frame):
+            graceful(sig, frame)
+            # The engine joins its thread; never block the signal handler (the worker's main loop) on that.
+            threading.Thread(target=self._shutdown, name="superlinear-shutdown", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle_exit)
+
+    def _worker_exit(self, arbiter, worker) -> None:
+        self._shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,76 +1,81 @@
-"""The OpenAI wire format: parse request bodies into core values, render core values as JSON."""
+"""Parse OpenAI chat-completions bodies into core values; every mistake is a 400 naming the field."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
-import cattrs
+import attrs
 
-from ...core import ChatRequest, InvalidRequest, Message, RepetitionParams, SamplingParams, Usage
+from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams
+from .wire_messages import parse_messages, parse_tools, require
 
-__all__ = ["parse_chat_request", "usage_json", "make_converter", "completion_json", "chunk_json"]
+__all__ = ["ChatCall", "parse_chat_request", "CHAT_FIELDS"]
 
-_ROLES = ("system", "user", "assistant", "tool", "developer")
-_UNSUPPORTED = ("response_format", "functions", "function_call", "audio", "modalities", "prediction")
+# Fields that would change the result if honoured; accepted only at their neutral value.
+_NEUTRAL = {
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "reasoning_effort": (None,),
+    "functions": (None,),
+    "function_call": (None,),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "web_search_options": (None,),
+}
+# Fields that never change the output; accepted (when of the right type) and ignored.
+_IGNORED = {"user": str, "metadata": dict, "store": bool, "service_tier": str, "parallel_tool_calls": bool,
+            "prompt_cache_key": str, "safety_identifier": str}
+_HANDLED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed",
+            "stop", "n", "stream", "stream_options", "tools", "tool_choice", "response_format", "session_id",
+            "reasoning_budget", "chat_template_kwargs", "discard_thinking", "repetition_detection")
+CHAT_FIELDS = frozenset((*_NEUTRAL, *_IGNORED, *_HANDLED))
+
+# Below this a temperature is greedy in effect, and dividing logits by it overflows.
+_MIN_TEMPERATURE = 1e-3
+_REPETITION_KEYS = ("enabled", "tail_len", "min_repeats", "max_period", "min_unique_tokens", "check_every")
 
 
-def make_converter() -> cattrs.Converter:
-    """Build the converter for wire types (session and snapshot infos)."""
-    conv = cattrs.Converter()
-    conv.register_unstructure_hook(tuple, list)
-    return conv
+@attrs.frozen
+class ChatCall:
+    """A parsed request: the core's ChatRequest plus what only the HTTP layer acts on."""
+
+    request: ChatRequest
+    stream: bool = False
+    include_usage: bool = False
+    parse_tool_calls: bool = False
 
 
-def _require(cond: bool, message: str, param: str) -> None:
-    if not cond:
-        raise InvalidRequest(message, param=param)
-
-
-def _int(body: Mapping, key: str, default: int | None, lo: int = 0) -> int | None:
-    value = body.get(key, default)
+def _int(body: Mapping, key: str, default: int | None, lo: int = 0, hi: int | None = None,
+         where: str = "") -> int | None:
+    value = body.get(key)
     if value is None:
         return default
-    _require(isinstance(value, int) and not isinstance(value, bool) and value >= lo,
-             f"{key} must be an integer >= {lo}", key)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
+    name = where + key
+    require(ok, f"{name} must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ""), name)
     return value
 
 
 def _float(body: Mapping, key: str, default: float, lo: float, hi: float) -> float:
-    value = body.get(key, default)
+    value = body.get(key)
     if value is None:
         return default
-    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi,
-             f"{key} must be a number between {lo} and {hi}", key)
+    require(isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi,
+            f"{key} must be a number between {lo} and {hi}", key)
     return float(value)
 
 
-def _content(value: Any, i: int) -> str:
-    if value is None or isinstance(value, str):
-        return value or ""
-    _require(isinstance(value, list), f"messages[{i}].content must be a string or a list of text parts",
-             f"messages[{i}].content")
-    parts = []
-    for part in value:
-        _require(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str),
-                 "only text content parts are supported", f"messages[{i}].content")
-        parts.append(part["text"])
-    return "".join(parts)
-
-
-def _message(raw: Any, i: int) -> Message:
-    _require(isinstance(raw, dict), f"messages[{i}] must be an object", f"messages[{i}]")
-    role = raw.get("role")
-    _require(role in _ROLES, f"messages[{i}].role must be one of {', '.join(_ROLES)}", f"messages[{i}].role")
-    return Message(
-        role="system" if role == "developer" else role,
-        content=_content(raw.get("content"), i),
-        reasoning_content=raw.get("reasoning_content"),
-        name=raw.get("name"),
-        tool_calls=tuple(raw.get("tool_calls") or ()),
-        tool_call_id=raw.get("tool_call_id"),
-    )
+def _bool(body: Mapping, key: str, default: bool, where: str = "") -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    require(isinstance(value, bool), f"{where}{key} must be a boolean", where + key)
+    return value
 
 
 def _stop(body: Mapping) -> tuple[str, ...]:
@@ -79,8 +84,8 @@ def _stop(body: Mapping) -> tuple[str, ...]:
         return ()
     if isinstance(stop, str):
         stop = [stop]
-    _require(isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= 16,
-             "stop must be a non-empty string or a list of at most 16 of them", "stop")
+    require(isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= 16,
+            "stop must be a non-empty string or a list of at most 16 of them", "stop")
     return tuple(stop)
 
 
@@ -88,98 +93,107 @@ def _repetition(body: Mapping) -> RepetitionParams:
     raw = body.get("repetition_detection")
     if raw is None:
         return RepetitionParams()
-    _require(isinstance(raw, dict), "repetition_detection must be an object", "repetition_detection")
-    fields = {k: raw[k] for k in ("enabled", "tail_len", "min_repeats", "max_period", "min_unique_tokens",
-                                  "check_every") if k in raw}
-    try:
-        return RepetitionParams(**fields)
-    except TypeError as exc:
-        raise InvalidRequest(str(exc), param="repetition_detection") from exc
+    require(isinstance(raw, dict), "repetition_detection must be an object", "repetition_detection")
+    unknown = sorted(set(raw) - set(_REPETITION_KEYS))
+    if unknown:
+        raise InvalidRequest(f"repetition_detection has no field {unknown[0]!r}",
+                             param=f"repetition_detection.{unknown[0]}")
+    fields: dict[str, Any] = {}
+    for key in _REPETITION_KEYS[1:]:
+        value = _int(raw, key, None, 1, 1 << 20, where="repetition_detection.")
+        if value is not None:
+            fields[key] = value
+    fields["enabled"] = _bool(raw, "enabled", True, where="repetition_detection.")
+    return RepetitionParams(**fields)
 
 
 def _sampling(body: Mapping, default_max: int) -> SamplingParams:
     max_tokens = _int(body, "max_completion_tokens", None, 1) or _int(body, "max_tokens", default_max, 1)
-    budget = _int(body, "reasoning_budget", None, 1)
+    temperature = _float(body, "temperature", 1.0, 0.0, 2.0)
+    top_p = _float(body, "top_p", 1.0, 0.0, 1.0)
+    if temperature < _MIN_TEMPERATURE or top_p == 0.0:
+        # top_p 0 keeps only the most likely token: that is greedy decoding.
+        temperature = 0.0
     return SamplingParams(
         max_tokens=max_tokens,
-        temperature=_float(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_float(body, "top_p", 1.0, 0.0, 1.0),
+        temperature=temperature,
+        top_p=top_p if top_p > 0.0 else 1.0,
         top_k=_int(body, "top_k", 0, 0),
-        seed=_int(body, "seed", None, 0),
+        seed=_int(body, "seed", None, -(1 << 63), (1 << 64) - 1),
         stop=_stop(body),
-        reasoning_budget=budget,
+        reasoning_budget=_int(body, "reasoning_budget", None, 1),
         repetition=_repetition(body),
     )
 
 
-def _check_unsupported(body: Mapping) -> None:
-    for key in _UNSUPPORTED:
-        _require(body.get(key) is None, f"{key} is not supported by this server", key)
-    _require(body.get("n", 1) == 1, "only n=1 is supported", "n")
-    _require(not body.get("logprobs"), "logprobs are not supported yet", "logprobs")
+def _check_neutral(body: Mapping) -> None:
+    unknown = sorted(set(body) - CHAT_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unrecognized request argument {unknown[0]!r}", param=unknown[0])
+    for key, neutral in _NEUTRAL.items():
+        value = body.get(key)
+        require(any(value == n and type(value) is type(n) for n in neutral) or value is None,
+                f"{key} is not supported by this server", key)
+    for key, kind in _IGNORED.items():
+        value = body.get(key)
+        require(value is None or isinstance(value, kind), f"{key} must be of type {kind.__name__}", key)
+    require(body.get("n") in (None, 1) and not isinstance(body.get("n"), bool), "only n=1 is supported", "n")
+    fmt = body.get("response_format")
+    require(fmt is None or fmt == {"type": "text"}, "only response_format {\"type\": \"text\"} is supported",
+            "response_format")
 
 
-def parse_chat_request(body: Any, model_name: str, default_max: int) -> ChatRequest:
-    """Validate an OpenAI chat-completions body; raise InvalidRequest naming the bad field."""
-    _require(isinstance(body, dict), "the request body must be a JSON object", "body")
-    _check_unsupported(body)
-    model = body.get("model")
-    _require(model in (None, "", model_name), f"model {model!r} is not served here (serving {model_name!r})",
-             "model")
-    raw = body.get("messages")
-    _require(isinstance(raw, list) and raw, "messages must be a non-empty list", "messages")
-    kwargs = body.get("chat_template_kwargs") or {}
-    _require(isinstance(kwargs, dict), "chat_template_kwargs must be an object", "chat_template_kwargs")
-    reserved = sorted(set(kwargs) & {"messages", "add_generation_prompt", "tools"})
-    _require(not reserved, f"chat_template_kwargs may not set {', '.join(reserved)}", "chat_template_kwargs")
+def _template_kwargs(body: Mapping, tools: list | None) -> dict:
+    kwargs = body.get("chat_template_kwargs")
+    kwargs = {} if kwargs is None else kwargs
+    require(isinstance(kwargs, dict), "chat_template_kwargs must be an object", "chat_template_kwargs")
+    reserved = sorted(set(kwargs) & {"messages", "add_generation_prompt", "tools", "bos_token", "eos_token"})
+    require(not reserved, f"chat_template_kwargs may not set {', '.join(reserved)}", "chat_template_kwargs")
+    kwargs = dict(kwargs)
+    if tools:
+        kwargs["tools"] = tools
     if body.get("reasoning_budget") is not None:
-        kwargs = {**kwargs, "enable_thinking": True}
+        kwargs["enable_thinking"] = True
+    return kwargs
+
+
+def _stream_flags(body: Mapping) -> tuple[bool, bool]:
+    stream = _bool(body, "stream", False)
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    require(stream, "stream_options is only allowed when stream is true", "stream_options")
+    require(isinstance(options, dict) and set(options) <= {"include_usage", "include_obfuscation"},
+            "stream_options must be an object with include_usage", "stream_options")
+    # include_obfuscation pads chunks against side channels; plain SSE needs none, but it must be a boolean.
+    _bool(options, "include_obfuscation", False, where="stream_options.")
+    return stream, _bool(options, "include_usage", False, where="stream_options.")
+
+
+def _tool_choice(body: Mapping, tools: list | None) -> bool:
+    """Return whether tool calls are parsed out of the answer."""
+    choice = body.get("tool_choice")
+    require(choice in (None, "auto", "none"), "tool_choice must be \"auto\" or \"none\" (forcing a tool is not "
+            "supported)", "tool_choice")
+    return bool(tools) and choice != "none"
+
+
+def parse_chat_request(body: Any, model_name: str, default_max: int) -> ChatCall:
+    """Validate an OpenAI chat-completions body; raise InvalidRequest naming the bad field."""
+    require(isinstance(body, dict), "the request body must be a JSON object", "body")
+    _check_neutral(body)
+    model = body.get("model")
+    require(model in (None, "", model_name), f"model {model!r} is not served here (serving {model_name!r})",
+            "model")
+    tools = parse_tools(body.get("tools"))
     sid = body.get("session_id")
-    _require(sid is None or isinstance(sid, str), "session_id must be a string", "session_id")
-    return ChatRequest(
-        messages=tuple(_message(m, i) for i, m in enumerate(raw)),
+    require(sid is None or isinstance(sid, str), "session_id must be a string", "session_id")
+    stream, include_usage = _stream_flags(body)
+    request = ChatRequest(
+        messages=parse_messages(body.get("messages")),
         sampling=_sampling(body, default_max),
         session_id=sid,
-        template_kwargs=kwargs,
-        discard_thinking=bool(body.get("discard_thinking", True)),
+        template_kwargs=_template_kwargs(body, tools),
+        discard_thinking=_bool(body, "discard_thinking", True),
     )
-
-
-def usage_json(usage: Usage) -> dict:
-    """Render usage with the OpenAI detail objects."""
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-def completion_json(cid: str, model: str, content: str, reasoning: str, finish: str, usage: Usage) -> dict:
-    """Render a whole chat completion."""
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": usage_json(usage),
-    }
-
-
-def chunk_json(cid: str, created: int, model: str, delta: dict, finish: str | None, with_usage: bool) -> dict:
-    """Render one streaming chunk with a single choice."""
-    chunk = {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-    }
-    if with_usage:
-        chunk["usage"] = None
-    return chunk
+    return ChatCall(request, stream, include_usage, _tool_choice(body, tools))

@@ -1,5 +1,6 @@
 """A real spl-server (gunicorn) on a free loopback port, with its own config and snapshot dirs."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -44,6 +45,8 @@ def server_env(tmp_path_factory):
     env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),
                SUPERLINEAR_SNAPSHOT_DIR=str(home / "snapshots"), PYTHONUNBUFFERED="1")
     env.pop("SPL_API_KEY", None)
+    # One torch thread: on a small shared CPU, more intra-op threads than free cores slow decoding 10x.
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
@@ -66,3 +69,39 @@ def server(server_env, tmp_path_factory):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def running_server(env: dict, log: Path, *flags: str):
+    """Start spl-server with extra flags on a free loopback port; yield (url, process); stop it after."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "superlinear.frontends.http.server", "--port", str(port), *flags]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def strict_server(server_env, tmp_path_factory):
+    """A server with every cap set (prompt tokens, session length, body size, KV budget); yield its URL."""
+    log = tmp_path_factory.mktemp("log-strict") / "server.log"
+    flags = ("--threads", "8", "--no-plugins", "--max-prompt-tokens", "400", "--max-seq-len", "2048",
+             "--max-body-bytes", "64KiB", "--max-tokens", "16", "--kv-budget", "64MiB")
+    with running_server(server_env, log, *flags) as (url, _proc):
+        yield url
+
+
+@pytest.fixture(name="launch_server", scope="session")
+def launch_server_fixture():
+    """The `running_server` context manager, for modules that need a server with their own flags."""
+    return running_server

@@ -1,0 +1,124 @@
+"""POST /v1/chat/completions: parse, admit, then stream SSE or gather one JSON completion."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from ...core import TurnHandle
+from .body import read_json
+from .disconnect import ClientGone, ClientWatch, watched_events
+from .limits import Limits, check_prompt
+from .metrics import Metrics, TurnTimer
+from .render import completion_json
+from .services import Get
+from .streaming import sse_stream
+from .toolcalls import ToolCallSplitter
+from .wire import ChatCall, parse_chat_request
+
+__all__ = ["ChatCompletions", "wire_items", "collect", "client_gone_handler"]
+
+
+def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool) -> Iterator[tuple[str, Any]]:
+    """Turn a turn's events into wire items: ("reasoning"|"content", text), ("tool_call", call), ("done", ...).
+
+    Tool-call blocks are split out of the answer when the request gave tools; a turn that called a tool
+    and stopped finishes with "tool_calls". Closing this generator cancels the turn if it still runs.
+    """
+    splitter = ToolCallSplitter() if tools else None
+    reason = "error"
+    try:
+        for event in watched_events(handle, watch):
+            if event.kind != "done":
+                timer.text()
+                if event.kind == "reasoning":
+                    yield "reasoning", event.text
+                else:
+                    yield from splitter.feed(event.text) if splitter else [("content", event.text)]
+                continue
+            if splitter:
+                yield from splitter.finish()
+            reason = event.finish_reason
+            if splitter and splitter.calls and reason == "stop":
+                reason = "tool_calls"
+            timer.end(reason, event.usage)
+            yield "done", (reason, event.usage)
+    except (ClientGone, GeneratorExit):
+        reason = "disconnected"
+        raise
+    finally:
+        # A no-op for a finished turn; stops one whose reader went away.
+        handle.cancel()
+        timer.end(reason)
+
+
+def collect(items: Iterator[tuple[str, Any]], cid: str, model: str) -> dict:
+    """Gather wire items into one chat completion."""
+    content, reasoning, calls = [], [], []
+    finish, usage = "error", None
+    for kind, value in items:
+        if kind == "content":
+            content.append(value)
+        elif kind == "reasoning":
+            reasoning.append(value)
+        elif kind == "tool_call":
+            calls.append(value)
+        else:
+            finish, usage = value
+    text = "".join(content)
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    return completion_json(cid, model, message, finish, usage)
+
+
+@attrs.define
+class ChatCompletions:
+    """The OpenAI chat completions endpoint with superlinear's extensions."""
+
+    get: Get
+    metrics: Metrics
+    limits: Limits
+
+    def on_post(self, req, resp):
+        arrived = time.perf_counter()
+        svc = self.get()
+        body = read_json(req, self.limits.max_body_bytes, required=True)
+        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens)
+        timer = self.metrics.turn(arrived, call.stream)
+        try:
+            check_prompt(svc.sessions, call.request, self.limits)
+            handle = svc.sessions.chat(call.request)
+        except BaseException:
+            timer.end("rejected")
+            raise
+        timer.admitted()
+        items = wire_items(handle, ClientWatch(req.env.get("gunicorn.socket")), timer, call.parse_tool_calls)
+        self._respond(resp, call, items, svc.model_name)
+
+    @staticmethod
+    def _respond(resp, call: ChatCall, items, model: str) -> None:
+        cid = f"chatcmpl-{secrets.token_hex(12)}"
+        if call.stream:
+            resp.content_type = "text/event-stream"
+            resp.set_header("Cache-Control", "no-cache")
+            resp.set_header("X-Accel-Buffering", "no")
+            resp.stream = sse_stream(items, cid, model, call.include_usage)
+            return
+        try:
+            resp.media = collect(items, cid, model)
+        finally:
+            items.close()
+
+
+def client_gone_handler(req, resp, exc, params):
+    """A client that left gets nothing useful; answer 499 (nginx's convention) for the access log."""
+    resp.status = "499 Client Closed Request"
+    resp.media = {"error": {"message": str(exc), "type": "invalid_request_error", "param": None,
+                            "code": "client_closed_request"}}

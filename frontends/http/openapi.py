@@ -1,0 +1,168 @@
+"""GET /openapi.json: a hand-written OpenAPI 3.1 description of every built-in route."""
+
+from __future__ import annotations
+
+import attrs
+
+from .openapi_schemas import ID_PATTERN, ref, schemas
+
+__all__ = ["openapi_document", "OpenApi"]
+
+_ERROR_TEXT = {
+    400: "Invalid request (the error's param names the field)",
+    401: "Missing or wrong API key",
+    404: "No such session, snapshot, model or route",
+    405: "Method not allowed on this route",
+    409: "Conflict: the id exists, the session is busy (code session_busy), or the model differs",
+    413: "Request body over the size limit",
+    422: "The snapshot is corrupt, truncated or of an unknown schema",
+    499: "The client closed the connection before the answer",
+    501: "Not available in this build",
+    503: "Loading, shutting down, or not enough memory (code insufficient_memory); see Retry-After",
+}
+_COMMON = (401, 405, 413, 503)
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(ok: int, ok_schema: dict | None, errors: tuple[int, ...], content: dict | None = None) -> dict:
+    out: dict = {str(ok): {"description": "Success", "content": content or _json(ok_schema or {})}}
+    for status in sorted(set(errors) | set(_COMMON)):
+        entry: dict = {"description": _ERROR_TEXT[status], "content": _json(ref("Error"))}
+        if status in (405, 503):
+            name = "Allow" if status == 405 else "Retry-After"
+            entry["headers"] = {name: {"schema": {"type": "string"}}}
+        out[str(status)] = entry
+    return out
+
+
+def _op(summary: str, ok: int, ok_schema: dict | None, errors: tuple[int, ...] = (), body: str | None = None,
+        required: bool = False, content: dict | None = None) -> dict:
+    op: dict = {"summary": summary, "responses": _responses(ok, ok_schema, errors, content)}
+    if body:
+        op["requestBody"] = {"required": required, "content": _json(ref(body))}
+    return op
+
+
+_EXAMPLES = {"session_id": "my-chat", "snapshot_id": "764cb17e"}
+
+
+def _path_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "example": _EXAMPLES[name],
+            "schema": {"type": "string", "pattern": ID_PATTERN}}
+
+
+def _session_paths() -> dict:
+    sid = [_path_param("session_id")]
+    info = ref("SessionInfo")
+    return {
+        "/v1/sessions": {
+            "post": _op("Create a session", 201, info, (400, 409), "SessionCreate"),
+            "get": _op("List sessions", 200, ref("SessionList")),
+        },
+        "/v1/sessions/{session_id}": {
+            "parameters": sid,
+            "get": _op("Get session info", 200, info, (400, 404)),
+            "delete": _op("Close a session and free its memory", 200, ref("Deleted"), (400, 404, 409)),
+        },
+        "/v1/sessions/{session_id}/history": {
+            "parameters": sid, "get": _op("The session's messages", 200, ref("SessionHistory"), (400, 404))},
+        "/v1/sessions/{session_id}/resize": {
+            "parameters": sid,
+            "post": _op("Change the session's maximum length", 200, info, (400, 404, 409), "SessionResize", True)},
+        "/v1/sessions/{session_id}/rollback": {
+            "parameters": sid,
+            "post": _op("Cut the conversation back to its first keep_messages messages", 200, info,
+                        (400, 404, 409, 501), "SessionRollback", True)},
+        "/v1/sessions/{session_id}/fork": {
+            "parameters": sid,
+            "post": _op("Copy the session in memory under a new id", 201, info, (400, 404, 409), "SessionFork")},
+        "/v1/sessions/{session_id}/save": {
+            "parameters": sid,
+            "post": _op("Save the session as a snapshot", 200, ref("SaveResult"), (400, 404, 409),
+                        "SnapshotMetadata")},
+    }
+
+
+def _snapshot_paths() -> dict:
+    snap = [_path_param("snapshot_id")]
+    return {
+        "/v1/snapshots": {"get": _op("List snapshots, newest first", 200, ref("SnapshotList"))},
+        "/v1/snapshots/{snapshot_id}": {
+            "parameters": snap,
+            "get": _op("Get a snapshot's manifest", 200, ref("SnapshotInfo"), (400, 404, 422)),
+            "patch": _op("Edit title, description, tags", 200, ref("SnapshotInfo"), (400, 404, 422),
+                         "SnapshotMetadata"),
+            "delete": _op("Delete a snapshot", 200, ref("Deleted"), (400, 404)),
+        },
+        "/v1/snapshots/{snapshot_id}/load": {
+            "parameters": snap,
+            "post": _op("Load a snapshot into a session", 200, ref("LoadResult"), (400, 404, 409, 422),
+                        "SnapshotLoad")},
+    }
+
+
+def _core_paths() -> dict:
+    # Each server-sent event, as SSE parsers (and OpenAPI 3.2's itemSchema) see it.
+    event = {"type": "object", "required": ["data"],
+             "properties": {"data": {"type": "string", "description": "a chat.completion.chunk as JSON, "
+                                     "an error object as JSON, or [DONE]"}, "event": {"type": "string"}}}
+    stream = {"text/event-stream": {"schema": event}}
+    chat = _op("Chat completion (stream: true gives server-sent events)", 200, None, (400, 404, 409, 499),
+               "ChatCompletionRequest", True, content={**_json(ref("ChatCompletion")), **stream})
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    health = {"summary": "Liveness and readiness (never needs the API key)", "security": [],
+              "responses": {"200": {"description": "Ready", "content": _json(ref("Health"))},
+                            "503": {"description": "Loading, failed or stopping", "content": _json(ref("Health")),
+                                    "headers": {"Retry-After": {"schema": {"type": "string"}}}}}}
+    return {
+        "/health": {"get": health},
+        "/metrics": {"get": _op("Prometheus metrics", 200, None, (), content=text)},
+        "/openapi.json": {"get": _op("This document", 200, {"type": "object"})},
+        "/v1/models": {"get": _op("List models", 200, ref("ModelList"))},
+        "/v1/models/{model_id}": {"parameters": [{"name": "model_id", "in": "path", "required": True,
+                                                  "schema": {"type": "string"}}],
+                                  "get": _op("Get a model", 200, ref("Model"), (404,))},
+        "/v1/chat/completions": {"post": chat},
+    }
+
+
+def openapi_document(secured: bool = False, version: str = "0.1.0") -> dict:
+    """Return the OpenAPI 3.1 document of the built-in routes (plugin routes are not described).
+
+    `secured` (the server runs with an API key) adds the bearer requirement to every route but /health.
+    """
+    doc = {
+        "openapi": "3.1.0",
+        "info": {"title": "superlinear", "version": version,
+                 "description": "OpenAI-compatible chat completions with stateful sessions and snapshots. "
+                                "Every error body is {\"error\": {message, type, param, code}}."},
+        "servers": [{"url": "/"}],
+        "paths": {**_core_paths(), **_session_paths(), **_snapshot_paths()},
+        "components": {"schemas": schemas()},
+    }
+    if secured:
+        doc["security"] = [{"bearer": []}]
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    else:
+        for item in doc["paths"].values():
+            for op in item.values():
+                if isinstance(op, dict) and "responses" in op:
+                    op["responses"].pop("401", None)
+    return doc
+
+
+@attrs.define
+class OpenApi:
+    """Serve the document, built once per app."""
+
+    document: dict = attrs.Factory(openapi_document)
+
+    @classmethod
+    def for_app(cls, secured: bool) -> OpenApi:
+        return cls(openapi_document(secured))
+
+    def on_get(self, req, resp):
+        resp.media = self.document

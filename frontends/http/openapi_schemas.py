@@ -1,0 +1,190 @@
+"""JSON Schemas (OpenAPI 3.1 dialect) of the request and response bodies, written by hand."""
+
+from __future__ import annotations
+
+__all__ = ["schemas", "ID_PATTERN"]
+
+ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_NUM = {"type": "number"}
+_BOOL = {"type": "boolean"}
+_NULL_STR = {"type": ["string", "null"]}
+_ID = {"type": "string", "pattern": ID_PATTERN}
+
+
+def ref(name: str) -> dict:
+    """A reference to a component schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict, required: tuple = (), closed: bool = True) -> dict:
+    schema: dict = {"type": "object", "properties": props, "required": list(required)}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _error() -> dict:
+    inner = _obj({"message": _STR, "type": _STR, "param": _NULL_STR, "code": _NULL_STR},
+                 ("message", "type", "param", "code"))
+    return _obj({"error": inner}, ("error",))
+
+
+def _message() -> dict:
+    # Nested objects are open: the server reads the fields it knows and ignores the rest, as OpenAI does.
+    part = _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text"), closed=False)
+    call = _obj({"id": _NULL_STR, "type": {"const": "function"},
+                 "function": _obj({"name": _STR, "arguments": _STR}, ("name",), closed=False)},
+                ("function",), closed=False)
+    return _obj({
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": part}]},
+        "name": _NULL_STR, "tool_call_id": _NULL_STR, "reasoning_content": _NULL_STR, "refusal": _NULL_STR,
+        "tool_calls": {"type": ["array", "null"], "items": call},
+    }, ("role",))
+
+
+def _tool() -> dict:
+    fn = _obj({"name": {"type": "string", "minLength": 1}, "description": _NULL_STR,
+               "parameters": {"type": ["object", "null"]}}, ("name",), closed=False)
+    return _obj({"type": {"const": "function"}, "function": fn}, ("type", "function"), closed=False)
+
+
+def _repetition() -> dict:
+    bounded = {"type": ["integer", "null"], "minimum": 1, "maximum": 1 << 20}
+    return _obj({"enabled": {"type": ["boolean", "null"]}, "tail_len": bounded, "min_repeats": bounded, "max_period": bounded,
+                 "min_unique_tokens": bounded, "check_every": bounded})
+
+
+def _neutral_fields() -> dict:
+    """OpenAI fields this server accepts only at the value that changes nothing."""
+    null = {"type": "null"}
+    return {
+        "logprobs": {"enum": [False, None]}, "top_logprobs": {"enum": [0, None]},
+        "presence_penalty": {"enum": [0, None]}, "frequency_penalty": {"enum": [0, None]},
+        "logit_bias": {"anyOf": [null, {"type": "object", "maxProperties": 0}]},
+        "modalities": {"anyOf": [null, {"const": ["text"]}]},
+        **{k: null for k in ("reasoning_effort", "functions", "function_call", "audio", "prediction",
+                             "web_search_options")},
+    }
+
+
+def _chat_request() -> dict:
+    pos = {"type": ["integer", "null"], "minimum": 1}
+    return _obj({
+        "model": _NULL_STR,
+        "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
+        "max_tokens": pos, "max_completion_tokens": pos,
+        "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+        "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "top_k": {"type": ["integer", "null"], "minimum": 0},
+        "seed": {"type": ["integer", "null"], "minimum": -(1 << 63), "maximum": (1 << 64) - 1},
+        "stop": {"anyOf": [{"type": "null"}, {"type": "string", "minLength": 1},
+                           {"type": "array", "maxItems": 16, "items": {"type": "string", "minLength": 1}}]},
+        "n": {"enum": [1, None]},
+        "stream": {"type": ["boolean", "null"]},
+        "stream_options": {"type": ["object", "null"],
+                           "properties": {"include_usage": {"type": ["boolean", "null"]},
+                                          "include_obfuscation": {"type": ["boolean", "null"]}},
+                           "additionalProperties": False,
+                           "description": "only with stream: true"},
+        "tools": {"type": ["array", "null"], "maxItems": 128, "items": ref("Tool")},
+        "tool_choice": {"enum": ["auto", "none", None]},
+        "parallel_tool_calls": {"type": ["boolean", "null"]},
+        "response_format": {"anyOf": [{"type": "null"}, _obj({"type": {"const": "text"}}, ("type",))]},
+        **_neutral_fields(),
+        "user": _NULL_STR, "metadata": {"type": ["object", "null"]}, "store": {"type": ["boolean", "null"]},
+        "service_tier": _NULL_STR, "prompt_cache_key": _NULL_STR, "safety_identifier": _NULL_STR,
+        "session_id": {"anyOf": [{"type": "null"}, _ID]},
+        "reasoning_budget": pos,
+        "chat_template_kwargs": {"type": ["object", "null"], "description": "extra chat template variables; "
+                                 "messages, add_generation_prompt, tools, bos_token and eos_token are reserved"},
+        "discard_thinking": {"type": ["boolean", "null"]},
+        "repetition_detection": {"anyOf": [{"type": "null"}, ref("RepetitionDetection")]},
+    }, ("messages",))
+
+
+def _usage() -> dict:
+    return _obj({"prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT,
+                 "prompt_tokens_details": _obj({"cached_tokens": _INT}, ("cached_tokens",)),
+                 "completion_tokens_details": _obj({"reasoning_tokens": _INT}, ("reasoning_tokens",))},
+                ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+                 "completion_tokens_details"))
+
+
+def _completion() -> dict:
+    call = _obj({"id": _STR, "type": {"const": "function"},
+                 "function": _obj({"name": _STR, "arguments": _STR}, ("name", "arguments"))},
+                ("id", "type", "function"))
+    message = _obj({"role": {"const": "assistant"}, "content": _NULL_STR, "reasoning_content": _STR,
+                    "tool_calls": {"type": "array", "items": call}}, ("role", "content"))
+    choice = _obj({"index": _INT, "message": message, "logprobs": {"type": "null"},
+                   "finish_reason": {"enum": ["stop", "length", "tool_calls", "repetition"]}},
+                  ("index", "message", "finish_reason"))
+    return _obj({"id": _STR, "object": {"const": "chat.completion"}, "created": _INT, "model": _STR,
+                 "choices": {"type": "array", "items": choice}, "usage": ref("Usage")},
+                ("id", "object", "created", "model", "choices", "usage"))
+
+
+def _session_info() -> dict:
+    fields = {"session_id": _STR, "created_at": _NUM, "last_used_at": _NUM, "cached_tokens": _INT,
+              "cache_position": _INT, "max_seq_len": _INT, "message_count": _INT, "kv_bytes": _INT,
+              "resident": _BOOL, "busy": _BOOL}
+    return _obj(fields, tuple(fields), closed=False)
+
+
+def _snapshot_info(extra: dict | None = None) -> dict:
+    fields = {"snapshot_id": _STR, "created_at": _NUM, "title": _NULL_STR, "description": _NULL_STR,
+              "tags": {"type": "array", "items": _STR}, "tokens": _INT, "bytes": _INT,
+              "model": {"type": "object", "additionalProperties": _STR}, "message_count": _INT, **(extra or {})}
+    return _obj(fields, tuple(fields), closed=False)
+
+
+def _metadata() -> dict:
+    return _obj({"title": _NULL_STR, "description": _NULL_STR, "tags": {"type": ["array", "null"], "items": _STR}})
+
+
+def _transfer(name: str) -> dict:
+    return _obj({name: _STR, "tokens": _INT, "bytes": _INT, "seconds": _NUM}, (name, "tokens", "bytes", "seconds"))
+
+
+def schemas() -> dict:
+    """Return every component schema, by name."""
+    history_message = {"type": "object", "required": ["role", "content"],
+                       "properties": {"role": _STR, "content": _STR, "reasoning_content": _STR}}
+    return {
+        "Error": _error(),
+        "Health": _obj({"status": {"enum": ["ok", "loading", "error", "stopping"]}, "model": _STR,
+                        "sessions": _INT, "error": _NULL_STR}, ("status",), closed=False),
+        "Model": _obj({"id": _STR, "object": {"const": "model"}, "created": _INT, "owned_by": _STR},
+                      ("id", "object", "created", "owned_by")),
+        "ModelList": _obj({"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}},
+                          ("object", "data")),
+        "ChatMessage": _message(),
+        "Tool": _tool(),
+        "RepetitionDetection": _repetition(),
+        "ChatCompletionRequest": _chat_request(),
+        "Usage": _usage(),
+        "ChatCompletion": _completion(),
+        "SessionCreate": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]},
+                               "max_seq_len": {"type": ["integer", "null"], "minimum": 1}}),
+        "SessionInfo": _session_info(),
+        "SessionList": _obj({"sessions": {"type": "array", "items": _STR},
+                             "data": {"type": "array", "items": ref("SessionInfo")}}, ("sessions", "data")),
+        "SessionHistory": _obj({"session_id": _STR, "messages": {"type": "array", "items": history_message}},
+                               ("session_id", "messages")),
+        "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}}, ("max_seq_len",)),
+        "SessionRollback": _obj({"keep_messages": {"type": "integer", "minimum": 0}}, ("keep_messages",)),
+        "SessionFork": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}}),
+        "Deleted": _obj({"session_id": _STR, "snapshot_id": _STR, "deleted": {"const": True}}, ("deleted",)),
+        "SnapshotMetadata": _metadata(),
+        "SaveResult": _transfer("snapshot_id"),
+        "SnapshotInfo": _snapshot_info(),
+        "SnapshotList": _obj({"object": {"const": "list"},
+                              "data": {"type": "array", "items": _snapshot_info({"compatible": _BOOL})}},
+                             ("object", "data")),
+        "SnapshotLoad": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}, "force": _BOOL}),
+        "LoadResult": _transfer("session_id"),
+    }

@@ -1,0 +1,98 @@
+"""What the resources need, and the holder that builds it in the background and closes it at shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import attrs
+
+from ...core import SessionService
+from .errors import Unavailable
+
+__all__ = ["Services", "ServiceHolder", "Get"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class Services:
+    """The loaded model's session service and the defaults of this server."""
+
+    sessions: SessionService
+    model_name: str
+    default_max_tokens: int = 512
+    # Run after the engine stops (for example, removing the offload directory).
+    on_close: list[Callable[[], None]] = attrs.Factory(list)
+
+
+Get = Callable[[], Services]
+
+
+class ServiceHolder:
+    """Build the services on a thread; until they exist (and after close) requests get 503 with Retry-After."""
+
+    def __init__(self, build: Callable[[], Services], *, background: bool = True):
+        self._build = build
+        self._services: Services | None = None
+        self._error: str | None = None
+        self._closed = False
+        self._ready = threading.Event()
+        if background:
+            threading.Thread(target=self._load, name="superlinear-load", daemon=True).start()
+        else:
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            self._services = self._build()
+        except Exception as exc:  # noqa: BLE001 - reported by /health and every request
+            log.exception("loading the model failed")
+            self._error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until loading ended (well or not); return whether it did in time."""
+        return self._ready.wait(timeout)
+
+    def get(self) -> Services:
+        """Return the services, or raise Unavailable (503) while loading, after a failed load or a close."""
+        if self._closed:
+            raise Unavailable("the server is shutting down")
+        if self._services is not None:
+            return self._services
+        if self._error:
+            raise Unavailable(f"the model failed to load: {self._error}")
+        raise Unavailable("the model is still loading")
+
+    def peek(self) -> Services | None:
+        """Return the services if loaded, without raising."""
+        return None if self._closed else self._services
+
+    def sessions(self) -> SessionService | None:
+        """Return the session service if loaded (for metrics)."""
+        svc = self.peek()
+        return svc.sessions if svc is not None else None
+
+    def status(self) -> dict:
+        """Describe readiness for /health."""
+        svc = self.peek()
+        if self._closed:
+            return {"status": "stopping", "error": None}
+        if svc is None:
+            return {"status": "error" if self._error else "loading", "error": self._error}
+        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list())}
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Refuse new work and stop the engine: running turns are cancelled and their sessions restored."""
+        if self._closed:
+            return
+        self._closed = True
+        svc = self._services
+        if svc is not None:
+            log.info("stopping the engine; in-flight turns are cancelled")
+            svc.sessions.engine.stop(timeout)
+            for hook in svc.on_close:
+                hook()

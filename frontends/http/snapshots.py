@@ -1,0 +1,102 @@
+"""Falcon resources for saving sessions to snapshots and managing the snapshot store."""
+
+from __future__ import annotations
+
+import attrs
+
+from ...core import InvalidRequest, validate_id
+from .body import read_json, reject_unknown
+from .limits import Limits
+from .metrics import Metrics
+from .render import unstructure
+from .services import Get
+
+__all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "metadata_fields"]
+
+_METADATA = ("title", "description", "tags")
+
+
+def metadata_fields(body: dict) -> dict:
+    """Validate title, description (string or null) and tags (list of strings); return those present."""
+    out = {}
+    for key in ("title", "description"):
+        if key in body:
+            value = body[key]
+            if value is not None and not isinstance(value, str):
+                raise InvalidRequest(f"{key} must be a string or null", param=key)
+            out[key] = value
+    if "tags" in body:
+        tags = body["tags"]
+        if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+            raise InvalidRequest("tags must be a list of strings", param="tags")
+        out["tags"] = tuple(tags or ())
+    return out
+
+
+def _snap(snapshot_id: str) -> str:
+    return validate_id(snapshot_id, "snapshot_id")
+
+
+@attrs.define
+class SessionSave:
+    get: Get
+    limits: Limits
+    metrics: Metrics
+
+    def on_post(self, req, resp, session_id):
+        body = read_json(req, self.limits.max_body_bytes)
+        reject_unknown(body, _METADATA)
+        fields = metadata_fields(body)
+        result = self.get().sessions.save(validate_id(session_id, "session_id"), fields.get("title"),
+                                          fields.get("description"), fields.get("tags", ()))
+        self.metrics.snapshot_written.inc(result.get("bytes", 0))
+        resp.media = result
+
+
+@attrs.define
+class SnapshotLoad:
+    get: Get
+    limits: Limits
+    metrics: Metrics
+
+    def on_post(self, req, resp, snapshot_id):
+        body = read_json(req, self.limits.max_body_bytes)
+        reject_unknown(body, ("session_id", "force"))
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise InvalidRequest("force must be a boolean", param="force")
+        result = self.get().sessions.load(_snap(snapshot_id), body.get("session_id"), force)
+        self.metrics.snapshot_read.inc(result.get("bytes", 0))
+        resp.media = result
+
+
+@attrs.define
+class Snapshots:
+    get: Get
+
+    def on_get(self, req, resp):
+        items = self.get().sessions.snapshots()
+        resp.media = {"object": "list", "data": [{**unstructure(i), "compatible": ok} for i, ok in items]}
+
+
+@attrs.define
+class SnapshotItem:
+    get: Get
+    limits: Limits
+
+    def on_get(self, req, resp, snapshot_id):
+        resp.media = unstructure(self.get().sessions.store.get(_snap(snapshot_id)))
+
+    def on_patch(self, req, resp, snapshot_id):
+        sid = _snap(snapshot_id)
+        body = read_json(req, self.limits.max_body_bytes)
+        reject_unknown(body, _METADATA)
+        fields = metadata_fields(body)
+        store = self.get().sessions.store
+        # Ask for the snapshot first so an unknown id is a 404 whatever the store's patch does with it.
+        store.get(sid)
+        resp.media = unstructure(store.patch(sid, **fields))
+
+    def on_delete(self, req, resp, snapshot_id):
+        self.get().sessions.store.delete(_snap(snapshot_id))
+        resp.media = {"snapshot_id": snapshot_id, "deleted": True}

@@ -1,0 +1,95 @@
+"""Split `<tool_call>{json}</tool_call>` blocks out of answer text, as it streams or all at once.
+
+The default chat template tells the model to call functions that way; OpenAI clients expect the calls
+in `message.tool_calls` (or `delta.tool_calls`) and not in the text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+__all__ = ["ToolCallSplitter", "OPEN", "CLOSE"]
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+def _call(block: str) -> dict | None:
+    """Turn the inside of a block into an OpenAI tool call, or None when it is not one."""
+    try:
+        data: Any = json.loads(block)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    args = data.get("arguments", {})
+    if not isinstance(args, str):
+        args = json.dumps(args, ensure_ascii=False)
+    return {"id": f"call_{secrets.token_hex(12)}", "type": "function",
+            "function": {"name": data["name"], "arguments": args}}
+
+
+def _open_prefix_len(text: str) -> int:
+    """Length of the longest suffix of `text` that could still grow into OPEN."""
+    for size in range(min(len(text), len(OPEN) - 1), 0, -1):
+        if OPEN.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class ToolCallSplitter:
+    """Feed answer text in pieces; get back ("content", text) and ("tool_call", call) items in order.
+
+    Text that may be the start of a block is held until it is known; a block that is not valid JSON
+    goes out as plain text. Whitespace around calls is dropped once a call has been made.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._in_block = False
+        self.calls: list[dict] = []
+
+    def feed(self, text: str) -> list[tuple[str, Any]]:
+        """Add text; return the items that are now certain."""
+        self._pending += text
+        out: list[tuple[str, Any]] = []
+        while True:
+            if self._in_block:
+                end = self._pending.find(CLOSE)
+                if end < 0:
+                    return out
+                self._close_block(end, out)
+                continue
+            start = self._pending.find(OPEN)
+            if start < 0:
+                keep = _open_prefix_len(self._pending)
+                self._emit(self._pending[: len(self._pending) - keep], out)
+                self._pending = self._pending[len(self._pending) - keep :]
+                return out
+            self._emit(self._pending[:start], out)
+            self._pending = self._pending[start + len(OPEN) :]
+            self._in_block = True
+
+    def finish(self) -> list[tuple[str, Any]]:
+        """Flush what is held; an unclosed block is plain text."""
+        out: list[tuple[str, Any]] = []
+        rest = (OPEN if self._in_block else "") + self._pending
+        self._pending, self._in_block = "", False
+        self._emit(rest, out)
+        return out
+
+    def _close_block(self, end: int, out: list) -> None:
+        inner = self._pending[:end]
+        self._pending = self._pending[end + len(CLOSE) :]
+        self._in_block = False
+        call = _call(inner.strip())
+        if call is None:
+            self._emit(OPEN + inner + CLOSE, out)
+            return
+        self.calls.append(call)
+        out.append(("tool_call", call))
+
+    def _emit(self, text: str, out: list) -> None:
+        if text and not (self.calls and not text.strip()):
+            out.append(("content", text))
