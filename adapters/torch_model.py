@@ -220,7 +220,8 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Rando
     logits = logits.detach().float().cpu()
     if params.greedy:
         return int(torch.argmax(logits))
-    scaled = logits / params.temperature
+    # Shift before scaling so a tiny temperature gives -inf for the others, never inf - inf = NaN.
+    scaled = (logits - logits.max()) / params.temperature
     if 0 < params.top_k < scaled.numel():
         kth = torch.topk(scaled, params.top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, -torch.inf)
@@ -229,6 +230,7 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Rando
         sorted_probs, order = torch.sort(probs, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
         drop = torch.cumsum(sorted_probs, dim=0) - sorted_probs >= params.top_p
+        drop[0] = False
         probs = probs.scatter(0, order[drop], 0.0)
     generator = torch.Generator().manual_seed(rng.getrandbits(63))
     return int(torch.multinomial(probs, 1, generator=generator))

@@ -95,11 +95,9 @@ class SessionService:
             return self.default_max_seq_len
         if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
             raise InvalidRequest("max_seq_len must be a positive integer", param="max_seq_len")
-        if max_seq_len > self.model.info.max_seq_len:
-            raise InvalidRequest(
-                f"max_seq_len {max_seq_len} exceeds the server's limit {self.model.info.max_seq_len}",
-                param="max_seq_len",
-            )
+        limit = min(self.model.info.max_seq_len, self.default_max_seq_len)
+        if max_seq_len > limit:
+            raise InvalidRequest(f"max_seq_len {max_seq_len} exceeds the server's limit {limit}", param="max_seq_len")
         return max_seq_len
 
     def exists(self, session_id: str) -> bool:

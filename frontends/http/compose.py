@@ -7,14 +7,14 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import falcon
 import pluggy
 
-from ...adapters import HFTokenizer, TorchModel, default_model_dir
+from ...adapters import HFTokenizer, default_model_dir, load_model_from_dir, resolve_model_dir
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
 from ...plugins import build_plugin_manager, collect
@@ -55,15 +55,6 @@ class Settings:
         return Limits(self.max_body_bytes, self.max_prompt_tokens, self.max_seq_len)
 
 
-def _model_dir(spec: str | None) -> Path:
-    if spec is None:
-        return default_model_dir()
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return path
-    raise FileNotFoundError(f"model {spec!r} is not a local directory (hub downloads come with the model adapters)")
-
-
 StopRules = Callable[[ChatRequest], Sequence[StopRule]]
 
 
@@ -78,11 +69,14 @@ def stop_rule_source(pm: pluggy.PluginManager) -> StopRules:
     return rules
 
 
-def build_services(settings: Settings, stop_rules: StopRules) -> Services:
+def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[str, Callable] | None = None) -> Services:
     """Load the model and tokenizer, open the snapshot store and start the engine thread."""
-    path = _model_dir(settings.model)
+    path = default_model_dir() if settings.model is None else resolve_model_dir(settings.model)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
-    model = TorchModel.from_dir(path, device=settings.device, dtype=settings.dtype, chunk_size=settings.chunk_size)
+    if families is None:
+        families = collect(build_plugin_manager(load_entrypoints=settings.load_plugins), "superlinear_model_families")
+    model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
+                                chunk_size=settings.chunk_size)
     tok = HFTokenizer.from_dir(path)
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
@@ -113,7 +107,8 @@ def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.Ap
     """
     pm = build_plugin_manager(load_entrypoints=settings.load_plugins)
     rules = stop_rule_source(pm)
-    holder = ServiceHolder(lambda: build_services(settings, rules), background=background)
+    families = collect(pm, "superlinear_model_families")
+    holder = ServiceHolder(lambda: build_services(settings, rules, families), background=background)
     options = AppOptions(api_key=settings.api_key, limits=settings.limits, kv_budget=settings.kv_budget,
                          load_plugins=settings.load_plugins)
     return create_app(holder, options, pm), holder
