@@ -15,6 +15,7 @@ import falcon
 import pluggy
 
 from ...adapters import HFTokenizer, default_model_dir, load_model_from_dir, resolve_model_dir
+from ...adapters.memory import default_kv_budget
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
 from ...plugins import build_plugin_manager, collect
@@ -79,8 +80,9 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
                                 chunk_size=settings.chunk_size)
     tok = HFTokenizer.from_dir(path)
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
+    budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
     # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
-    spill_dir = tempfile.mkdtemp(prefix="spl-spill-") if settings.kv_budget is not None else None
+    spill_dir = tempfile.mkdtemp(prefix="spl-spill-")
     sessions = SessionService(
         model=model,
         tok=tok,
@@ -91,11 +93,12 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         stop_rules=stop_rules,
         entropy=lambda: secrets.randbits(63),
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
-        spill=FilesystemSnapshotStore(spill_dir) if spill_dir else None,
-        kv_budget=settings.kv_budget,
+        spill=FilesystemSnapshotStore(spill_dir),
+        kv_budget=budget,
     )
-    log.info("model %s ready; snapshots in %s; KV budget %s", model.info.name, root, settings.kv_budget)
-    on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)] if spill_dir else []
+    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
+             "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")
+    on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
                     on_close=on_close)
 

@@ -150,3 +150,13 @@ def test_bytes_for_matches_a_state_filled_to_capacity():
     cap = state.capacity
     assert model.bytes_for(cap) == model.nbytes(state)
     assert model.bytes_for(300) <= model.nbytes(state) <= 2 * model.bytes_for(300)
+
+
+def test_the_default_kv_budget_leaves_headroom_below_free_host_memory():
+    import os
+
+    from superlinear.adapters.memory import HEADROOM_FRACTION, default_kv_budget
+
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    budget = default_kv_budget("cpu")
+    assert 0 < budget <= free * (1 - HEADROOM_FRACTION) * 1.05

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -50,40 +48,13 @@ def test_the_saved_url_is_used_and_a_stopped_server_is_reported_by_the_real_scri
     assert result.returncode == 1 and f"cannot reach the server at {url}" in result.stderr
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"spl-server exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"spl-server not ready after {timeout}s")
-
-
 @pytest.fixture(scope="module")
-def keyed_server(server_env, tmp_path_factory):
+def keyed_server(server_env, tmp_path_factory, launch_server):
     """A second server that requires an API key, with its own snapshot store."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     home = tmp_path_factory.mktemp("keyed")
     env = {**server_env, "SUPERLINEAR_SNAPSHOT_DIR": str(home / "snapshots")}
-    log = home / "server.log"
-    cmd = [sys.executable, "-m", "superlinear.frontends.http.server", "--port", str(port), "--threads", "4",
-           "--no-plugins", "--api-key", KEY]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
+    with launch_server(env, home / "server.log", "--threads", "4", "--no-plugins", "--api-key", KEY) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_a_server_with_an_api_key_needs_the_key(keyed_server, cfg, capsys, monkeypatch):

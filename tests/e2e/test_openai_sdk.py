@@ -5,7 +5,6 @@ import requests
 from openai import OpenAI
 
 
-
 @pytest.fixture
 def client(server):
     return OpenAI(base_url=f"{server}/v1", api_key="not-needed", max_retries=0, timeout=120)
