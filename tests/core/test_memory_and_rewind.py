@@ -1,8 +1,14 @@
 """The KV budget with LRU offload, rollback, and edited histories, against the fakes."""
 
 import pytest
-
-from superlinear.core import ChatRequest, InsufficientMemory, InvalidRequest, Message, SamplingParams, SessionService
+from superlinear.core import (
+    ChatRequest,
+    InsufficientMemory,
+    InvalidRequest,
+    Message,
+    SamplingParams,
+    SessionService,
+)
 from superlinear.core.testing import FakeSnapshotStore, FixedClock, SequentialIds
 
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0)

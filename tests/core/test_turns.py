@@ -3,7 +3,6 @@
 import threading
 
 import pytest
-
 from superlinear.core import (
     ChatRequest,
     ContextLengthExceeded,
