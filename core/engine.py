@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +28,13 @@ class TurnHandle:
 
     _events: queue.Queue = attrs.Factory(queue.Queue)
     _cancel: threading.Event = attrs.Factory(threading.Event)
+    submitted_at: float = attrs.Factory(time.monotonic)
+    started_at: float | None = None
+
+    @property
+    def queue_seconds(self) -> float | None:
+        """Seconds the turn waited for the engine thread before its first step (None: not started)."""
+        return None if self.started_at is None else self.started_at - self.submitted_at
 
     def cancel(self) -> None:
         """Ask the engine to stop the turn at its next step and restore the session."""
@@ -121,6 +129,8 @@ class Engine:
                 box.put((False, exc))
 
     def _step(self, task: _Task) -> None:
+        if task.handle.started_at is None:
+            task.handle.started_at = time.monotonic()
         if task.handle.cancelled:
             self._finish(task, TurnCancelled("the turn was cancelled"), close=True)
             return

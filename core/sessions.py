@@ -38,6 +38,8 @@ class SessionService:
     default_max_seq_len: int
     spill: SnapshotStore | None = None
     kv_budget: int | None = None
+    reply_parser: Callable[[str], tuple[str, tuple]] | None = None
+    max_prompt_tokens: int | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
@@ -49,7 +51,8 @@ class SessionService:
 
     @property
     def runner(self) -> TurnRunner:
-        return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy)
+        return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
+                          self.max_prompt_tokens)
 
     @property
     def snapshots_service(self) -> SnapshotService:

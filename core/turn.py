@@ -40,6 +40,9 @@ class TurnRunner:
     stop_rules: Callable[[ChatRequest], Sequence[StopRule]]
     now: Callable[[], float]
     entropy: Callable[[], int]
+    # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
+    reply_parser: Callable[[str], tuple[str, tuple]] | None = None
+    max_prompt_tokens: int | None = None
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
@@ -49,6 +52,12 @@ class TurnRunner:
         context_ids = self.tok.encode(plan.context)
         gen_ids = self.tok.encode(plan.generation)
         prompt_len = len(session.ledger) + len(context_ids) + len(gen_ids)
+        if self.max_prompt_tokens is not None and prompt_len > self.max_prompt_tokens:
+            raise ContextLengthExceeded(
+                f"the prompt has {prompt_len} tokens; this server accepts at most {self.max_prompt_tokens} "
+                "(--max-prompt-tokens)",
+                param="messages",
+            )
         room = self.model.max_len(session.state) - prompt_len
         if room < 1:
             raise ContextLengthExceeded(
@@ -99,7 +108,7 @@ class TurnRunner:
         )
         yield from gen.run()
         session.ledger.extend(gen.out.fed_ids)
-        reply = _assistant_message(gen.out)
+        reply = self._reply(gen.out, request)
         before = [*session.transcript, *new]
         if gen.out.reasoning and request.discard_thinking:
             self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
@@ -120,5 +129,10 @@ class TurnRunner:
         self._append(session, self.tok.encode(text))
 
 
-def _assistant_message(out: GenerationOutcome) -> Message:
-    return Message(role="assistant", content=out.content, reasoning_content=out.reasoning or None)
+    def _reply(self, out: GenerationOutcome, request: ChatRequest) -> Message:
+        """The assistant message as clients will send it back: tool calls apart from the text."""
+        content, calls = out.content, ()
+        if self.reply_parser is not None and request.template_kwargs.get("tools"):
+            content, calls = self.reply_parser(out.content)
+        return Message(role="assistant", content=content, reasoning_content=out.reasoning or None,
+                       tool_calls=tuple(calls))

@@ -5,6 +5,7 @@ All are frozen attrs classes; token ids are plain ints. Nothing here knows about
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import attrs
@@ -26,6 +27,21 @@ __all__ = [
 FINISH_REASONS = ("stop", "length", "tool_calls", "repetition", "cancelled", "error")
 
 
+def _calls_key(calls: tuple) -> list[tuple[object, str]]:
+    out = []
+    for call in calls:
+        fn = call.get("function", call) if isinstance(call, Mapping) else {}
+        args = fn.get("arguments") if isinstance(fn, Mapping) else None
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                pass
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        out.append((name, json.dumps(args, sort_keys=True, ensure_ascii=False)))
+    return out
+
+
 @attrs.frozen
 class Message:
     """One chat message as the template sees it."""
@@ -38,8 +54,15 @@ class Message:
     tool_call_id: str | None = None
 
     def same_as(self, other: Message) -> bool:
-        """Say whether two messages are the same turn of a transcript (role and content)."""
-        return self.role == other.role and self.content == other.content
+        """Say whether two messages are the same turn of a transcript: role, content and tool calls.
+
+        Tool calls compare by function name and parsed arguments; their ids are the client's business.
+        """
+        return (
+            self.role == other.role
+            and self.content == other.content
+            and _calls_key(self.tool_calls) == _calls_key(other.tool_calls)
+        )
 
 
 @attrs.frozen

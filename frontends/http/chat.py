@@ -12,7 +12,7 @@ import attrs
 from ...core import TurnHandle
 from .body import read_json
 from .disconnect import ClientGone, ClientWatch, watched_events
-from .limits import Limits, check_prompt
+from .limits import Limits
 from .metrics import Metrics, TurnTimer
 from .render import completion_json
 from .services import Get
@@ -31,8 +31,12 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
     """
     splitter = ToolCallSplitter() if tools else None
     reason = "error"
+    first = True
     try:
         for event in watched_events(handle, watch):
+            if first:
+                timer.engine_started(handle.queue_seconds)
+                first = False
             if event.kind != "done":
                 timer.text()
                 if event.kind == "reasoning":
@@ -93,7 +97,6 @@ class ChatCompletions:
         call = parse_chat_request(body, svc.model_name, svc.default_max_tokens)
         timer = self.metrics.turn(arrived, call.stream)
         try:
-            check_prompt(svc.sessions, call.request, self.limits)
             handle = svc.sessions.chat(call.request)
         except BaseException:
             timer.end("rejected")

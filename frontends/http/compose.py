@@ -24,6 +24,7 @@ from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
 from .services import ServiceHolder, Services
+from .toolcalls import split_tool_calls
 
 __all__ = ["Settings", "build_services", "build_app", "stop_rule_source"]
 
@@ -95,6 +96,8 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
         spill=FilesystemSnapshotStore(spill_dir),
         kv_budget=budget,
+        reply_parser=split_tool_calls,
+        max_prompt_tokens=settings.max_prompt_tokens,
     )
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
              "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")

@@ -78,6 +78,9 @@ class Metrics:
         self.queue = Histogram("spl_queue_time_seconds", "Request arrival until its turn is handed to the engine "
                                "(validation, tokenization, session lock, state allocation)", buckets=_QUEUE,
                                registry=r)
+        self.engine_queue = Histogram("spl_engine_queue_seconds", "Turn handed to the engine until the engine "
+                                      "thread first steps it (other turns and calls ahead of it)",
+                                      buckets=_QUEUE, registry=r)
         self.running = Gauge("spl_requests_running", "Turns handed to the engine and not finished", registry=r)
         self.waiting = Gauge("spl_requests_waiting", "Chat requests received and not yet handed to the engine",
                              registry=r)
@@ -114,6 +117,11 @@ class TurnTimer:
         self._m.running.inc()
         self._m.queue.observe(time.perf_counter() - self._arrived)
         self._state = "running"
+
+    def engine_started(self, seconds: float | None) -> None:
+        """The engine thread took the turn up after waiting `seconds`."""
+        if seconds is not None:
+            self._m.engine_queue.observe(seconds)
 
     def text(self) -> None:
         """A text event (reasoning or content) arrived."""

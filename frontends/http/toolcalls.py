@@ -10,7 +10,7 @@ import json
 import secrets
 from typing import Any
 
-__all__ = ["ToolCallSplitter", "OPEN", "CLOSE"]
+__all__ = ["ToolCallSplitter", "OPEN", "CLOSE", "split_tool_calls"]
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -93,3 +93,11 @@ class ToolCallSplitter:
     def _emit(self, text: str, out: list) -> None:
         if text and not (self.calls and not text.strip()):
             out.append(("content", text))
+
+
+def split_tool_calls(text: str) -> tuple[str, tuple[dict, ...]]:
+    """Split a whole answer into its text and its tool calls, as the streamed response did."""
+    splitter = ToolCallSplitter()
+    items = splitter.feed(text) + splitter.finish()
+    content = "".join(value for kind, value in items if kind == "content")
+    return content, tuple(value for kind, value in items if kind == "tool_call")

@@ -230,3 +230,32 @@ def test_resize_never_goes_below_the_cached_tokens(service):
     assert service.info("s").max_seq_len == 2048
     assert service.resize("s", held + 10).max_seq_len == held + 10
     assert service.session("s").ledger and service.info("s").cached_tokens == held
+
+
+def test_a_tool_call_turn_sent_back_by_an_openai_client_is_recognised_as_history(model, engine):
+    from superlinear.core import SessionService
+    from superlinear.core.testing import FakeSnapshotStore, FixedClock, SequentialIds
+
+    def parse(text):
+        head, _, call = text.partition("CALL ")
+        return head, ((({"id": "x", "type": "function",
+                         "function": {"name": call, "arguments": '{"a": 1}'}}),) if call else ())
+
+    service = SessionService(model=model, tok=model.tok, engine=engine, store=FakeSnapshotStore(),
+                             clock=FixedClock(), ids=SequentialIds(), stop_rules=lambda r: [],
+                             entropy=lambda: 1, default_max_seq_len=2048, reply_parser=parse)
+    service.create("s")
+    model.script = ["CALL lookup"]
+    tools = {**NO_THINK, "tools": [{"type": "function", "function": {"name": "lookup"}}]}
+    first = (Message("user", "look it up"),)
+    list(service.chat(ChatRequest(first, GREEDY, "s", tools)).events(timeout=10))
+    stored = service.history("s")[-1]
+    assert stored.content == "" and stored.tool_calls[0]["function"]["name"] == "lookup"
+    held = len(service.session("s").ledger)
+    # The client echoes the call with its own id and re-serialised arguments, then the tool's answer.
+    echoed = Message("assistant", "", tool_calls=({"id": "call_9", "type": "function",
+                                                    "function": {"name": "lookup", "arguments": '{ "a":1 }'}},))
+    full = (*first, echoed, Message("tool", "42", tool_call_id="call_9"))
+    events = list(service.chat(ChatRequest(full, GREEDY, "s", tools)).events(timeout=10))
+    assert events[-1].usage.cached_tokens == held
+    assert [m.role for m in service.history("s")] == ["user", "assistant", "tool", "assistant"]

@@ -167,6 +167,7 @@ def test_metrics_count_turns_in_a_registry_of_their_own(client):
     assert "spl_requests_running 0.0" in text and "spl_requests_waiting 0.0" in text
     assert "spl_sessions_resident 1.0" in text and "spl_sessions_offloaded 0.0" in text
     assert "spl_kv_bytes_used" in text and "spl_queue_time_seconds_count 2.0" in text
+    assert "spl_engine_queue_seconds_count 2.0" in text
     assert 'spl_http_request_duration_seconds_count{method="POST",route="/v1/sessions",status="201"} 1.0' in text
     assert not [m for m in REGISTRY.collect() if m.name.startswith("spl_")], "the global registry stays clean"
 
