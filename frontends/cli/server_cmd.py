@@ -21,13 +21,16 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("server", help="start, check, stop or connect to a server")
     ss = p.add_subparsers(dest="server_cmd", required=True)
     start = ss.add_parser("start", help="start spl-server in the background")
-    start.add_argument("--model", default=None, help="model directory (default: the embedded model)")
+    start.add_argument("--model", default=None,
+                       help="model directory or Hugging Face repo id (default: the embedded model)")
     start.add_argument("--host", default="127.0.0.1")
     start.add_argument("--port", type=int, default=8787)
     start.add_argument("--chunk-size", type=int, default=None)
     start.add_argument("--dtype", default=None)
     start.add_argument("--device", default=None)
     start.add_argument("--api-key", default=None)
+    start.add_argument("--kv-budget", default=None, help="bytes of session state to keep in memory, e.g. 8GiB")
+    start.add_argument("--max-seq-len", type=int, default=None, help="cap on a session's length in tokens")
     start.add_argument("--foreground", action="store_true", help="run in this terminal")
     start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness")
     start.set_defaults(func=cmd_start)
@@ -43,7 +46,8 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
 def _server_args(a: argparse.Namespace) -> list[str]:
     args = ["--host", a.host, "--port", str(a.port)]
     for flag, value in (("--model", a.model), ("--chunk-size", a.chunk_size), ("--dtype", a.dtype),
-                        ("--device", a.device), ("--api-key", a.api_key)):
+                        ("--device", a.device), ("--api-key", a.api_key),
+                        ("--kv-budget", a.kv_budget), ("--max-seq-len", a.max_seq_len)):
         if value is not None:
             args += [flag, str(value)]
     return args
