@@ -259,3 +259,13 @@ def test_a_tool_call_turn_sent_back_by_an_openai_client_is_recognised_as_history
     events = list(service.chat(ChatRequest(full, GREEDY, "s", tools)).events(timeout=10))
     assert events[-1].usage.cached_tokens == held
     assert [m.role for m in service.history("s")] == ["user", "assistant", "tool", "assistant"]
+
+
+@pytest.mark.parametrize("bad", ["abc\n", "", ".hidden", "a/b", "../x", "x" * 129, 7, None])
+def test_malformed_ids_are_refused_naming_the_field(bad):
+    from superlinear.core import validate_id
+
+    with pytest.raises(InvalidRequest, match="session_id") as err:
+        validate_id(bad, "session_id")
+    assert err.value.param == "session_id"
+    assert validate_id("a" + "b" * 127, "session_id") == "a" + "b" * 127
