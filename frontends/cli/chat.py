@@ -47,16 +47,6 @@ def open_session(client: Client, session_id: str | None, prefix: str = "chat") -
     return client.post("v1", "sessions", body=body)["session_id"]
 
 
-def _exists(client: Client, session_id: str) -> bool:
-    try:
-        client.get("v1", "sessions", session_id)
-        return True
-    except ApiError as exc:
-        if exc.status in (400, 404):
-            return False
-        raise
-
-
 def choose_chat_session(client: Client, a: argparse.Namespace, say=print) -> tuple[str, SessionLock]:
     """Pick and lock the session: --session, else (without --new) the last one if it still exists, else new.
 
@@ -70,7 +60,7 @@ def choose_chat_session(client: Client, a: argparse.Namespace, say=print) -> tup
             lock.release()
             raise
     last = None if a.new else load_client_config().get("last_chat_session")
-    if last and _exists(client, last):
+    if last and client.session_exists(last):
         try:
             return last, SessionLock(last).acquire()
         except SessionLocked as exc:

@@ -77,6 +77,18 @@ class Client:
         """Return the info of every session."""
         return self.get("v1", "sessions").get("data", [])
 
+    def session_exists(self, session_id: str | None) -> bool:
+        """Say whether the server holds `session_id` (a malformed id is simply not there)."""
+        if not session_id:
+            return False
+        try:
+            self.get("v1", "sessions", session_id)
+            return True
+        except ApiError as exc:
+            if exc.status in (400, 404):
+                return False
+            raise
+
     def snapshots(self) -> list[dict]:
         """Return the manifest summary of every snapshot, newest first."""
         return self.get("v1", "snapshots").get("data", [])

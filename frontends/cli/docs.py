@@ -10,7 +10,7 @@ import time
 
 import attrs
 
-from .client import ApiError, Client
+from .client import Client
 from .connection import add_connection_args, client_from_args
 from .framing import frame_question, framed_documents
 from .locks import SessionLock, SessionLocked
@@ -114,18 +114,6 @@ def _fresh(client: Client, name: str) -> tuple[str, SessionLock]:
     return sid, lock
 
 
-def _exists(client: Client, session_id: str | None) -> bool:
-    if not session_id:
-        return False
-    try:
-        client.get("v1", "sessions", session_id)
-        return True
-    except ApiError as exc:
-        if exc.status in (400, 404):
-            return False
-        raise
-
-
 def choose_docs_session(client: Client, ws: Workspace, snapshot: str | None,
                         say=print) -> tuple[str, SessionLock, str | None]:
     """Pick and lock the workspace's session.
@@ -135,7 +123,7 @@ def choose_docs_session(client: Client, ws: Workspace, snapshot: str | None,
     """
     if snapshot:
         return (*_load_into_new(client, ws.name, snapshot), snapshot)
-    if _exists(client, ws.session_id):
+    if client.session_exists(ws.session_id):
         return ws.session_id, SessionLock(ws.session_id).acquire(), None
     if ws.base_snapshot_id:
         say(f"session {ws.session_id} is gone; loading the base snapshot {ws.base_snapshot_id}")
