@@ -98,7 +98,7 @@ class SessionService:
             return self.default_max_seq_len
         if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
             raise InvalidRequest("max_seq_len must be a positive integer", param="max_seq_len")
-        limit = min(self.model.info.max_seq_len, self.default_max_seq_len)
+        limit = self.max_len_limit
         if max_seq_len > limit:
             raise InvalidRequest(f"max_seq_len {max_seq_len} exceeds the server's limit {limit}", param="max_seq_len")
         return max_seq_len
@@ -106,6 +106,11 @@ class SessionService:
     def exists(self, session_id: str) -> bool:
         with self._lock:
             return session_id in self._sessions
+
+    @property
+    def max_len_limit(self) -> int:
+        """The longest session this server allows: the model's limit, or the lower server cap."""
+        return min(self.model.info.max_seq_len, self.default_max_seq_len)
 
     def session(self, session_id: str) -> Session:
         """Return the live session or raise NotFound."""

@@ -60,7 +60,8 @@ class SnapshotService:
         sid = validate_id(session_id, "session_id") if session_id is not None else svc.ids.new_id("sess_")
         if not force and svc.exists(sid):
             raise Conflict(f"session {sid!r} exists; pass force to replace it", param="session_id")
-        s = svc.adopt(sid, manifest.max_seq_len, lambda: svc.model.import_state(arrays, manifest.max_seq_len),
+        cap = min(manifest.max_seq_len, svc.max_len_limit)
+        s = svc.adopt(sid, cap, lambda: svc.model.import_state(arrays, cap),
                       replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
                       trailer=str(manifest.extra.get("trailer", "")))
         return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(s.state),

@@ -54,7 +54,7 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_body_bytes, self.max_prompt_tokens, self.max_seq_len)
+        return Limits(self.max_body_bytes)
 
 
 StopRules = Callable[[ChatRequest], Sequence[StopRule]]

@@ -18,7 +18,7 @@ from ...core import (
     TurnCancelled,
 )
 
-__all__ = ["error_body", "classify", "install_error_handlers", "Unavailable", "NotImplementedYet", "RETRY_AFTER"]
+__all__ = ["error_body", "classify", "install_error_handlers", "Unavailable", "RETRY_AFTER"]
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ class Unavailable(SuperlinearError):
     code = "unavailable"
 
 
-class NotImplementedYet(SuperlinearError):
-    """The route exists in the contract but the loaded core does not offer it yet."""
-
-    code = "not_implemented"
-
-
 _STATUS = [
     (ContextLengthExceeded, 400, "invalid_request_error"),
     (InvalidRequest, 400, "invalid_request_error"),
@@ -46,7 +40,6 @@ _STATUS = [
     (SnapshotError, 422, "invalid_request_error"),
     (InsufficientMemory, 503, "server_error"),
     (Unavailable, 503, "server_error"),
-    (NotImplementedYet, 501, "server_error"),
 ]
 
 # Codes for Falcon's own errors, whose titles are status lines ("404 Not Found").

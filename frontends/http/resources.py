@@ -9,8 +9,7 @@ import falcon
 
 from ...core import InvalidRequest, validate_id
 from .body import read_json, reject_unknown
-from .errors import NotImplementedYet
-from .limits import Limits, check_max_seq_len
+from .limits import Limits
 from .render import message_json, unstructure
 from .services import Get
 
@@ -83,7 +82,6 @@ class Sessions:
     def on_post(self, req, resp):
         body = read_json(req, self.limits.max_body_bytes)
         reject_unknown(body, ("session_id", "max_seq_len"))
-        check_max_seq_len(body.get("max_seq_len"), self.limits)
         info = self.get().sessions.create(body.get("session_id"), body.get("max_seq_len"))
         resp.status = 201
         resp.media = unstructure(info)
@@ -123,7 +121,6 @@ class SessionResize:
         body = read_json(req, self.limits.max_body_bytes, required=True)
         reject_unknown(body, ("max_seq_len",))
         cap = _int_field(body, "max_seq_len", 1)
-        check_max_seq_len(cap, self.limits)
         resp.media = unstructure(self.get().sessions.resize(_sid(session_id), cap))
 
 
@@ -139,11 +136,7 @@ class SessionRollback:
         body = read_json(req, self.limits.max_body_bytes, required=True)
         reject_unknown(body, ("keep_messages",))
         keep = _int_field(body, "keep_messages", 0)
-        sessions = self.get().sessions
-        rollback = getattr(sessions, "rollback", None)
-        if rollback is None:
-            raise NotImplementedYet("rollback is not available in this build of the core")
-        resp.media = unstructure(rollback(sid, keep))
+        resp.media = unstructure(self.get().sessions.rollback(sid, keep))
 
 
 @attrs.define

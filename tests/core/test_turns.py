@@ -269,3 +269,14 @@ def test_malformed_ids_are_refused_naming_the_field(bad):
         validate_id(bad, "session_id")
     assert err.value.param == "session_id"
     assert validate_id("a" + "b" * 127, "session_id") == "a" + "b" * 127
+
+
+def test_a_loaded_snapshot_gets_no_longer_than_the_servers_session_cap(service):
+    service.create("s")
+    ask(service, "hello")
+    snap = service.save("s")["snapshot_id"]
+    service.default_max_seq_len = 1000
+    loaded = service.load(snap, session_id="capped")
+    assert service.info(loaded["session_id"]).max_seq_len == 1000
+    with pytest.raises(InvalidRequest, match="limit 1000"):
+        service.create("too-long", max_seq_len=1001)

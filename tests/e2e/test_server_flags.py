@@ -11,7 +11,7 @@ def test_the_seed_flags_reach_the_settings():
     assert (s.model, s.host, s.port, s.chunk_size, s.dtype, s.device) == ("/models/x", "0.0.0.0", 9000, 4096,
                                                                           "bfloat16", "cuda:1")
     assert (s.kv_budget, s.api_key, s.max_prompt_tokens, s.threads) == (8 * 2**30, "k", 1000, 3)
-    assert s.limits.max_seq_len == 65536 and s.limits.max_prompt_tokens == 1000
+    assert s.max_seq_len == 65536 and s.max_prompt_tokens == 1000
 
 
 def test_defaults_are_safe():
