@@ -37,11 +37,8 @@ class MemoryManager:
 
     def growth(self, session: Session, tokens: int) -> int:
         """Bytes `session` will add when it grows to hold `tokens` tokens."""
-        bytes_for = getattr(self.model, "bytes_for", None)
         now = self.model.nbytes(session.state) if session.resident else 0
-        if bytes_for is None:
-            return 0
-        return max(0, bytes_for(tokens) - now)
+        return max(0, self.model.bytes_for(tokens) - now)
 
     def make_room(self, needed: int, keep: Session | None = None) -> None:
         """Offload idle sessions until `needed` more bytes fit the budget; raise if they cannot."""
@@ -92,8 +89,7 @@ class MemoryManager:
         if session.resident:
             return
         manifest, arrays = self.spill.load(session.spilled)
-        bytes_for = getattr(self.model, "bytes_for", None)
-        self.make_room(bytes_for(len(manifest.ledger)) if bytes_for else 0, keep=session)
+        self.make_room(self.model.bytes_for(len(manifest.ledger)), keep=session)
         session.state = self.model.import_state(arrays, session.max_seq_len)
         self.spill.delete(session.spilled)
         session.spilled = None

@@ -73,21 +73,27 @@ class SessionService:
         return self.info(sid)
 
     def adopt(self, sid: str, cap: int, make_state: Callable[[], object], replace: bool = False, **record) -> Session:
-        """Build a state on the engine thread and register a session for it."""
-        def build():
-            self.memory.make_room(0)
-            return make_state()
+        """Build a state on the engine thread (room made for what it holds) and register a session for it."""
+        held = len(record.get("ledger", ()))
 
-        state = self.engine.call(build)
+        def build():
+            self.memory.make_room(self.model.bytes_for(held))
+            state = make_state()
+            return state, self.model.checkpoint(state)
+
+        state, start = self.engine.call(build)
+        return self._register(sid, cap, state, start, replace, record)
+
+    def _register(self, sid: str, cap: int, state: object, start: object, replace: bool, record: dict) -> Session:
         now = self.clock.now()
         s = Session(sid, state, cap, now, now, **record)
+        s.add_mark(start)
         with self._lock:
             old = self._sessions.get(sid)
             if old is not None and not replace:
                 self.engine.call(lambda: self.model.release(state))
                 raise Conflict(f"session {sid!r} already exists", param="session_id")
             self._sessions[sid] = s
-        self.engine.call(lambda: s.add_mark(self.model.checkpoint(state)))
         if old is not None:
             self._drop(old)
         return s
@@ -232,13 +238,15 @@ class SessionService:
             if sid in self._sessions:
                 raise Conflict(f"session {sid!r} already exists", param="session_id")
 
-        def copy(s: Session) -> Session:
-            self.memory.make_room(self.model.nbytes(s.state), keep=s)
-            return s
+        def copy(s: Session):
+            # Everything is read under the source's lock, so a turn that starts right after can't leak in.
+            self.memory.make_room(self.model.bytes_for(len(s.ledger)), keep=s)
+            state = self.model.fork(s.state)
+            record = {"ledger": list(s.ledger), "transcript": list(s.transcript), "trailer": s.trailer}
+            return s.max_seq_len, state, self.model.checkpoint(state), record
 
-        src = self.exclusive(session_id, copy)
-        self.adopt(sid, src.max_seq_len, lambda: self.model.fork(src.state), ledger=list(src.ledger),
-                   transcript=list(src.transcript), trailer=src.trailer)
+        cap, state, start, record = self.exclusive(session_id, copy)
+        self._register(sid, cap, state, start, False, record)
         return self.info(sid)
 
     def save(self, session_id: str, title: str | None = None, description: str | None = None,

@@ -44,6 +44,9 @@ class ModelPort(Protocol):
     def nbytes(self, state: Any) -> int:
         """Return the bytes the state occupies now."""
 
+    def bytes_for(self, tokens: int) -> int:
+        """Return the bytes a state holding `tokens` tokens occupies (for the KV budget)."""
+
     def checkpoint(self, state: Any) -> Any:
         """Capture what `restore` needs to undo later appends (cheap: cursor and recurrent state)."""
 
