@@ -145,9 +145,10 @@ def median_runs(runs: list[dict[int, dict]]) -> dict[int, dict]:
 def bench(clients: list[int], max_tokens: int, repeat: int) -> tuple[dict[int, dict], dict[int, dict]]:
     """Alternate engine-alone and server runs `repeat` times (the machine's load drifts); return medians."""
     from superlinear.frontends.http.compose import Settings, build_services, stop_rule_source
-    from superlinear.plugins import build_plugin_manager
+    from superlinear.plugins import build_plugin_manager, collect
 
-    services = build_services(Settings(), stop_rule_source(build_plugin_manager(load_entrypoints=False)))
+    pm = build_plugin_manager(load_entrypoints=False)
+    services = build_services(Settings(), stop_rule_source(pm), collect(pm, "superlinear_model_families"))
     proc, url = start_server(threads=max(clients) + 4)
     engine_one = lambda: engine_request(services.sessions, max_tokens)  # noqa: E731
     http_one = lambda: http_request(url, max_tokens)  # noqa: E731

@@ -71,12 +71,10 @@ def stop_rule_source(pm: pluggy.PluginManager) -> StopRules:
     return rules
 
 
-def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[str, Callable] | None = None) -> Services:
+def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[str, Callable]) -> Services:
     """Load the model and tokenizer, open the snapshot store and start the engine thread."""
     path = default_model_dir() if settings.model is None else resolve_model_dir(settings.model)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
-    if families is None:
-        families = collect(build_plugin_manager(load_entrypoints=settings.load_plugins), "superlinear_model_families")
     model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
                                 chunk_size=settings.chunk_size)
     tok = HFTokenizer.from_dir(path)
