@@ -27,7 +27,6 @@ from .values import (
     SessionInfo,
     SnapshotInfo,
     StreamEvent,
-    TurnResult,
     Usage,
 )
 
@@ -57,7 +56,6 @@ __all__ = [
     "SuperlinearError",
     "TurnCancelled",
     "TurnHandle",
-    "TurnResult",
     "TurnRunner",
     "Usage",
     "validate_id",

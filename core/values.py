@@ -17,14 +17,10 @@ __all__ = [
     "ChatRequest",
     "Usage",
     "StreamEvent",
-    "TurnResult",
     "ModelInfo",
     "SessionInfo",
     "SnapshotInfo",
-    "FINISH_REASONS",
 ]
-
-FINISH_REASONS = ("stop", "length", "tool_calls", "repetition", "cancelled", "error")
 
 
 def _calls_key(calls: tuple) -> list[tuple[object, str]]:
@@ -131,16 +127,6 @@ class StreamEvent:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
-
-
-@attrs.frozen
-class TurnResult:
-    """A whole turn, gathered from its events."""
-
-    content: str
-    reasoning_content: str | None
-    finish_reason: str
-    usage: Usage
 
 
 @attrs.frozen
