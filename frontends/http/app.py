@@ -28,7 +28,6 @@ class AppOptions:
 
     api_key: str | None = None
     limits: Limits = Limits(max_body_bytes=DEFAULT_MAX_BODY_BYTES)
-    kv_budget: int | None = None
     load_plugins: bool = True
     extra_plugins: tuple = ()
 
@@ -42,7 +41,7 @@ def create_app(holder: ServiceHolder, options: AppOptions | None = None,
                pm: pluggy.PluginManager | None = None) -> falcon.App:
     """Return the WSGI app; a given plugin manager must not have the built-in routes registered yet."""
     options = options or AppOptions()
-    metrics = Metrics(holder.sessions, lambda: options.kv_budget)
+    metrics = Metrics(holder.sessions)
     builtin = BuiltinRoutes(holder.get, holder.status, metrics, options.limits, bool(options.api_key))
     if pm is None:
         pm = _plugin_manager(options, builtin)

@@ -113,6 +113,5 @@ def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.Ap
     rules = stop_rule_source(pm)
     families = collect(pm, "superlinear_model_families")
     holder = ServiceHolder(lambda: build_services(settings, rules, families), background=background)
-    options = AppOptions(api_key=settings.api_key, limits=settings.limits, kv_budget=settings.kv_budget,
-                         load_plugins=settings.load_plugins)
+    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins)
     return create_app(holder, options, pm), holder

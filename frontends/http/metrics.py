@@ -30,9 +30,8 @@ _QUEUE = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 class _SessionCollector:
     """Read session counts and KV bytes from the session service when Prometheus scrapes."""
 
-    def __init__(self, sessions: Callable[[], SessionService | None], kv_budget: Callable[[], int | None]):
+    def __init__(self, sessions: Callable[[], SessionService | None]):
         self._sessions = sessions
-        self._budget = kv_budget
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         service = self._sessions()
@@ -44,17 +43,15 @@ class _SessionCollector:
                                 value=len(infos) - len(resident))
         yield GaugeMetricFamily("spl_kv_bytes_used", "Bytes of session state held in device memory",
                                 value=sum(i.kv_bytes for i in resident))
-        memory = getattr(service, "memory", None)
-        if memory is not None:
-            yield CounterMetricFamily("spl_session_offloads", "Sessions offloaded to disk under the KV budget",
-                                      value=memory.offloads)
-            yield CounterMetricFamily("spl_session_restores", "Offloaded sessions brought back on use",
-                                      value=memory.restores)
-        budget = self._budget()
-        if budget is None:
-            budget = getattr(service, "kv_budget", None)
-        if budget is not None:
-            yield GaugeMetricFamily("spl_kv_budget_bytes", "The KV budget (--kv-budget)", value=budget)
+        if service is None:
+            return
+        yield CounterMetricFamily("spl_session_offloads", "Sessions offloaded to disk under the KV budget",
+                                  value=service.memory.offloads)
+        yield CounterMetricFamily("spl_session_restores", "Offloaded sessions brought back on use",
+                                  value=service.memory.restores)
+        if service.kv_budget is not None:
+            yield GaugeMetricFamily("spl_kv_budget_bytes", "The KV budget (--kv-budget, else free memory after "
+                                    "the weights less headroom)", value=service.kv_budget)
 
     def describe(self) -> list:
         # Describing without collecting keeps registration from calling list() before the model loads.
@@ -64,8 +61,7 @@ class _SessionCollector:
 class Metrics:
     """Every metric of one app, and the text Prometheus scrapes."""
 
-    def __init__(self, sessions: Callable[[], SessionService | None],
-                 kv_budget: Callable[[], int | None] = lambda: None):
+    def __init__(self, sessions: Callable[[], SessionService | None]):
         r = self.registry = CollectorRegistry(auto_describe=False)
         self.ttft = Histogram("spl_time_to_first_token_seconds", "Request arrival to the first generated text",
                               buckets=_TTFT, registry=r)
@@ -89,7 +85,7 @@ class Metrics:
                                         registry=r)
         self.snapshot_read = Counter("spl_snapshot_read_bytes", "Snapshot bytes loaded through the API", registry=r)
         self.finished = Counter("spl_requests_finished", "Chat requests by finish reason", ["reason"], registry=r)
-        r.register(_SessionCollector(sessions, kv_budget))
+        r.register(_SessionCollector(sessions))
 
     def render(self) -> bytes:
         """Return the exposition text of every metric."""
