@@ -58,6 +58,9 @@ class SuperlinearAttention(DenseAttention):
         if cfg.superlinear is None:
             raise ValueError("SuperlinearAttention needs a config with span_attention_* parameters")
         self.params: SuperlinearParams = cfg.superlinear
+        # Queries per block of the attention call (None: the kernel's default). Training raises it: fewer,
+        # larger blocks cost more memory and far fewer kernel launches.
+        self.block_q: int | None = None
         self.q1_proj = nn.Linear(cfg.hidden_size, self.num_heads * self.head_dim, bias=cfg.attention_bias)
 
     def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> torch.Tensor:
@@ -66,7 +69,7 @@ class SuperlinearAttention(DenseAttention):
         q1 = self._heads(self.q1_proj(hidden), self.num_heads)
         q2 = self._heads(self.q_proj(hidden), self.num_heads)
         positions = torch.arange(pos0, pos0 + hidden.shape[1], device=hidden.device)
-        out = superlinear_attention(q1, q2, keys, values, positions, params=self.params)
+        out = superlinear_attention(q1, q2, keys, values, positions, params=self.params, block_q=self.block_q)
         return self._merge(out)
 
 

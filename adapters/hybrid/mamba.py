@@ -84,11 +84,13 @@ class Mamba2Mixer(nn.Module):
         x, b, c = (t.float() for t in self._split_xbc(xbc))
         dt = self._dt(dt[0])  # [L, nh]
         a = -torch.exp(self.A_log.float())
+        # A copy, because the cache is overwritten below while autograd (training) may still need it.
+        initial = cache.ssm[0].clone()
         if x.shape[0] == 1:
-            y, new_ssm = ssm_step(x[0], dt[0], a, b[0], c[0], cache.ssm[0])
+            y, new_ssm = ssm_step(x[0], dt[0], a, b[0], c[0], initial)
             y = y[None]
         else:
-            y, new_ssm = ssd_scan(x, dt, a, b, c, self.chunk_size, cache.ssm[0])
+            y, new_ssm = ssd_scan(x, dt, a, b, c, self.chunk_size, initial)
         cache.ssm[0].copy_(new_ssm)
         y = y + x * self.D.float()[:, None]
         return y.reshape(1, x.shape[0], self.inner)
