@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,8 +218,20 @@ def _arithmetic_line(rng: random.Random) -> str:
     return f"{a} {op} {b} = {value}\n"
 
 
+def _training_conversations(seed: int, count: int) -> Iterator[str]:
+    """Conversations from the default model's training data (training/synthetic.py), so its words are tokens."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+    import synthetic
+
+    rng = random.Random(seed)
+    for _ in range(count):
+        yield synthetic.all_text(synthetic.conversation(rng, 2000))
+
+
 def corpus(seed: int = SEED) -> Iterator[str]:
-    """Yield the training corpus: chat-like English, numbers, arithmetic, code and non-ASCII text."""
+    """Yield the training corpus: chat-like English, numbers, arithmetic, code, non-ASCII text and the
+    default model's training conversations."""
+    yield from _training_conversations(seed, 600)
     rng = random.Random(seed)
     for _ in range(4000):
         yield _chat_line(rng)
@@ -232,7 +245,11 @@ def corpus(seed: int = SEED) -> Iterator[str]:
 def train_tokenizer(lines: Iterator[str]) -> Tokenizer:
     """Train the byte-level BPE; special tokens take ids 0..4 and no normalizer touches the text."""
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Digits are split one per token first, so every number is spelled the same way wherever it appears:
+    # the default model does arithmetic and copies numbers digit by digit.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
