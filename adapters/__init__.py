@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from .generation import default_temperature
 from .families import UnknownModelFamily, load_model_from_dir
 from .hub import ModelNotCached, ModelSourceError, resolve_model_dir
 from .tokenizer import HFTokenizer
@@ -11,6 +12,7 @@ __all__ = [
     "HFTokenizer",
     "TorchModel",
     "default_model_dir",
+    "default_temperature",
     "resolve_model_dir",
     "load_model_from_dir",
     "ModelSourceError",

@@ -94,7 +94,7 @@ class ChatCompletions:
         arrived = time.perf_counter()
         svc = self.get()
         body = read_json(req, self.limits.max_body_bytes, required=True)
-        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens)
+        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens, svc.default_temperature)
         timer = self.metrics.turn(arrived, call.stream)
         try:
             handle = svc.sessions.chat(call.request)

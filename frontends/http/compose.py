@@ -14,7 +14,7 @@ import attrs
 import falcon
 import pluggy
 
-from ...adapters import HFTokenizer, default_model_dir, load_model_from_dir, resolve_model_dir
+from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
 from ...adapters.memory import default_kv_budget
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
@@ -101,7 +101,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
              "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")
     on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
-                    on_close=on_close)
+                    default_temperature=default_temperature(path), on_close=on_close)
 
 
 def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.App, ServiceHolder]:

@@ -23,6 +23,8 @@ class Services:
     sessions: SessionService
     model_name: str
     default_max_tokens: int = 512
+    # From the model's generation_config.json: used when a request names no temperature.
+    default_temperature: float = 1.0
     # Run after the engine stops (for example, removing the offload directory).
     on_close: list[Callable[[], None]] = attrs.Factory(list)
 

@@ -107,9 +107,9 @@ def _repetition(body: Mapping) -> RepetitionParams:
     return RepetitionParams(**fields)
 
 
-def _sampling(body: Mapping, default_max: int) -> SamplingParams:
+def _sampling(body: Mapping, default_max: int, default_temperature: float) -> SamplingParams:
     max_tokens = _int(body, "max_completion_tokens", None, 1) or _int(body, "max_tokens", default_max, 1)
-    temperature = _float(body, "temperature", 1.0, 0.0, 2.0)
+    temperature = _float(body, "temperature", default_temperature, 0.0, 2.0)
     top_p = _float(body, "top_p", 1.0, 0.0, 1.0)
     if temperature < _MIN_TEMPERATURE or top_p == 0.0:
         # top_p 0 keeps only the most likely token: that is greedy decoding.
@@ -178,8 +178,11 @@ def _tool_choice(body: Mapping, tools: list | None) -> bool:
     return bool(tools) and choice != "none"
 
 
-def parse_chat_request(body: Any, model_name: str, default_max: int) -> ChatCall:
-    """Validate an OpenAI chat-completions body; raise InvalidRequest naming the bad field."""
+def parse_chat_request(body: Any, model_name: str, default_max: int, default_temperature: float = 1.0) -> ChatCall:
+    """Validate an OpenAI chat-completions body; raise InvalidRequest naming the bad field.
+
+    `default_temperature` (the model's generation_config.json) applies when the body names no temperature.
+    """
     require(isinstance(body, dict), "the request body must be a JSON object", "body")
     _check_neutral(body)
     model = body.get("model")
@@ -191,7 +194,7 @@ def parse_chat_request(body: Any, model_name: str, default_max: int) -> ChatCall
     stream, include_usage = _stream_flags(body)
     request = ChatRequest(
         messages=parse_messages(body.get("messages")),
-        sampling=_sampling(body, default_max),
+        sampling=_sampling(body, default_max, default_temperature),
         session_id=sid,
         template_kwargs=_template_kwargs(body, tools),
         discard_thinking=_bool(body, "discard_thinking", True),
