@@ -171,11 +171,14 @@ class Needle:
     key: str
 
 
-def make_needle(rng: random.Random, key: str | None = None) -> Needle:
-    """Return a needle: a magic number for a city-like key, or a password for a made-up place."""
+def make_needle(rng: random.Random, key: str | None = None, kind: str | None = None) -> Needle:
+    """Return a needle: a magic number (``kind="number"``) for a city-like key, or a made-up password
+    (``kind="word"``); a random kind (70% numbers) when ``kind`` is None."""
     if key is None:
         key = rng.choice(CITIES) if rng.random() < 0.6 else _cap(made_up_word(rng))
-    if rng.random() < 0.7:
+    if kind not in (None, "number", "word"):
+        raise ValueError(f"kind must be 'number' or 'word', got {kind!r}")
+    if kind == "number" or (kind is None and rng.random() < 0.7):
         value = str(rng.randint(10 ** (digits := rng.randint(4, 7)) // 10, 10**digits - 1))
         fact = f"the special magic number for {key} is {value}"
         question = f"What is the special magic number for {key}?"
@@ -455,11 +458,13 @@ def all_text(segments: Conversation) -> str:
 # --------------------------------------------------------------------------------------------- NIAH
 
 
-def niah_session(rng: random.Random, count_tokens, context_tokens: int, depth: float) -> tuple[Conversation, Needle]:
+def niah_session(
+    rng: random.Random, count_tokens, context_tokens: int, depth: float, kind: str | None = "number"
+) -> tuple[Conversation, Needle]:
     """Filler documents handed over as `spl docs` does, about ``context_tokens`` tokens in all, with a
-    needle at relative ``depth`` (0 = first document, 1 = last); then the question and the generation
-    prompt. ``count_tokens(text)`` measures text in the model's tokens."""
-    tag, needle = nonce(rng), make_needle(rng)
+    needle (of ``make_needle``'s ``kind``) at relative ``depth`` (0 = first document, 1 = last); then the
+    question and the generation prompt. ``count_tokens(text)`` measures text in the model's tokens."""
+    tag, needle = nonce(rng), make_needle(rng, kind=kind)
     docs: list[tuple[str, str]] = []
     sizes: list[int] = []
     question = [user_turn(needle.question), generation_prompt(True)]

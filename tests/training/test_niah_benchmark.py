@@ -1,0 +1,21 @@
+"""benchmarks/niah.py runs end to end on the shipped model and reports every trial it ran."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_niah_benchmark_runs_and_writes_one_row_per_trial(tmp_path):
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "niah.py"), "--lengths", "512", "--depths", "2", "--trials", "1",
+         "--max-new", "8", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    rows = json.loads(out.read_text())
+    assert [(r["length"], r["depth"]) for r in rows] == [(512, 0.0), (512, 1.0)]
+    assert all(400 <= r["tokens"] <= 512 and r["value"].isdigit() for r in rows)
+    assert "| context | depth 0 | depth 1 | all | s/trial |" in done.stdout
