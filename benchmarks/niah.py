@@ -13,6 +13,9 @@ answers greedily; a trial passes when the answer after the thought holds the nee
 cell gets ``--trials`` haystacks with different needles.
 
 ``--deadline`` stops starting new trials after that many seconds and reports what finished.
+
+``--write-haystack DIR`` writes one haystack (the first length, depth 0.5) as text files instead, for
+trying ``spl docs`` by hand: ``/add DIR`` in the REPL, then ask the question it prints.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 import synthetic  # noqa: E402
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
 from superlinear.core import SamplingParams  # noqa: E402
+from superlinear.frontends.cli.framing import framed_documents  # noqa: E402
 
 GREEDY = SamplingParams(max_tokens=1, temperature=0.0)
 
@@ -97,6 +101,25 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_haystack(args: argparse.Namespace) -> None:
+    """Write the documents of one haystack as files under ``args.write_haystack``; print the question."""
+    tok = HFTokenizer.from_dir(args.model)
+    rng = random.Random(f"{args.seed}-haystack")
+    segments, needle = synthetic.niah_session(rng, lambda t: len(tok.encode(t)), args.lengths[0], 0.5, args.kind)
+    framed = {"role": "user", "content": ""}
+    docs = []
+    for seg in segments:
+        if seg.text.startswith("<|im_start|>user\n"):
+            framed["content"] = seg.text.removeprefix("<|im_start|>user\n").removesuffix("<|im_end|>\n")
+            docs += list(framed_documents([framed]))
+    args.write_haystack.mkdir(parents=True, exist_ok=True)
+    for source, text in docs:
+        path = args.write_haystack / source.replace("/", "_")
+        path.write_text(text + "\n", encoding="utf-8")
+    print(f"wrote {len(docs)} documents to {args.write_haystack}; the needle: {needle.sentence}")
+    print(f"ask: {needle.question}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
@@ -112,7 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--deadline", type=float, default=0.0)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--write-haystack", type=Path, metavar="DIR", help="write one haystack as files and stop")
     args = parser.parse_args(argv)
+    if args.write_haystack:
+        write_haystack(args)
+        return
     if args.device == "cuda":
         print(torch.cuda.get_device_name(), flush=True)
     rows = run(args)
