@@ -437,12 +437,17 @@ def chat_conversation(rng: random.Random, turns: int) -> Conversation:
     return segments
 
 
-def conversation(rng: random.Random, max_tokens: int) -> Conversation:
+# Shares of chat and of short-document conversations; the rest are long-document ones. The first training
+# runs used (0.45, 0.15), and the tokenizer's corpus still does (tools/build_tokenizer.py).
+DEFAULT_MIX = (0.55, 0.15)
+
+
+def conversation(rng: random.Random, max_tokens: int, mix: tuple[float, float] = DEFAULT_MIX) -> Conversation:
     """One training conversation of at most about ``max_tokens`` tokens, its kind drawn at random."""
     roll = rng.random()
-    if roll < 0.55 or max_tokens < 400:
+    if roll < mix[0] or max_tokens < 400:
         return chat_conversation(rng, rng.randint(1, 10))
-    if roll < 0.7:
+    if roll < mix[0] + mix[1]:
         # Short documents: the question sits within the attention window or just past it.
         return docs_conversation(rng, rng.randint(150, 600))
     # Long documents: log-uniform sizes up to the pack, so every distance gets trained.
