@@ -52,7 +52,7 @@ def test_the_stateful_session_example_reuses_the_cache(server, client):
     first = client.chat.completions.create(
         model=client.models.list().data[0].id,
         messages=[{"role": "user", "content": "My name is Alice."}],
-        max_tokens=12, temperature=0, extra_body={"session_id": "my-chat"},
+        max_tokens=64, temperature=0, extra_body={"session_id": "my-chat"},
     )
     assert first.usage.prompt_tokens_details.cached_tokens == 0
     info = requests.get(f"{base}/v1/sessions/my-chat", timeout=10).json()
