@@ -55,6 +55,11 @@ def answer(model: TorchModel, tok: HFTokenizer, prompt: str, max_new: int) -> st
     return tok.decode(out)
 
 
+def answer_of(reply: str) -> str:
+    """The answer after the thought; empty when the thought never closed (the value in it doesn't count)."""
+    return reply.split("</think>", 1)[1] if "</think>" in reply else ""
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     model = TorchModel.from_dir(args.model, device=args.device, dtype=args.dtype, chunk_size=args.chunk)
     tok = HFTokenizer.from_dir(args.model)
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 prompt = synthetic.all_text(segments)
                 t0 = time.monotonic()
                 reply = answer(model, tok, prompt, args.max_new)
-                final = reply.split("</think>", 1)[-1]
+                final = answer_of(reply)
                 row = {"length": length, "tokens": count(prompt), "depth": round(depth, 3), "trial": trial,
                        "ok": needle.value in final, "value": needle.value, "answer": final.strip()[:120],
                        "seconds": round(time.monotonic() - t0, 2)}

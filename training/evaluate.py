@@ -18,63 +18,45 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
 
 import synthetic  # noqa: E402
-from superlinear.adapters.hybrid.model import HybridLM  # noqa: E402
-from superlinear.adapters.hybrid.state import HybridState  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
-from train import IM_END_ID, TOKENIZER, build_model  # noqa: E402
+from niah import answer, answer_of  # noqa: E402
+from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
+from train import build_model  # noqa: E402
 
 
-def load(path: Path, device: str) -> HybridLM:
+def load(path: Path, device: str) -> TorchModel:
     """A checkpoint folder (model.pt) or an exported model directory (model.safetensors)."""
     if (path / "model.pt").is_file():
         lm = build_model(0, device)
         lm.load_state_dict(torch.load(path / "model.pt", map_location=device))
-        return lm.eval()
-    from superlinear.adapters.torch_model import TorchModel
-
-    return TorchModel.load(path, device=device).lm.eval()
-
-
-@torch.no_grad()
-def generate(lm: HybridLM, ids: list[int], max_new: int = 160) -> list[int]:
-    """Greedy continuation of ``ids`` until <|im_end|> (not included) or ``max_new`` tokens."""
-    state = HybridState.empty(lm.config, len(ids) + max_new + 1, device=lm.device, dtype=lm.dtype)
-    lm(torch.tensor([ids], device=lm.device), state)
-    out: list[int] = []
-    for _ in range(max_new):
-        nxt = int(state.logits.argmax())
-        if nxt == IM_END_ID:
-            break
-        out.append(nxt)
-        lm(torch.tensor([[nxt]], device=lm.device), state)
-    return out
+        return TorchModel(lm.eval(), name=str(path), fingerprint={})
+    return TorchModel.from_dir(path, device=device)
 
 
 class Chat:
-    """A conversation held as text, answered turn by turn like a session."""
+    """A conversation held as text, answered turn by turn like a session that keeps its thoughts."""
 
-    def __init__(self, lm: HybridLM, tok: Tokenizer):
-        self.lm, self.tok, self.text = lm, tok, ""
+    def __init__(self, model: TorchModel, tok: HFTokenizer):
+        self.model, self.tok, self.text = model, tok, ""
 
     def ask(self, user: str, thinking: bool = True) -> str:
         self.text += synthetic.all_text([synthetic.user_turn(user), synthetic.generation_prompt(thinking)])
-        ids = self.tok.encode(self.text, add_special_tokens=False).ids
-        reply = self.tok.decode(generate(self.lm, ids), skip_special_tokens=False)
+        reply = answer(self.model, self.tok, self.text, 160)
         self.text += reply + "<|im_end|>\n"
         return reply
 
 
-def chat_checks(lm, tok, rng: random.Random, samples: int) -> dict[str, float]:
+def chat_checks(model, tok, rng: random.Random, samples: int) -> dict[str, float]:
     """Print a few transcripts and return accuracies on name recall and arithmetic."""
-    demo = Chat(lm, tok)
+    demo = Chat(model, tok)
     for line in ("Hello!", "My name is Alice.", "What is 15 x 17?", "What's my name?"):
         print(f"> {line}\n{demo.ask(line)}\n", flush=True)
     names_ok = 0
     for _ in range(samples):
         name = rng.choice(synthetic.FIRST_NAMES) if rng.random() < 0.5 else synthetic.made_up_word(rng).title()
-        chat = Chat(lm, tok)
+        chat = Chat(model, tok)
         chat.ask(f"My name is {name}.")
         user, _, _ = synthetic.arithmetic_exchange(rng)
         chat.ask(user)
@@ -82,27 +64,21 @@ def chat_checks(lm, tok, rng: random.Random, samples: int) -> dict[str, float]:
     math_ok = 0
     for _ in range(samples):
         user, _, answer = synthetic.arithmetic_exchange(rng)
-        math_ok += Chat(lm, tok).ask(user).endswith(answer)
+        math_ok += Chat(model, tok).ask(user).endswith(answer)
     return {"name recall": names_ok / samples, "arithmetic": math_ok / samples}
 
 
-def answer_of(reply: str) -> str:
-    """The reply after its thought."""
-    return reply.split("</think>", 1)[-1]
-
-
-def niah(lm, tok, rng: random.Random, lengths: list[int], samples: int) -> dict[int, float]:
+def niah(model, tok, rng: random.Random, lengths: list[int], samples: int) -> dict[int, float]:
     """Accuracy of finding the needle at each context length, depths spread evenly over the samples."""
-    count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
+    count = lambda text: len(tok.encode(text))  # noqa: E731
     result = {}
     for length in lengths:
         ok = 0
         start = time.monotonic()
         for i in range(samples):
             depth = i / max(1, samples - 1)
-            segments, needle = synthetic.niah_session(rng, count, length, depth)
-            ids = tok.encode(synthetic.all_text(segments), add_special_tokens=False).ids
-            reply = tok.decode(generate(lm, ids, max_new=80), skip_special_tokens=False)
+            segments, needle = synthetic.niah_session(rng, count, length, depth, kind=None)
+            reply = answer(model, tok, synthetic.all_text(segments), 80)
             ok += needle.value in answer_of(reply)
         result[length] = ok / samples
         print(f"niah {length}: {ok}/{samples} ({time.monotonic() - start:.1f}s)", flush=True)
@@ -117,12 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=99)
     args = parser.parse_args(argv)
-    lm = load(args.path, args.device)
-    tok = Tokenizer.from_file(str(TOKENIZER))
+    model = load(args.path, args.device)
+    tok = HFTokenizer.from_dir(default_model_dir())
     rng = random.Random(args.seed)
-    print(chat_checks(lm, tok, rng, args.samples), flush=True)
+    print(chat_checks(model, tok, rng, args.samples), flush=True)
     lengths = [int(x) for x in args.niah.split(",") if x]
-    print(niah(lm, tok, rng, lengths, args.samples), flush=True)
+    print(niah(model, tok, rng, lengths, args.samples), flush=True)
 
 
 if __name__ == "__main__":
