@@ -11,6 +11,8 @@ Runs are bounded by wall time and resumable, so training fits the lent GPU's 10-
     python training/train.py --out OUT --resume OUT --budget 480 --planned 1500   # continue
 
 ``--planned`` is the total training time of all runs together; the learning rate follows a cosine over it.
+``--init-from adapters/default_model`` starts from the shipped weights instead (fresh optimizer; use it
+with ``--phase-lr``) when no checkpoint folder is at hand.
 A checkpoint is a folder of ``model.pt``, ``optim_m.pt``, ``optim_v.pt`` and ``progress.json`` (each file
 under 16 MiB so it can travel). ``export.py`` turns one into the package's model directory.
 """
@@ -268,6 +270,11 @@ def train(args: argparse.Namespace) -> Path:
     progress = {"step": 0, "train_seconds": 0.0, "tokens": 0, "runs": 0, "log": []}
     if args.resume:
         progress = load_checkpoint(Path(args.resume), lm, opt)
+    elif args.init_from:
+        # An exported model directory (the shipped weights): fp32 copies of its tensors, fresh optimizer.
+        from superlinear.adapters import TorchModel
+
+        lm.load_state_dict(TorchModel.from_dir(args.init_from, device=device).lm.state_dict())
     tune_for_training(lm, args.block_q, args.mamba_chunk)
     balancer = ExpertBalancer(lm)
     n_params = sum(p.numel() for p in lm.parameters())
@@ -320,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
     parser.add_argument("--resume", help="checkpoint folder to continue from")
+    parser.add_argument("--init-from", help="start from an exported model directory (e.g. adapters/default_model)"
+                        " with a fresh optimizer")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds of training in this run")
     parser.add_argument("--planned", type=float, default=1500.0, help="seconds of training over all runs")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0: no cap)")
