@@ -119,12 +119,16 @@ class TurnView:
             self.write("\n")
         self.write(dim(stats.line(), self.color) + "\n")
 
-    def cancelled(self) -> None:
+    def cancelled(self, kept: bool = False) -> None:
+        """Report Ctrl-C; `kept`: the server had already finished the turn, so the session holds it."""
         if self.live and self.mode == "thinking" and not self.expand_thinking:
             self.write(CLEAR_LINE)
         elif self.mode:
             self.write("\n")
-        self.write("(cancelled; the session is unchanged)\n")
+        if kept:
+            self.write("(interrupted after the turn had finished; the session keeps it)\n")
+        else:
+            self.write("(cancelled; the session is unchanged)\n")
 
 
 @attrs.frozen
@@ -132,6 +136,20 @@ class TurnResult:
     stats: TurnStats
     reasoning: str
     content: str
+
+
+def _message_count(client: Client, session_id: str, clock, sleep, wait_busy: float) -> int | None:
+    """The session's message count once no turn is running on it (waiting up to `wait_busy` seconds);
+    None when the server can't say."""
+    deadline = clock() + wait_busy
+    while True:
+        try:
+            info = client.get("v1", "sessions", session_id)
+        except ApiError:
+            return None
+        if not info.get("busy") or clock() >= deadline:
+            return info.get("message_count")
+        sleep(0.1)
 
 
 def _open_stream(client: Client, body: dict, wait_busy: float, clock, sleep):
@@ -153,6 +171,8 @@ def run_turn(client: Client, body: dict, view: TurnView, clock: Callable[[], flo
              sleep: Callable[[float], None] = time.sleep, wait_busy: float = 10.0) -> TurnResult:
     """Stream one turn into `view`; on Ctrl-C, close the stream, report it, and re-raise."""
     stats = TurnStats()
+    session_id = body.get("session_id")
+    before = _message_count(client, session_id, clock, sleep, 0.0) if session_id else None
     start = clock()
     stream, chunk = _open_stream(client, {**body, "stream_options": {"include_usage": True}}, wait_busy,
                                  clock, sleep)
@@ -162,7 +182,10 @@ def run_turn(client: Client, body: dict, view: TurnView, clock: Callable[[], flo
             chunk = next(stream, None)
     except KeyboardInterrupt:
         stream.close()
-        view.cancelled()
+        # The turn may have ended on the server just before the connection closed: then it is kept, and
+        # saying "unchanged" would be false. The session's message count, once it settles, tells.
+        after = _message_count(client, session_id, clock, sleep, wait_busy) if before is not None else None
+        view.cancelled(kept=after is not None and after > before)
         raise
     finally:
         stream.close()

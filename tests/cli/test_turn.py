@@ -137,3 +137,34 @@ def test_a_failing_slash_command_does_not_end_the_repl():
     repl = Repl(client=None, session_id="s", commands={"/boom": ReplCommand(boom, "")}, write=out.append)
     assert repl.handle("/boom") is True
     assert out == ["error: /boom failed: RuntimeError: plugin bug\n"]
+
+
+class SessionClient(FakeClient):
+    """A FakeClient whose session gains two messages when its turn completes before Ctrl-C lands."""
+
+    def __init__(self, *streams, completes: bool):
+        super().__init__(*streams)
+        self.completes = completes
+        self.gets = 0
+
+    def get(self, *parts):
+        self.gets += 1
+        done = self.completes and self.gets > 1
+        return {"busy": False, "message_count": 4 if done else 2}
+
+
+@pytest.mark.parametrize("completes", [False, True])
+def test_ctrl_c_says_whether_the_server_kept_the_turn(completes):
+    out = []
+
+    def write(text):
+        out.append(text)
+        if text == "Hello":
+            raise KeyboardInterrupt
+
+    client = SessionClient(chunks(), completes=completes)
+    with pytest.raises(KeyboardInterrupt):
+        run_turn(client, {"session_id": "s"}, TurnView(write))
+    expected = ("(interrupted after the turn had finished; the session keeps it)\n" if completes
+                else "(cancelled; the session is unchanged)\n")
+    assert out[-1] == expected and client.gets == 2

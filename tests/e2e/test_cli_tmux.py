@@ -66,21 +66,24 @@ def _exit(term: Tmux) -> None:
 def _cancel_a_turn(term: Tmux, attempts: int = 3) -> int:
     """Start a long turn and press Ctrl-C while it runs; return how many turns finished first anyway.
 
-    With random weights a turn may end by itself before Ctrl-C lands, so try a few times.
+    A turn may end by itself before Ctrl-C lands (then the REPL says the session keeps it), so try a few
+    times, with less delay each time.
     """
     finished = 0
-    for _ in range(attempts):
-        before = term.screen().count("ttft=")
+    late = "(interrupted after the turn had finished; the session keeps it)"
+    for attempt in range(attempts):
+        screen = term.screen()
+        before, late_before = screen.count("ttft="), screen.count(late)
         term.send("Tell me a very long story", "Enter")
         # Long enough for the request to be under way (prefill or streaming), short enough to beat its end.
-        time.sleep(0.7)
+        time.sleep(0.7 / (attempt + 1))
         term.send("C-c")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             screen = term.screen()
             if "(cancelled; the session is unchanged)" in screen:
                 return finished
-            if screen.count("ttft=") > before:
+            if screen.count("ttft=") > before or screen.count(late) > late_before:
                 break
             time.sleep(0.2)
         finished += 1
