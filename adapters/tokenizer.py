@@ -12,6 +12,7 @@ from tokenizers import AddedToken, Tokenizer
 
 from ..core.values import Message
 from .chat_template import ChatTemplate, TemplateError, compile_template
+from .generation import eos_token_ids
 
 __all__ = ["HFTokenizer", "StreamDecoder"]
 
@@ -87,14 +88,6 @@ def _template_source(directory: Path, config: Mapping[str, Any]) -> str | None:
     return source
 
 
-def _generation_eos(directory: Path) -> list[int]:
-    """Read eos ids from generation_config.json (an int or a list)."""
-    eos = _read_json(directory / "generation_config.json").get("eos_token_id")
-    if eos is None:
-        return []
-    return [int(eos)] if isinstance(eos, int) else [int(i) for i in eos]
-
-
 def _register_declared_tokens(tokenizer: Tokenizer, config: Mapping[str, Any]) -> None:
     """Make tokens declared in added_tokens_decoder parse as single ids, as transformers does.
 
@@ -151,7 +144,7 @@ class HFTokenizer:
             chat_template=compile_template(source) if source is not None else None,
             eos_token=_token_text(config.get("eos_token")),
             bos_token=_token_text(config.get("bos_token")),
-            extra_eos_ids=_generation_eos(directory),
+            extra_eos_ids=eos_token_ids(directory),
             fingerprint={
                 "tokenizer": hashlib.sha256(raw).hexdigest(),
                 "chat_template": hashlib.sha256((source or "").encode("utf-8")).hexdigest(),
