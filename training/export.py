@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from superlinear.adapters.hybrid.loader import param_dtype  # noqa: E402
 from train import ENDOFTEXT_ID, IM_END_ID, MODEL_CONFIG  # noqa: E402
 
 GENERATION_CONFIG = {
@@ -37,10 +38,8 @@ def export(checkpoint: Path, out: Path, dtype: torch.dtype) -> None:
     tensors = {}
     for name, tensor in state.items():
         on_disk = name if name.startswith("lm_head.") else f"backbone.{name}"
-        # Router biases, A_log, D, dt_bias and norms are small and precision-critical: they stay fp32.
-        keep_fp32 = name.endswith(("A_log", ".D", "dt_bias", "norm.weight", "norm_f.weight",
-                                   "e_score_correction_bias", "gate.weight"))
-        tensors[on_disk] = tensor.float().contiguous() if keep_fp32 else tensor.to(dtype).contiguous()
+        # The tensors the loader holds in fp32 (router, A_log, dt_bias, D, norms) are stored in fp32 too.
+        tensors[on_disk] = tensor.to(param_dtype(name, dtype)).contiguous()
     out.mkdir(parents=True, exist_ok=True)
     config = {**MODEL_CONFIG, "torch_dtype": str(dtype).removeprefix("torch.")}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
