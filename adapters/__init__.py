@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from .generation import default_temperature
 from .families import UnknownModelFamily, load_model_from_dir
+from .generation import default_temperature
 from .hub import ModelNotCached, ModelSourceError, resolve_model_dir
 from .tokenizer import HFTokenizer
 from .torch_model import TorchModel

@@ -22,8 +22,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from superlinear.frontends.cli.framing import frame_document, frame_question
 from superlinear.core.ports import Passage
+from superlinear.frontends.cli.framing import frame_document, frame_question
 
 __all__ = [
     "Segment",

@@ -239,6 +239,26 @@ def learning_rate(progress: float, peak: float, warmup: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
+def run_learning_rate(args: argparse.Namespace, trained_before: float, elapsed: float) -> float:
+    """The rate now: the cosine over ``--planned`` seconds of all runs, or with ``--phase-lr`` a fine-tuning
+    phase's own cosine over this run's budget, from ``--phase-lr`` to a tenth of it."""
+    if args.phase_lr:
+        return learning_rate(min(1.0, elapsed / args.budget), args.phase_lr, 0.0)
+    return learning_rate(min(1.0, (trained_before + elapsed) / args.planned), args.lr, args.warmup)
+
+
+def train_step(lm: HybridLM, opt: torch.optim.AdamW, balancer: ExpertBalancer, ids, mask) -> float:
+    """One optimizer step on a pack (ids [L + 1], mask [L]); returns the loss."""
+    logits = forward_logits(lm, ids[:-1])
+    loss = F.cross_entropy(logits[mask], ids[1:][mask])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+    opt.step()
+    balancer.step()
+    return loss.item()
+
+
 def save_checkpoint(out: Path, lm: HybridLM, opt: torch.optim.AdamW, progress: dict) -> None:
     """Write the model, the optimizer's two moments (by parameter index) and the progress record."""
     out.mkdir(parents=True, exist_ok=True)
@@ -289,24 +309,13 @@ def train(args: argparse.Namespace) -> Path:
         elapsed = time.monotonic() - start
         if elapsed > args.budget or (args.max_steps and progress["step"] >= args.max_steps):
             break
-        if args.phase_lr:
-            # A fine-tuning phase: its own cosine over this run's budget, from --phase-lr to a tenth of it.
-            lr = learning_rate(min(1.0, elapsed / args.budget), args.phase_lr, 0.0)
-        else:
-            lr = learning_rate(min(1.0, (progress["train_seconds"] + elapsed) / args.planned), args.lr, args.warmup)
+        lr = run_learning_rate(args, progress["train_seconds"], elapsed)
         for group in opt.param_groups:
             group["lr"] = lr
         ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-        logits = forward_logits(lm, ids[:-1])
-        loss = F.cross_entropy(logits[mask], ids[1:][mask])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-        opt.step()
-        balancer.step()
+        window_loss += train_step(lm, opt, balancer, ids, mask)
         progress["step"] += 1
         progress["tokens"] += ids.numel() - 1
-        window_loss += loss.item()
         window_tokens += 1
         if progress["step"] % args.log_every == 0:
             rate = progress["tokens"] / max(1e-9, progress["train_seconds"] + time.monotonic() - start)
