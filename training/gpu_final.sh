@@ -2,10 +2,7 @@
 # The last training run on the lent GPU, then the GPU needle-in-a-haystack table of the exported model.
 # Usage: training/gpu_final.sh BUDGET_S PLANNED_S RESUME_DIR NIAH_SECONDS
 set -uo pipefail
-export PYTHONUNBUFFERED=1
-mkdir -p /tmp/shim/superlinear
-for d in core kernels adapters storage plugins frontends; do ln -sfn "$PWD/$d" "/tmp/shim/superlinear/$d"; done
-export PYTHONPATH=/tmp/shim
+source training/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/train.log"
 python3 training/train.py --out "$OUT/ckpt" --resume "$3" --budget "$1" --planned "$2" --seq-len 16384 \
     --workers 8 2>&1 | tee -a "$OUT/train.log"

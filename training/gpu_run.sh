@@ -2,12 +2,8 @@
 # One training run on the lent GPU machine: train (resuming when a checkpoint is carried in), then the
 # quick evaluation. Usage: training/gpu_run.sh BUDGET_S PLANNED_S SEQ_LEN [RESUME_DIR] [NIAH_LENGTHS]
 set -euo pipefail
-export PYTHONUNBUFFERED=1
 budget=$1 planned=$2 seq_len=$3 resume=${4:-} lengths=${5:-2048,8192,16384}
-# The repository's folders are the package's subpackages; link them under one name for imports.
-mkdir -p /tmp/shim/superlinear
-for d in core kernels adapters storage plugins frontends; do ln -sfn "$PWD/$d" "/tmp/shim/superlinear/$d"; done
-export PYTHONPATH=/tmp/shim
+source training/gpu_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/train.log"
 args=(--out "$OUT/ckpt" --budget "$budget" --planned "$planned" --seq-len "$seq_len" --workers 8)
 if [[ -n "$resume" ]]; then args+=(--resume "$resume"); fi
