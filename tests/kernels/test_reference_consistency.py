@@ -73,7 +73,9 @@ def test_gqa_equals_mha_with_repeated_kv_heads(ratio, make_inputs, assert_close)
 
 def test_batch_rows_with_different_left_padding_are_independent(seed_example, make_inputs, assert_close):
     length, paddings = 300, [0, 5, 71]
-    Q1, Q2, K, V = make_inputs(3, 4, 2, length, 16)
+    # float64: a padded row's keys cut into tiles at other boundaries than the row alone, so fp32 sums run
+    # in another order and differ by ~10 ulps on some seeds; the property checked is the routing and masking.
+    Q1, Q2, K, V = make_inputs(3, 4, 2, length, 16, dtype=torch.float64)
     mask = torch.ones(3, length, dtype=torch.int64)
     for b, pad in enumerate(paddings):
         mask[b, :pad] = 0
