@@ -228,7 +228,10 @@ def docs_conversation(rng: random.Random, target_tokens: int, chars_per_token: f
     n_docs = max(1, min(40, round(target_tokens / rng.choice([300, 600, 1200]))))
     sentences_per_doc = max(3, round(target_tokens * chars_per_token / 60 / n_docs))
     needle = make_needle(rng)
-    distractors = [make_needle(rng) for _ in range(rng.choice([0, 0, 1, 2]))]
+    # A long haystack carries more needles and questions: more retrieval to learn per token read. (Below 2000
+    # tokens the draws are the first generator's, which the tokenizer's corpus depends on.)
+    long = target_tokens >= 2000
+    distractors = [make_needle(rng) for _ in range(rng.choice([0, 1, 2, 3] if long else [0, 0, 1, 2]))]
     distractors = [d for d in distractors if d.key != needle.key]
     docs = [filler_document(rng, max(3, sentences_per_doc + rng.randint(-2, 2))) for _ in range(n_docs)]
     sources = [source_name(rng, i) for i in range(n_docs)]
@@ -240,10 +243,10 @@ def docs_conversation(rng: random.Random, target_tokens: int, chars_per_token: f
     segments: Conversation = []
     for source, text in zip(sources, docs, strict=True):
         segments += doc_turns(tag, source, text)
-    for _ in range(rng.choice([1, 1, 1, 2])):
+    for _ in range(rng.choice([1, 2, 2, 3] if long else [1, 1, 1, 2])):
         segments += _docs_question(rng, tag, needle, sources[home], docs[home], distractors)
         if distractors and rng.random() < 0.5:
-            needle, distractors = distractors[0], [needle, *distractors[1:]]
+            needle, distractors = distractors[0], [*distractors[1:], needle]
             home = next(i for i, d in enumerate(docs) if needle.sentence in d)
     return segments
 
@@ -284,14 +287,13 @@ def _times_digit(a: int, d: int) -> tuple[str, int]:
     return f"{a} x {d} = {tens}0 x {d} + {ones} x {d} = {tens * d}0 + {ones * d} = {a * d}", a * d
 
 
-def arithmetic_thought(a: int, op: str, b: int) -> tuple[str, int]:
-    """The step-by-step working for ``a op b`` (op is + or x), and the result."""
+def arithmetic_thought(a: int, op: str, b: int, sum_in_pieces: bool = True) -> tuple[str, int]:
+    """The step-by-step working for ``a op b`` (op is + or x), and the result.
+
+    ``sum_in_pieces=False`` writes a product's closing sum in one line, as the first generator did (the
+    shipped tokenizer's corpus, see ``tools/build_tokenizer.py``)."""
     if op == "+":
-        if a < 10 and b < 10:
-            return f"{a} + {b} = {a + b}.", a + b
-        at, ao = a - a % 10, a % 10
-        bt, bo = b - b % 10, b % 10
-        return f"{a} + {b} = {at} + {bt} + {ao} + {bo} = {at + bt} + {ao + bo} = {a + b}.", a + b
+        return sum_working(a, b), a + b
     if b < 10:
         line, product = _times_digit(a, b)
         return line + ".", product
@@ -303,7 +305,8 @@ def arithmetic_thought(a: int, op: str, b: int) -> tuple[str, int]:
     if ones:
         line, low = _times_digit(a, ones)
         lines.append(line + ".")
-        lines.append(f"{high * 10} + {low} = {high * 10 + low}.")
+        total = high * 10 + low
+        lines.append(sum_working(high * 10, low) if sum_in_pieces else f"{high * 10} + {low} = {total}.")
     return "\n".join(lines), a * b
 
 
@@ -313,7 +316,7 @@ _ADD_QUESTIONS = ("What is {a} + {b}?", "What is {a} plus {b}?", "What's {a} + {
                   "How much is {a} plus {b}?", "{a} + {b} = ?", "what is {a}+{b}")
 
 
-def arithmetic_exchange(rng: random.Random) -> tuple[str, str, str]:
+def arithmetic_exchange(rng: random.Random, sum_in_pieces: bool = True) -> tuple[str, str, str]:
     """(question, thought, answer) for a random sum or product."""
     if rng.random() < 0.6:
         a, b = rng.randint(2, 99), rng.randint(2, 99) if rng.random() < 0.8 else rng.randint(2, 9)
@@ -321,13 +324,21 @@ def arithmetic_exchange(rng: random.Random) -> tuple[str, str, str]:
     else:
         a, b = rng.randint(1, 999 if rng.random() < 0.3 else 99), rng.randint(1, 99)
         op, template = "+", rng.choice(_ADD_QUESTIONS)
-    if op == "+" and (a >= 100 or b >= 100):
-        # Three-digit sums: hundreds, tens and ones one at a time.
-        thought = _long_sum(a, b)
-        result = a + b
-    else:
-        thought, result = arithmetic_thought(a, op, b)
+    thought, result = arithmetic_thought(a, op, b, sum_in_pieces)
     return template.format(a=a, b=b), thought, f"{a} {op} {b} = {result}."
+
+
+def sum_working(a: int, b: int) -> str:
+    """The working for ``a + b``: one line for one-digit numbers, tens and ones for two-digit ones, and
+    hundreds, tens and ones one at a time once either has three digits or more (a tiny model gets a
+    three-digit sum right in pieces, not in one go)."""
+    if a < 10 and b < 10:
+        return f"{a} + {b} = {a + b}."
+    if a < 100 and b < 100:
+        at, ao = a - a % 10, a % 10
+        bt, bo = b - b % 10, b % 10
+        return f"{a} + {b} = {at} + {bt} + {ao} + {bo} = {at + bt} + {ao + bo} = {a + b}."
+    return _long_sum(a, b)
 
 
 def _long_sum(a: int, b: int) -> str:
@@ -391,7 +402,7 @@ def _fact_value(rng: random.Random, kind: str) -> str:
     return rng.choice(COLORS)
 
 
-def chat_conversation(rng: random.Random, turns: int) -> Conversation:
+def chat_conversation(rng: random.Random, turns: int, sum_in_pieces: bool = True) -> Conversation:
     """A chat of ``turns`` exchanges: greetings, facts the user states, questions about them, arithmetic."""
     segments: Conversation = []
     if rng.random() < 0.3:
@@ -422,7 +433,7 @@ def chat_conversation(rng: random.Random, turns: int) -> Conversation:
             user = rng.choice(_ASK[what])
             thought, answer = _recall(what, facts)
         elif kind == "math":
-            user, thought, answer = arithmetic_exchange(rng)
+            user, thought, answer = arithmetic_exchange(rng, sum_in_pieces)
         else:
             user = " ".join(filler_sentence(rng) for _ in range(rng.randint(1, 6)))
             thought = "The user shared some notes. There is no question in them."
@@ -442,11 +453,13 @@ def chat_conversation(rng: random.Random, turns: int) -> Conversation:
 DEFAULT_MIX = (0.55, 0.15)
 
 
-def conversation(rng: random.Random, max_tokens: int, mix: tuple[float, float] = DEFAULT_MIX) -> Conversation:
+def conversation(
+    rng: random.Random, max_tokens: int, mix: tuple[float, float] = DEFAULT_MIX, sum_in_pieces: bool = True
+) -> Conversation:
     """One training conversation of at most about ``max_tokens`` tokens, its kind drawn at random."""
     roll = rng.random()
     if roll < mix[0] or max_tokens < 400:
-        return chat_conversation(rng, rng.randint(1, 10))
+        return chat_conversation(rng, rng.randint(1, 10), sum_in_pieces)
     if roll < mix[0] + mix[1]:
         # Short documents: the question sits within the attention window or just past it.
         return docs_conversation(rng, rng.randint(150, 600))

@@ -329,6 +329,8 @@ def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     save_checkpoint(out, lm, opt, progress)
     print(f"saved {out} at step {progress['step']} after {progress['train_seconds']:.0f}s of training", flush=True)
+    if device.startswith("cuda"):
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
     return out
 
 

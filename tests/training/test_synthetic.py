@@ -79,7 +79,14 @@ def test_fifteen_times_seventeen_works_through_tens_and_ones():
     thought, result = synthetic.arithmetic_thought(15, "x", 17)
     assert result == 255
     assert thought.splitlines()[0] == "15 x 17 = 15 x 10 + 15 x 7."
-    assert thought.splitlines()[-1] == "150 + 105 = 255."
+    assert thought.splitlines()[-2:] == [
+        "150 + 105: hundreds 100 + 100 = 200, tens 50 + 0 = 50, ones 0 + 5 = 5.", "200 + 50 + 5 = 255."]
+
+
+def test_sums_are_worked_in_pieces_sized_to_the_numbers():
+    assert synthetic.sum_working(3, 4) == "3 + 4 = 7."
+    assert synthetic.sum_working(45, 38) == "45 + 38 = 40 + 30 + 5 + 8 = 70 + 13 = 83."
+    assert synthetic.sum_working(8910, 891).endswith("9700 + 100 + 1 = 9801.")
 
 
 def test_a_niah_session_has_one_needle_near_the_asked_depth_and_about_the_asked_length(tok):
