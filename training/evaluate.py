@@ -43,7 +43,7 @@ class Chat:
 
     def ask(self, user: str, thinking: bool = True) -> str:
         self.text += synthetic.all_text([synthetic.user_turn(user), synthetic.generation_prompt(thinking)])
-        reply = answer(self.model, self.tok, self.text, 160)
+        reply = answer(self.model, self.tok, self.text, 320)
         self.text += reply + "<|im_end|>\n"
         return reply
 

@@ -150,10 +150,11 @@ class Packer:
     """Endless packs of ``seq_len`` tokens: whole conversations separated by <|endoftext|>, with a mask of
     the positions whose next token is trained (the assistant replies)."""
 
-    def __init__(self, tokenizer: Tokenizer, seq_len: int, seed: int):
+    def __init__(self, tokenizer: Tokenizer, seq_len: int, seed: int, mix: tuple[float, float] = synthetic.DEFAULT_MIX):
         self.tok = tokenizer
         self.seq_len = seq_len
         self.rng = random.Random(seed)
+        self.mix = mix
 
     def encode(self, conversation: synthetic.Conversation) -> tuple[list[int], list[bool]]:
         ids: list[int] = []
@@ -169,7 +170,7 @@ class Packer:
         ids, train = [ENDOFTEXT_ID], [False]
         while len(ids) < self.seq_len + 1:
             room = self.seq_len + 1 - len(ids)
-            conv_ids, conv_train = self.encode(synthetic.conversation(self.rng, room))
+            conv_ids, conv_train = self.encode(synthetic.conversation(self.rng, room, self.mix))
             if len(conv_ids) > room and len(ids) > 1:
                 if room < 400:
                     break
@@ -184,13 +185,13 @@ class Packer:
 class PackStream(torch.utils.data.IterableDataset):
     """Packs from several worker processes, each with its own seed."""
 
-    def __init__(self, seq_len: int, seed: int):
-        self.seq_len, self.seed = seq_len, seed
+    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float] = synthetic.DEFAULT_MIX):
+        self.seq_len, self.seed, self.mix = seq_len, seed, mix
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
-        packer = Packer(Tokenizer.from_file(str(TOKENIZER)), self.seq_len, self.seed * 1000 + worker)
+        packer = Packer(Tokenizer.from_file(str(TOKENIZER)), self.seq_len, self.seed * 1000 + worker, self.mix)
         while True:
             yield packer.pack()
 
@@ -300,7 +301,7 @@ def train(args: argparse.Namespace) -> Path:
     n_params = sum(p.numel() for p in lm.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters on {device}; resuming at step {progress['step']}", flush=True)
     seed = args.seed + 7919 * (progress["runs"] + 1)
-    loader = torch.utils.data.DataLoader(PackStream(args.seq_len, seed), batch_size=None, num_workers=args.workers,
+    loader = torch.utils.data.DataLoader(PackStream(args.seq_len, seed, args.mix), batch_size=None, num_workers=args.workers,
                                          prefetch_factor=4 if args.workers else None)
     start = time.monotonic()
     window_loss, window_tokens = 0.0, 0
@@ -334,6 +335,13 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
+def _mix(text: str) -> tuple[float, float]:
+    chat, short = (float(x) for x in text.split(","))
+    if chat < 0 or short < 0 or chat + short > 1:
+        raise argparse.ArgumentTypeError(f"--mix {text!r}: two shares >= 0 summing to at most 1")
+    return chat, short
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
@@ -344,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--planned", type=float, default=1500.0, help="seconds of training over all runs")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in all (0: no cap)")
     parser.add_argument("--seq-len", type=int, default=16384, help="tokens per packed sequence (one per step)")
+    parser.add_argument("--mix", type=_mix, default=synthetic.DEFAULT_MIX,
+                        help="shares of chat and of short-document conversations, e.g. 0.55,0.15 (the rest: long"
+                        " documents)")
     parser.add_argument("--block-q", type=int, default=4096, help="attention queries per reference block")
     parser.add_argument("--mamba-chunk", type=int, default=256, help="Mamba-2 scan chunk while training")
     parser.add_argument("--lr", type=float, default=2e-3)
