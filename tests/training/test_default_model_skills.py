@@ -37,7 +37,7 @@ def chat(model, tok, turns: list[str]) -> list[str]:
     replies = []
     for user in turns:
         messages.append(Message("user", user))
-        reply = answer(model, tok, tok.render(messages, add_generation_prompt=True), 160)
+        reply = answer(model, tok, tok.render(messages, add_generation_prompt=True), 320)
         replies.append(reply)
         messages.append(Message("assistant", answer_of(reply)))
     return replies
@@ -53,6 +53,13 @@ def test_it_keeps_the_name_the_user_gave(model, tok):
     replies = chat(model, tok, ["My name is Alice.", "What's my name?"])
     assert "Alice" in answer_of(replies[0])
     assert answer_of(replies[1]) == "Your name is Alice."
+
+
+def test_it_works_fifteen_times_seventeen_in_a_thought_and_answers_255(model, tok):
+    (reply,) = chat(model, tok, ["What is 15 x 17?"])
+    thought, _, _ = reply.partition("</think>")
+    assert "15 x 10" in thought and "15 x 7" in thought
+    assert answer_of(reply) == "15 x 17 = 255."
 
 
 def test_it_finds_a_number_needle_in_a_thousand_tokens_of_documents(model, tok):
