@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = ["HFTokenizer", "StreamDecoder"]
 
 _REPLACEMENT = "\ufffd"
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+# Put after the first character of a special token's text that a client wrote, so that it reads as text.
+_WORD_JOINER = "\u2060"
 
 
 class StreamDecoder:
@@ -124,7 +127,12 @@ class HFTokenizer:
         self._template = chat_template
         self._bos_token = bos_token
         self._eos_token = eos_token
-        self._added = {tok.content: i for i, tok in tokenizer.get_added_tokens_decoder().items()}
+        added = tokenizer.get_added_tokens_decoder()
+        self._added = {tok.content: i for i, tok in added.items()}
+        specials = sorted(
+            (tok.content for tok in added.values() if tok.special and tok.content), key=len, reverse=True
+        )
+        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
         eos = {self.token_id(text) for text in ("<|im_end|>", eos_token) if text}
         self._eos_ids = frozenset(i for i in eos | set(extra_eos_ids) if i is not None)
         self._think = tuple(t if self._is_single_token(t) else None for t in (_THINK_OPEN, _THINK_CLOSE))
@@ -197,19 +205,41 @@ class HFTokenizer:
         """Return a fresh incremental decoder."""
         return StreamDecoder(self._tok)
 
+    def _escape_specials(self, text: str) -> str:
+        """Make special-token texts in client-written text read as text: a word joiner (U+2060, invisible)
+        goes after their first character, so "<|im_start|>" typed in a message cannot open a turn."""
+        if self._specials is None:
+            return text
+        return self._specials.sub(lambda m: m.group(0)[0] + _WORD_JOINER + m.group(0)[1:], text)
+
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool, **kwargs: object) -> str:
         """Render messages with the chat template; kwargs (tools, enable_thinking, ...) reach the template."""
         if self._template is None:
             raise TemplateError("this tokenizer has no chat template")
         # Caller kwargs may override the special-token texts but never collide with them.
         context: dict[str, Any] = {"bos_token": self._bos_token, "eos_token": self._eos_token, **kwargs}
-        messages_dicts = [_message_dict(m) for m in messages]
+        messages_dicts = [_message_dict(m, self._escape_specials) for m in messages]
         return self._template.render(messages_dicts, add_generation_prompt=add_generation_prompt, **context)
 
 
-def _message_dict(message: Message) -> dict[str, Any]:
-    """Convert a Message to the dict HF templates read; optional fields only when present."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+def _message_dict(message: Message, escape: Callable[[str], str]) -> dict[str, Any]:
+    """Convert a Message to the dict HF templates read; optional fields only when present.
+
+    What a client wrote (every role but the assistant's) has its special-token texts escaped; the
+    assistant's own text is the model's, and the template reads its thought markers.
+    """
+    content = message.content
+    if message.role != "assistant":
+        if isinstance(content, str):
+            content = escape(content)
+        elif isinstance(content, list):
+            content = [
+                {**part, "text": escape(part["text"])}
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+                else part
+                for part in content
+            ]
+    out: dict[str, Any] = {"role": message.role, "content": content}
     if message.reasoning_content is not None:
         out["reasoning_content"] = message.reasoning_content
     if message.tool_calls:
