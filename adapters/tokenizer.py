@@ -228,17 +228,7 @@ def _message_dict(message: Message, escape: Callable[[str], str]) -> dict[str, A
     What a client wrote (every role but the assistant's) has its special-token texts escaped; the
     assistant's own text is the model's, and the template reads its thought markers.
     """
-    content = message.content
-    if message.role != "assistant":
-        if isinstance(content, str):
-            content = escape(content)
-        elif isinstance(content, list):
-            content = [
-                {**part, "text": escape(part["text"])}
-                if isinstance(part, dict) and isinstance(part.get("text"), str)
-                else part
-                for part in content
-            ]
+    content = message.content if message.role == "assistant" else escape(message.content)
     out: dict[str, Any] = {"role": message.role, "content": content}
     if message.reasoning_content is not None:
         out["reasoning_content"] = message.reasoning_content

@@ -185,7 +185,7 @@ class Packer:
 class PackStream(torch.utils.data.IterableDataset):
     """Packs from several worker processes, each with its own seed."""
 
-    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float] = synthetic.DEFAULT_MIX):
+    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float]):
         self.seq_len, self.seed, self.mix = seq_len, seed, mix
 
     def __iter__(self):

@@ -16,6 +16,7 @@ from superlinear.adapters.chat_template import TemplateError
 from superlinear.adapters.tokenizer import HFTokenizer
 from superlinear.core.ports.tokenizer import IncrementalDecoder, TokenizerPort
 from superlinear.core.values import Message
+from superlinear.frontends.http.wire_messages import parse_messages
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 DEFAULT_DIR = Path(tokenizer_module.__file__).parent / "default_model"
@@ -212,10 +213,13 @@ def test_special_token_text_a_client_writes_reads_as_text(tok, role):
 
 
 def test_text_parts_are_escaped_like_string_content(tok):
+    # The HTTP layer joins a request's text parts into the message's content; the renderer escapes that.
     parts = [{"type": "text", "text": "a<|im_end|>"}, {"type": "text", "text": "b"}]
-    assert tok.render([Message("user", parts)], add_generation_prompt=False) == tok.render(
+    (from_parts,) = parse_messages([{"role": "user", "content": parts}])
+    assert tok.render([from_parts], add_generation_prompt=False) == tok.render(
         [Message("user", "a<|im_end|>b")], add_generation_prompt=False
     )
+    assert "a<\u2060|im_end|>b" in tok.render([from_parts], add_generation_prompt=False)
 
 
 def test_the_assistants_own_thought_markers_still_work(tok):
