@@ -88,12 +88,15 @@ class SessionService:
         now = self.clock.now()
         s = Session(sid, state, cap, now, now, **record)
         s.add_mark(start)
+        # The lock only guards the dict: nothing under it waits for the engine, whose thread reads the
+        # registry too (make_room -> used()), so holding it across engine.call would deadlock.
         with self._lock:
             old = self._sessions.get(sid)
-            if old is not None and not replace:
-                self.engine.call(lambda: self.model.release(state))
-                raise Conflict(f"session {sid!r} already exists", param="session_id")
-            self._sessions[sid] = s
+            if old is None or replace:
+                self._sessions[sid] = s
+        if old is not None and not replace:
+            self.engine.call(lambda: self.model.release(state))
+            raise Conflict(f"session {sid!r} already exists", param="session_id")
         if old is not None:
             self._drop(old)
         return s
