@@ -1,16 +1,16 @@
-"""The engine thread: all model work runs here, turns interleave fairly token by token."""
+"""The engine thread: all model work runs here; each step batches every turn in flight (see scheduler)."""
 
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 
+from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, plan_step, run_decode
 from .values import StreamEvent
 
 __all__ = ["Engine", "TurnHandle", "TurnCancelled"]
@@ -37,7 +37,7 @@ class TurnHandle:
         return None if self.started_at is None else self.started_at - self.submitted_at
 
     def cancel(self) -> None:
-        """Ask the engine to stop the turn at its next step and restore the session."""
+        """Ask the engine to stop the turn at its next step (within one prefill chunk) and restore the session."""
         self._cancel.set()
 
     @property
@@ -61,18 +61,28 @@ class TurnHandle:
 @attrs.define(eq=False)
 class _Task:
     handle: TurnHandle
-    steps: Iterator[StreamEvent]
+    steps: Iterator[StreamEvent | Feed]
     on_exit: Callable[[], None]
+    pending: PendingFeed | None = None
+    error: BaseException | None = None  # the model's error on the last feed, raised inside the turn next
 
 
 class Engine:
-    """Own the model on one thread. Turns are generators stepped round-robin; calls run between steps."""
+    """Own the model on one thread. Calls run between steps; a step serves every turn in flight at once.
 
-    def __init__(self, name: str = "superlinear-engine"):
+    `prefill_budget` bounds the prompt tokens of one step, so no step (and no call waiting for one) runs
+    longer than a decode batch plus that many prompt tokens.
+    """
+
+    def __init__(self, name: str = "superlinear-engine", prefill_budget: int = DEFAULT_PREFILL_BUDGET):
+        if prefill_budget < 1:
+            raise ValueError(f"prefill_budget must be positive, got {prefill_budget}")
+        self.prefill_budget = prefill_budget
         self._inbox: queue.Queue = queue.Queue()
-        self._active: deque[_Task] = deque()
+        self._active: list[_Task] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.steps = 0
 
     def start(self) -> Engine:
         self._thread.start()
@@ -84,14 +94,16 @@ class Engine:
         self._inbox.put(None)
         self._thread.join(timeout)
 
-    def submit(self, steps: Iterator[StreamEvent], on_exit: Callable[[], None] = lambda: None) -> TurnHandle:
+    def submit(
+        self, steps: Iterator[StreamEvent | Feed], on_exit: Callable[[], None] = lambda: None
+    ) -> TurnHandle:
         """Schedule a turn; `on_exit` runs on the engine thread when it ends in any way."""
         handle = TurnHandle()
         self._inbox.put(_Task(handle, steps, on_exit))
         return handle
 
     def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Run `fn` on the engine thread between turn steps and return its result (or raise its error)."""
+        """Run `fn` on the engine thread between steps and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn()
         box: queue.Queue = queue.Queue(maxsize=1)
@@ -105,7 +117,7 @@ class Engine:
         while not self._stopping.is_set():
             self._drain_inbox(block=not self._active)
             if self._active:
-                self._step(self._active.popleft())
+                self._step()
         for task in self._active:
             self._finish(task, TurnCancelled("the server is shutting down"), close=True)
 
@@ -128,24 +140,69 @@ class Engine:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 box.put((False, exc))
 
-    def _step(self, task: _Task) -> None:
+    def _step(self) -> None:
+        """Advance every turn to its next feed, then run one step of model work."""
+        for task in list(self._active):
+            if task.pending is None or task.handle.cancelled:
+                self._advance(task)
+        ready = [(t, t.pending) for t in self._active if t.pending is not None]
+        if not ready:
+            return
+        self.steps += 1
+        plan = plan_step(ready, self.prefill_budget)
+        errors = run_decode([t.pending for t in plan.decode])
+        for task, err in zip(plan.decode, errors, strict=True):
+            self._fed(task, err)
+        for task, count in plan.prefill:
+            self._prefill(task, count)
+
+    def _advance(self, task: _Task) -> None:
+        """Run the turn's own code until it asks for model work or ends; cancellation ends it here."""
         if task.handle.started_at is None:
             task.handle.started_at = time.monotonic()
         if task.handle.cancelled:
             self._finish(task, TurnCancelled("the turn was cancelled"), close=True)
             return
         try:
-            event = next(task.steps)
+            item = self._resume(task)
+            while not isinstance(item, Feed):
+                task.handle._put(item)
+                item = next(task.steps)
         except StopIteration:
             self._finish(task, None)
             return
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self._finish(task, exc)
             return
-        task.handle._put(event)
-        self._active.append(task)
+        task.pending = PendingFeed(item)
+
+    def _resume(self, task: _Task) -> Any:
+        """Send the turn the outcome of its last feed: resume it, or raise the model's error inside it."""
+        error, task.pending, task.error = task.error, None, None
+        if error is not None:
+            return task.steps.throw(error)
+        return next(task.steps)
+
+    def _fed(self, task: _Task, error: BaseException | None) -> None:
+        if error is not None:
+            task.error, task.pending = error, None
+        elif task.pending is not None and task.pending.remaining == 0:
+            task.pending = None
+
+    def _prefill(self, task: _Task, count: int) -> None:
+        p = task.pending
+        ids = p.feed.ids[p.done : p.done + count]
+        try:
+            p.feed.model.append(p.feed.state, ids)
+        except BaseException as exc:  # noqa: BLE001 - raised inside the turn, which restores its session
+            self._fed(task, exc)
+            return
+        p.done += len(ids)
+        self._fed(task, None)
 
     def _finish(self, task: _Task, error: BaseException | None, close: bool = False) -> None:
+        if task in self._active:
+            self._active.remove(task)
         try:
             if close:
                 task.steps.close()

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from .ports import ModelPort, StopRule, TokenizerPort
+from .scheduler import Feed
 from .values import SamplingParams, StreamEvent
 
 __all__ = ["Generation", "GenerationOutcome"]
@@ -48,8 +49,8 @@ class Generation:
     _shown: int = 0
     _rule_stopped: bool = False
 
-    def run(self) -> Iterator[StreamEvent]:
-        """Yield reasoning and content events until a stop; the outcome is in `self.out`."""
+    def run(self) -> Iterator[StreamEvent | Feed]:
+        """Yield reasoning and content events (and feeds for the engine) until a stop; outcome in `self.out`."""
         self._decoder = self.tok.decoder()
         eos = self.tok.eos_token_ids
         close_id = self._id(self.tok.think_close)
@@ -60,7 +61,7 @@ class Generation:
             if tid in eos:
                 self.out.finish_reason = "stop"
                 break
-            self._feed([tid])
+            yield from self._feed([tid])
             if self.thinking:
                 yield from self._think_step(tid, close_id)
                 continue
@@ -77,11 +78,12 @@ class Generation:
     def _id(self, text: str | None) -> int | None:
         return self.tok.token_id(text) if text else None
 
-    def _feed(self, ids: list[int]) -> None:
-        self.model.append(self.state, ids)
+    def _feed(self, ids: list[int]) -> Iterator[Feed]:
+        """Ask the engine to run `ids` through the state (batched with other turns' tokens)."""
+        yield Feed(self.model, self.state, ids)
         self.out.fed_ids.extend(ids)
 
-    def _think_step(self, tid: int, close_id: int | None) -> Iterator[StreamEvent]:
+    def _think_step(self, tid: int, close_id: int | None) -> Iterator[StreamEvent | Feed]:
         self.out.reasoning_tokens += 1
         if tid == close_id:
             self._end_thinking()
@@ -93,7 +95,7 @@ class Generation:
         budget = self.params.reasoning_budget
         if budget is not None and self.out.reasoning_tokens >= budget and self.thinking:
             # The engine closes the thinking block itself so the answer follows within the budget.
-            self._feed(self.tok.encode(self.tok.think_close or ""))
+            yield from self._feed(self.tok.encode(self.tok.think_close or ""))
             self._end_thinking()
 
     def _end_thinking(self) -> None:

@@ -87,7 +87,7 @@ class FakeModel:
     `script` (a list of strings) forces the replies, one per generation, for tests that need known
     text; otherwise tokens are printable ASCII drawn from the hash, ending with `<|im_end|>` after
     about `reply_len` tokens. `fail_at` makes `append` raise once the state reaches that length; `gate` (a semaphore) makes each
-    `append` wait for a release, so tests can hold a turn in flight.
+    `append` wait for a release (`decode_batch` is a loop of appends), so tests can hold a turn in flight.
     """
 
     def __init__(self, tok: FakeTokenizer | None = None, reply_len: int = 8, max_seq_len: int = 4096):
@@ -97,6 +97,7 @@ class FakeModel:
         self.fail_at: int | None = None
         self.gate = None
         self.appended = 0
+        self.batch_sizes: list[int] = []
         self._info = ModelInfo(name="fake", vocab_size=0x110000 + _OFFSET, max_seq_len=max_seq_len,
                                fingerprint={"model": "fake-v1"})
 
@@ -116,6 +117,12 @@ class FakeModel:
             raise RuntimeError("injected model failure")
         state.ids.extend(token_ids)
         self.appended += len(token_ids)
+
+    def decode_batch(self, states: Sequence[FakeState], token_ids: Sequence[int]) -> None:
+        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`)."""
+        self.batch_sizes.append(len(states))
+        for state, tid in zip(states, token_ids, strict=True):
+            self.append(state, [tid])
 
     def _since_prompt(self, state: FakeState) -> int:
         n = 0

@@ -11,6 +11,7 @@ from .errors import ContextLengthExceeded
 from .generation import Generation, GenerationOutcome
 from .ports import ModelPort, StopRule, TokenizerPort
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
+from .scheduler import Feed
 from .session import Session
 from .values import ChatRequest, Message, StreamEvent, Usage
 
@@ -67,8 +68,8 @@ class TurnRunner:
             )
         return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room)
 
-    def run(self, turn: PreparedTurn) -> Iterator[StreamEvent]:
-        """Yield the turn's events; the last one is "done" with the finish reason and usage."""
+    def run(self, turn: PreparedTurn) -> Iterator[StreamEvent | Feed]:
+        """Yield the turn's events and its model work (feeds, for the engine); the last event is "done"."""
         session = turn.session
         cached = len(session.ledger)
         start = self.model.checkpoint(session.state)
@@ -92,9 +93,9 @@ class TurnRunner:
         """Prefill, generate and commit; yield text events and return the generation's outcome."""
         session, request, kwargs = turn.session, turn.request, turn.kwargs
         keep = len(session.ledger) + len(turn.context_ids)
-        self._append(session, turn.context_ids)
+        yield from self._append(session, turn.context_ids)
         after_context = self.model.checkpoint(session.state)
-        self._append(session, turn.gen_ids)
+        yield from self._append(session, turn.gen_ids)
         gen_text, room, new = turn.gen_text, turn.room, turn.new
         gen = Generation(
             model=self.model,
@@ -111,23 +112,23 @@ class TurnRunner:
         reply = self._reply(gen.out, request)
         before = [*session.transcript, *new]
         if gen.out.reasoning and request.discard_thinking:
-            self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
+            yield from self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
         session.transcript[:] = [*before, reply]
         session.trailer = closing_text(self.tok, session.transcript, kwargs)
         return gen.out
 
-    def _append(self, session: Session, ids: list[int]) -> None:
+    def _append(self, session: Session, ids: list[int]) -> Iterator[Feed]:
+        """Have the engine prefill `ids` (in chunks, between other turns' steps), then record them."""
         if ids:
-            self.model.append(session.state, ids)
+            yield Feed(self.model, session.state, ids)
             session.ledger.extend(ids)
 
-    def _rewrite_without_thinking(self, session, checkpoint, keep, before, reply, kwargs) -> None:
+    def _rewrite_without_thinking(self, session, checkpoint, keep, before, reply, kwargs) -> Iterator[Feed]:
         """Replace the generated message in the state by its template rendering, which drops thinking."""
         self.model.restore(session.state, checkpoint)
         del session.ledger[keep:]
         text = canonical_assistant_text(self.tok, before, reply, kwargs)
-        self._append(session, self.tok.encode(text))
-
+        yield from self._append(session, self.tok.encode(text))
 
     def _reply(self, out: GenerationOutcome, request: ChatRequest) -> Message:
         """The assistant message as clients will send it back: tool calls apart from the text."""

@@ -29,6 +29,12 @@ class ModelPort(Protocol):
     def append(self, state: Any, token_ids: Sequence[int]) -> None:
         """Run `token_ids` through the model (chunked), extending the state and its next-token logits."""
 
+    def decode_batch(self, states: Sequence[Any], token_ids: Sequence[int]) -> None:
+        """Append one token to each state in one forward (states of any lengths); same result as `append`.
+
+        Either every state advances or, on an error, none is left half-fed in a way `restore` can't undo.
+        """
+
     def sample(self, state: Any, params: SamplingParams, rng: random.Random) -> int:
         """Choose the next token from the state's logits (greedy when temperature is 0)."""
 

@@ -1,0 +1,100 @@
+"""The step scheduler: what one engine step runs for the turns in flight.
+
+A turn is a generator that yields `StreamEvent`s for its client and `Feed`s for the model: "run these
+tokens through this state". The engine gathers the feeds of all turns and runs them in steps. Each step
+is one batched forward over every turn that feeds a single token (decoding), plus at most
+`prefill_budget` tokens of prompt taken from turns that prefill, oldest first. A long prompt therefore
+advances chunk by chunk between the other turns' decode steps, and a cancellation is seen between chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+__all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "DEFAULT_PREFILL_BUDGET"]
+
+# Prompt tokens per engine step (all prefilling turns together). Measured on a 2-core CPU with the default
+# model: 512 tokens at a 32K-token position take about 0.3 s, so decoding turns wait at most that long.
+DEFAULT_PREFILL_BUDGET = 512
+
+
+@attrs.frozen(eq=False)
+class Feed:
+    """Model work a turn asks for: append `ids` to `state` through `model` (the turn resumes when done)."""
+
+    model: Any
+    state: Any
+    ids: Sequence[int]
+
+
+@attrs.define(eq=False)
+class PendingFeed:
+    """A feed being served: how many of its ids are in the state so far."""
+
+    feed: Feed
+    done: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.feed.ids) - self.done
+
+    @property
+    def decoding(self) -> bool:
+        """A single token: it joins the step's batched forward."""
+        return len(self.feed.ids) == 1 and self.done == 0
+
+
+@attrs.frozen
+class StepPlan:
+    """One step: the feeds decoded together, and the prefill chunks (feed, token count) run after them."""
+
+    decode: list[Any]
+    prefill: list[tuple[Any, int]]
+
+
+def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int) -> StepPlan:
+    """Choose the work of one step from (owner, feed) pairs in arrival order; owners come back in the plan."""
+    decode = [owner for owner, p in pending if p.decoding]
+    prefill: list[tuple[Any, int]] = []
+    left = budget
+    for owner, p in pending:
+        if p.decoding or left <= 0:
+            continue
+        take = min(p.remaining, left)
+        prefill.append((owner, take))
+        left -= take
+    return StepPlan(decode, prefill)
+
+
+def run_decode(feeds: Sequence[PendingFeed]) -> list[BaseException | None]:
+    """Feed one token to each state, one batched call per model; return each row's error (None: done).
+
+    A model without `decode_batch` (or a batch of one) is run row by row, each row failing alone. A batch
+    that fails fails all of its rows: each turn restores its session from its own checkpoint.
+    """
+    errors: list[BaseException | None] = [None] * len(feeds)
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(feeds):
+        groups.setdefault(id(p.feed.model), []).append(i)
+    for rows in groups.values():
+        model = feeds[rows[0]].feed.model
+        batch = getattr(model, "decode_batch", None)
+        if batch is not None and len(rows) > 1:
+            try:
+                batch([feeds[i].feed.state for i in rows], [feeds[i].feed.ids[0] for i in rows])
+            except BaseException as exc:  # noqa: BLE001 - handed to the rows' turns
+                for i in rows:
+                    errors[i] = exc
+            continue
+        for i in rows:
+            try:
+                model.append(feeds[i].feed.state, feeds[i].feed.ids)
+            except BaseException as exc:  # noqa: BLE001 - handed to the row's turn
+                errors[i] = exc
+    for p, err in zip(feeds, errors, strict=True):
+        if err is None:
+            p.done = 1
+    return errors

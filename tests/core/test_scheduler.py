@@ -1,0 +1,192 @@
+"""The batching scheduler against the fakes: batched decode, chunked prefill, cancellation inside a prefill."""
+
+import threading
+
+import pytest
+from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService, TurnCancelled
+from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
+
+GREEDY = SamplingParams(max_tokens=24, temperature=0.0)
+NO_THINK = {"enable_thinking": False}
+
+
+class RecordingModel(FakeModel):
+    """Records every model call as (kind, [(state length before, tokens)...])."""
+
+    def __init__(self, **kw):
+        super().__init__(FakeTokenizer(), **kw)
+        self.calls: list = []
+
+    def append(self, state, token_ids):
+        if not getattr(self, "_in_batch", False):
+            self.calls.append(("append", id(state), len(token_ids)))
+        super().append(state, token_ids)
+
+    def decode_batch(self, states, token_ids):
+        self.calls.append(("batch", tuple(id(s) for s in states), 1))
+        self._in_batch = True
+        try:
+            super().decode_batch(states, token_ids)
+        finally:
+            self._in_batch = False
+
+
+def make_service(model, budget=16):
+    engine = Engine(prefill_budget=budget).start()
+    svc = SessionService(model=model, tok=model.tok, engine=engine, store=FakeSnapshotStore(), clock=FixedClock(),
+                         ids=SequentialIds(), stop_rules=lambda r: [], entropy=lambda: 7, default_max_seq_len=4096)
+    return svc
+
+
+def request(text, sid, max_tokens=24):
+    return ChatRequest(messages=(Message("user", text),), session_id=sid, template_kwargs=NO_THINK,
+                       sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0))
+
+
+def _hold(svc) -> threading.Event:
+    """Post a call that holds the engine until the returned event is set; return once it is queued."""
+    release, running, queued = threading.Event(), threading.Event(), svc.engine._inbox.qsize()
+    threading.Thread(target=svc.engine.call, args=(lambda: (running.set(), release.wait(10)),), daemon=True).start()
+    while not running.is_set() and svc.engine._inbox.qsize() <= queued:
+        threading.Event().wait(0.005)
+    return release
+
+
+def all_at_once(svc, starts, gate=None):
+    """Start turns so that they all join the engine's next step together.
+
+    The engine is busy (held by a call, or by `gate` on the model) while the turns prepare; a second hold
+    then keeps it until every turn is submitted.
+    """
+    first = _hold(svc) if gate is None else None
+    handles: dict = {}
+    threads = [threading.Thread(target=lambda s=sid, r=req: handles.__setitem__(s, svc.chat(r)), daemon=True)
+               for sid, req in starts]
+    for t in threads:
+        t.start()
+    while svc.engine._inbox.qsize() < len(starts):
+        threading.Event().wait(0.005)
+    second = _hold(svc)
+    if gate is None:
+        first.set()
+    else:
+        svc.model.gate = None
+        gate.release(1000)
+    for t in threads:
+        t.join(10)
+    second.set()
+    return handles
+
+
+def collect(handle):
+    events = list(handle.events(timeout=20))
+    return "".join(e.text for e in events if e.kind == "content"), events[-1]
+
+
+@pytest.fixture
+def svc():
+    s = make_service(RecordingModel(reply_len=20))
+    yield s
+    s.engine.stop()
+
+
+def test_concurrent_turns_decode_in_one_batch_and_answer_as_they_would_alone(svc):
+    prompts = {"a": "hi", "b": "a longer question here", "c": "mid"}
+    alone = make_service(RecordingModel(reply_len=20))
+    expected = {}
+    for sid, text in prompts.items():
+        alone.create(sid)
+        expected[sid] = collect(alone.chat(request(text, sid)))[0]
+    alone.engine.stop()
+    for sid in prompts:
+        svc.create(sid)
+    handles = all_at_once(svc, [(sid, request(text, sid)) for sid, text in prompts.items()])
+    got = {sid: collect(h)[0] for sid, h in handles.items()}
+    assert got == expected
+    assert max(svc.model.batch_sizes) == 3, "the three turns never shared a step"
+    for sid in prompts:
+        s = svc.session(sid)
+        assert s.ledger == s.state.ids
+
+
+def test_turns_joining_and_leaving_mid_run_answer_as_alone(svc):
+    alone = make_service(RecordingModel(reply_len=20))
+    plan = [("a", "first", 24), ("b", "second one", 5), ("c", "third", 12)]
+    expected = {}
+    for sid, text, n in plan:
+        alone.create(sid)
+        expected[sid] = collect(alone.chat(request(text, sid, n)))[0]
+    alone.engine.stop()
+    for sid, *_ in plan:
+        svc.create(sid)
+    svc.model.gate = gate = threading.Semaphore(5)
+    first = svc.chat(request("first", "a", 24))
+    while len(svc.model.calls) < 5:  # "a" prefilled and is decoding alone when the others join (held)
+        threading.Event().wait(0.01)
+    others = all_at_once(svc, [(sid, request(text, sid, n)) for sid, text, n in plan[1:]], gate)
+    got = {sid: collect(h)[0] for sid, h in others.items()}
+    got["a"] = collect(first)[0]
+    assert got == expected
+    assert 3 in svc.model.batch_sizes and 2 in svc.model.batch_sizes
+
+
+def test_a_long_prefill_runs_in_chunks_between_another_turns_decode_steps(svc):
+    model = svc.model
+    svc.create("talk")
+    svc.create("long")
+    model.gate = gate = threading.Semaphore(4)
+    talk = svc.chat(request("hi", "talk", 24))
+    while len(model.calls) < 4:  # "talk" is decoding when the long prompt arrives
+        threading.Event().wait(0.01)
+    long = all_at_once(svc, [("long", request("x" * 600, "long", 4))], gate)["long"]
+    collect(talk)
+    collect(long)
+    long_state = id(svc.session("long").state)
+    chunks = [c for c in model.calls if c[0] == "append" and c[1] == long_state and c[2] > 1]
+    assert len(chunks) > 10 and all(c[2] <= 16 for c in chunks)
+    first = model.calls.index(chunks[0])
+    last = model.calls.index(chunks[-1])
+    talk_state = id(svc.session("talk").state)
+    between = [c for c in model.calls[first:last] if c[0] == "append" and c[1] == talk_state]
+    assert between, "the other turn did not decode while the prompt was prefilling"
+
+
+def test_a_cancel_during_prefill_stops_within_a_chunk_and_leaves_the_session_as_it_was(svc):
+    model = svc.model
+    svc.create("s")
+    collect(svc.chat(request("hello", "s")))
+    s = svc.session("s")
+    before = (list(s.ledger), list(s.transcript), s.trailer, list(s.state.ids))
+    fed_before = model.appended
+    model.gate = gate = threading.Semaphore(3)
+    handle = svc.chat(request("y" * 800, "s"))
+    while model.appended < len(before[0]) + 32:
+        threading.Event().wait(0.01)
+    handle.cancel()
+    chunks_at_cancel = len(model.calls)
+    model.gate = None
+    gate.release(100)  # the chunk in flight finishes; the turn must stop there
+    with pytest.raises(TurnCancelled):
+        list(handle.events(timeout=20))
+    assert len(model.calls) - chunks_at_cancel <= 1
+    assert model.appended - fed_before < 800, "the whole prompt was prefilled before the cancel was seen"
+    assert (list(s.ledger), list(s.transcript), s.trailer, list(s.state.ids)) == before
+
+
+def test_management_calls_wait_at_most_one_step_behind_a_prefill(svc):
+    model = svc.model
+    svc.create("long")
+    model.gate = threading.Semaphore(2)
+    handle = svc.chat(request("z" * 800, "long", 2))
+    created = threading.Thread(target=svc.create, args=("new",), daemon=True)
+    created.start()
+    gate = model.gate
+    gate.release()  # one more chunk: the call queued behind the step in flight runs next
+    created.join(timeout=10)
+    assert not created.is_alive(), "create waited for more than the step in flight"
+    assert svc.info("new").cached_tokens == 0
+    assert not svc.session("long").ledger  # the prompt is still prefilling
+    model.gate = None
+    for _ in range(100):
+        gate.release()
+    collect(handle)
