@@ -39,6 +39,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     chunk_size: int = 8192
+    # Prompt tokens per engine step: bounds how long other streams and management calls wait for a prefill.
+    prefill_budget: int = 512
     dtype: str = "float32"
     device: str = "cpu"
     max_seq_len: int | None = None
@@ -85,7 +87,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     sessions = SessionService(
         model=model,
         tok=tok,
-        engine=Engine().start(),
+        engine=Engine(prefill_budget=settings.prefill_budget).start(),
         store=FilesystemSnapshotStore(root),
         clock=SystemClock(),
         ids=RandomIds(),
