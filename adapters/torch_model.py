@@ -14,6 +14,7 @@ import torch
 from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
 from ..core.values import ModelInfo, SamplingParams
 from .hub import repo_id_of_snapshot
+from .hybrid.batch import decode_step
 from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
@@ -136,6 +137,25 @@ class TorchModel:
         tensor = torch.tensor(ids, dtype=torch.long, device=self.lm.device)[None]
         for start in range(0, len(ids), self.chunk_size):
             self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)
+
+    @_inference
+    def decode_batch(self, states: Sequence[HybridState], token_ids: Sequence[int]) -> None:
+        """Append one token to each state in one batched forward (states of any lengths); as `append` each.
+
+        Every row is checked before the forward, so a bad row changes no state.
+        """
+        if len(states) != len(token_ids):
+            raise ValueError(f"{len(states)} states but {len(token_ids)} tokens")
+        if len({id(s) for s in states}) != len(states):
+            raise ValueError("a state appears twice in one batch")
+        vocab = self.config.vocab_size
+        for state, tid in zip(states, token_ids, strict=True):
+            if state.cursor + 1 > state.max_seq_len:
+                raise ContextLengthExceeded(f"{state.cursor} tokens held + 1 new exceed the maximum of {state.max_seq_len}")
+            if not isinstance(tid, int) or not 0 <= tid < vocab:
+                raise InvalidRequest(f"token id {tid!r} outside the vocabulary [0, {vocab})")
+        if states:
+            decode_step(self.lm, states, token_ids)
 
     def sample(self, state: HybridState, params: SamplingParams, rng: random.Random) -> int:
         """Choose the next token from the state's logits: argmax at temperature 0, else seeded sampling."""
