@@ -4,6 +4,7 @@ from .engine import Engine, TurnCancelled, TurnHandle
 from .errors import (
     Conflict,
     ContextLengthExceeded,
+    ExceedsMemoryBudget,
     InsufficientMemory,
     InvalidRequest,
     ModelMismatch,
@@ -35,6 +36,7 @@ __all__ = [
     "Conflict",
     "ContextLengthExceeded",
     "Engine",
+    "ExceedsMemoryBudget",
     "InsufficientMemory",
     "InvalidRequest",
     "Message",

@@ -10,6 +10,7 @@ __all__ = [
     "SessionBusy",
     "ContextLengthExceeded",
     "InsufficientMemory",
+    "ExceedsMemoryBudget",
     "SnapshotError",
     "ModelMismatch",
 ]
@@ -58,6 +59,12 @@ class InsufficientMemory(SuperlinearError):
     """Nothing can be freed to fit the request."""
 
     code = "insufficient_memory"
+
+
+class ExceedsMemoryBudget(InvalidRequest):
+    """The request needs more KV memory than the whole budget: it can never fit, so waiting won't help."""
+
+    code = "exceeds_kv_budget"
 
 
 class SnapshotError(SuperlinearError):

@@ -17,8 +17,8 @@ import attrs
 __all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "DEFAULT_PREFILL_BUDGET"]
 
 # Prompt tokens per engine step (all prefilling turns together). Measured on a 2-core CPU with the default
-# model: 512 tokens at a 32K-token position take about 0.3 s, so decoding turns wait at most that long.
-DEFAULT_PREFILL_BUDGET = 512
+# model: 256 tokens at a 32K-token position take about 0.4-0.7 s (512: 1.5 s), so other turns wait at most that.
+DEFAULT_PREFILL_BUDGET = 256
 
 
 @attrs.frozen(eq=False)

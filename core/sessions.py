@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import attrs
 
 from .engine import Engine, TurnHandle
-from .errors import Conflict, InvalidRequest, NotFound
+from .errors import Conflict, ExceedsMemoryBudget, InsufficientMemory, InvalidRequest, NotFound
 from .ids import validate_id
 from .memory import MemoryManager
 from .ports import Clock, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
@@ -25,6 +26,8 @@ class SessionService:
     """Create, use and drop sessions; run turns on the engine thread; save and load snapshots.
 
     `spill` is a private store for sessions offloaded under the `kv_budget` (bytes; None = no limit).
+    A turn that does not fit the budget now waits (up to `admission_timeout` seconds) for running turns to
+    end and free memory; one that could not fit even alone fails at once with ExceedsMemoryBudget.
     """
 
     model: ModelPort
@@ -40,9 +43,12 @@ class SessionService:
     kv_budget: int | None = None
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    admission_timeout: float = 300.0
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
+    _freed: threading.Condition = attrs.Factory(threading.Condition)
+    _epoch: int = 0  # counts events that may free memory (turns ending, sessions deleted)
 
     def __attrs_post_init__(self) -> None:
         if self.kv_budget is not None and self.spill is None:
@@ -155,6 +161,7 @@ class SessionService:
         with self._lock:
             self._sessions.pop(session_id, None)
         self._drop(s)
+        self._signal_freed()
 
     def _drop(self, s: Session) -> None:
         def free():
@@ -180,11 +187,36 @@ class SessionService:
         s = self.session(request.session_id)
         s.acquire()
         try:
-            turn = self.engine.call(lambda: self._prepare(s, request))
+            turn = self._admit(lambda: self._prepare(s, request))
         except BaseException:
             s.release()
             raise
-        return self.engine.submit(self.runner.run(turn), on_exit=s.release)
+
+        def done() -> None:
+            s.release()
+            self._signal_freed()
+
+        return self.engine.submit(self.runner.run(turn), on_exit=done)
+
+    def _admit(self, prepare: Callable[[], object]) -> object:
+        """Run `prepare` on the engine; while memory is short but could free up, wait for turns to end."""
+        deadline = time.monotonic() + self.admission_timeout
+        while True:
+            with self._freed:
+                epoch = self._epoch
+            try:
+                return self.engine.call(prepare)
+            except InsufficientMemory:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+            with self._freed:
+                self._freed.wait_for(lambda: self._epoch != epoch, timeout=min(left, 1.0))
+
+    def _signal_freed(self) -> None:
+        with self._freed:
+            self._epoch += 1
+            self._freed.notify_all()
 
     def _prepare(self, s: Session, request: ChatRequest):
         self.memory.ensure_resident(s)
@@ -193,6 +225,13 @@ class SessionService:
             rollback(self.model, self.tok, s, keep, request.template_kwargs)
         turn = self.runner.prepare(s, request)
         total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+        budget = self.memory.budget
+        if budget is not None and self.model.bytes_for(total) > budget:
+            raise ExceedsMemoryBudget(
+                f"the turn needs {self.model.bytes_for(total)} bytes of KV memory for {total} tokens, more than "
+                f"the whole budget of {budget} bytes; shorten the prompt or max_tokens",
+                param="messages",
+            )
         self.memory.make_room(self.memory.growth(s, total), keep=s)
         return turn
 

@@ -55,9 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--chunk-size", type=_positive, default=8192, help="prefill chunk size in tokens")
-    p.add_argument("--prefill-budget", type=_positive, default=512,
+    p.add_argument("--prefill-budget", type=_positive, default=256,
                    help="prompt tokens per engine step, shared by prefilling requests; other streams wait at "
-                        "most one such step (default 512)")
+                        "most one such step (default 256)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--kv-budget", type=_size_arg, default=None,

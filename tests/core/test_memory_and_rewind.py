@@ -1,8 +1,11 @@
 """The KV budget with LRU offload, rollback, and edited histories, against the fakes."""
 
+import threading
+
 import pytest
 from superlinear.core import (
     ChatRequest,
+    ExceedsMemoryBudget,
     InsufficientMemory,
     InvalidRequest,
     Message,
@@ -69,12 +72,47 @@ def test_an_offloaded_session_answers_as_if_it_never_left(budgeted):
     assert svc.memory.restores == 1
 
 
-def test_when_nothing_can_be_offloaded_the_request_fails_and_nothing_is_lost(budgeted):
+def test_a_turn_that_can_never_fit_the_budget_fails_at_once_and_nothing_is_lost(budgeted):
     svc = budgeted(8 * 40)
     svc.create("a")
-    with pytest.raises(InsufficientMemory):
+    with pytest.raises(ExceedsMemoryBudget, match="whole budget"):
         ask(svc, "x" * 60, "a")
     assert svc.info("a").cached_tokens == 0 and not svc.info("a").busy
+
+
+def test_a_turn_that_fits_later_waits_for_a_running_turn_to_end(budgeted, model):
+    svc = budgeted(8 * 100)
+    for sid in ("a", "b"):
+        svc.create(sid)
+    model.gate = gate = threading.Semaphore(3)
+    first = svc.chat(ChatRequest((Message("user", "y" * 40),), GREEDY, "a", NO_THINK))
+    while model.appended < 40:  # "a" holds most of the budget and is busy, so it can't be offloaded
+        threading.Event().wait(0.01)
+    second: list = []
+    waiter = threading.Thread(target=lambda: second.append(ask(svc, "z" * 40, "b")), daemon=True)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not second, "the second turn did not wait for memory"
+    model.gate = None
+    gate.release(1000)
+    assert list(first.events(timeout=10))[-1].kind == "done"
+    waiter.join(10)
+    assert second and second[0][1].kind == "done"
+    assert not svc.info("a").resident  # offloaded to make room once its turn ended
+
+
+def test_a_turn_that_fits_later_gives_up_after_the_admission_timeout(budgeted):
+    svc = budgeted(8 * 100)
+    svc.admission_timeout = 0.2
+    for sid in ("a", "b"):
+        svc.create(sid)
+    ask(svc, "y" * 40, "a")
+    svc.session("a").acquire()  # busy, so it can't be offloaded
+    with pytest.raises(InsufficientMemory):
+        ask(svc, "z" * 40, "b")
+    assert svc.info("b").cached_tokens == 0 and not svc.info("b").busy
+    svc.session("a").release()
+    assert ask(svc, "z" * 40, "b")[1].kind == "done"
 
 
 def test_rollback_then_a_turn_equals_a_fresh_session_fed_the_kept_messages(service):
