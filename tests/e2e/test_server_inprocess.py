@@ -98,14 +98,14 @@ def test_a_failed_load_is_reported_by_health_and_every_request():
     check_error(client.simulate_post("/v1/chat/completions", json={"messages": USER}), 503, "unavailable")
 
 
-def test_running_out_of_kv_budget_is_503_insufficient_memory_with_retry_after():
+def test_a_turn_larger_than_the_whole_kv_budget_is_400_exceeds_kv_budget_without_retry_after():
     services = fake_services(kv_budget=64)
     client = falcon.testing.TestClient(create_app(ServiceHolder(lambda: services, background=False),
                                                   AppOptions(load_plugins=False)))
     client.simulate_post("/v1/sessions", json={"session_id": "big"})
     result = chat(client, session_id="big", messages=[{"role": "user", "content": "x" * 200}])
-    check_error(result, 503, "insufficient_memory")
-    assert result.headers["retry-after"]
+    check_error(result, 400, "exceeds_kv_budget")
+    assert "retry-after" not in result.headers
     assert client.simulate_get("/v1/sessions/big").json["cached_tokens"] == 0
     services.sessions.engine.stop()
 
