@@ -9,7 +9,15 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from .engine import Engine, TurnHandle
-from .errors import Conflict, ExceedsMemoryBudget, InsufficientMemory, InvalidRequest, NotFound
+from .errors import (
+    Conflict,
+    ExceedsMemoryBudget,
+    InsufficientMemory,
+    InvalidRequest,
+    NotFound,
+    SessionBusy,
+    SuperlinearError,
+)
 from .ids import validate_id
 from .memory import MemoryManager
 from .ports import Clock, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
@@ -96,13 +104,21 @@ class SessionService:
         s.add_mark(start)
         # The lock only guards the dict: nothing under it waits for the engine, whose thread reads the
         # registry too (make_room -> used()), so holding it across engine.call would deadlock.
+        refused: SuperlinearError | None = None
         with self._lock:
             old = self._sessions.get(sid)
-            if old is None or replace:
+            if old is not None and not replace:
+                refused = Conflict(f"session {sid!r} already exists", param="session_id")
+            elif old is not None:
+                try:
+                    old.acquire()  # a session running a turn is never replaced under it
+                except SessionBusy as exc:
+                    refused = exc
+            if refused is None:
                 self._sessions[sid] = s
-        if old is not None and not replace:
+        if refused is not None:
             self.engine.call(lambda: self.model.release(state))
-            raise Conflict(f"session {sid!r} already exists", param="session_id")
+            raise refused
         if old is not None:
             self._drop(old)
         return s

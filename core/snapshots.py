@@ -64,7 +64,8 @@ class SnapshotService:
         s = svc.adopt(sid, cap, lambda: svc.model.import_state(arrays, cap),
                       replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
                       trailer=str(manifest.extra.get("trailer", "")))
-        return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(s.state),
+        state = s.state  # another request may offload the new session at once (state None)
+        return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(state) if state is not None else 0,
                 "seconds": svc.clock.now() - start}
 
     def list(self) -> list[tuple[SnapshotInfo, bool]]:

@@ -2,7 +2,9 @@
 
 import threading
 
-from superlinear.core import Conflict, Engine, SessionService
+import pytest
+
+from superlinear.core import Conflict, Engine, SessionBusy, SessionService
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 
 
@@ -63,3 +65,16 @@ def test_a_create_that_loses_an_id_race_does_not_freeze_the_engine():
     assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "SessionInfo"]
     assert engine.call(lambda: "free", timeout=5) == "free"
     engine.stop()
+
+
+def test_loading_over_a_busy_session_is_refused_and_leaves_it_in_place(service):
+    service.create("s")
+    saved = service.save("s")["snapshot_id"]
+    s = service.session("s")
+    s.acquire()  # as a running turn does
+    with pytest.raises(SessionBusy):
+        service.load(saved, "s", force=True)
+    assert service.session("s") is s and not s.state.released
+    s.release()
+    assert service.load(saved, "s", force=True)["session_id"] == "s"
+    assert service.session("s") is not s and s.state.released
