@@ -6,6 +6,10 @@ seconds per token minus the engine's, where the engine alone is the same Session
 in-process by N threads (no HTTP, no JSON, no SSE).
 
     python benchmarks/server.py [--clients 1 4 16] [--max-tokens 64] [--torch-threads 1] [--results FILE]
+
+With `--fairness`: one client streams while another sends a `--long-prompt` token prompt; reports that
+stream's longest gap between tokens, `POST /v1/sessions` latency during the prefill, and the time from a
+client dropping a `--disconnect-prompt` token request to its session being idle again.
 """
 
 from __future__ import annotations
@@ -187,11 +191,124 @@ def table(engine: dict[int, dict], http: dict[int, dict], args: argparse.Namespa
     return head + "\n".join(rows) + "\n"
 
 
-def append_results(path: Path, text: str, machine: str) -> None:
+def append_results(path: Path, text: str, machine: str, section: str = SECTION) -> None:
     """Append the table under this benchmark's heading, leaving other sections untouched."""
     existing = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    block = f"\n{SECTION}\n\nMachine: {machine}. Command: `python benchmarks/server.py`.\n\n{text}"
+    block = f"\n{section}\n\nMachine: {machine}. Command: `python benchmarks/server.py`.\n\n{text}"
     path.write_text(existing.rstrip("\n") + "\n" + block, encoding="utf-8")
+
+
+def prompt_of(tokens: int) -> str:
+    """A user message of about `tokens` tokens for the default model's tokenizer (random common words)."""
+    import random
+
+    from superlinear.adapters import HFTokenizer, default_model_dir
+
+    tok = HFTokenizer.from_dir(default_model_dir())
+    rng = random.Random(0)
+    words = "the sea ship bird count one two three tell me about why how blue green river stone".split()
+    sample = " ".join(rng.choice(words) for _ in range(2000))
+    per_word = len(tok.encode(sample)) / 2000
+    return " ".join(rng.choice(words) for _ in range(int(tokens / per_word)))
+
+
+def stream_stamps(url: str, stamps: list[float], stop: threading.Event) -> None:
+    """Stream greedy completions one after another until `stop`; record each content chunk's arrival."""
+    import requests
+
+    while not stop.is_set():
+        body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 400, "temperature": 0,
+                "stream": True}
+        with requests.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=600) as resp:
+            for line in resp.iter_lines():
+                if line.startswith(b"data: {") and b'"content"' in line:
+                    stamps.append(time.perf_counter())
+                if stop.is_set():
+                    break
+
+
+def prefill_interference(url: str, tokens: int) -> dict:
+    """Another stream's longest token gap and POST /v1/sessions latencies while a `tokens` prompt prefills."""
+    import requests
+
+    text = prompt_of(tokens)
+    stamps: list[float] = []
+    stop = threading.Event()
+    streamer = threading.Thread(target=stream_stamps, args=(url, stamps, stop))
+    streamer.start()
+    while len(stamps) < 5:
+        time.sleep(0.05)
+    result: dict = {}
+
+    def long_request():
+        body = {"messages": [{"role": "user", "content": text}], "max_tokens": 1, "temperature": 0}
+        resp = requests.post(f"{url}/v1/chat/completions", json=body, timeout=3600).json()
+        result["prompt_tokens"] = resp["usage"]["prompt_tokens"]
+
+    start = time.perf_counter()
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    creates = []
+    while worker.is_alive():
+        t0 = time.perf_counter()
+        assert requests.post(f"{url}/v1/sessions", json={}, timeout=600).status_code == 201
+        creates.append(time.perf_counter() - t0)
+        time.sleep(0.5)
+    end = time.perf_counter()
+    stop.set()
+    streamer.join()
+    inside = [t for t in stamps if start <= t <= end]
+    gaps = [b - a for a, b in zip(inside, inside[1:])]
+    return {"tokens": result.get("prompt_tokens"), "seconds": end - start, "max_gap": max(gaps, default=end - start),
+            "stream_tokens": len(inside), "create_p50": statistics.median(creates), "create_max": max(creates),
+            "creates": len(creates)}
+
+
+def disconnect_to_free(url: str, tokens: int, after: float = 1.5) -> dict:
+    """Send a `tokens` prompt on a session, disconnect after `after` s; time until the session is idle."""
+    import requests
+
+    sid = f"bench-leave-{tokens}"
+    requests.post(f"{url}/v1/sessions", json={"session_id": sid}, timeout=600)
+    text = prompt_of(tokens)
+    parts = url.split(":")
+    sock = socket.create_connection(("127.0.0.1", int(parts[-1])), timeout=30)
+    data = json.dumps({"messages": [{"role": "user", "content": text}], "session_id": sid, "max_tokens": 1}).encode()
+    sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    time.sleep(after)
+    info = requests.get(f"{url}/v1/sessions/{sid}", timeout=600).json()
+    gone = time.perf_counter()
+    sock.close()
+    while requests.get(f"{url}/v1/sessions/{sid}", timeout=600).json()["busy"]:
+        time.sleep(0.01)
+    free = time.perf_counter() - gone
+    after_info = requests.get(f"{url}/v1/sessions/{sid}", timeout=600).json()
+    return {"busy_before": info["busy"], "free_after": free, "cached_after": after_info["cached_tokens"]}
+
+
+def fairness(args: argparse.Namespace) -> str:
+    """Run the prefill-interference and disconnect measures against one server; return a markdown table."""
+    proc, url = start_server(threads=16)
+    try:
+        http_request(url, 4)
+        inter = prefill_interference(url, args.long_prompt)
+        leave = disconnect_to_free(url, args.disconnect_prompt)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return (
+        f"Default model, CPU, torch threads {args.torch_threads}, server defaults (prefill budget 256 tokens "
+        "per step). One client streams greedy answers throughout; another sends one long prompt.\n\n"
+        "| measure | value |\n|---|---|\n"
+        f"| long prompt: tokens / prefill seconds | {inter['tokens']} / {inter['seconds']:.1f} |\n"
+        f"| other stream during that prefill: tokens / longest gap (s) | {inter['stream_tokens']} / "
+        f"{inter['max_gap']:.2f} |\n"
+        f"| `POST /v1/sessions` during that prefill: p50 / max (ms), n | {inter['create_p50'] * 1000:.0f} / "
+        f"{inter['create_max'] * 1000:.0f}, {inter['creates']} |\n"
+        f"| {args.disconnect_prompt}-token prompt, client gone after 1.5 s: busy then / seconds to idle / "
+        f"tokens kept | {leave['busy_before']} / {leave['free_after']:.2f} / {leave['cached_after']} |\n"
+    )
 
 
 def main() -> None:
@@ -202,9 +319,20 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="alternating engine/server runs; medians reported")
     p.add_argument("--results", type=Path, default=None, help="append the table to this markdown file")
     p.add_argument("--machine", default="unspecified machine")
+    p.add_argument("--fairness", action="store_true",
+                   help="measure a stream's token gaps and create latency while a long prompt prefills, and "
+                        "disconnect-to-idle time, instead of throughput")
+    p.add_argument("--long-prompt", type=int, default=32768, help="tokens of the prompt that prefills (fairness)")
+    p.add_argument("--disconnect-prompt", type=int, default=65536, help="tokens of the abandoned prompt (fairness)")
     args = p.parse_args()
     # Before torch loads here and in the server: one intra-op thread per process keeps a small CPU sane.
     os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
+    if args.fairness:
+        text = fairness(args)
+        print(text)
+        if args.results:
+            append_results(args.results, text, args.machine, "## Continuous batching (issue 15)")
+        return
     engine, http = bench(args.clients, args.max_tokens, args.repeat)
     text = table(engine, http, args)
     print(text)

@@ -85,8 +85,16 @@ class MemoryManager:
             session.release()
 
     def ensure_resident(self, session: Session) -> None:
-        """Bring an offloaded session back (offloading others if needed). The caller holds its lock."""
+        """Bring an offloaded session back, or allocate a new one's state (offloading others if needed).
+
+        The caller holds the session's lock.
+        """
         if session.resident:
+            return
+        if session.spilled is None:  # created lazily: the state is allocated on first use
+            self.make_room(self.model.bytes_for(0), keep=session)
+            session.state = self.model.new_state(session.max_seq_len)
+            session.add_mark(self.model.checkpoint(session.state))
             return
         manifest, arrays = self.spill.load(session.spilled)
         self.make_room(self.model.bytes_for(len(manifest.ledger)), keep=session)

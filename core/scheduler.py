@@ -3,7 +3,7 @@
 A turn is a generator that yields `StreamEvent`s for its client and `Feed`s for the model: "run these
 tokens through this state". The engine gathers the feeds of all turns and runs them in steps. Each step
 is one batched forward over every turn that feeds a single token (decoding), plus at most
-`prefill_budget` tokens of prompt taken from turns that prefill, oldest first. A long prompt therefore
+`prefill_budget` tokens of prompt taken from turns that prefill, shortest remaining first. A long prompt therefore
 advances chunk by chunk between the other turns' decode steps, and a cancellation is seen between chunks.
 """
 
@@ -60,7 +60,9 @@ def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int) -> StepPl
     decode = [owner for owner, p in pending if p.decoding]
     prefill: list[tuple[Any, int]] = []
     left = budget
-    for owner, p in pending:
+    # Shortest remaining prompt first: a new short turn starts at once instead of queueing behind a long
+    # prefill, which still gets whatever budget the short ones leave (ties keep arrival order).
+    for owner, p in sorted(pending, key=lambda pair: pair[1].remaining):
         if p.decoding or left <= 0:
             continue
         take = min(p.remaining, left)

@@ -49,7 +49,7 @@ class Session:
 
     @property
     def resident(self) -> bool:
-        """False while the state is offloaded to disk."""
+        """True while the state is in memory (False when offloaded, or not allocated yet)."""
         return self.state is not None
 
     def add_mark(self, checkpoint: Any) -> None:
@@ -95,6 +95,6 @@ class Session:
             max_seq_len=self.max_seq_len,
             message_count=len(self.transcript),
             kv_bytes=kv_bytes,
-            resident=self.resident,
+            resident=self.spilled is None,  # not on disk: in memory, or empty and allocated on first use
             busy=self._busy,
         )

@@ -83,7 +83,9 @@ class SessionService:
         with self._lock:
             if sid in self._sessions:
                 raise Conflict(f"session {sid!r} already exists", param="session_id")
-        self.adopt(sid, cap, lambda: self.model.new_state(cap))
+        # No engine call: the state is allocated on first use (MemoryManager.ensure_resident), so creating a
+        # session never waits for a model step.
+        self._register(sid, cap, None, None, False, {})
         return self.info(sid)
 
     def adopt(self, sid: str, cap: int, make_state: Callable[[], object], replace: bool = False, **record) -> Session:
@@ -101,7 +103,8 @@ class SessionService:
     def _register(self, sid: str, cap: int, state: object, start: object, replace: bool, record: dict) -> Session:
         now = self.clock.now()
         s = Session(sid, state, cap, now, now, **record)
-        s.add_mark(start)
+        if state is not None:
+            s.add_mark(start)
         # The lock only guards the dict: nothing under it waits for the engine, whose thread reads the
         # registry too (make_room -> used()), so holding it across engine.call would deadlock.
         refused: SuperlinearError | None = None
@@ -117,7 +120,8 @@ class SessionService:
             if refused is None:
                 self._sessions[sid] = s
         if refused is not None:
-            self.engine.call(lambda: self.model.release(state))
+            if state is not None:
+                self.engine.call(lambda: self.model.release(state))
             raise refused
         if old is not None:
             self._drop(old)
