@@ -213,7 +213,7 @@ def prompt_of(tokens: int) -> str:
 
 
 def stream_stamps(url: str, stamps: list[float], stop: threading.Event) -> None:
-    """Stream greedy completions one after another until `stop`; record each content chunk's arrival."""
+    """Stream greedy completions one after another until `stop`; record each text chunk's arrival."""
     import requests
 
     while not stop.is_set():
@@ -221,7 +221,7 @@ def stream_stamps(url: str, stamps: list[float], stop: threading.Event) -> None:
                 "stream": True}
         with requests.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=600) as resp:
             for line in resp.iter_lines():
-                if line.startswith(b"data: {") and b'"content"' in line:
+                if line.startswith(b"data: {") and b'content"' in line:  # content or reasoning_content
                     stamps.append(time.perf_counter())
                 if stop.is_set():
                     break

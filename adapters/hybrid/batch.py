@@ -1,8 +1,9 @@
 """One decode step over many sequences: B states of any lengths each take one token in one forward.
 
 Embeddings, norms, projections, MLP and MoE run on [B, 1, H] together; Mamba-2 layers update their
-stacked conv/SSM states at once; attention runs per row at the row's own position over its own cache
-(the CPU path of the attention kernels takes one sequence per call).
+stacked conv/SSM states at once; attention runs at each row's own position over its own cache: on CPU,
+Superlinear attention takes rows of similar lengths in one call (right-aligned, left-padded with the
+kernel's mask), other rows one at a time.
 """
 
 from __future__ import annotations
@@ -56,17 +57,54 @@ def attention_rows(
     q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
     superlinear = isinstance(att, SuperlinearAttention)
     q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
-    outs = []
-    for b, (cache, pos) in enumerate(zip(caches, positions, strict=True)):
-        keys, values = cache.write(pos, k[b : b + 1], v[b : b + 1])
+    views = [cache.write(pos, k[b : b + 1], v[b : b + 1]) for b, (cache, pos) in enumerate(zip(caches, positions))]
+    out = q2.new_empty(batch, att.num_heads, 1, att.head_dim)
+    for rows in _length_groups(positions) if superlinear and hidden.device.type == "cpu" else [[b] for b in
+                                                                                             range(batch)]:
+        if len(rows) > 1:
+            out[rows] = _superlinear_padded(att, q1[rows], q2[rows], [views[b] for b in rows]).to(out.dtype)
+            continue
+        (b,) = rows
+        keys, values = views[b]
         if superlinear:
-            where = torch.arange(pos, pos + 1, device=hidden.device)
-            outs.append(superlinear_attention(q1[b : b + 1], q2[b : b + 1], keys, values, where,
-                                              params=att.params, block_q=att.block_q))
+            where = torch.arange(positions[b], positions[b] + 1, device=hidden.device)
+            out[b : b + 1] = superlinear_attention(q1[b : b + 1], q2[b : b + 1], keys, values, where,
+                                                   params=att.params, block_q=att.block_q)
         else:
-            outs.append(dense_causal_attention(q2[b : b + 1], keys, values, pos))
-    out = torch.cat(outs)  # [B, HQ, 1, D]
+            out[b : b + 1] = dense_causal_attention(q2[b : b + 1], keys, values, positions[b])
     return att.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
+
+
+def _length_groups(positions: Sequence[int], ratio: float = 1.5) -> list[list[int]]:
+    """Rows grouped by similar cache length (longest <= ratio x shortest + 64), so padding wastes little."""
+    order = sorted(range(len(positions)), key=lambda b: positions[b])
+    groups: list[list[int]] = []
+    for b in order:
+        if groups and positions[b] + 1 <= ratio * (positions[groups[-1][0]] + 1) + 64:
+            groups[-1].append(b)
+        else:
+            groups.append([b])
+    return groups
+
+
+def _superlinear_padded(att: SuperlinearAttention, q1: torch.Tensor, q2: torch.Tensor, views) -> torch.Tensor:
+    """One Superlinear attention call for rows of different lengths: keys right-aligned, left-padded.
+
+    The kernel's left-padding mask makes every span, window and search relative to each row's first key,
+    so a row gives what it gives alone (checked against the per-row path in the tests).
+    """
+    lengths = [keys.shape[2] for keys, _ in views]
+    total = max(lengths)
+    heads, dim = views[0][0].shape[1], views[0][0].shape[3]
+    keys = views[0][0].new_zeros(len(views), heads, total, dim)
+    values = torch.zeros_like(keys)
+    mask = torch.zeros(len(views), total, dtype=torch.bool, device=keys.device)
+    for i, ((k, v), n) in enumerate(zip(views, lengths, strict=True)):
+        keys[i, :, total - n :] = k[0]
+        values[i, :, total - n :] = v[0]
+        mask[i, total - n :] = True
+    where = torch.tensor([total - 1], device=keys.device)
+    return superlinear_attention(q1, q2, keys, values, where, mask, params=att.params, block_q=att.block_q)
 
 
 def mamba_rows(m: Mamba2Mixer, hidden: torch.Tensor, caches: Sequence[MambaCache]) -> torch.Tensor:
