@@ -113,7 +113,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(threads: int, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """Start spl-server on a free loopback port with the default model; return it once healthy."""
     import requests
 
@@ -127,6 +127,7 @@ def start_server(threads: int) -> tuple[subprocess.Popen, str]:
         "--no-plugins",
         "--threads",
         str(threads),
+        *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -289,7 +290,7 @@ def disconnect_to_free(url: str, tokens: int, after: float = 1.5) -> dict:
 
 def fairness(args: argparse.Namespace) -> str:
     """Run the prefill-interference and disconnect measures against one server; return a markdown table."""
-    proc, url = start_server(threads=16)
+    proc, url = start_server(threads=16, extra=("--prefill-budget", str(args.prefill_budget)))
     try:
         http_request(url, 4)
         inter = prefill_interference(url, args.long_prompt)
@@ -298,8 +299,8 @@ def fairness(args: argparse.Namespace) -> str:
         proc.terminate()
         proc.wait(timeout=30)
     return (
-        f"Default model, CPU, torch threads {args.torch_threads}, server defaults (prefill budget 256 tokens "
-        "per step). One client streams greedy answers throughout; another sends one long prompt.\n\n"
+        f"Default model, CPU, torch threads {args.torch_threads}, prefill budget {args.prefill_budget} tokens "
+        "per step. One client streams greedy answers throughout; another sends one long prompt.\n\n"
         "| measure | value |\n|---|---|\n"
         f"| long prompt: tokens / prefill seconds | {inter['tokens']} / {inter['seconds']:.1f} |\n"
         f"| other stream during that prefill: tokens / longest gap (s) | {inter['stream_tokens']} / "
@@ -323,6 +324,7 @@ def main() -> None:
                    help="measure a stream's token gaps and create latency while a long prompt prefills, and "
                         "disconnect-to-idle time, instead of throughput")
     p.add_argument("--long-prompt", type=int, default=32768, help="tokens of the prompt that prefills (fairness)")
+    p.add_argument("--prefill-budget", type=int, default=256, help="the server's --prefill-budget (fairness)")
     p.add_argument("--disconnect-prompt", type=int, default=65536, help="tokens of the abandoned prompt (fairness)")
     args = p.parse_args()
     # Before torch loads here and in the server: one intra-op thread per process keeps a small CPU sane.

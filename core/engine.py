@@ -153,8 +153,23 @@ class Engine:
         errors = run_decode([t.pending for t in plan.decode])
         for task, err in zip(plan.decode, errors, strict=True):
             self._fed(task, err)
-        for task, count in plan.prefill:
-            self._prefill(task, count)
+        self._prefill_round(plan.prefill, self.prefill_budget)
+
+    def _prefill_round(self, chunks: list[tuple[_Task, int]], left: int) -> None:
+        """Run the step's prompt chunks; a turn whose prompt is done moves on to its next prompt feed (a
+        chat turn has two: context, then the generation prompt) within the same budget."""
+        while chunks:
+            finished = []
+            for task, count in chunks:
+                left -= count
+                if self._prefill(task, count):
+                    finished.append(task)
+            if left <= 0:
+                return
+            for task in finished:
+                self._advance(task)
+            more = [(t, t.pending) for t in finished if t.pending is not None and not t.pending.decoding]
+            chunks = plan_step(more, left).prefill
 
     def _advance(self, task: _Task) -> None:
         """Run the turn's own code until it asks for model work or ends; cancellation ends it here."""
@@ -189,16 +204,18 @@ class Engine:
         elif task.pending is not None and task.pending.remaining == 0:
             task.pending = None
 
-    def _prefill(self, task: _Task, count: int) -> None:
+    def _prefill(self, task: _Task, count: int) -> bool:
+        """Feed `count` more prompt tokens; return True when the feed is complete."""
         p = task.pending
         ids = p.feed.ids[p.done : p.done + count]
         try:
             p.feed.model.append(p.feed.state, ids)
         except BaseException as exc:  # noqa: BLE001 - raised inside the turn, which restores its session
             self._fed(task, exc)
-            return
+            return False
         p.done += len(ids)
         self._fed(task, None)
+        return task.pending is None
 
     def _finish(self, task: _Task, error: BaseException | None, close: bool = False) -> None:
         if task in self._active:
