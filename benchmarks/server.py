@@ -259,7 +259,7 @@ def prefill_interference(url: str, tokens: int) -> dict:
     stop.set()
     streamer.join()
     inside = [t for t in stamps if start <= t <= end]
-    gaps = [b - a for a, b in zip(inside, inside[1:])]
+    gaps = [b - a for a, b in zip(inside, inside[1:], strict=False)]
     return {"tokens": result.get("prompt_tokens"), "seconds": end - start, "max_gap": max(gaps, default=end - start),
             "stream_tokens": len(inside), "create_p50": statistics.median(creates), "create_max": max(creates),
             "creates": len(creates)}

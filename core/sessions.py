@@ -231,7 +231,7 @@ class SessionService:
                 if left <= 0:
                     raise
             with self._freed:
-                self._freed.wait_for(lambda: self._epoch != epoch, timeout=min(left, 1.0))
+                self._freed.wait_for(lambda seen=epoch: self._epoch != seen, timeout=min(left, 1.0))
 
     def _signal_freed(self) -> None:
         with self._freed:

@@ -57,10 +57,11 @@ def attention_rows(
     q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
     superlinear = isinstance(att, SuperlinearAttention)
     q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
-    views = [cache.write(pos, k[b : b + 1], v[b : b + 1]) for b, (cache, pos) in enumerate(zip(caches, positions))]
+    views = [cache.write(pos, k[b : b + 1], v[b : b + 1])
+             for b, (cache, pos) in enumerate(zip(caches, positions, strict=True))]
     out = q2.new_empty(batch, att.num_heads, 1, att.head_dim)
-    for rows in _length_groups(positions) if superlinear and hidden.device.type == "cpu" else [[b] for b in
-                                                                                             range(batch)]:
+    grouped = superlinear and hidden.device.type == "cpu"
+    for rows in _length_groups(positions) if grouped else [[b] for b in range(batch)]:
         if len(rows) > 1:
             out[rows] = _superlinear_padded(att, q1[rows], q2[rows], [views[b] for b in rows]).to(out.dtype)
             continue

@@ -44,7 +44,7 @@ def test_one_batched_step_matches_each_row_alone(model):
         alone.append(b)
     tokens = [random.randrange(5, 1024) for _ in batch]
     model.decode_batch(batch, tokens)
-    for a, b, t in zip(batch, alone, tokens):
+    for a, b, t in zip(batch, alone, tokens, strict=True):
         model.append(b, [t])
         assert a.cursor == b.cursor
         torch.testing.assert_close(a.logits, b.logits, rtol=1e-4, atol=1e-4)
@@ -54,7 +54,7 @@ def test_greedy_output_is_token_for_token_the_same_with_rows_joining_and_leaving
     """Four sequences of different lengths; rows join at different steps and leave after different counts."""
     ps = prompts(7)
     plan = [(0, 30), (3, 12), (5, 25), (9, 8)]  # (step it joins, tokens it generates)
-    expected = [greedy_alone(model, p, n)[0] for p, (_, n) in zip(ps, plan)]
+    expected = [greedy_alone(model, p, n)[0] for p, (_, n) in zip(ps, plan, strict=True)]
     states = [None] * len(ps)
     got: list[list[int]] = [[] for _ in ps]
     for step in range(40):
@@ -66,7 +66,7 @@ def test_greedy_output_is_token_for_token_the_same_with_rows_joining_and_leaving
         if not live:
             continue
         tokens = [model.sample(states[i], GREEDY, random.Random(0)) for i in live]
-        for i, t in zip(live, tokens):
+        for i, t in zip(live, tokens, strict=True):
             got[i].append(t)
         model.decode_batch([states[i] for i in live], tokens)
     assert got == expected
