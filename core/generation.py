@@ -61,14 +61,21 @@ class Generation:
             if tid in eos:
                 self.out.finish_reason = "stop"
                 break
-            yield from self._feed([tid])
+            # A token's text goes out before the engine feeds it, so clients see it one step sooner.
             if self.thinking:
-                yield from self._think_step(tid, close_id)
+                close = yield from self._think_step(tid, close_id)
+                yield from self._feed([tid])
+                if close:
+                    # The engine closes the thinking block itself so the answer follows within the budget.
+                    yield from self._feed(self.tok.encode(self.tok.think_close or ""))
+                    self._end_thinking()
                 continue
             if tid == open_id and not self.out.content:
+                yield from self._feed([tid])
                 self.thinking = True
                 continue
             stop = yield from self._answer_step(tid)
+            yield from self._feed([tid])
             if stop:
                 break
         else:
@@ -83,20 +90,18 @@ class Generation:
         yield Feed(self.model, self.state, ids)
         self.out.fed_ids.extend(ids)
 
-    def _think_step(self, tid: int, close_id: int | None) -> Iterator[StreamEvent | Feed]:
+    def _think_step(self, tid: int, close_id: int | None) -> Iterator[StreamEvent]:
+        """Yield the thinking token's text; return True when the reasoning budget is spent."""
         self.out.reasoning_tokens += 1
         if tid == close_id:
             self._end_thinking()
-            return
+            return False
         text = self._decoder.push(tid)
         if text:
             self.out.reasoning += text
             yield StreamEvent("reasoning", text)
         budget = self.params.reasoning_budget
-        if budget is not None and self.out.reasoning_tokens >= budget and self.thinking:
-            # The engine closes the thinking block itself so the answer follows within the budget.
-            yield from self._feed(self.tok.encode(self.tok.think_close or ""))
-            self._end_thinking()
+        return budget is not None and self.out.reasoning_tokens >= budget
 
     def _end_thinking(self) -> None:
         rest = self._decoder.flush()
