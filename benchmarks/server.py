@@ -324,7 +324,7 @@ def main() -> None:
                    help="measure a stream's token gaps and create latency while a long prompt prefills, and "
                         "disconnect-to-idle time, instead of throughput")
     p.add_argument("--long-prompt", type=int, default=32768, help="tokens of the prompt that prefills (fairness)")
-    p.add_argument("--prefill-budget", type=int, default=256, help="the server's --prefill-budget (fairness)")
+    p.add_argument("--prefill-budget", type=int, default=128, help="the server's --prefill-budget (fairness)")
     p.add_argument("--disconnect-prompt", type=int, default=65536, help="tokens of the abandoned prompt (fairness)")
     args = p.parse_args()
     # Before torch loads here and in the server: one intra-op thread per process keeps a small CPU sane.

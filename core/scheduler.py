@@ -17,8 +17,9 @@ import attrs
 __all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "DEFAULT_PREFILL_BUDGET"]
 
 # Prompt tokens per engine step (all prefilling turns together). Measured on a 2-core CPU with the default
-# model: 256 tokens at a 32K-token position take about 0.4-0.7 s (512: 1.5 s), so other turns wait at most that.
-DEFAULT_PREFILL_BUDGET = 256
+# model: 128 tokens at a 32K-token position take about 0.4 s (256: 0.7 s, 512: 1.5 s), and prefill throughput
+# was no lower than with 256 in benchmarks/server.py --fairness (RESULTS.md).
+DEFAULT_PREFILL_BUDGET = 128
 
 
 @attrs.frozen(eq=False)

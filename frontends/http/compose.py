@@ -46,7 +46,7 @@ class Settings:
     port: int = 8787
     chunk_size: int = 8192
     # Prompt tokens per engine step: bounds how long other streams and management calls wait for a prefill.
-    prefill_budget: int = 256
+    prefill_budget: int = 128
     dtype: str = "float32"
     device: str = "cpu"
     max_seq_len: int | None = None

@@ -55,9 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--chunk-size", type=_positive, default=8192, help="prefill chunk size in tokens")
-    p.add_argument("--prefill-budget", type=_positive, default=256,
+    p.add_argument("--prefill-budget", type=_positive, default=128,
                    help="prompt tokens per engine step, shared by prefilling requests; other streams wait at "
-                        "most one such step (default 256)")
+                        "most one such step (default 128)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--kv-budget", type=_size_arg, default=None,
@@ -79,7 +79,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     """Parse command-line flags into settings."""
     a = _parser().parse_args(argv)
     return Settings(
-        model=a.model, host=a.host, port=a.port, chunk_size=a.chunk_size, prefill_budget=a.prefill_budget, dtype=a.dtype, device=a.device,
+        model=a.model, host=a.host, port=a.port, chunk_size=a.chunk_size, prefill_budget=a.prefill_budget,
+        dtype=a.dtype, device=a.device,
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
         max_body_bytes=a.max_body_bytes,
