@@ -30,15 +30,28 @@ class MemoryManager:
     budget: int | None = None
     offloads: int = 0
     restores: int = 0
+    # Bytes a running turn's session may grow to (by session id), counted as held until the turn ends, so
+    # turns admitted together cannot outgrow the budget.
+    reserved: dict[int, int] = attrs.Factory(dict)
 
     def used(self) -> int:
-        """Bytes held by resident sessions."""
-        return sum(self.model.nbytes(s.state) for s in self.sessions() if s.resident)
+        """Bytes held by resident sessions, or reserved by their running turns if more."""
+        return sum(self._held(s) for s in self.sessions() if s.resident)
+
+    def _held(self, session: Session) -> int:
+        return max(self.model.nbytes(session.state), self.reserved.get(id(session), 0))
 
     def growth(self, session: Session, tokens: int) -> int:
         """Bytes `session` will add when it grows to hold `tokens` tokens."""
-        now = self.model.nbytes(session.state) if session.resident else 0
+        now = self._held(session) if session.resident else 0
         return max(0, self.model.bytes_for(tokens) - now)
+
+    def reserve(self, session: Session, tokens: int) -> None:
+        """Count `session` as holding `tokens` tokens' bytes until `unreserve` (its turn's end)."""
+        self.reserved[id(session)] = self.model.bytes_for(tokens)
+
+    def unreserve(self, session: Session) -> None:
+        self.reserved.pop(id(session), None)
 
     def make_room(self, needed: int, keep: Session | None = None) -> None:
         """Offload idle sessions until `needed` more bytes fit the budget; raise if they cannot."""

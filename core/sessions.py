@@ -213,6 +213,7 @@ class SessionService:
             raise
 
         def done() -> None:
+            self.memory.unreserve(s)
             s.release()
             self._signal_freed()
 
@@ -253,6 +254,7 @@ class SessionService:
                 param="messages",
             )
         self.memory.make_room(self.memory.growth(s, total), keep=s)
+        self.memory.reserve(s, total)
         return turn
 
     def _stateless(self, request: ChatRequest) -> TurnHandle:

@@ -163,3 +163,42 @@ def test_an_edited_history_rewinds_to_where_it_diverges(service, model):
     assert service.session("s").ledger == service.session("ref").ledger
     # The shared first turn came back from a mark, so far less than the whole history was prefilled.
     assert spent == len(service.session("ref").ledger) - after_first
+
+
+def test_a_running_turn_reserves_what_it_may_grow_to_so_a_second_turn_waits(budgeted, model):
+    svc = budgeted(8 * 100)
+    for sid in ("a", "b"):
+        svc.create(sid)
+    order: list[int] = []
+    append = model.append
+    model.append = lambda state, ids: (order.append(id(state)), append(state, ids))[1]
+    model.gate = gate = threading.Semaphore(2)
+    # "a" holds ~25 tokens (200 bytes) while it runs, but may grow to ~85 (max_tokens 60): 680 bytes.
+    first = svc.chat(ChatRequest((Message("user", "y"),), SamplingParams(max_tokens=60, temperature=0.0), "a",
+                                 NO_THINK))
+    while model.appended < 10:
+        threading.Event().wait(0.01)
+    second: list = []
+    waiter = threading.Thread(target=lambda: second.append(ask(svc, "z", "b")), daemon=True)
+    waiter.start()
+    while svc.engine._inbox.qsize() < 1:  # the second turn's admission is queued behind the held step
+        threading.Event().wait(0.01)
+    finished = threading.Event()
+
+    def trickle():  # one model call per 5 ms, so the second turn is submitted while the first still runs
+        while not finished.is_set():
+            gate.release()
+            finished.wait(0.005)
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    assert list(first.events(timeout=10))[-1].kind == "done"
+    waiter.join(10)
+    finished.set()
+    feeder.join()
+    model.gate = None
+    assert second and second[0][1].kind == "done"
+    a_state, b_state = id(svc.session("a").state), id(svc.session("b").state)
+    last_a = max(i for i, sid in enumerate(order) if sid == a_state)
+    first_b = min(i for i, sid in enumerate(order) if sid == b_state)
+    assert last_a < first_b, "the second turn was admitted while the first could still grow past the budget"
