@@ -93,11 +93,12 @@ class SessionService:
         held = len(record.get("ledger", ()))
 
         def build():
+            self._check_fits(held, "session_id")
             self.memory.make_room(self.model.bytes_for(held))
             state = make_state()
             return state, self.model.checkpoint(state)
 
-        state, start = self.engine.call(build)
+        state, start = self._admit(build)
         return self._register(sid, cap, state, start, replace, record)
 
     def _register(self, sid: str, cap: int, state: object, start: object, replace: bool, record: dict) -> Session:
@@ -234,6 +235,16 @@ class SessionService:
             with self._freed:
                 self._freed.wait_for(lambda seen=epoch: self._epoch != seen, timeout=min(left, 1.0))
 
+    def _check_fits(self, tokens: int, param: str) -> None:
+        """Raise ExceedsMemoryBudget when a state of `tokens` tokens would not fit even the empty budget."""
+        budget, need = self.memory.budget, self.model.bytes_for(tokens)
+        if budget is not None and need > budget:
+            raise ExceedsMemoryBudget(
+                f"{tokens} tokens need {need} bytes of KV memory, more than the whole budget of {budget} bytes; "
+                "shorten the prompt or max_tokens",
+                param=param,
+            )
+
     def _signal_freed(self) -> None:
         with self._freed:
             self._epoch += 1
@@ -246,13 +257,7 @@ class SessionService:
             rollback(self.model, self.tok, s, keep, request.template_kwargs)
         turn = self.runner.prepare(s, request)
         total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
-        budget = self.memory.budget
-        if budget is not None and self.model.bytes_for(total) > budget:
-            raise ExceedsMemoryBudget(
-                f"the turn needs {self.model.bytes_for(total)} bytes of KV memory for {total} tokens, more than "
-                f"the whole budget of {budget} bytes; shorten the prompt or max_tokens",
-                param="messages",
-            )
+        self._check_fits(total, "messages")
         self.memory.make_room(self.memory.growth(s, total), keep=s)
         self.memory.reserve(s, total)
         return turn

@@ -202,3 +202,20 @@ def test_a_running_turn_reserves_what_it_may_grow_to_so_a_second_turn_waits(budg
     last_a = max(i for i, sid in enumerate(order) if sid == a_state)
     first_b = min(i for i, sid in enumerate(order) if sid == b_state)
     assert last_a < first_b, "the second turn was admitted while the first could still grow past the budget"
+
+
+def test_a_load_waits_for_memory_and_one_that_can_never_fit_fails_at_once(budgeted):
+    svc = budgeted(8 * 100)
+    svc.create("a")
+    ask(svc, "y" * 40, "a")
+    saved = svc.save("a")["snapshot_id"]
+    svc.admission_timeout = 0.2
+    svc.session("a").acquire()  # busy: it can't be offloaded, so the copy doesn't fit beside it
+    with pytest.raises(InsufficientMemory):
+        svc.load(saved, "c")
+    svc.session("a").release()
+    assert svc.load(saved, "c")["session_id"] == "c"
+    assert not svc.info("a").resident
+    svc.memory.budget = 8 * 30
+    with pytest.raises(ExceedsMemoryBudget):
+        svc.load(saved, "d")
