@@ -112,7 +112,7 @@ class ChatCompletions:
             resp.content_type = "text/event-stream"
             resp.set_header("Cache-Control", "no-cache")
             resp.set_header("X-Accel-Buffering", "no")
-            resp.stream = sse_stream(items, cid, model, call.include_usage)
+            resp.stream = sse_stream(items, cid, model, call.include_usage, call.stream_thinking)
             return
         try:
             resp.media = collect(items, cid, model)
