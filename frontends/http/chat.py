@@ -23,13 +23,15 @@ from .wire import ChatCall, parse_chat_request
 __all__ = ["ChatCompletions", "wire_items", "collect", "client_gone_handler"]
 
 
-def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool) -> Iterator[tuple[str, Any]]:
+def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool,
+               fmt: str = "json") -> Iterator[tuple[str, Any]]:
     """Turn a turn's events into wire items: ("reasoning"|"content", text), ("tool_call", call), ("done", ...).
 
     Tool-call blocks are split out of the answer when the request gave tools; a turn that called a tool
-    and stopped finishes with "tool_calls". Closing this generator cancels the turn if it still runs.
+    and stopped finishes with "tool_calls"; `fmt` is the chat template's tool-call format. Closing this
+    generator cancels the turn if it still runs.
     """
-    splitter = ToolCallSplitter() if tools else None
+    splitter = ToolCallSplitter(fmt) if tools else None
     reason = "error"
     first = True
     try:
@@ -102,7 +104,8 @@ class ChatCompletions:
             timer.end("rejected")
             raise
         timer.admitted()
-        items = wire_items(handle, ClientWatch(req.env.get("gunicorn.socket")), timer, call.parse_tool_calls)
+        fmt = getattr(svc.sessions.tok, "tool_call_format", "json")
+        items = wire_items(handle, ClientWatch(req.env.get("gunicorn.socket")), timer, call.parse_tool_calls, fmt)
         self._respond(resp, call, items, svc.model_name)
 
     @staticmethod
