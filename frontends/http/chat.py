@@ -11,7 +11,7 @@ import attrs
 
 from ...core import TurnHandle
 from .body import read_json
-from .disconnect import ClientGone, ClientWatch, watched_events
+from .disconnect import IDLE, ClientGone, ClientWatch, watched_events
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
 from .render import completion_json
@@ -25,7 +25,8 @@ __all__ = ["ChatCompletions", "wire_items", "collect", "client_gone_handler"]
 
 def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool,
                fmt: str = "json") -> Iterator[tuple[str, Any]]:
-    """Turn a turn's events into wire items: ("reasoning"|"content", text), ("tool_call", call), ("done", ...).
+    """Turn a turn's events into wire items: ("reasoning"|"content", text), ("tool_call", call), ("done", ...),
+    and ("idle", None) while nothing came for a while (a long prefill).
 
     Tool-call blocks are split out of the answer when the request gave tools; a turn that called a tool
     and stopped finishes with "tool_calls"; `fmt` is the chat template's tool-call format. Closing this
@@ -36,6 +37,9 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
     first = True
     try:
         for event in watched_events(handle, watch):
+            if event is IDLE:
+                yield "idle", None
+                continue
             if first:
                 timer.engine_started(handle.queue_seconds)
                 first = False
@@ -73,7 +77,7 @@ def collect(items: Iterator[tuple[str, Any]], cid: str, model: str) -> dict:
             reasoning.append(value)
         elif kind == "tool_call":
             calls.append(value)
-        else:
+        elif kind == "done":
             finish, usage = value
     text = "".join(content)
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}

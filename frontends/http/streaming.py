@@ -18,6 +18,8 @@ __all__ = ["sse_stream", "sse_event", "DONE"]
 log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
+# An SSE comment: every SSE client skips it, and its bytes keep read timeouts from firing.
+KEEPALIVE = b": keep-alive\n\n"
 
 
 def sse_event(payload: object) -> bytes:
@@ -38,6 +40,8 @@ def _chunks(items: Iterator[tuple[str, Any]], chunk, usage_chunk, include_usage:
                 # The published superlinear client reads usage from the finish chunk; OpenAI clients
                 # accept it there (the chunk's optional `usage`).
                 yield sse_event({**chunk({}, finish, include_usage), "usage": usage_json(usage)})
+        elif kind == "idle":
+            yield KEEPALIVE
         elif kind == "tool_call":
             yield sse_event(chunk({"tool_calls": [{"index": calls, **value}]}, None, include_usage))
             calls += 1
@@ -55,7 +59,8 @@ def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_u
     Every chunk shares id, created and model; the first carries the role; exactly one carries the
     finish reason; with `include_usage` every chunk has `usage: null` and a last one has no choices
     and the usage, without it the finish chunk carries the usage. `stream_thinking` (the published
-    client's flag) repeats each thinking delta as `delta.thinking`. An error after the start goes out as `data: {"error": ...}`, then `[DONE]`.
+    client's flag) repeats each thinking delta as `delta.thinking`. While nothing comes for a while (a
+    long prefill) an SSE comment line keeps the connection busy. An error after the start goes out as `data: {"error": ...}`, then `[DONE]`.
     Closing the stream early (the server noticed the client left) closes `items`, which cancels the turn.
     """
     created = int(time.time())

@@ -144,3 +144,30 @@ def test_snapshots_are_listed_under_snapshots_in_both_shapes(client):
 def test_new_ids_are_32_hex_digits():
     ids = RandomIds()
     assert re.fullmatch(r"[0-9a-f]{32}", ids.new_id("")) and ids.new_id("") != ids.new_id("")
+
+
+def test_a_slow_prefill_keeps_the_stream_alive(client, model, monkeypatch):
+    """While the engine is busy before the first token, the stream sends SSE comments (skipped by every
+    SSE client) so read timeouts don't fire; a plain JSON answer is unaffected."""
+    import threading
+
+    from superlinear.frontends.http import disconnect
+
+    monkeypatch.setattr(disconnect, "IDLE_SECONDS", 0.05)
+    for stream in (True, False):
+        model.gate = threading.Semaphore(0)
+        opener = threading.Timer(0.6, lambda gate=model.gate: [gate.release() for _ in range(10_000)])
+        opener.start()
+        result = client.simulate_post("/v1/chat/completions", json={"messages": USER, "stream": stream,
+                                                                    "max_tokens": 4})
+        opener.join()
+        assert result.status_code == 200
+        if not stream:
+            assert result.json["choices"][0]["finish_reason"] in ("stop", "length")
+            continue
+        events = [e for e in result.text.split("\n\n") if e]
+        assert ": keep-alive" in events and events[-1] == "data: [DONE]"
+        first_data = next(i for i, e in enumerate(events) if e.startswith("data: "))
+        assert all(e == ": keep-alive" or e.startswith("data: ") for e in events)
+        chunks = [json.loads(e[6:]) for e in events[first_data:-1] if e.startswith("data: ")]
+        assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
