@@ -171,3 +171,26 @@ def test_a_slow_prefill_keeps_the_stream_alive(client, model, monkeypatch):
         assert all(e == ": keep-alive" or e.startswith("data: ") for e in events)
         chunks = [json.loads(e[6:]) for e in events[first_data:-1] if e.startswith("data: ")]
         assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_a_session_keeps_one_leading_system_message(client):
+    """The published client sends its system prompt before every new message: kept once, nothing lost."""
+    system = {"role": "system", "content": "Be brief."}
+    client.simulate_post("/v1/sessions", json={"session_id": "s"})
+
+    def turn(*messages):
+        return client.simulate_post("/v1/chat/completions", json={"session_id": "s", "max_tokens": 4,
+                                                                  "messages": list(messages)})
+
+    assert turn(system, {"role": "user", "content": "one"}).status_code == 200
+    assert turn(system, {"role": "user", "content": "two"}).status_code == 200
+    history = client.simulate_get("/v1/sessions/s/history").json["messages"]
+    assert [(m["role"], m["content"]) for m in history if m["role"] != "assistant"] == [
+        ("system", "Be brief."), ("user", "one"), ("user", "two")]
+    assert len(history) == 5
+    changed = turn({"role": "system", "content": "Be verbose."}, {"role": "user", "content": "three"})
+    assert changed.status_code == 400 and changed.json["error"]["param"] == "messages"
+    assert "rollback" in changed.json["error"]["message"]
+    # An OpenAI client's whole history still extends the session.
+    assert turn(*history, {"role": "user", "content": "three"}).status_code == 200
+    assert len(client.simulate_get("/v1/sessions/s/history").json["messages"]) == 7
