@@ -110,3 +110,16 @@ def test_published_all_names_are_in_our_all(published_source, module):
     for ours in MODULES[module]:
         mine = set(importlib.import_module(ours).__all__)
         assert set(published_source.all_names(module)) <= mine, ours
+
+
+@pytest.mark.parametrize("module, names", [
+    ("superlinear.kernels.common.power", ["derive_stripe_power_params", "window_len_from_sw_index",
+                                          "max_stripe_index_for_token_pos", "floor_nth_root"]),
+    ("superlinear.kernels.common.adjustment", ["compute_qend_from_qanchor"]),
+    ("superlinear.kernels.superlinear.span.masks", ["create_span_mask", "create_sliding_window_mask"]),
+])
+def test_published_helper_module_paths_import(published_source, module, names):
+    for name in names:
+        where, node = published_source.definition(module, name)
+        mine = getattr(importlib.import_module(module), name)
+        assert our_parameters(mine) == published_parameters(published_source, where, node), (module, name)
