@@ -117,6 +117,8 @@ def test_published_all_names_are_in_our_all(published_source, module):
                                           "max_stripe_index_for_token_pos", "floor_nth_root"]),
     ("superlinear.kernels.common.adjustment", ["compute_qend_from_qanchor"]),
     ("superlinear.kernels.superlinear.span.masks", ["create_span_mask", "create_sliding_window_mask"]),
+    ("superlinear.runtime", ["is_triton_available", "is_cuda_available", "get_cuda_capability",
+                             "get_shared_memory_limit", "check_triton_required", "check_cuda_required"]),
 ])
 def test_published_helper_module_paths_import(published_source, module, names):
     for name in names:
