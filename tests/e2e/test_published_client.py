@@ -59,9 +59,12 @@ def _json(spl, *args):
 
 
 def test_chat_sessions_and_snapshots(spl):
-    code, out = spl("chat", "--new", stdin="Hello, who are you?\n/exit\n")
-    assert code == 0 and "assistant:" in out and "finish=" in out and "error" not in out.lower(), out
+    # Two turns: the client sends its default system prompt before each new message.
+    code, out = spl("chat", "--new", stdin="Hello, who are you?\nAnd what can you do?\n/exit\n")
+    assert code == 0 and out.count("assistant:") == 2 and "error" not in out.lower(), out
     session_id = re.search(r"session_id=(\S+) \(new\)", out).group(1)
+    history = _json(spl, "session", "history", session_id)["messages"]
+    assert [m["role"] for m in history] == ["system", "user", "assistant", "user", "assistant"], history
     info = next(s for s in _json(spl, "session", "ls")["sessions"] if s["session_id"] == session_id)
     assert info["current_pos"] > 0 and info["has_prefill"] is True and info["cache_id"] == session_id
 
