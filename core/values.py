@@ -169,3 +169,4 @@ class SnapshotInfo:
     bytes: int
     model: Mapping[str, str] = attrs.field(factory=dict)
     message_count: int = 0
+    max_seq_len: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -94,7 +95,8 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
         spill=FilesystemSnapshotStore(spill_dir),
         kv_budget=budget,
-        reply_parser=split_tool_calls,
+        # Tool calls are read in the format the loaded chat template writes them.
+        reply_parser=functools.partial(split_tool_calls, fmt=getattr(tok, "tool_call_format", "json")),
         max_prompt_tokens=settings.max_prompt_tokens,
     )
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,

@@ -72,6 +72,10 @@ def _session_paths() -> dict:
         "/v1/sessions/{session_id}/resize": {
             "parameters": sid,
             "post": _op("Change the session's maximum length", 200, info, (400, 404, 409), "SessionResize", True)},
+        "/v1/sessions/{session_id}/resize/next_pow2": {
+            "parameters": sid,
+            "post": _op("Grow the session's maximum length to the next power of two", 200, info,
+                        (400, 404, 409), "SessionResizeNextPow2")},
         "/v1/sessions/{session_id}/rollback": {
             "parameters": sid,
             "post": _op("Cut the conversation back to its first keep_messages messages", 200, info,

@@ -87,7 +87,9 @@ def _chat_request() -> dict:
         "stream": {"type": ["boolean", "null"]},
         "stream_options": {"type": ["object", "null"],
                            "properties": {"include_usage": {"type": ["boolean", "null"]},
-                                          "include_obfuscation": {"type": ["boolean", "null"]}},
+                                          "include_obfuscation": {"type": ["boolean", "null"]},
+                                          "flush_every_n_tokens": {"type": ["integer", "null"], "minimum": 0},
+                                          "flush_every_ms": {"type": ["integer", "null"], "minimum": 0}},
                            "additionalProperties": False,
                            "description": "only with stream: true"},
         "tools": {"type": ["array", "null"], "maxItems": 128, "items": ref("Tool")},
@@ -102,6 +104,9 @@ def _chat_request() -> dict:
         "chat_template_kwargs": {"type": ["object", "null"], "description": "extra chat template variables; "
                                  "messages, add_generation_prompt, tools, bos_token and eos_token are reserved"},
         "discard_thinking": {"type": ["boolean", "null"]},
+        "stream_thinking": {"type": ["boolean", "null"],
+                            "description": "also send each thinking delta as delta.thinking (published client)"},
+        "extra": {"type": ["object", "null"], "description": "the published server's options; ignored"},
         "repetition_detection": {"anyOf": [{"type": "null"}, ref("RepetitionDetection")]},
     }, ("messages",))
 
@@ -142,6 +147,11 @@ def _snapshot_info(extra: dict | None = None) -> dict:
     return _obj(fields, tuple(fields), closed=False)
 
 
+def _strategy() -> dict:
+    return {"strategy": {"enum": ["auto", "gpu", "disk", None],
+                         "description": "accepted for the published client; placement is the server's"}}
+
+
 def _metadata() -> dict:
     return _obj({"title": _NULL_STR, "description": _NULL_STR, "tags": {"type": ["array", "null"], "items": _STR}})
 
@@ -175,7 +185,8 @@ def schemas() -> dict:
                              "data": {"type": "array", "items": ref("SessionInfo")}}, ("sessions", "data")),
         "SessionHistory": _obj({"session_id": _STR, "messages": {"type": "array", "items": history_message}},
                                ("session_id", "messages")),
-        "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}}, ("max_seq_len",)),
+        "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}, **_strategy()}, ("max_seq_len",)),
+        "SessionResizeNextPow2": _obj(_strategy()),
         "SessionRollback": _obj({"keep_messages": {"type": "integer", "minimum": 0}}, ("keep_messages",)),
         "SessionFork": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}}),
         "Deleted": _obj({"session_id": _STR, "snapshot_id": _STR, "deleted": {"const": True}}, ("deleted",)),
@@ -183,8 +194,10 @@ def schemas() -> dict:
         "SaveResult": _transfer("snapshot_id"),
         "SnapshotInfo": _snapshot_info(),
         "SnapshotList": _obj({"object": {"const": "list"},
-                              "data": {"type": "array", "items": _snapshot_info({"compatible": _BOOL})}},
-                             ("object", "data")),
+                              "data": {"type": "array", "items": _snapshot_info({"compatible": _BOOL})},
+                              "snapshots": {"type": "array", "items": _snapshot_info({"compatible": _BOOL}),
+                                            "description": "the same items as data (published client)"}},
+                             ("object", "data", "snapshots")),
         "SnapshotLoad": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}, "force": _BOOL}),
         "LoadResult": _transfer("session_id"),
     }

@@ -29,14 +29,18 @@ _NEUTRAL = {
 }
 # Fields that never change the output; accepted (when of the right type) and ignored.
 _IGNORED = {"user": str, "metadata": dict, "store": bool, "service_tier": str, "parallel_tool_calls": bool,
-            "prompt_cache_key": str, "safety_identifier": str}
+            "prompt_cache_key": str, "safety_identifier": str,
+            # The published superlinear server's engine-specific options object; nothing in it is honoured.
+            "extra": dict}
 _HANDLED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed",
             "stop", "n", "stream", "stream_options", "tools", "tool_choice", "response_format", "session_id",
-            "reasoning_budget", "chat_template_kwargs", "discard_thinking", "repetition_detection")
+            "reasoning_budget", "chat_template_kwargs", "discard_thinking", "repetition_detection",
+            "stream_thinking")
 CHAT_FIELDS = frozenset((*_NEUTRAL, *_IGNORED, *_HANDLED))
 
 # Below this a temperature is greedy in effect, and dividing logits by it overflows.
 _MIN_TEMPERATURE = 1e-3
+_STREAM_OPTIONS = {"include_usage", "include_obfuscation", "flush_every_n_tokens", "flush_every_ms"}
 _REPETITION_KEYS = ("enabled", "tail_len", "min_repeats", "max_period", "min_unique_tokens", "check_every")
 
 
@@ -48,6 +52,7 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     parse_tool_calls: bool = False
+    stream_thinking: bool = False
 
 
 def _int(body: Mapping, key: str, default: int | None, lo: int = 0, hi: int | None = None,
@@ -163,11 +168,24 @@ def _stream_flags(body: Mapping) -> tuple[bool, bool]:
     if options is None:
         return stream, False
     require(stream, "stream_options is only allowed when stream is true", "stream_options")
-    require(isinstance(options, dict) and set(options) <= {"include_usage", "include_obfuscation"},
+    require(isinstance(options, dict) and set(options) <= _STREAM_OPTIONS,
             "stream_options must be an object with include_usage", "stream_options")
     # include_obfuscation pads chunks against side channels; plain SSE needs none, but it must be a boolean.
     _bool(options, "include_obfuscation", False, where="stream_options.")
+    # The published server's flush batching; every token is flushed here, so they are checked and ignored.
+    for key in ("flush_every_n_tokens", "flush_every_ms"):
+        _int(options, key, None, 0, where="stream_options.")
     return stream, _bool(options, "include_usage", False, where="stream_options.")
+
+
+def model_matches(requested: str, served: str) -> bool:
+    """Whether a request's `model` names the served model: its id, or its short id without the owner.
+
+    A repository id `owner/name` is also served as `name` (the seed's SDK examples use the short id), and a
+    model served by its short id is also named by any `owner/name` whose name it is.
+    """
+    short = served.rsplit("/", 1)[-1]
+    return requested in (served, short) or ("/" not in served and requested.rsplit("/", 1)[-1] == served)
 
 
 def _tool_choice(body: Mapping, tools: list | None) -> bool:
@@ -186,8 +204,8 @@ def parse_chat_request(body: Any, model_name: str, default_max: int, default_tem
     require(isinstance(body, dict), "the request body must be a JSON object", "body")
     _check_neutral(body)
     model = body.get("model")
-    require(model in (None, "", model_name), f"model {model!r} is not served here (serving {model_name!r})",
-            "model")
+    require(model in (None, "") or (isinstance(model, str) and model_matches(model, model_name)),
+            f"model {model!r} is not served here (serving {model_name!r})", "model")
     tools = parse_tools(body.get("tools"))
     sid = body.get("session_id")
     require(sid is None or isinstance(sid, str), "session_id must be a string", "session_id")
@@ -199,4 +217,6 @@ def parse_chat_request(body: Any, model_name: str, default_max: int, default_tem
         template_kwargs=_template_kwargs(body, tools),
         discard_thinking=_bool(body, "discard_thinking", True),
     )
-    return ChatCall(request, stream, include_usage, _tool_choice(body, tools))
+    # stream_thinking (the published client's flag) adds `delta.thinking` beside `delta.reasoning_content`.
+    stream_thinking = _bool(body, "stream_thinking", False)
+    return ChatCall(request, stream, include_usage, _tool_choice(body, tools), stream_thinking)
