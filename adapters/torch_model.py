@@ -16,7 +16,7 @@ from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
 from ..core.values import ModelInfo, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.config import HybridConfig, parse_config_text
-from .hybrid.graphs import GraphedDecoder
+from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
 from .hybrid.state import HybridState, StateCheckpoint
@@ -79,7 +79,7 @@ class TorchModel:
             dtype=str(lm.dtype).removeprefix("torch."),
         )
         # On CUDA a one-token append is one graph replay (SUPERLINEAR_CUDA_GRAPHS=0 turns that off).
-        use_graphs = lm.device.type == "cuda" and os.environ.get("SUPERLINEAR_CUDA_GRAPHS", "1") != "0"
+        use_graphs = graphable(lm) and os.environ.get("SUPERLINEAR_CUDA_GRAPHS", "1") != "0"
         self.graphs: GraphedDecoder | None = GraphedDecoder(lm) if use_graphs else None
 
     @classmethod

@@ -20,7 +20,7 @@ import torch
 from .model import HybridLM
 from .state import HybridState
 
-__all__ = ["GraphedDecoder"]
+__all__ = ["GraphedDecoder", "graphable"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,14 @@ BufferKey = tuple[tuple[int, tuple[int, ...]], ...]
 class _Captured:
     graph: torch.cuda.CUDAGraph
     logits: torch.Tensor  # [1, V] fp32, written by each replay
+
+
+def graphable(lm: HybridLM) -> bool:
+    """Whether `lm`'s decode step can be captured: on CUDA, and for Superlinear attention in fp16/bf16
+    (the dtypes of its Triton kernels; other dtypes run the reference, which syncs with the host)."""
+    if lm.device.type != "cuda":
+        return False
+    return not lm.config.is_superlinear or lm.dtype in (torch.float16, torch.bfloat16)
 
 
 def buffer_key(state: HybridState) -> BufferKey:

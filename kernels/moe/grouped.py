@@ -131,6 +131,67 @@ def _grouped_kernel(
     tl.store(p_o, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
+@triton.jit
+def _pair_gemv_kernel(
+    a_ptr,
+    w_ptr,
+    out_ptr,
+    ids_ptr,
+    scale_ptr,
+    N,
+    K,
+    stride_am,
+    stride_we,
+    stride_wn,
+    stride_om,
+    ROW_DIV: tl.constexpr,
+    RELU2: tl.constexpr,
+    SCALE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # One pair p (a few per decode step) and BLOCK_N output rows: out[p, n] = sum_k a[p // ROW_DIV, k]
+    # * w[e_p, n, k]. Weight rows are read along k (contiguous), each once.
+    pair = tl.program_id(0).to(tl.int64)
+    expert = tl.load(ids_ptr + pair).to(tl.int64)
+    o_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = o_n < N
+    o_k = tl.arange(0, BLOCK_K)
+    p_a = a_ptr + (pair // ROW_DIV) * stride_am + o_k
+    p_w = w_ptr + expert * stride_we + o_n[:, None] * stride_wn + o_k[None, :]
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k_ok = (k0 + o_k) < K
+        a = tl.load(p_a + k0, mask=k_ok, other=0.0).to(tl.float32)
+        w = tl.load(p_w + k0, mask=n_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
+        acc += w * a[None, :]
+    out = tl.sum(acc, axis=1)
+    if RELU2:
+        out = tl.maximum(out, 0.0)
+        out = out * out
+    if SCALE:
+        out = out * tl.load(scale_ptr + pair)
+    tl.store(out_ptr + pair * stride_om + o_n, out.to(out_ptr.dtype.element_ty), mask=n_ok)
+
+
+def _pair_gemv(a, w, out, ids, scale, row_div: int, relu2: bool) -> None:
+    """`out[p] = act(a[p // row_div] @ w[ids[p]].T)` (times scale[p]) for each pair p; rows contiguous."""
+    n_out, k_in = w.shape[1], w.shape[2]
+    block_n = 16 if not _interpreting() else 8
+    grid = (ids.numel(), triton.cdiv(n_out, block_n))
+    # fmt: off
+    _pair_gemv_kernel[grid](
+        a, w, out, ids, scale if scale is not None else out, n_out, k_in, a.stride(0), w.stride(0),
+        w.stride(1), out.stride(0), ROW_DIV=row_div, RELU2=relu2, SCALE=scale is not None, BLOCK_N=block_n,
+        BLOCK_K=256 if not _interpreting() else 16, num_warps=4,
+    )
+    # fmt: on
+
+
+# Up to this many (token, expert) pairs the pair-per-program GEMV runs (decode); above, the grouped GEMM.
+GEMV_MAX_PAIRS = 16
+
+
 def _tiles(n_pairs: int) -> dict:
     """Block sizes: few pairs (decode) -> narrow column tiles for enough programs; many -> big tiles."""
     if _interpreting():
@@ -163,11 +224,24 @@ def grouped_expert_mlp(
     """
     tokens, top_k = ids.shape
     n_pairs = tokens * top_k
+    scale = weights.reshape(-1).to(torch.float32).contiguous()
+    if n_pairs <= GEMV_MAX_PAIRS and up.stride(2) == 1 and down.stride(2) == 1:
+        return _decode_mlp(hidden, up, down, ids.reshape(-1).contiguous(), scale, top_k)
     tiles = _tiles(n_pairs)
     layout = moe_layout(ids, up.shape[0], tiles["block_m"])
     act = torch.empty(n_pairs, up.shape[1], dtype=hidden.dtype, device=hidden.device)
     _launch(hidden, up, act, None, layout, top_k, True, tiles)
     out = torch.empty(n_pairs, down.shape[1], dtype=torch.float32, device=hidden.device)
-    scale = weights.reshape(-1).to(torch.float32).contiguous()
     _launch(act, down, out, scale, layout, 1, False, tiles)
     return out.view(tokens, top_k, -1).sum(1)
+
+
+def _decode_mlp(hidden, up, down, flat_ids, scale, top_k: int) -> torch.Tensor:
+    """Few pairs: one GEMV program row-block per pair and expert, no sorting or padding; fp32 [T, H]."""
+    n_pairs = flat_ids.numel()
+    hidden = hidden.contiguous()
+    act = torch.empty(n_pairs, up.shape[1], dtype=hidden.dtype, device=hidden.device)
+    _pair_gemv(hidden, up, act, flat_ids, None, top_k, True)
+    out = torch.empty(n_pairs, down.shape[1], dtype=torch.float32, device=hidden.device)
+    _pair_gemv(act, down, out, flat_ids, scale, 1, False)
+    return out.view(-1, top_k, down.shape[1]).sum(1)

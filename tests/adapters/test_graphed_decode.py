@@ -8,6 +8,7 @@ PyTorch path on CPU with the same random weights of the narrow 30B preset.
 
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -72,30 +73,53 @@ def test_graph_replays_equal_eager_steps_on_cuda():
     assert model.graphs.captures == 2
 
 
+def _greedy_errors(reference, others, cfg, seed, prompt=3000, steps=24):
+    """Prefill the same random prompt, then decode `reference`'s greedy tokens in every model (teacher
+    forcing); return per model the relative logits errors and the count of agreeing argmaxes."""
+    ids = torch.randint(0, cfg.vocab_size, (prompt,), generator=torch.Generator().manual_seed(seed)).tolist()
+    states = [m.new_state(prompt + steps + 8) for m in (reference, *others)]
+    for model, state in zip((reference, *others), states, strict=True):
+        for start in range(0, prompt, 1000):
+            model.append(state, ids[start : start + 1000])
+    results = [([], 0) for _ in others]
+    for _ in range(steps):
+        want = states[0].logits
+        token = int(want.argmax())
+        for j, state in enumerate(states[1:]):
+            got = state.logits.float().cpu()
+            results[j][0].append(float((got - want).norm() / want.norm()))
+            results[j] = (results[j][0], results[j][1] + (int(got.argmax()) == token))
+        for model, state in zip((reference, *others), states, strict=True):
+            model.append(state, [token])
+    return results
+
+
 @pytest.mark.gpu
 @needs_cuda
-def test_bf16_gpu_model_follows_the_fp32_torch_path():
-    """Narrow 30B preset, same random weights: logits within 5e-2 relative, same greedy tokens, 24 steps."""
+def test_gpu_model_follows_the_fp32_torch_path():
+    """Narrow 30B preset, same random weights, 3000-token prompt, 24 greedy steps.
+
+    fp32 on the GPU (grouped MoE and Mamba decode kernels, eager) against fp32 on the CPU: logits within
+    1e-3 relative and the same greedy tokens. bf16 on the GPU (graphs, Triton attention) against fp32:
+    this random model is chaotic under bf16 activations (the CPU's own bf16 path is 0.2-0.5 away from
+    fp32, with flipped argmaxes), so the bound is that the GPU's bf16 error is at most 1.5 times the CPU
+    bf16 path's error on the same steps.
+    """
     seed = _seed()
     cfg = HybridConfig.from_dict(nano_30b_narrow_config())
-    cpu = _torch_model(random_model(cfg, device="cpu", dtype=torch.float32, seed=seed))
-    gpu_lm = random_model(cfg, device="cpu", dtype=torch.float32, seed=seed).to("cuda", torch.bfloat16)
-    for name, param in cpu.lm.named_parameters():  # the loader's fp32 tensors stay fp32 on the GPU
-        if param.dtype == torch.float32 and gpu_lm.get_parameter(name).dtype != torch.float32:
-            gpu_lm.get_parameter(name).data = param.data.to("cuda")
-    gpu = _torch_model(gpu_lm)
-    ids = torch.randint(0, cfg.vocab_size, (3000,), generator=torch.Generator().manual_seed(seed)).tolist()
-    sc, sg = cpu.new_state(4096), gpu.new_state(4096)
-    for start in range(0, 3000, 1000):
-        cpu.append(sc, ids[start : start + 1000])
-        gpu.append(sg, ids[start : start + 1000])
-    errors, agree = [], 0
-    for _ in range(24):
-        errors.append(float((sg.logits.cpu() - sc.logits).norm() / sc.logits.norm()))
-        token = int(sc.logits.argmax())
-        agree += token == int(sg.logits.argmax())
-        cpu.append(sc, [token])
-        gpu.append(sg, [token])
-    print(f"max relative logits error {max(errors):.3e}; greedy agreement {agree}/24")
-    assert max(errors) < 5e-2
-    assert agree == 24
+    drawn = random_model(cfg, device="cpu", dtype=torch.bfloat16, seed=seed)
+    cpu32 = _torch_model(copy.deepcopy(drawn).float())
+    cpu16 = _torch_model(copy.deepcopy(drawn))
+    gpu32 = _torch_model(copy.deepcopy(drawn).float().to("cuda"))
+    gpu16 = _torch_model(drawn.to("cuda"))
+    assert gpu16.graphs is not None and gpu32.graphs is None
+    (e32, agree32), (e16, agree16), (ecpu16, agree_cpu16) = _greedy_errors(
+        cpu32, [gpu32, gpu16, cpu16], cfg, seed
+    )
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    print(
+        f"gpu fp32: max err {max(e32):.2e}, greedy {agree32}/24; gpu bf16: mean err {mean(e16):.3f}, "
+        f"greedy {agree16}/24; cpu bf16: mean err {mean(ecpu16):.3f}, greedy {agree_cpu16}/24"
+    )
+    assert max(e32) < 1e-3 and agree32 == 24
+    assert mean(e16) <= 1.5 * mean(ecpu16)

@@ -29,7 +29,7 @@ with torch.no_grad():
     experts.up_proj.normal_(0, cfg.hidden_size ** -0.5)
     experts.down_proj.normal_(0, cfg.moe_intermediate_size ** -0.5)
 E, k = cfg.n_routed_experts, cfg.num_experts_per_tok
-for tokens in (1, 3, 29):
+for tokens in (1, 3, 8, 29):
     hidden = torch.randn(tokens, cfg.hidden_size)
     ids = torch.stack([torch.randperm(E)[:k] for _ in range(tokens)])
     weights = torch.rand(tokens, k)
