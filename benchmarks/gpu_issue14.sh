@@ -10,7 +10,7 @@ STEPS=${STEPS:-tests 64k 1m}
 for step in $STEPS; do
   case $step in
     tests) timeout 240 python3 -m pytest -q -m gpu -s -p no:cacheprovider tests/adapters/test_moe_grouped.py \
-             tests/adapters/test_graphed_decode.py 2>&1 | tail -40 | tee "$OUT/tests.log" ;;
+             tests/adapters/test_graphed_decode.py tests/adapters/test_mamba_decode_kernels.py ${PYTEST_ARGS:-} 2>&1 | tail -40 | tee "$OUT/tests.log" ;;
     64k) timeout 200 python3 benchmarks/full_size_shape.py --context 65536 --decode 64 --anatomy --budget-s 180 \
            --decode-reserve-s 40 --out "$OUT/ctx64k.json" 2>&1 | tail -45 | tee "$OUT/ctx64k.log" ;;
     1m) timeout 300 python3 benchmarks/full_size_shape.py --context 1048576 --decode 64 --anatomy --budget-s 280 \

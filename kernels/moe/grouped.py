@@ -131,6 +131,19 @@ def _grouped_kernel(
     tl.store(p_o, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
+def _gemv_configs() -> list[triton.Config]:
+    """Tile choices for the decode GEMV, tried once per (N, K) on the first (eager) call."""
+    if _interpreting():
+        return [triton.Config({"BLOCK_N": 8, "BLOCK_K": 16}, num_warps=4)]
+    shapes = [(16, 256, 4), (32, 128, 4), (32, 256, 4), (64, 128, 4), (8, 512, 4), (16, 512, 8), (32, 256, 8)]
+    return [
+        triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+        for n, k, w in shapes
+        for s in (2, 4)
+    ]
+
+
+@triton.autotune(configs=_gemv_configs(), key=["N", "K", "RELU2"])
 @triton.jit
 def _pair_gemv_kernel(
     a_ptr,
@@ -177,13 +190,16 @@ def _pair_gemv_kernel(
 def _pair_gemv(a, w, out, ids, scale, row_div: int, relu2: bool) -> None:
     """`out[p] = act(a[p // row_div] @ w[ids[p]].T)` (times scale[p]) for each pair p; rows contiguous."""
     n_out, k_in = w.shape[1], w.shape[2]
-    block_n = 16 if not _interpreting() else 8
-    grid = (ids.numel(), triton.cdiv(n_out, block_n))
+
+    # The autotuner times its configs on the first call (eager, before any graph capture; the kernel
+    # only writes `out`, so repeated runs are harmless) and reuses the choice for the same (N, K).
+    def grid(meta):
+        return (ids.numel(), triton.cdiv(n_out, meta["BLOCK_N"]))
+
     # fmt: off
     _pair_gemv_kernel[grid](
         a, w, out, ids, scale if scale is not None else out, n_out, k_in, a.stride(0), w.stride(0),
-        w.stride(1), out.stride(0), ROW_DIV=row_div, RELU2=relu2, SCALE=scale is not None, BLOCK_N=block_n,
-        BLOCK_K=256 if not _interpreting() else 16, num_warps=4,
+        w.stride(1), out.stride(0), ROW_DIV=row_div, RELU2=relu2, SCALE=scale is not None,
     )
     # fmt: on
 
