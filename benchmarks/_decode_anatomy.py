@@ -91,3 +91,26 @@ def copy_bandwidth(device: torch.device, gib: float = 2.0) -> float:
     dst = torch.empty_like(src)
     ms = _graph_ms(lambda: dst.copy_(src), replays=10)
     return 2 * src.numel() * 4 / (ms / 1000)
+
+
+def prefill_profile(model: HybridLM, chunk: int = 8192) -> dict[str, float]:
+    """Eager ms of one prefill chunk through one Mamba and one MoE layer (times their counts), on a
+    throwaway state at position 0; plus the final norm and head on one row. Attention is left out (it
+    depends on the context; benchmarks/attention.py measures it)."""
+    kinds = model.config.layer_kinds
+    state = HybridState.empty(model.config, chunk, device=model.device, dtype=model.dtype)
+    hidden = torch.randn(1, chunk, model.config.hidden_size, device=model.device, dtype=model.dtype)
+    out: dict[str, float] = {}
+    for kind, name in (("M", "mamba"), ("E", "moe")):
+        i = kinds.index(kind)
+        times = []
+        for _ in range(3):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            model.layers[i](hidden, state.layers[i], 0)
+            stop.record()
+            stop.synchronize()
+            times.append(start.elapsed_time(stop))
+        out[f"{name} x{kinds.count(kind)}"] = round(statistics.median(times) * kinds.count(kind), 1)
+    state.release()
+    return out

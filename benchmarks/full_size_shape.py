@@ -193,7 +193,13 @@ def decode(model: HybridLM, state: HybridState, args, clock: Clock, record: dict
 
 def anatomy(model: HybridLM, state: HybridState, record: dict) -> None:
     """Kernels per decode step, graph time by layer kind, bytes per token and the bandwidth fraction."""
-    from _decode_anatomy import bytes_per_token, copy_bandwidth, kernels_per_step, layer_profile
+    from _decode_anatomy import (
+        bytes_per_token,
+        copy_bandwidth,
+        kernels_per_step,
+        layer_profile,
+        prefill_profile,
+    )
 
     record.update(kernels_per_step(model, state))
     record["layer_profile_ms"] = layer_profile(model, state)
@@ -202,7 +208,12 @@ def anatomy(model: HybridLM, state: HybridState, record: dict) -> None:
     step_s = record["layer_profile_ms"]["whole step"] / 1000
     record["achieved_gb_s"] = round(record["bytes_per_token"] / step_s / 1e9, 1)
     record["bandwidth_fraction_of_copy"] = round(record["achieved_gb_s"] / record["copy_bandwidth_gb_s"], 3)
-    print(json.dumps({k: record[k] for k in ("kernels_per_step", "layer_profile_ms", "achieved_gb_s")}))
+    record["prefill_chunk_profile_ms"] = prefill_profile(model)
+    print(
+        json.dumps(
+            {k: record[k] for k in ("kernels_per_step", "layer_profile_ms", "prefill_chunk_profile_ms")}
+        )
+    )
 
 
 def memory(device: torch.device, record: dict, key: str) -> None:
