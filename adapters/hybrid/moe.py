@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...kernels import moe as moe_kernels
+from ...kernels.moe import grouped_expert_mlp
 from .config import HybridConfig
 from .mlp import ReluSquaredMLP
 
@@ -52,7 +52,7 @@ class StackedExperts(nn.Module):
         grouped Triton kernels instead (no host sync, graph-capturable; only the chosen experts are read).
         """
         if hidden.is_cuda:
-            return moe_kernels.grouped_expert_mlp(hidden, self.up_proj, self.down_proj, ids, weights)
+            return grouped_expert_mlp(hidden, self.up_proj, self.down_proj, ids, weights)
         return self.reference(hidden, ids, weights)
 
     def reference(self, hidden: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -86,28 +86,10 @@ class MoE(nn.Module):
         self.shared_experts = ReluSquaredMLP(
             cfg.hidden_size, cfg.moe_shared_expert_intermediate_size, bias=cfg.mlp_bias
         )
-        # One token on CUDA: router, routed and shared experts in six kernels (kernels.moe); False: off.
-        self.fused_decode = not cfg.mlp_bias
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Mix `hidden` [1, L, H] token by token; return [1, L, H]."""
-        if hidden.shape[1] == 1 and self.fused_decode and moe_kernels.supported(hidden):
-            return self._decode_step(hidden)
         flat = hidden.reshape(-1, hidden.shape[-1])
         ids, weights = self.gate(flat)
         routed = self.experts(flat, ids, weights).to(hidden.dtype).reshape(hidden.shape)
         return routed + self.shared_experts(hidden)
-
-    def _decode_step(self, hidden: torch.Tensor) -> torch.Tensor:
-        """One token [1, 1, H]: the routing kernel, then `decode_moe` (routed + shared expert, one sum)."""
-        flat = hidden.reshape(1, -1)
-        gate = self.gate
-        ids, weights = moe_kernels.route_topk(
-            flat, gate.weight, gate.e_score_correction_bias, gate.top_k, gate.norm_topk_prob, gate.scaling
-        )
-        shared = self.shared_experts
-        out = moe_kernels.decode_moe(
-            flat, self.experts.up_proj, self.experts.down_proj, ids, weights,
-            shared.up_proj.weight, shared.down_proj.weight,
-        )  # fmt: skip
-        return out.reshape(hidden.shape)

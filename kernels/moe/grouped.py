@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["MoeLayout", "moe_layout", "grouped_expert_mlp", "decode_moe", "supported"]
+__all__ = ["MoeLayout", "moe_layout", "grouped_expert_mlp", "supported"]
 
 
 def _interpreting() -> bool:
@@ -261,25 +261,3 @@ def _decode_mlp(hidden, up, down, flat_ids, scale, top_k: int) -> torch.Tensor:
     out = torch.empty(n_pairs, down.shape[1], dtype=torch.float32, device=hidden.device)
     _pair_gemv(act, down, out, flat_ids, scale, 1, False)
     return out.view(-1, top_k, down.shape[1]).sum(1)
-
-
-_ZERO_IDS: dict[torch.device, torch.Tensor] = {}
-
-
-def decode_moe(hidden, up, down, ids, weights, shared_up, shared_down) -> torch.Tensor:
-    """One token's whole MoE output in the hidden dtype: the k routed experts and the shared expert
-    (``shared_up`` [Is, H], ``shared_down`` [H, Is], no bias) as four GEMV launches into one fp32 buffer,
-    then one sum. hidden [1, H]; ids, weights [1, k]."""
-    top_k = ids.shape[1]
-    zero = _ZERO_IDS.get(hidden.device)
-    if zero is None:
-        zero = _ZERO_IDS[hidden.device] = torch.zeros(1, dtype=torch.int64, device=hidden.device)
-    hidden = hidden.contiguous()
-    act = torch.empty(top_k, up.shape[1], dtype=hidden.dtype, device=hidden.device)
-    _pair_gemv(hidden, up, act, ids.reshape(-1), None, top_k, True)
-    act_shared = torch.empty(1, shared_up.shape[0], dtype=hidden.dtype, device=hidden.device)
-    _pair_gemv(hidden, shared_up[None], act_shared, zero, None, 1, True)
-    out = torch.empty(top_k + 1, down.shape[1], dtype=torch.float32, device=hidden.device)
-    _pair_gemv(act, down, out, ids.reshape(-1), weights.reshape(-1), 1, False)
-    _pair_gemv(act_shared, shared_down[None], out[top_k:], zero, None, 1, False)
-    return out.sum(0, keepdim=True).to(hidden.dtype)

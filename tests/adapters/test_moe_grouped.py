@@ -48,52 +48,6 @@ for tokens in (1, 3, 8, 29):
 print("ok")
 """
 
-# The one-token MoE (routing kernel + routed and shared experts in GEMV kernels) against the torch path.
-DECODE_CHECK = r"""
-import sys, torch
-from superlinear.adapters.hybrid.config import HybridConfig
-from superlinear.adapters.hybrid.testing import nano_30b_config, random_model, tiny_config
-
-seed, device, dtype, tol = int(sys.argv[1]), sys.argv[2], getattr(torch, sys.argv[3]), float(sys.argv[4])
-raw = tiny_config() if device == "cpu" else nano_30b_config(num_hidden_layers=2, hybrid_override_pattern="EM")
-cfg = HybridConfig.from_dict(raw)
-model = random_model(cfg, device="cpu", dtype=dtype, seed=seed).to(device)
-moe = model.layers[cfg.layer_kinds.index("E")].mixer
-gen = torch.Generator().manual_seed(seed)
-with torch.inference_mode():
-    for _ in range(5):
-        hidden = torch.randn(1, 1, cfg.hidden_size, generator=gen).to(device, dtype)
-        moe.fused_decode = True
-        got = moe(hidden)
-        moe.fused_decode = False
-        want = moe(hidden)
-        err = float((got.float() - want.float()).norm() / want.float().norm())
-        assert err < tol, err
-print("ok")
-"""
-
-
-def _run(script: str, *args: str, interpret: bool) -> None:
-    seed = random.SystemRandom().randrange(2**31)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if interpret:
-        env["TRITON_INTERPRET"] = "1"
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(seed), *args], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
-    assert result.stdout.strip().endswith("ok")
-
-
-def test_one_token_moe_kernels_match_the_torch_path_under_interpreter():
-    _run(DECODE_CHECK, "cpu", "float32", "1e-5", interpret=True)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_one_token_moe_kernels_match_the_torch_path_on_cuda():
-    _run(DECODE_CHECK, "cuda", "bfloat16", "2e-2", interpret=False)
-
 
 def test_grouped_moe_matches_reference_under_interpreter():
     seed = random.SystemRandom().randrange(2**31)
