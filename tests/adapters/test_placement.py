@@ -34,3 +34,12 @@ def test_asking_for_cuda_without_it_is_a_clear_error(monkeypatch, device):
 def test_an_unknown_device_is_a_clear_error():
     with pytest.raises(PlacementError, match="unknown device 'tpu7'"):
         resolve_placement("tpu7", None)
+
+
+def test_spl_server_asked_for_cuda_without_it_stops_with_a_clear_error(monkeypatch, capsys):
+    from superlinear.frontends.http import server
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert server.main(["--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "spl-server: error: device 'cuda' was asked for" in err and "no CUDA device" in err
