@@ -17,6 +17,7 @@ import pluggy
 
 from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
 from ...adapters.memory import default_kv_budget
+from ...adapters.placement import resolve_placement
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
 from ...plugins import build_plugin_manager, collect
@@ -40,8 +41,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     chunk_size: int = 8192
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str | None = None  # None: bfloat16 on CUDA, float32 on CPU (adapters.placement)
+    device: str | None = None  # None: cuda if present, else cpu
     max_seq_len: int | None = None
     max_tokens: int = 512
     threads: int = 8
@@ -75,6 +76,8 @@ def stop_rule_source(pm: pluggy.PluginManager) -> StopRules:
 def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[str, Callable]) -> Services:
     """Load the model and tokenizer, open the snapshot store and start the engine thread."""
     path = default_model_dir() if settings.model is None else resolve_model_dir(settings.model)
+    device, dtype = resolve_placement(settings.device, settings.dtype)
+    settings = attrs.evolve(settings, device=device, dtype=dtype)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
     model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
                                 chunk_size=settings.chunk_size)

@@ -11,8 +11,10 @@ import signal
 import sys
 import threading
 
+import attrs
 from gunicorn.app.base import BaseApplication
 
+from ...adapters.placement import PlacementError, resolve_placement
 from .body import DEFAULT_MAX_BODY_BYTES
 from .compose import Settings, build_app
 
@@ -55,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--chunk-size", type=_positive, default=8192, help="prefill chunk size in tokens")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="default: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present, else cpu)")
     p.add_argument("--kv-budget", type=_size_arg, default=None,
                    help="device memory for session state, e.g. 8GiB (default: what fits after the weights)")
     p.add_argument("--max-seq-len", type=_positive, default=None, help="default and largest session length")
@@ -148,7 +151,12 @@ class _Gunicorn(BaseApplication):
 def main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until it is stopped."""
     settings = parse_settings(argv)
-    _Gunicorn(settings).run()
+    try:
+        device, dtype = resolve_placement(settings.device, settings.dtype)
+    except PlacementError as exc:
+        print(f"spl-server: error: {exc}", file=sys.stderr)
+        return 2
+    _Gunicorn(attrs.evolve(settings, device=device, dtype=dtype)).run()
     return 0
 
 
