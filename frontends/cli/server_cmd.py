@@ -31,6 +31,8 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--api-key", default=None)
     start.add_argument("--kv-budget", default=None, help="bytes of session state to keep in memory, e.g. 8GiB")
     start.add_argument("--max-seq-len", type=int, default=None, help="cap on a session's length in tokens")
+    start.add_argument("--torch-threads", type=int, default=None,
+                       help="CPU threads of the model's operators, 0 for all cores (default: $SPL_TORCH_THREADS or 1)")
     start.add_argument("--foreground", action="store_true", help="run in this terminal")
     start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness")
     start.set_defaults(func=cmd_start)
@@ -47,7 +49,8 @@ def _server_args(a: argparse.Namespace) -> list[str]:
     args = ["--host", a.host, "--port", str(a.port)]
     for flag, value in (("--model", a.model), ("--chunk-size", a.chunk_size), ("--dtype", a.dtype),
                         ("--device", a.device), ("--api-key", a.api_key),
-                        ("--kv-budget", a.kv_budget), ("--max-seq-len", a.max_seq_len)):
+                        ("--kv-budget", a.kv_budget), ("--max-seq-len", a.max_seq_len),
+                        ("--torch-threads", a.torch_threads)):
         if value is not None:
             args += [flag, str(value)]
     return args
@@ -187,7 +190,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"not reachable at {url}: {exc}" + (f" (pid file says {pid})" if pid else ""))
         return 1
     print(f"{status.get('status')}: {url} model={status.get('model')} sessions={status.get('sessions')}"
-          + (f" pid={pid}" if pid and _is_ours(pid) else ""))
+          f" torch_threads={status.get('torch_threads')}" + (f" pid={pid}" if pid and _is_ours(pid) else ""))
     return 0 if status.get("status") == "ok" else 1
 
 

@@ -15,6 +15,7 @@ import falcon
 import pluggy
 
 from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
+from ...adapters.cpu_threads import set_torch_threads
 from ...adapters.memory import default_kv_budget
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
@@ -51,6 +52,8 @@ class Settings:
     kv_budget: int | None = None
     max_prompt_tokens: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # torch's intra-op CPU threads in the engine (see adapters/cpu_threads.py for the default).
+    torch_threads: int = 1
 
     @property
     def limits(self) -> Limits:
@@ -74,6 +77,7 @@ def stop_rule_source(pm: pluggy.PluginManager) -> StopRules:
 def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[str, Callable]) -> Services:
     """Load the model and tokenizer, open the snapshot store and start the engine thread."""
     path = default_model_dir() if settings.model is None else resolve_model_dir(settings.model)
+    set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
     model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
                                 chunk_size=settings.chunk_size)
@@ -82,10 +86,13 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
     # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
     spill_dir = tempfile.mkdtemp(prefix="spl-spill-")
+    engine = Engine().start()
+    # torch keeps the count per OS thread: set it where the model runs, too.
+    threads = engine.call(lambda: set_torch_threads(settings.torch_threads))
     sessions = SessionService(
         model=model,
         tok=tok,
-        engine=Engine().start(),
+        engine=engine,
         store=FilesystemSnapshotStore(root),
         clock=SystemClock(),
         ids=RandomIds(),
@@ -97,11 +104,13 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         reply_parser=split_tool_calls,
         max_prompt_tokens=settings.max_prompt_tokens,
     )
-    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
-             "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")
+    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s; %d torch thread(s)", model.info.name, root,
+             budget / 2**30, "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)",
+             threads)
     on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
-                    default_temperature=default_temperature(path), on_close=on_close)
+                    default_temperature=default_temperature(path), on_close=on_close,
+                    torch_threads=threads)
 
 
 def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.App, ServiceHolder]:

@@ -27,6 +27,8 @@ class Services:
     default_temperature: float = 1.0
     # Run after the engine stops (for example, removing the offload directory).
     on_close: list[Callable[[], None]] = attrs.Factory(list)
+    # torch's intra-op CPU threads on the engine thread (shown by /health).
+    torch_threads: int | None = None
 
 
 Get = Callable[[], Services]
@@ -85,7 +87,8 @@ class ServiceHolder:
             return {"status": "stopping", "error": None}
         if svc is None:
             return {"status": "error" if self._error else "loading", "error": self._error}
-        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list())}
+        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list()),
+                "torch_threads": svc.torch_threads}
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work and stop the engine: running turns are cancelled and their sessions restored."""
