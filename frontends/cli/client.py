@@ -38,6 +38,10 @@ class Client:
         return ApiError(f"cannot reach the server at {self.base_url} (is it running? try `spl server start`, "
                         f"or `spl server connect <url>`)")
 
+    def _bad_url(self, exc: Exception) -> ApiError:
+        return ApiError(f"{self.base_url!r} is not a usable server URL ({type(exc).__name__}: {exc}); "
+                        f"try http://127.0.0.1:8787")
+
     def request(self, method: str, *parts: str, json_body: dict | None = None, stream: bool = False,
                 timeout: float | None = None):
         """Send a request and return the response; raise ApiError for 4xx/5xx or no connection."""
@@ -46,6 +50,8 @@ class Client:
                                       timeout=None if stream else (timeout or self.timeout))
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise self._unreachable(exc) from exc
+        except requests.RequestException as exc:
+            raise self._bad_url(exc) from exc
         if resp.status_code >= 400:
             raise self._error(resp)
         return resp
@@ -65,6 +71,8 @@ class Client:
             resp = self._http.get(self._url("health"), timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise self._unreachable(exc) from exc
+        except requests.RequestException as exc:
+            raise self._bad_url(exc) from exc
         try:
             body = resp.json()
         except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from .client import ApiError, Client
-from .config import save_client_config, server_dir, server_url
+from .config import normalize_url, save_client_config, server_dir, server_url
 
 __all__ = ["add_server_parser"]
 
@@ -26,8 +27,8 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--host", default="127.0.0.1")
     start.add_argument("--port", type=int, default=8787)
     start.add_argument("--chunk-size", type=int, default=None)
-    start.add_argument("--dtype", default=None)
-    start.add_argument("--device", default=None)
+    start.add_argument("--dtype", default=None, choices=DTYPES, help="weights and activations (default: float32)")
+    start.add_argument("--device", default=None, type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
     start.add_argument("--api-key", default=None)
     start.add_argument("--kv-budget", default=None, help="bytes of session state to keep in memory, e.g. 8GiB")
     start.add_argument("--max-seq-len", type=int, default=None, help="cap on a session's length in tokens")
@@ -43,6 +44,23 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     conn = ss.add_parser("connect", help="use a server at another URL")
     conn.add_argument("url")
     conn.set_defaults(func=cmd_connect)
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def device_arg(text: str) -> str:
+    """Accept cpu, cuda or cuda:N; refuse cuda when this torch has no CUDA (before any server starts)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
+    if text.startswith("cuda"):
+        import torch  # only here: most commands never need it
+
+        if not torch.cuda.is_available():
+            why = ("this torch is a CPU-only build" if torch.version.cuda is None
+                   else "torch sees no CUDA GPU on this machine")
+            raise argparse.ArgumentTypeError(f"{text}: {why} (see README: install, GPU)")
+    return text
 
 
 def _server_args(a: argparse.Namespace) -> list[str]:
@@ -216,7 +234,7 @@ def cmd_stop(a: argparse.Namespace) -> int:
 
 
 def cmd_connect(a: argparse.Namespace) -> int:
-    url = a.url.rstrip("/")
+    url = normalize_url(a.url)
     if not url.startswith(("http://", "https://")):
         print(f"error: {a.url!r} is not an http(s) URL", file=sys.stderr)
         return 2

@@ -50,6 +50,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: this torch has no usable CUDA (CPU-only build or no GPU)")
+    return text
+
+
 def _threads(text: str) -> int:
     try:
         return resolve_torch_threads(int(text))
@@ -64,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--chunk-size", type=_positive, default=8192, help="prefill chunk size in tokens")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--kv-budget", type=_size_arg, default=None,
                    help="device memory for session state, e.g. 8GiB (default: what fits after the weights)")
     p.add_argument("--max-seq-len", type=_positive, default=None, help="default and largest session length")

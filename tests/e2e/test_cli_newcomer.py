@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 import requests
+import torch
 
 
 def spl(env, *args, timeout=240, stdin=None):
@@ -36,3 +38,34 @@ def test_the_engine_thread_count_is_a_flag_shown_by_health_and_status(env, start
     assert requests.get(f"{url}/health", timeout=5).json()["torch_threads"] == 2
     status = spl(env, "server", "status")
     assert status.returncode == 0 and "torch_threads=2" in status.stdout, status.stdout
+
+
+def test_a_url_without_a_scheme_just_works(env, server):
+    result = spl(env, "ls", "--url", server.removeprefix("http://"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(env, server):
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before spl writes anything: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "superlinear.frontends.cli.main", "ls", "--json", "--url",
+                               server], env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dtype", "fp8"], "invalid choice: 'fp8'"),
+    (["--device", "gpu0"], "is not a device"),
+    (["--device", "cuda"], "CPU-only build"),
+])
+def test_bad_device_and_dtype_are_refused_before_any_server_starts(env, tmp_path, free_port, flags, message):
+    if "cuda" in flags and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = spl(env, "server", "start", "--port", str(free_port()), *flags)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cfg" / "spl" / "server" / "server.pid").exists()
