@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .client import ApiError, Client
 from .config import normalize_url, save_client_config, server_dir, server_url
+from .ports import describe_holder, listening_pid, port_in_use
 
 __all__ = ["add_server_parser"]
 
@@ -109,6 +110,10 @@ def cmd_start(a: argparse.Namespace) -> int:
     if pid and _is_ours(pid):
         print(f"a server is already running (pid {pid}); `spl server stop` first")
         return 1
+    url = f"http://{a.host}:{a.port}"
+    if port_in_use(a.host, a.port):
+        print(_port_taken(a.host, a.port, url), file=sys.stderr)
+        return 1
     folder = server_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log = open(_log_file(), "ab")
@@ -116,12 +121,29 @@ def cmd_start(a: argparse.Namespace) -> int:
     proc = subprocess.Popen(_command() + _server_args(a), stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     _pid_file().write_text(f"{proc.pid}\n")
-    url = f"http://{a.host}:{a.port}"
-    save_client_config({"url": url})
     code = _wait_ready(proc, url, a.wait, since)
+    if code == 0:
+        save_client_config({"url": url})  # only a server that answered becomes the default
     if code == 0 and a.api_key:
         print("clients need the key: export SPL_API_KEY=... (or pass --api-key to each command)")
     return code
+
+
+def _port_taken(host: str, port: int, url: str) -> str:
+    """Say who holds the port: another spl-server (with its URL and model) or another program."""
+    holder = listening_pid(port)
+    try:
+        health = Client(url, timeout=3.0).health()
+    except ApiError:
+        health = {}
+    if "model" in health or health.get("status") in ("loading", "error", "stopping") or (
+            holder.command and _is_ours(holder.pid)):
+        who = f"another spl-server ({describe_holder(holder) if holder.pid else 'pid unknown'}), " \
+              f"serving {health.get('model') or 'no model yet'} at {url}"
+        return (f"error: port {port} on {host} is taken by {who}.\nUse it (`spl server connect {url}`), stop it, "
+                f"or pick another port with --port.")
+    return (f"error: port {port} on {host} is taken by another program ({describe_holder(holder)}).\n"
+            f"Pick another port with --port, or stop that program.")
 
 
 def _progress(start: float, status: dict, since: int) -> None:

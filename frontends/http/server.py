@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 
@@ -117,6 +119,18 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether binding fails with "address in use", checked before gunicorn's minute of retries."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
 class _Gunicorn(BaseApplication):
     """Gunicorn configured in code; the app (and the model) is built inside the worker."""
 
@@ -175,6 +189,10 @@ class _Gunicorn(BaseApplication):
 def main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until it is stopped."""
     settings = parse_settings(argv)
+    if _port_taken(settings.host, settings.port):
+        print(f"spl-server: error: {settings.host}:{settings.port} is already in use (another server?); "
+              f"pick another --port", file=sys.stderr)
+        return 1
     _Gunicorn(settings).run()
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,3 +70,43 @@ def test_bad_device_and_dtype_are_refused_before_any_server_starts(env, tmp_path
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "cfg" / "spl" / "server" / "server.pid").exists()
+
+
+def _client_url(tmp_path):
+    path = tmp_path / "cfg" / "spl" / "client.json"
+    return json.loads(path.read_text()).get("url") if path.exists() else None
+
+
+def test_a_port_held_by_another_program_is_named_and_nothing_is_saved(env, tmp_path, free_port):
+    port = free_port()
+    holder = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); "
+                               f"s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "up"
+        result = spl(env, "server", "start", "--port", str(port))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and "another program" in result.stderr, result.stderr
+    assert f"pid {holder.pid}" in result.stderr
+    assert "ready" not in result.stdout and "last log lines" not in result.stdout
+    assert not (tmp_path / "cfg" / "spl" / "server" / "server.pid").exists()
+    assert _client_url(tmp_path) is None
+
+
+def test_a_port_held_by_another_spl_server_is_no_false_ready(env, tmp_path, server):
+    port = server.rsplit(":", 1)[1]
+    result = spl(env, "server", "start", "--port", port)
+    assert result.returncode == 1 and "ready" not in result.stdout, result.stdout
+    assert "another spl-server" in result.stderr and server in result.stderr and "spl server connect" in result.stderr
+    assert not (tmp_path / "cfg" / "spl" / "server" / "server.pid").exists()
+    assert _client_url(tmp_path) is None
+
+
+def test_spl_server_itself_refuses_a_taken_port_at_once(env, server):
+    port = server.rsplit(":", 1)[1]
+    result = subprocess.run([sys.executable, "-m", "superlinear.frontends.http.server", "--port", port],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "already in use" in result.stderr, result.stderr[-2000:]
