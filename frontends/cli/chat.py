@@ -8,7 +8,7 @@ import sys
 
 import attrs
 
-from .client import ApiError, Client
+from .client import CREATE_TIMEOUT, ApiError, Client
 from .config import load_client_config, update_client_config
 from .connection import add_connection_args, client_from_args
 from .locks import SessionLock, SessionLocked
@@ -44,7 +44,7 @@ def open_session(client: Client, session_id: str | None, prefix: str = "chat") -
             if exc.status != 404:
                 raise
     body = {"session_id": session_id or new_session_id(prefix)}
-    return client.post("v1", "sessions", body=body)["session_id"]
+    return client.post("v1", "sessions", body=body, timeout=CREATE_TIMEOUT)["session_id"]
 
 
 def choose_chat_session(client: Client, a: argparse.Namespace, say=print) -> tuple[str, SessionLock]:

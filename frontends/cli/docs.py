@@ -10,7 +10,7 @@ import time
 
 import attrs
 
-from .client import Client
+from .client import CREATE_TIMEOUT, Client
 from .connection import add_connection_args, client_from_args
 from .framing import frame_question, framed_documents
 from .locks import SessionLock, SessionLocked
@@ -107,7 +107,7 @@ def _fresh(client: Client, name: str) -> tuple[str, SessionLock]:
     sid = new_session_id(f"docs_{name}")
     lock = SessionLock(sid).acquire()
     try:
-        client.post("v1", "sessions", body={"session_id": sid})
+        client.post("v1", "sessions", body={"session_id": sid}, timeout=CREATE_TIMEOUT)
     except BaseException:
         lock.release()
         raise

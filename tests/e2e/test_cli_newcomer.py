@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import requests
@@ -110,3 +113,44 @@ def test_spl_server_itself_refuses_a_taken_port_at_once(env, server):
     result = subprocess.run([sys.executable, "-m", "superlinear.frontends.http.server", "--port", port],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "already in use" in result.stderr, result.stderr[-2000:]
+
+
+class _SlowApi(http.server.BaseHTTPRequestHandler):
+    """A server whose /health answers at once (or never, when `health_hangs`) and whose API takes 5 s."""
+
+    health_hangs = False
+
+    def do_GET(self):  # noqa: N802 - the http.server hook
+        if self.path == "/health" and not self.health_hangs:
+            body = json.dumps({"status": "ok", "model": "m", "sessions": 3}).encode()
+        else:
+            time.sleep(5)
+            body = json.dumps({"object": "list", "data": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(params=[False, True], ids=["busy", "stuck"])
+def slow_server(request):
+    handler = type("Handler", (_SlowApi,), {"health_hangs": request.param})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", request.param
+    httpd.shutdown()
+
+
+def test_a_busy_server_is_not_reported_as_down(env, slow_server):
+    url, health_hangs = slow_server
+    result = spl({**env, "SPL_TIMEOUT": "1"}, "ls", "--url", url)
+    assert result.returncode == 1
+    assert "is it running" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    if health_hangs:
+        assert "stopped answering" in result.stderr, result.stderr
+    else:
+        assert "up but busy" in result.stderr and "3 sessions" in result.stderr, result.stderr
