@@ -53,7 +53,7 @@ class Client:
         except (requests.RequestException, ValueError):
             return ApiError(f"the server at {self.base_url} stopped answering: no reply to {method} {route} in "
                             f"{waited:.0f}s, and /health does not answer either", None, "unresponsive")
-        if not health:
+        if not isinstance(health, dict) or not health.get("status"):
             return ApiError(f"the server at {self.base_url} gave no reply to {method} {route} in {waited:.0f}s, "
                             f"and /health says HTTP {resp.status_code}", None, "unresponsive")
         return ApiError(f"the server at {self.base_url} is up but busy ({health.get('status')}, "

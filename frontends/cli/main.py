@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from collections.abc import Iterable
@@ -16,11 +17,19 @@ from .registry import make_plugin_manager
 __all__ = ["main", "build_parser"]
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("superlinear")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser(pm=None) -> argparse.ArgumentParser:
     """Build the `spl` parser from the commands plugins register (built-ins first, then by name)."""
     pm = pm or make_plugin_manager(load_entrypoints=False)
     parser = argparse.ArgumentParser(prog="spl", description="Superlinear: chat, documents, sessions, snapshots "
                                      "and the server.")
+    parser.add_argument("--version", action="version", version=f"spl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = collect(pm, "superlinear_cli_commands")
     order = [n for n in BUILTIN_CLI_COMMANDS if n in commands] + sorted(set(commands) - set(BUILTIN_CLI_COMMANDS))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .client import ApiError, Client
 from .config import normalize_url, save_client_config, server_dir, server_url
+from .output import print_json
 from .ports import describe_holder, listening_pid, port_in_use
 
 __all__ = ["add_server_parser"]
@@ -25,21 +26,26 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     start = ss.add_parser("start", help="start spl-server in the background")
     start.add_argument("--model", default=None,
                        help="model directory or Hugging Face repo id (default: the embedded model)")
-    start.add_argument("--host", default="127.0.0.1")
-    start.add_argument("--port", type=int, default=8787)
-    start.add_argument("--chunk-size", type=int, default=None)
+    start.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
+    start.add_argument("--port", type=int, default=8787, help="TCP port (default: 8787)")
+    start.add_argument("--chunk-size", type=int, default=None, help="prefill chunk size in tokens (default: 8192)")
     start.add_argument("--dtype", default=None, choices=DTYPES, help="weights and activations (default: float32)")
     start.add_argument("--device", default=None, type=device_arg, help="cpu, cuda or cuda:N (default: cpu)")
-    start.add_argument("--api-key", default=None)
-    start.add_argument("--kv-budget", default=None, help="bytes of session state to keep in memory, e.g. 8GiB")
-    start.add_argument("--max-seq-len", type=int, default=None, help="cap on a session's length in tokens")
+    start.add_argument("--api-key", default=None,
+                       help="require this bearer key from clients (default: $SPL_API_KEY, else none)")
+    start.add_argument("--kv-budget", default=None,
+                       help="bytes of session state to keep in memory, e.g. 8GiB (default: what fits after the "
+                       "weights, less headroom)")
+    start.add_argument("--max-seq-len", type=int, default=None,
+                       help="cap on a session's length in tokens (default: the model's limit)")
     start.add_argument("--torch-threads", type=int, default=None,
                        help="CPU threads of the model's operators, 0 for all cores (default: $SPL_TORCH_THREADS or 1)")
-    start.add_argument("--foreground", action="store_true", help="run in this terminal")
-    start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness")
+    start.add_argument("--foreground", action="store_true", help="run in this terminal (default: in the background)")
+    start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness (default: 300)")
     start.set_defaults(func=cmd_start)
     status = ss.add_parser("status", help="is the server running?")
     status.add_argument("--url", default=None, help="server URL (default: the saved one)")
+    status.add_argument("--json", action="store_true", help="print JSON: /health's answer, url, pid, reachable")
     status.set_defaults(func=cmd_status)
     ss.add_parser("stop", help="stop the background server").set_defaults(func=cmd_stop)
     conn = ss.add_parser("connect", help="use a server at another URL")
@@ -223,14 +229,21 @@ def _tail(path: Path, lines: int = 20, since: int = 0) -> str:
 
 def cmd_status(a: argparse.Namespace) -> int:
     pid = _read_pid()
+    pid = pid if pid and _is_ours(pid) else None
     url = server_url(getattr(a, "url", None))
     try:
         status = Client(url, timeout=3.0).health()
     except ApiError as exc:
-        print(f"not reachable at {url}: {exc}" + (f" (pid file says {pid})" if pid else ""))
+        if getattr(a, "json", False):
+            print_json({"url": url, "reachable": False, "error": str(exc), "pid": pid})
+        else:
+            print(f"not reachable at {url}: {exc}" + (f" (pid file says {pid})" if pid else ""))
         return 1
-    print(f"{status.get('status')}: {url} model={status.get('model')} sessions={status.get('sessions')}"
-          f" torch_threads={status.get('torch_threads')}" + (f" pid={pid}" if pid and _is_ours(pid) else ""))
+    if getattr(a, "json", False):
+        print_json({**status, "url": url, "reachable": True, "pid": pid})
+    else:
+        print(f"{status.get('status')}: {url} model={status.get('model')} sessions={status.get('sessions')}"
+              f" torch_threads={status.get('torch_threads')}" + (f" pid={pid}" if pid else ""))
     return 0 if status.get("status") == "ok" else 1
 
 

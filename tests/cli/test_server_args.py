@@ -35,3 +35,14 @@ def test_zero_torch_threads_means_every_core_and_bad_counts_are_usage_errors(mon
             parse_settings(argv)
         assert exc.value.code == 2
         assert "torch" in capsys.readouterr().err.lower()
+
+
+def test_every_flag_of_server_start_says_its_default():
+    parser = build_parser()
+    server = next(a for a in parser._subparsers._group_actions[0].choices["server"]._actions
+                  if a.dest == "server_cmd")
+    start = server.choices["start"]
+    flags = [a for a in start._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) >= 12
+    missing = [a.option_strings[0] for a in flags if "default" not in (a.help or "")]
+    assert missing == []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -42,6 +45,10 @@ def test_the_engine_thread_count_is_a_flag_shown_by_health_and_status(env, start
     assert requests.get(f"{url}/health", timeout=5).json()["torch_threads"] == 2
     status = spl(env, "server", "status")
     assert status.returncode == 0 and "torch_threads=2" in status.stdout, status.stdout
+    as_json = spl(env, "server", "status", "--json")
+    data = json.loads(as_json.stdout)
+    assert as_json.returncode == 0 and data["status"] == "ok" and data["torch_threads"] == 2
+    assert data["url"] == url and data["reachable"] is True and isinstance(data["pid"], int)
 
 
 def test_a_url_without_a_scheme_just_works(env, server):
@@ -116,7 +123,7 @@ def test_spl_server_itself_refuses_a_taken_port_at_once(env, server):
 
 
 class _SlowApi(http.server.BaseHTTPRequestHandler):
-    """A server whose /health answers at once (or never, when `health_hangs`) and whose API takes 5 s."""
+    """A server whose /health answers at once (or after 8 s, when `health_hangs`) and whose API takes 5 s."""
 
     health_hangs = False
 
@@ -124,13 +131,14 @@ class _SlowApi(http.server.BaseHTTPRequestHandler):
         if self.path == "/health" and not self.health_hangs:
             body = json.dumps({"status": "ok", "model": "m", "sessions": 3}).encode()
         else:
-            time.sleep(5)
+            time.sleep(8 if self.path == "/health" else 5)
             body = json.dumps({"object": "list", "data": []}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up: as it should
+            self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -154,3 +162,56 @@ def test_a_busy_server_is_not_reported_as_down(env, slow_server):
         assert "stopped answering" in result.stderr, result.stderr
     else:
         assert "up but busy" in result.stderr and "3 sessions" in result.stderr, result.stderr
+
+
+def test_status_json_of_a_server_that_is_down(env, free_port):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = spl(env, "server", "status", "--json", "--url", url)
+    data = json.loads(result.stdout)
+    assert result.returncode == 1 and data["reachable"] is False and data["url"] == url and data["pid"] is None
+
+
+def test_version_names_the_installed_package(env):
+    result = spl(env, "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"spl {importlib.metadata.version('superlinear')}"
+
+
+def _api_answer(server: str, question: str) -> str:
+    body = {"messages": [{"role": "user", "content": question}], "max_tokens": 48,
+            "chat_template_kwargs": {"enable_thinking": False}}
+    reply = requests.post(f"{server}/v1/chat/completions", json=body, timeout=120).json()
+    return reply["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("how", ["flag", "stdin"])
+def test_one_shot_chat_prints_just_the_answer(env, server, how):
+    args = ["chat", "--url", server, "--max-tokens", "48", "--no-thinking"]
+    before = _session_ids(server)
+    if how == "flag":
+        result = spl(env, *args, "-m", "Hello!")
+    else:
+        result = spl(env, *args, stdin="Hello!\n")
+    assert result.returncode == 0, result.stderr
+    expected = _api_answer(server, "Hello!")  # the default model decodes greedily: the same answer
+    assert expected.strip() and result.stdout.strip() == expected.strip()
+    assert "session" not in result.stdout and "\x1b" not in result.stdout
+    assert _session_ids(server) == before  # no session made and left behind
+
+
+def _session_ids(server: str) -> set[str]:
+    return {s["session_id"] for s in requests.get(f"{server}/v1/sessions", timeout=10).json()["data"]}
+
+
+def test_snapshot_info_is_humanised_like_ls(env, server):
+    sid = "newcomer-info"
+    requests.post(f"{server}/v1/sessions", json={"session_id": sid}, timeout=30).raise_for_status()
+    saved = requests.post(f"{server}/v1/sessions/{sid}/save", json={"title": "t"}, timeout=60).json()
+    try:
+        result = spl(env, "snapshot", "info", saved["snapshot_id"], "--url", server)
+    finally:
+        requests.delete(f"{server}/v1/snapshots/{saved['snapshot_id']}", timeout=30)
+        requests.delete(f"{server}/v1/sessions/{sid}", timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "None" not in out and not re.search(r"\b\d{10}(\.\d+)?\b", out), out
+    assert "ago)" in out and f"{saved['bytes']:,} bytes" in out and "description  -" in out, out
