@@ -207,6 +207,8 @@ def _wait_ready(proc: subprocess.Popen, url: str, wait: float, since: int = 0) -
         if status.get("status") == "ok":
             _end_progress()
             print(f"ready: {url}/v1 (model {status.get('model')}, {time.monotonic() - start:.1f}s)")
+            for line in _persist_lines(since, "restored"):
+                print(line)
             return 0
         _progress(start, status, since)
         time.sleep(0.5)
@@ -256,16 +258,35 @@ def cmd_stop(a: argparse.Namespace) -> int:
         print(f"pid {pid} is not a running spl-server; removing the stale pid file")
         _pid_file().unlink(missing_ok=True)
         return 1
+    since = _log_size()
     os.kill(pid, signal.SIGTERM)
-    for _ in range(150):
+    killed = False
+    for _ in range(300):
         if not _is_ours(pid):
             break
         time.sleep(0.1)
     else:
         os.kill(pid, signal.SIGKILL)
+        killed = True
     _pid_file().unlink(missing_ok=True)
-    print(f"stopped spl-server (pid {pid})")
+    print(f"stopped spl-server (pid {pid})" + ("; it did not stop in 30s and was killed" if killed else ""))
+    kept = _persist_lines(since, "kept")
+    print(kept[-1] if kept else "no sessions were kept (started with --no-keep-sessions, or none survived)")
     return 0
+
+
+def _log_size() -> int:
+    try:
+        return _log_file().stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _persist_lines(since: int, what: str) -> list[str]:
+    """The server's `spl-persist:` log lines about `what` (kept, restored) written after offset `since`."""
+    marker = f"spl-persist: {what} "
+    lines = _tail(_log_file(), 10_000, since).splitlines()
+    return [line[line.index(marker) + len("spl-persist: "):] for line in lines if marker in line]
 
 
 def cmd_connect(a: argparse.Namespace) -> int:

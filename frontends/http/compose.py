@@ -30,6 +30,7 @@ from ...storage import FilesystemSnapshotStore, default_snapshot_root
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
+from .persist import persist_sessions, restore_sessions
 from .services import ServiceHolder, Services
 from .toolcalls import split_tool_calls
 
@@ -60,6 +61,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # torch's intra-op CPU threads in the engine (see adapters/cpu_threads.py for the default).
     torch_threads: int = 1
+    # Save live sessions at a graceful stop and load them back at the next start (frontends/http/persist.py).
+    keep_sessions: bool = True
 
     @property
     def limits(self) -> Limits:
@@ -110,13 +113,16 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         reply_parser=split_tool_calls,
         max_prompt_tokens=settings.max_prompt_tokens,
     )
+    if settings.keep_sessions:
+        restore_sessions(sessions)
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s; %d torch thread(s)", model.info.name, root,
              budget / 2**30, "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)",
              threads)
     on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
                     default_temperature=default_temperature(path), on_close=on_close,
-                    torch_threads=threads)
+                    torch_threads=threads,
+                    before_stop=[lambda: persist_sessions(sessions)] if settings.keep_sessions else [])
 
 
 def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.App, ServiceHolder]:

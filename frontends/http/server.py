@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
                    f"or {DEFAULT_TORCH_THREADS}, measured fastest for the small default model)")
     p.add_argument("--api-key", default=os.environ.get("SPL_API_KEY"),
                    help="require this bearer key on every route but /health (default: $SPL_API_KEY)")
+    p.add_argument("--no-keep-sessions", action="store_true",
+                   default=os.environ.get("SPL_KEEP_SESSIONS", "1") in ("0", "false", "no", "off"),
+                   help="don't save live sessions at a graceful stop (default: they are saved as snapshots and "
+                   "loaded back at the next start; or SPL_KEEP_SESSIONS=0)")
     p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins (built-ins stay)")
     return p
 
@@ -108,7 +112,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         model=a.model, host=a.host, port=a.port, chunk_size=a.chunk_size, dtype=a.dtype, device=a.device,
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
-        max_body_bytes=a.max_body_bytes, torch_threads=torch_threads,
+        max_body_bytes=a.max_body_bytes, torch_threads=torch_threads, keep_sessions=not a.no_keep_sessions,
     )
 
 

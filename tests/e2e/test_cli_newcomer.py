@@ -215,3 +215,73 @@ def test_snapshot_info_is_humanised_like_ls(env, server):
     out = result.stdout
     assert "None" not in out and not re.search(r"\b\d{10}(\.\d+)?\b", out), out
     assert "ago)" in out and f"{saved['bytes']:,} bytes" in out and "description  -" in out, out
+
+
+def test_sessions_survive_a_graceful_stop_and_restart(env, free_port):
+    env = {**env, "SPL_KEEP_SESSIONS": "1"}
+    port = str(free_port())
+    url = f"http://127.0.0.1:{port}"
+    assert spl(env, "server", "start", "--port", port).returncode == 0
+    try:
+        told = spl(env, "chat", "--url", url, "--session", "keep-me", "--no-thinking", "--max-tokens", "8",
+                   "-m", "My name is Alice.")
+        assert told.returncode == 0, told.stderr
+        before = requests.get(f"{url}/v1/sessions/keep-me", timeout=10).json()
+        history = requests.get(f"{url}/v1/sessions/keep-me/history", timeout=10).json()["messages"]
+        assert before["message_count"] == 2 and before["cached_tokens"] > 0
+    finally:
+        stopped = spl(env, "server", "stop")
+    assert stopped.returncode == 0 and "kept 1 session(s)" in stopped.stdout and "keep-me" in stopped.stdout, \
+        stopped.stdout
+    again = spl(env, "server", "start", "--port", port)
+    try:
+        assert again.returncode == 0 and "restored 1 session(s)" in again.stdout, again.stdout
+        after = requests.get(f"{url}/v1/sessions/keep-me", timeout=10).json()
+        assert (after["message_count"], after["cached_tokens"]) == (before["message_count"], before["cached_tokens"])
+        assert requests.get(f"{url}/v1/sessions/keep-me/history", timeout=10).json()["messages"] == history
+        assert requests.get(f"{url}/v1/snapshots", timeout=10).json()["data"] == []  # the autosave was used up
+        # the restored state is the real one: the next turn reuses every token of it
+        body = {"session_id": "keep-me", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}],
+                "chat_template_kwargs": {"enable_thinking": False}}
+        usage = requests.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()["usage"]
+        assert usage["prompt_tokens_details"]["cached_tokens"] == before["cached_tokens"]
+    finally:
+        spl(env, "server", "stop")
+
+
+def test_a_stop_without_keeping_says_so(env, free_port):
+    env = {**env, "SPL_KEEP_SESSIONS": "0"}
+    port = str(free_port())
+    assert spl(env, "server", "start", "--port", port).returncode == 0
+    stopped = spl(env, "server", "stop")
+    assert stopped.returncode == 0 and "no sessions were kept" in stopped.stdout, stopped.stdout
+
+
+def test_a_docs_workspace_reloads_its_last_saved_snapshot_by_itself(server, tmp_path, monkeypatch, capsys):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from superlinear.frontends.cli.main import build_parser
+    from superlinear.frontends.cli.registry import make_plugin_manager
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("SPL_API_KEY", raising=False)
+    doc = tmp_path / "ferry.md"
+    doc.write_text("The ferry Brenna Maud leaves for Skeld at noon from pier nine.\n")
+
+    def docs(text):
+        pm = make_plugin_manager(load_entrypoints=False)
+        args = build_parser(pm).parse_args(["docs", "shelf", "--url", server, "--max-tokens", "4"])
+        args.plugin_manager = pm
+        with create_pipe_input() as pipe:
+            pipe.send_text(text)
+            assert args.func(args, input=pipe, output=DummyOutput()) == 0
+        return capsys.readouterr().out
+
+    docs(f"/add {doc}\n/save shelf notes\n/exit\n")  # saved by hand: no base snapshot
+    ws = json.loads((tmp_path / "cfg" / "spl" / "workspaces" / "shelf.json").read_text())
+    assert ws["base_snapshot_id"] is None and ws["last_snapshot_id"]
+    requests.delete(f"{server}/v1/sessions/{ws['session_id']}", timeout=10)  # as after a crash
+    out = docs("/sources\n/exit\n")
+    assert f"is gone; loading the last saved snapshot {ws['last_snapshot_id']}" in out, out
+    assert "forgotten" not in out and "1 sources" in out and "ferry.md" in out
+    requests.delete(f"{server}/v1/snapshots/{ws['last_snapshot_id']}", timeout=10)
