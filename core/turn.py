@@ -12,7 +12,7 @@ from .generation import Generation, GenerationOutcome
 from .ports import ModelPort, StopRule, TokenizerPort
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
 from .session import Session
-from .values import ChatRequest, Message, StreamEvent, Usage
+from .values import ChatRequest, Message, PrefillProgress, StreamEvent, Usage
 
 __all__ = ["TurnRunner", "PreparedTurn"]
 
@@ -43,6 +43,9 @@ class TurnRunner:
     # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    # Prefill new context in pieces of this many tokens (the model's own chunk size, so the work is the same)
+    # and publish progress between them on `session.prefill`; None: one piece.
+    prefill_chunk: int | None = None
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
@@ -92,7 +95,7 @@ class TurnRunner:
         """Prefill, generate and commit; yield text events and return the generation's outcome."""
         session, request, kwargs = turn.session, turn.request, turn.kwargs
         keep = len(session.ledger) + len(turn.context_ids)
-        self._append(session, turn.context_ids)
+        self._prefill(session, turn.context_ids)
         after_context = self.model.checkpoint(session.state)
         self._append(session, turn.gen_ids)
         gen_text, room, new = turn.gen_text, turn.room, turn.new
@@ -115,6 +118,20 @@ class TurnRunner:
         session.transcript[:] = [*before, reply]
         session.trailer = closing_text(self.tok, session.transcript, kwargs)
         return gen.out
+
+    def _prefill(self, session: Session, ids: list[int]) -> None:
+        """Append the new context chunk by chunk, keeping `session.prefill` up to date until it is done."""
+        step = self.prefill_chunk or max(1, len(ids))
+        chunks = -(-len(ids) // step)
+        start = self.now()
+        try:
+            for i in range(chunks):
+                elapsed = self.now() - start
+                rate = i * step / elapsed if i and elapsed > 0 else 0.0
+                session.prefill = PrefillProgress(i * step, len(ids), i, chunks, rate)
+                self._append(session, ids[i * step:(i + 1) * step])
+        finally:
+            session.prefill = None
 
     def _append(self, session: Session, ids: list[int]) -> None:
         if ids:

@@ -112,6 +112,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         kv_budget=budget,
         reply_parser=split_tool_calls,
         max_prompt_tokens=settings.max_prompt_tokens,
+        prefill_chunk=settings.chunk_size,
     )
     if settings.keep_sessions:
         restore_sessions(sessions)

@@ -25,6 +25,9 @@ def unstructure(value: Any, converter: cattrs.Converter | None = None) -> dict:
     data = (converter or make_converter()).unstructure(value)
     if "cached_tokens" in data:
         data["cache_position"] = data["cached_tokens"]
+    if data.get("prefill") is not None:
+        left = value.prefill.seconds_left
+        data["prefill"]["seconds_left"] = round(left, 1) if left is not None else None
     return data
 
 

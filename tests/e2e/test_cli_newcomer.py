@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -285,3 +286,67 @@ def test_a_docs_workspace_reloads_its_last_saved_snapshot_by_itself(server, tmp_
     assert f"is gone; loading the last saved snapshot {ws['last_snapshot_id']}" in out, out
     assert "forgotten" not in out and "1 sources" in out and "ferry.md" in out
     requests.delete(f"{server}/v1/snapshots/{ws['last_snapshot_id']}", timeout=10)
+
+
+def test_a_long_prefill_reports_progress_in_the_session_the_metrics_and_spl_session_info(env, tmp_path,
+                                                                                        launch_server):
+    with launch_server(env, tmp_path / "server.log", "--no-plugins", "--chunk-size", "128") as (url, _):
+        requests.post(f"{url}/v1/sessions", json={"session_id": "long"}, timeout=30).raise_for_status()
+        text = " ".join(f"The lighthouse keeper number {i} fed {i % 40} cats at dawn." for i in range(900))
+        body = {"session_id": "long", "max_tokens": 1, "messages": [{"role": "user", "content": text}],
+                "chat_template_kwargs": {"enable_thinking": False}}
+        turn = threading.Thread(target=requests.post, args=(f"{url}/v1/chat/completions",),
+                                kwargs={"json": body, "timeout": 600})
+        turn.start()
+        seen, metrics, info = [], [], None
+        while turn.is_alive():
+            prefill = requests.get(f"{url}/v1/sessions/long", timeout=30).json()["prefill"]
+            if prefill and prefill["done"] > 0:
+                seen.append(prefill)
+                metrics.append(requests.get(f"{url}/metrics", timeout=30).text)
+                if info is None:
+                    info = spl(env, "session", "info", "long", "--url", url)
+            time.sleep(0.05)
+        turn.join()
+        after = requests.get(f"{url}/v1/sessions/long", timeout=30).json()
+    assert seen, "no progress was seen during the prefill"
+    total = seen[0]["total"]
+    assert all(p["total"] == total and p["chunks_total"] == -(-total // 128) for p in seen)
+    assert all(0 < p["done"] < total and p["done"] == 128 * p["chunks_done"] for p in seen)
+    assert all(p["tokens_per_second"] > 0 and p["seconds_left"] is not None for p in seen)
+    assert [p["done"] for p in seen] == sorted(p["done"] for p in seen)
+    assert any(f"spl_prefill_tokens_total {float(total)}" in m for m in metrics)
+    assert after["prefill"] is None and after["cached_tokens"] >= total
+    assert info.returncode == 0 and re.search(rf"prefill\s+[\d,]+ / {total:,} tokens \(\d+%\), chunk \d+/",
+                                              info.stdout), info.stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_add_shows_prefill_progress_in_tokens_in_a_real_terminal(env, tmp_path, launch_server):
+    doc = tmp_path / "long.md"
+    doc.write_text("\n\n".join(f"The lighthouse keeper number {i} fed {i % 40} cats at dawn." for i in range(900)))
+    sock = f"spl-nc-{os.getpid()}"
+
+    def tmux(*args):
+        return subprocess.run(["tmux", "-L", sock, *args], env=env, capture_output=True, text=True,
+                              timeout=30).stdout
+
+    with launch_server(env, tmp_path / "server.log", "--no-plugins", "--chunk-size", "128") as (url, _):
+        tmux("new-session", "-d", "-s", "t", "-x", "150", "-y", "30",
+             f"{sys.executable} -m superlinear.frontends.cli docs shelf --url {url}")
+        try:
+            deadline = time.monotonic() + 60
+            while "/help for commands" not in tmux("capture-pane", "-p", "-t", "t"):
+                assert time.monotonic() < deadline, tmux("capture-pane", "-p", "-t", "t")
+                time.sleep(0.2)
+            tmux("send-keys", "-t", "t", f"/add {doc}", "Enter")
+            screens = []
+            deadline = time.monotonic() + 120
+            while "added files=1" not in (screens[-1] if screens else ""):
+                assert time.monotonic() < deadline, screens[-1]
+                screens.append(tmux("capture-pane", "-p", "-t", "t"))
+                time.sleep(0.1)
+        finally:
+            tmux("kill-server")
+    bars = [s for s in screens if re.search(r"long\.md:\s+\d+%.*tok.*chunk \d+/\d+", s)]
+    assert bars, screens[-1]
