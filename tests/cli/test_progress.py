@@ -41,6 +41,7 @@ def test_the_live_thinking_line_fits_wide_characters_in_its_columns():
     from superlinear.frontends.cli.terminal import cell_width, fit_tail
 
     assert [cell_width(c) for c in "a風\u0301"] == [1, 2, 0]
+    assert cell_width("\u200b") == 0 and cell_width("\U0001F600") == 2  # zero-width space, an emoji
     assert fit_tail("abc風見町", 5) == "見町" and fit_tail("abc風見町", 7) == "c風見町"
     assert fit_tail("abc", 10) == "abc"
 
