@@ -40,6 +40,9 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
                        help="cap on a session's length in tokens (default: the model's limit)")
     start.add_argument("--torch-threads", type=int, default=None,
                        help="CPU threads of the model's operators, 0 for all cores (default: $SPL_TORCH_THREADS or 1)")
+    start.add_argument("--no-keep-sessions", action="store_true",
+                       help="don't keep live sessions across a stop (default: kept as snapshots and loaded back "
+                       "at the next start)")
     start.add_argument("--foreground", action="store_true", help="run in this terminal (default: in the background)")
     start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness (default: 300)")
     start.set_defaults(func=cmd_start)
@@ -78,7 +81,7 @@ def _server_args(a: argparse.Namespace) -> list[str]:
                         ("--torch-threads", a.torch_threads)):
         if value is not None:
             args += [flag, str(value)]
-    return args
+    return args + (["--no-keep-sessions"] if getattr(a, "no_keep_sessions", False) else [])
 
 
 def _pid_file() -> Path:

@@ -22,6 +22,15 @@ def test_torch_threads_default_to_one_and_follow_the_flag_or_the_environment(mon
     assert parse_settings(_server_args(args)).torch_threads == 3
 
 
+def test_keeping_sessions_is_on_unless_the_flag_or_the_environment_says_no(monkeypatch):
+    monkeypatch.delenv("SPL_KEEP_SESSIONS", raising=False)
+    assert parse_settings([]).keep_sessions is True
+    args = build_parser().parse_args(["server", "start", "--no-keep-sessions"])
+    assert parse_settings(_server_args(args)).keep_sessions is False
+    monkeypatch.setenv("SPL_KEEP_SESSIONS", "0")
+    assert parse_settings([]).keep_sessions is False
+
+
 def test_zero_torch_threads_means_every_core_and_bad_counts_are_usage_errors(monkeypatch, capsys):
     import os
 
