@@ -55,12 +55,18 @@ def _positive(text: str) -> int:
 def _device(text: str) -> str:
     if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
-    if text.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text}: this torch has no usable CUDA (CPU-only build or no GPU)")
     return text
+
+
+def _device_problem(device: str) -> str | None:
+    """Say why `device` cannot be used here (checked before the server binds), or None."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"--device {device}: this torch has no usable CUDA (a CPU-only build, or no GPU); see README, install"
+    return None
 
 
 def _threads(text: str) -> int:
@@ -193,6 +199,10 @@ class _Gunicorn(BaseApplication):
 def main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until it is stopped."""
     settings = parse_settings(argv)
+    problem = _device_problem(settings.device)
+    if problem:
+        print(f"spl-server: error: {problem}", file=sys.stderr)
+        return 2
     if _port_taken(settings.host, settings.port):
         print(f"spl-server: error: {settings.host}:{settings.port} is already in use (another server?); "
               f"pick another --port", file=sys.stderr)

@@ -350,3 +350,10 @@ def test_add_shows_prefill_progress_in_tokens_in_a_real_terminal(env, tmp_path, 
             tmux("kill-server")
     bars = [s for s in screens if re.search(r"long\.md:\s+\d+%.*tok.*chunk \d+/\d+", s)]
     assert bars, screens[-1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_spl_server_itself_refuses_cuda_on_a_cpu_torch_before_binding(env, free_port):
+    result = subprocess.run([sys.executable, "-m", "superlinear.frontends.http.server", "--port", str(free_port()),
+                             "--device", "cuda"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no usable CUDA" in result.stderr and "Traceback" not in result.stderr
