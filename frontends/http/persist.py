@@ -92,8 +92,8 @@ def persist_sessions(sessions: SessionService, wait_busy: float = 5.0, sleep=tim
 
 
 def restore_sessions(sessions: SessionService) -> list[str]:
-    """Load each session's newest autosave back under its id and delete it; return the restored ids."""
-    restored, seen = [], set()
+    """Load each session's newest autosave back under its id, then delete those used; return the restored ids."""
+    restored, used, seen = [], [], set()
     for snap, sid, ok in _autosaves(sessions):
         if sid in seen:
             continue
@@ -108,8 +108,11 @@ def restore_sessions(sessions: SessionService) -> list[str]:
         except Exception:  # noqa: BLE001 - a damaged snapshot stays for inspection; the server still starts
             log.exception("could not restore session %s from snapshot %s; left in the store", sid, snap)
             continue
-        sessions.store.delete(snap)
+        used.append(snap)
         restored.append(sid)
+    # Only now: a stop in the middle of restoring leaves every autosave for the next start.
+    for snap in used:
+        sessions.store.delete(snap)
     if restored:
         log.info("%s restored %d session(s) kept at the last stop: %s", MARKER, len(restored), ", ".join(restored))
     return restored
