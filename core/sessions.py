@@ -183,7 +183,10 @@ class SessionService:
         except BaseException:
             s.release()
             raise
-        return self.engine.submit(self.runner.run(turn), on_exit=s.release)
+        handle: list[TurnHandle] = []  # filled right after submit; read by the prefill between its chunks
+        steps = self.runner.run(turn, cancelled=lambda: bool(handle) and handle[0].cancelled)
+        handle.append(self.engine.submit(steps, on_exit=s.release))
+        return handle[0]
 
     def _prepare(self, s: Session, request: ChatRequest):
         self.memory.ensure_resident(s)

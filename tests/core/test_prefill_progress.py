@@ -78,3 +78,31 @@ def test_seconds_left_follows_the_rate():
     p = PrefillProgress(done=100, total=400, chunks_done=1, chunks_total=4, tokens_per_second=50.0)
     assert p.seconds_left == 6.0
     assert attrs.evolve(p, tokens_per_second=0.0).seconds_left is None
+
+
+def test_a_cancel_stops_a_long_prefill_within_one_chunk_and_nothing_changes(engine):
+    import threading
+
+    from superlinear.core import TurnCancelled
+
+    model, service = make(engine, 4)
+    service.create("s")
+    ask(service, "Hello")
+    before = (list(service.session("s").ledger), list(service.session("s").state.ids))
+    model.seen.clear()
+    model.gate = threading.Semaphore(0)
+    req = ChatRequest(messages=(Message("user", "a long document " * 20),), session_id="s", sampling=GREEDY,
+                      template_kwargs={"enable_thinking": False})
+    handle = service.chat(req)
+    model.gate.release()  # the first chunk runs
+    while len(model.seen) < 2:  # the second chunk's append has started and waits at the gate
+        threading.Event().wait(0.01)
+    handle.cancel()
+    model.gate.release(100)
+    with pytest.raises(TurnCancelled):
+        list(handle.events(timeout=10))
+    chunks = [p for _, p in model.seen if p is not None]
+    assert len(chunks) == 2 < chunks[0].chunks_total  # stopped after the chunk under way, not at the end
+    s = service.session("s")
+    assert (list(s.ledger), list(s.state.ids)) == before and service.info("s").prefill is None
+    assert not s.busy
