@@ -40,6 +40,8 @@ class SessionService:
     kv_budget: int | None = None
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    # Prefill progress granularity in tokens (the model's chunk size); None: one piece per turn.
+    prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
@@ -52,7 +54,7 @@ class SessionService:
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens)
+                          self.max_prompt_tokens, self.prefill_chunk)
 
     @property
     def snapshots_service(self) -> SnapshotService:
@@ -181,7 +183,10 @@ class SessionService:
         except BaseException:
             s.release()
             raise
-        return self.engine.submit(self.runner.run(turn), on_exit=s.release)
+        handle: list[TurnHandle] = []  # filled right after submit; read by the prefill between its chunks
+        steps = self.runner.run(turn, cancelled=lambda: bool(handle) and handle[0].cancelled)
+        handle.append(self.engine.submit(steps, on_exit=s.release))
+        return handle[0]
 
     def _prepare(self, s: Session, request: ChatRequest):
         self.memory.ensure_resident(s)

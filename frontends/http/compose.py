@@ -15,7 +15,14 @@ import attrs
 import falcon
 import pluggy
 
-from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
+from ...adapters import (
+    HFTokenizer,
+    default_model_dir,
+    default_temperature,
+    load_model_from_dir,
+    resolve_model_dir,
+)
+from ...adapters.cpu_threads import set_torch_threads
 from ...adapters.memory import default_kv_budget
 from ...adapters.placement import resolve_placement
 from ...core import ChatRequest, Engine, SessionService
@@ -25,6 +32,7 @@ from ...storage import FilesystemSnapshotStore, default_snapshot_root
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
+from .persist import persist_sessions, restore_sessions
 from .services import ServiceHolder, Services
 from .toolcalls import split_tool_calls
 
@@ -53,6 +61,10 @@ class Settings:
     kv_budget: int | None = None
     max_prompt_tokens: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # torch's intra-op CPU threads in the engine (see adapters/cpu_threads.py for the default).
+    torch_threads: int = 1
+    # Save live sessions at a graceful stop and load them back at the next start (frontends/http/persist.py).
+    keep_sessions: bool = True
 
     @property
     def limits(self) -> Limits:
@@ -78,6 +90,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     path = default_model_dir() if settings.model is None else resolve_model_dir(settings.model)
     device, dtype = resolve_placement(settings.device, settings.dtype)
     settings = attrs.evolve(settings, device=device, dtype=dtype)
+    set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
     model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
                                 chunk_size=settings.chunk_size)
@@ -86,10 +99,13 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
     # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
     spill_dir = tempfile.mkdtemp(prefix="spl-spill-")
+    engine = Engine().start()
+    # torch keeps the count per OS thread: set it where the model runs, too.
+    threads = engine.call(lambda: set_torch_threads(settings.torch_threads))
     sessions = SessionService(
         model=model,
         tok=tok,
-        engine=Engine().start(),
+        engine=engine,
         store=FilesystemSnapshotStore(root),
         clock=SystemClock(),
         ids=RandomIds(),
@@ -101,12 +117,18 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         # Tool calls are read in the format the loaded chat template writes them.
         reply_parser=functools.partial(split_tool_calls, fmt=getattr(tok, "tool_call_format", "json")),
         max_prompt_tokens=settings.max_prompt_tokens,
+        prefill_chunk=settings.chunk_size,
     )
-    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
-             "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")
+    if settings.keep_sessions:
+        restore_sessions(sessions)
+    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s; %d torch thread(s)", model.info.name, root,
+             budget / 2**30, "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)",
+             threads)
     on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
-                    default_temperature=default_temperature(path), on_close=on_close)
+                    default_temperature=default_temperature(path), on_close=on_close,
+                    torch_threads=threads,
+                    before_stop=[lambda: persist_sessions(sessions)] if settings.keep_sessions else [])
 
 
 def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.App, ServiceHolder]:

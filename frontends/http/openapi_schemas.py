@@ -137,7 +137,11 @@ def _session_info() -> dict:
     fields = {"session_id": _STR, "created_at": _NUM, "last_used_at": _NUM, "cached_tokens": _INT,
               "cache_position": _INT, "max_seq_len": _INT, "message_count": _INT, "kv_bytes": _INT,
               "resident": _BOOL, "busy": _BOOL}
-    return _obj(fields, tuple(fields), closed=False)
+    progress = {"done": _INT, "total": _INT, "chunks_done": _INT, "chunks_total": _INT, "tokens_per_second": _NUM,
+                "seconds_left": {"type": ["number", "null"]}}
+    prefill = {"anyOf": [_obj(progress, tuple(progress)), {"type": "null"}],
+               "description": "the prefill under way (a long message or document), else null"}
+    return _obj({**fields, "prefill": prefill}, tuple(fields), closed=False)
 
 
 def _snapshot_info(extra: dict | None = None) -> dict:

@@ -31,6 +31,9 @@ def unstructure(value: Any, converter: cattrs.Converter | None = None) -> dict:
         data["cache_position"] = data["current_pos"] = data["cached_tokens"]
         data["has_prefill"] = data["cached_tokens"] > 0
         data["cache_id"] = data.get("session_id")
+    if data.get("prefill") is not None:
+        left = value.prefill.seconds_left
+        data["prefill"]["seconds_left"] = round(left, 1) if left is not None else None
     return data
 
 
