@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .wire import MAX_STOP_CHARS, MAX_STOP_STRINGS
+
 __all__ = ["schemas", "ID_PATTERN"]
 
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -73,6 +75,7 @@ def _neutral_fields() -> dict:
 
 def _chat_request() -> dict:
     pos = {"type": ["integer", "null"], "minimum": 1}
+    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
     return _obj({
         "model": _NULL_STR,
         "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
@@ -81,8 +84,8 @@ def _chat_request() -> dict:
         "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "top_k": {"type": ["integer", "null"], "minimum": 0},
         "seed": {"type": ["integer", "null"], "minimum": -(1 << 63), "maximum": (1 << 64) - 1},
-        "stop": {"anyOf": [{"type": "null"}, {"type": "string", "minLength": 1},
-                           {"type": "array", "maxItems": 16, "items": {"type": "string", "minLength": 1}}]},
+        "stop": {"anyOf": [{"type": "null"}, stop,
+                           {"type": "array", "maxItems": MAX_STOP_STRINGS, "items": stop}]},
         "n": {"enum": [1, None]},
         "stream": {"type": ["boolean", "null"]},
         "stream_options": {"type": ["object", "null"],

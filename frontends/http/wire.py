@@ -37,6 +37,9 @@ CHAT_FIELDS = frozenset((*_NEUTRAL, *_IGNORED, *_HANDLED))
 
 # Below this a temperature is greedy in effect, and dividing logits by it overflows.
 _MIN_TEMPERATURE = 1e-3
+# Stop strings: how many a request may give and how long each may be (characters).
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 1024
 _REPETITION_KEYS = ("enabled", "tail_len", "min_repeats", "max_period", "min_unique_tokens", "check_every")
 
 
@@ -84,8 +87,10 @@ def _stop(body: Mapping) -> tuple[str, ...]:
         return ()
     if isinstance(stop, str):
         stop = [stop]
-    require(isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= 16,
-            "stop must be a non-empty string or a list of at most 16 of them", "stop")
+    require(isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= MAX_STOP_STRINGS,
+            f"stop must be a non-empty string or a list of at most {MAX_STOP_STRINGS} of them", "stop")
+    require(all(len(s) <= MAX_STOP_CHARS for s in stop),
+            f"each stop string may be at most {MAX_STOP_CHARS} characters long", "stop")
     return tuple(stop)
 
 
