@@ -15,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 
 from .body import DEFAULT_MAX_BODY_BYTES
 from .compose import Settings, build_app
+from .worker import MAX_CONNECTIONS, worker_class
 
 __all__ = ["main", "parse_settings", "parse_size"]
 
@@ -103,7 +104,9 @@ class _Gunicorn(BaseApplication):
         for key, value in {
             "bind": f"{s.host}:{s.port}",
             "workers": 1,
-            "worker_class": "gthread",
+            # gthread whose main loop reads each request whole: idle and slow clients hold no thread.
+            "worker_class": worker_class(s.max_body_bytes),
+            "worker_connections": MAX_CONNECTIONS,
             "threads": s.threads,
             "preload_app": False,
             # Generations may stream for minutes; the gthread worker heartbeats from its main loop anyway.

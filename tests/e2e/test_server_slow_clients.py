@@ -1,0 +1,87 @@
+"""Idle, half-open and slow clients against a real gunicorn spl-server, over raw sockets (issue #16).
+
+Each of these once took the whole server down: gthread gave every connection that had sent a byte a
+request thread until its request was complete, so 8 half-sent requests took all 8 threads.
+"""
+
+import contextlib
+import socket
+from urllib.parse import urlsplit
+
+import requests
+
+
+def connect(url: str) -> socket.socket:
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    return sock
+
+
+@contextlib.contextmanager
+def held(url: str, count: int, payload: bytes):
+    """Open `count` connections that each send `payload` and then nothing more; close them after."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = connect(url)
+            if payload:
+                sock.sendall(payload)
+            socks.append(sock)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def still_serving(url: str) -> None:
+    # A hang here is the bug: the timeouts only keep a broken server from stalling the suite.
+    health = requests.get(f"{url}/health", timeout=20)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    chat = requests.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    assert chat.status_code == 200, chat.text
+
+
+def test_eight_half_sent_requests_do_not_stop_health_or_chat(server):
+    with held(server, 8, b"GET /health HTTP/1.1\r\n"):
+        still_serving(server)
+
+
+def test_slow_bodies_and_a_thousand_idle_connections_do_not_stop_the_server(server):
+    head = b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    chunked = (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n")
+    with held(server, 16, head), held(server, 16, chunked), held(server, 1000, b""):
+        still_serving(server)
+
+
+def test_a_request_completed_slowly_is_served(server):
+    sock = connect(server)
+    try:
+        for piece in (b"GET /hea", b"lth HTTP/1.1\r\nHost: x\r\n", b"Connection: close\r\n", b"\r\n"):
+            sock.sendall(piece)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    finally:
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 200")
+
+
+def test_the_worker_knows_when_a_request_is_whole():
+    from superlinear.frontends.http.worker import request_complete
+
+    head = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"
+    assert not request_complete(b"GET / HTTP/1.1\r\n", 100)
+    assert request_complete(b"GET / HTTP/1.1\r\n\r\n", 100)
+    assert not request_complete(head + b"ab", 100) and request_complete(head + b"abc", 100)
+    # Too large or malformed: the app or the parser answers at once, without waiting for the body.
+    assert request_complete(b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 100)
+    assert request_complete(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 100)
+    chunked = b"POST / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n"
+    assert not request_complete(chunked + b"3\r\nabc\r\n", 100)
+    assert request_complete(chunked + b"3\r\nabc\r\n0\r\n\r\n", 100)
+    assert not request_complete(chunked + b"3\r\nabc\r\n0\r\nX-T: 1\r\n", 100)
+    assert request_complete(chunked + b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n", 100)
+    assert request_complete(chunked + b"zz\r\nabc\r\n", 100)
+    assert request_complete(chunked + b"3\r\nabcXY", 100)
