@@ -56,7 +56,8 @@ def _next(handle: TurnHandle, timeout: float) -> StreamEvent | None:
 
 def watched_events(handle: TurnHandle, watch: ClientWatch, poll: float = POLL_SECONDS) -> Iterator[StreamEvent]:
     """Yield the turn's events; cancel the turn and raise ClientGone when the client leaves."""
-    checked = time.monotonic()
+    # The first event is checked at once: a client that left before the turn started must not wait a poll.
+    checked = float("-inf")
     while True:
         try:
             event = _next(handle, poll)

@@ -13,7 +13,7 @@ from .disconnect import ClientGone
 from .errors import classify
 from .render import chunk_json, usage_chunk_json
 
-__all__ = ["sse_stream", "sse_event", "DONE"]
+__all__ = ["sse_stream", "sse_event", "SseBody", "DONE"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +65,22 @@ def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_u
     finally:
         items.close()
     yield DONE
+
+
+class SseBody:
+    """The response body of a streamed turn: `sse_stream` that closes `items` on close, even unstarted."""
+
+    def __init__(self, items, cid: str, model: str, include_usage: bool):
+        self._items = items
+        self._events = sse_stream(items, cid, model, include_usage)
+
+    def __iter__(self) -> SseBody:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Called by the server when the response ends or the client is gone; cancels a running turn."""
+        self._events.close()
+        self._items.close()

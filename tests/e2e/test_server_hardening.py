@@ -19,3 +19,26 @@ def test_too_many_stop_strings_are_refused():
     with pytest.raises(InvalidRequest) as err:
         parse_chat_request({"messages": USER, "stop": ["a"] * 17}, "m", 4)
     assert err.value.param == "stop"
+
+
+class _Handle:
+    """A turn handle that only records whether it was cancelled."""
+
+    cancelled = False
+    queue_seconds = 0.0
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_a_streamed_body_closed_before_its_first_chunk_cancels_the_turn():
+    from superlinear.frontends.http.chat import TurnItems
+    from superlinear.frontends.http.disconnect import ClientWatch
+    from superlinear.frontends.http.metrics import Metrics
+    from superlinear.frontends.http.streaming import SseBody
+
+    timer = Metrics(lambda: None).turn(0.0, True)
+    handle = _Handle()
+    body = SseBody(TurnItems(handle, ClientWatch(None), timer, False), "chatcmpl-x", "m", False)
+    body.close()  # what the server does when the first write fails: the body was never iterated
+    assert handle.cancelled

@@ -1,0 +1,36 @@
+"""A request abandoned at once (raw socket, closed right after sending) is cancelled: the session is unchanged."""
+
+import time
+
+import pytest
+import requests
+
+from .test_server_concurrency import raw_post, session
+
+
+def history(url, sid):
+    return requests.get(f"{url}/v1/sessions/{sid}/history", timeout=10).json()["messages"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_request_abandoned_right_after_sending_leaves_the_session_unchanged(server, stream):
+    sid = f"abandon-{'stream' if stream else 'plain'}"
+    assert requests.post(f"{server}/v1/sessions", json={"session_id": sid}, timeout=10).status_code == 201
+    body = {"messages": [{"role": "user", "content": "Hi."}], "session_id": sid, "max_tokens": 2}
+    assert requests.post(f"{server}/v1/chat/completions", json=body, timeout=60).status_code == 200
+    before = history(server, sid)
+    for attempt in range(6):
+        sock = raw_post(server, "/v1/chat/completions",
+                        {**body, "messages": [{"role": "user", "content": f"Count to one thousand ({attempt})."}],
+                         "max_tokens": 200, "stream": stream})
+        sock.close()
+        deadline = time.monotonic() + 30
+        # Wait until the server has taken the request and finished with it (cancelled or not).
+        while time.monotonic() < deadline:
+            info = session(server, sid)
+            if not info["busy"]:
+                time.sleep(0.5)
+                if not session(server, sid)["busy"]:
+                    break
+            time.sleep(0.05)
+        assert history(server, sid) == before, f"attempt {attempt}: the abandoned turn was committed"
