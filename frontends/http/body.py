@@ -35,9 +35,20 @@ def _raw(req: falcon.Request, limit: int) -> bytes:
     return data
 
 
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def read_json(req: falcon.Request, limit: int = DEFAULT_MAX_BODY_BYTES, *, required: bool = False) -> dict:
-    """Return the body as a JSON object; an empty body is `{}` unless `required`."""
+    """Return the body as a JSON object; an empty body is `{}` unless `required`.
+
+    A body must say it is JSON: a web page can send any other type cross-site without asking first.
+    """
     data = _raw(req, limit)
+    if data and not _is_json(req.content_type):
+        raise falcon.HTTPUnsupportedMediaType(
+            description=f"the body must be JSON with Content-Type: application/json (got {req.content_type!r})")
     # Only a missing body means "no fields"; whitespace is a body, and not valid JSON.
     if not data:
         if required:

@@ -23,6 +23,7 @@ from ...storage import FilesystemSnapshotStore, default_snapshot_root
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
+from .origin import is_loopback_name
 from .services import ServiceHolder, Services
 from .toolcalls import split_tool_calls
 
@@ -51,6 +52,15 @@ class Settings:
     kv_budget: int | None = None
     max_prompt_tokens: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Host names allowed in Host/Origin besides loopback ones (--allow-host); "*" allows any.
+    allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def host_check(self) -> tuple[str, ...] | None:
+        """The allow-list to enforce: always on a loopback bind, elsewhere only when one was given."""
+        if self.allowed_hosts or is_loopback_name(self.host):
+            return self.allowed_hosts
+        return None
 
     @property
     def limits(self) -> Limits:
@@ -113,5 +123,6 @@ def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.Ap
     rules = stop_rule_source(pm)
     families = collect(pm, "superlinear_model_families")
     holder = ServiceHolder(lambda: build_services(settings, rules, families), background=background)
-    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins)
+    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins,
+                         allowed_hosts=settings.host_check)
     return create_app(holder, options, pm), holder

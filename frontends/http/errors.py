@@ -46,6 +46,7 @@ _STATUS = [
 _HTTP_CODES = {
     400: "invalid_request",
     401: "invalid_api_key",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",

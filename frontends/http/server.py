@@ -15,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 
 from .body import DEFAULT_MAX_BODY_BYTES
 from .compose import Settings, build_app
+from .origin import ALLOWED_HOSTS_ENV, parse_allowed_hosts
 from .worker import MAX_CONNECTIONS, worker_class
 
 __all__ = ["main", "parse_settings", "parse_size"]
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=8, help="request threads of the worker")
     p.add_argument("--api-key", default=os.environ.get("SPL_API_KEY"),
                    help="require this bearer key on every route but /health (default: $SPL_API_KEY)")
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                   help="also accept this host name in Host and Origin headers (repeatable, comma-separated; '*' for "
+                        f"any); loopback names always pass (default: ${ALLOWED_HOSTS_ENV})")
     p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins (built-ins stay)")
     return p
 
@@ -81,6 +85,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
         max_body_bytes=a.max_body_bytes,
+        allowed_hosts=parse_allowed_hosts(",".join(a.allow_host) if a.allow_host else os.environ.get(ALLOWED_HOSTS_ENV)),
     )
 
 

@@ -34,3 +34,23 @@ def test_a_request_abandoned_right_after_sending_leaves_the_session_unchanged(se
                     break
             time.sleep(0.05)
         assert history(server, sid) == before, f"attempt {attempt}: the abandoned turn was committed"
+
+
+def test_a_cross_site_simple_request_cannot_change_a_session(server):
+    """The issue's reproduction: a text/plain POST with a foreign Origin and Host emptied a history."""
+    sid = "csrf-target"
+    assert requests.post(f"{server}/v1/sessions", json={"session_id": sid}, timeout=10).status_code == 201
+    body = {"messages": [{"role": "user", "content": "Hi."}], "session_id": sid, "max_tokens": 2}
+    assert requests.post(f"{server}/v1/chat/completions", json=body, timeout=60).status_code == 200
+    before = history(server, sid)
+    attacks = [
+        {"Content-Type": "text/plain", "Origin": "http://evil.example", "Host": "evil.example"},
+        {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/json", "Host": "evil.example"},
+    ]
+    for headers in attacks:
+        result = requests.post(f"{server}/v1/sessions/{sid}/rollback", data=b'{"keep_messages": 0}',
+                               headers=headers, timeout=10)
+        assert result.status_code in (403, 415), (headers, result.status_code)
+    assert history(server, sid) == before

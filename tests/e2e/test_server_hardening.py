@@ -42,3 +42,58 @@ def test_a_streamed_body_closed_before_its_first_chunk_cancels_the_turn():
     body = SseBody(TurnItems(handle, ClientWatch(None), timer, False), "chatcmpl-x", "m", False)
     body.close()  # what the server does when the first write fails: the body was never iterated
     assert handle.cancelled
+
+
+@pytest.fixture
+def guarded(model):
+    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
+    import falcon.testing
+
+    from .test_server_inprocess import fake_services
+
+    services = fake_services(model)
+    app = create_app(ServiceHolder(lambda: services, background=False),
+                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=4096),
+                                allowed_hosts=("chat.example.org",)))
+    yield falcon.testing.TestClient(app, headers={"Host": "127.0.0.1:8787"})
+    services.sessions.engine.stop()
+
+
+def test_json_routes_refuse_other_content_types_with_415(client):
+    for path, body in (("/v1/sessions", b'{"session_id": "ct"}'), ("/v1/chat/completions", b'{"messages": []}')):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None):
+            headers = {"Content-Type": content_type} if content_type else {}
+            result = client.simulate_post(path, body=body, headers=headers)
+            assert result.status_code == 415, (path, content_type)
+            assert result.json["error"]["code"] == "unsupported_media_type"
+    ok = client.simulate_post("/v1/sessions", body=b'{"session_id": "ct"}',
+                              headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 201
+    assert client.simulate_get("/v1/sessions/ct").status_code == 200
+
+
+def test_foreign_hosts_and_origins_are_refused_unless_allowed(guarded):
+    assert guarded.simulate_post("/v1/sessions", json={"session_id": "h1"}).status_code == 201
+    for host in ("evil.example", "evil.example:8787", "127.0.0.1.evil.example"):
+        result = guarded.simulate_post("/v1/sessions/h1/rollback", json={"keep_messages": 0}, headers={"Host": host})
+        assert result.status_code == 403 and result.json["error"]["code"] == "host_not_allowed", host
+    for origin in ("http://evil.example", "null", "http://evil.example:8787"):
+        result = guarded.simulate_post("/v1/sessions", json={}, headers={"Origin": origin})
+        assert result.status_code == 403 and result.json["error"]["code"] == "origin_not_allowed", origin
+    for host in ("localhost:8787", "[::1]:8787", "chat.example.org", "app.localhost"):
+        assert guarded.simulate_get("/v1/sessions", headers={"Host": host}).status_code == 200, host
+    for origin in ("http://localhost:3000", "https://chat.example.org"):
+        assert guarded.simulate_get("/v1/sessions", headers={"Origin": origin}).status_code == 200, origin
+    assert guarded.simulate_get("/health", headers={"Host": "evil.example"}).status_code == 200
+
+
+def test_the_allow_list_comes_from_the_flag_or_the_environment(monkeypatch):
+    from superlinear.frontends.http.server import parse_settings
+
+    monkeypatch.setenv("SPL_ALLOWED_HOSTS", "a.example, B.example")
+    assert parse_settings([]).allowed_hosts == ("a.example", "b.example")
+    assert parse_settings(["--allow-host", "c.example", "--allow-host", "*"]).allowed_hosts == ("c.example", "*")
+    assert parse_settings([]).host_check == ("a.example", "b.example")
+    monkeypatch.delenv("SPL_ALLOWED_HOSTS")
+    assert parse_settings([]).host_check == ()
+    assert parse_settings(["--host", "0.0.0.0"]).host_check is None
