@@ -118,6 +118,11 @@ class SessionService:
         """The longest session this server allows: the model's limit, or the lower server cap."""
         return min(self.model.info.max_seq_len, self.default_max_seq_len)
 
+    def find(self, session_id: str) -> Session | None:
+        """Return the live session, or None."""
+        with self._lock:
+            return self._sessions.get(session_id)
+
     def session(self, session_id: str) -> Session:
         """Return the live session or raise NotFound."""
         with self._lock:

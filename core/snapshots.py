@@ -60,10 +60,19 @@ class SnapshotService:
         sid = validate_id(session_id, "session_id") if session_id is not None else svc.ids.new_id("sess_")
         if not force and svc.exists(sid):
             raise Conflict(f"session {sid!r} exists; pass force to replace it", param="session_id")
+        # The session being replaced is locked like any other use of it: a busy one is a 409, never torn down.
+        old = svc.find(sid) if force else None
+        if old is not None:
+            old.acquire()
         cap = min(manifest.max_seq_len, svc.max_len_limit)
-        s = svc.adopt(sid, cap, lambda: svc.model.import_state(arrays, cap),
-                      replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
-                      trailer=str(manifest.extra.get("trailer", "")))
+        try:
+            s = svc.adopt(sid, cap, lambda: svc.model.import_state(arrays, cap),
+                          replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
+                          trailer=str(manifest.extra.get("trailer", "")))
+        except BaseException:
+            if old is not None:
+                old.release()
+            raise
         return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(s.state),
                 "seconds": svc.clock.now() - start}
 

@@ -97,3 +97,39 @@ def test_the_allow_list_comes_from_the_flag_or_the_environment(monkeypatch):
     monkeypatch.delenv("SPL_ALLOWED_HOSTS")
     assert parse_settings([]).host_check == ()
     assert parse_settings(["--host", "0.0.0.0"]).host_check is None
+
+
+@pytest.fixture
+def served(model):
+    """(test client, services) over the fakes."""
+    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
+    import falcon.testing
+
+    from .test_server_inprocess import fake_services
+
+    services = fake_services(model)
+    app = create_app(ServiceHolder(lambda: services, background=False),
+                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=1 << 20)))
+    yield falcon.testing.TestClient(app), services
+    services.sessions.engine.stop()
+
+
+def test_load_with_force_onto_a_busy_session_is_409_and_leaves_it_alone(served):
+    client, services = served
+    assert client.simulate_post("/v1/sessions", json={"session_id": "busy"}).status_code == 201
+    first = client.simulate_post("/v1/chat/completions",
+                                 json={"messages": USER, "session_id": "busy", "max_tokens": 3})
+    assert first.status_code == 200
+    snap = client.simulate_post("/v1/sessions/busy/save", json={}).json["snapshot_id"]
+    assert client.simulate_post("/v1/sessions/busy/rollback", json={"keep_messages": 0}).status_code == 200
+    live = services.sessions.session("busy")
+    live.acquire()  # what a running turn holds
+    try:
+        result = client.simulate_post(f"/v1/snapshots/{snap}/load", json={"session_id": "busy", "force": True})
+        assert result.status_code == 409 and result.json["error"]["code"] == "session_busy"
+        assert services.sessions.session("busy") is live and live.state is not None
+    finally:
+        live.release()
+    loaded = client.simulate_post(f"/v1/snapshots/{snap}/load", json={"session_id": "busy", "force": True})
+    assert loaded.status_code == 200
+    assert client.simulate_get("/v1/sessions/busy").json["message_count"] == 2
