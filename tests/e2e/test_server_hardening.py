@@ -133,3 +133,29 @@ def test_load_with_force_onto_a_busy_session_is_409_and_leaves_it_alone(served):
     loaded = client.simulate_post(f"/v1/snapshots/{snap}/load", json={"session_id": "busy", "force": True})
     assert loaded.status_code == 200
     assert client.simulate_get("/v1/sessions/busy").json["message_count"] == 2
+
+
+def test_the_kv_budget_applies_to_stateless_requests_as_to_sessions(model):
+    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
+    import falcon.testing
+
+    from .test_server_inprocess import fake_services
+
+    services = fake_services(model, kv_budget=8 * 300)  # the fake model holds 8 bytes per token
+    app = create_app(ServiceHolder(lambda: services, background=False),
+                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=1 << 20)))
+    client = falcon.testing.TestClient(app)
+    try:
+        assert client.simulate_post("/v1/sessions", json={"session_id": "kv"}).status_code == 201
+        big = [{"role": "user", "content": "word " * 400}]
+        small = [{"role": "user", "content": "hi"}]
+        for session in ({}, {"session_id": "kv"}):
+            refused = client.simulate_post("/v1/chat/completions", json={"messages": big, "max_tokens": 4, **session})
+            assert refused.status_code == 503, (session, refused.status_code)
+            assert refused.json["error"]["code"] == "insufficient_memory"
+            fits = client.simulate_post("/v1/chat/completions", json={"messages": small, "max_tokens": 4, **session})
+            assert fits.status_code == 200, (session, fits.text)
+        # Nothing stays counted after a stateless turn, refused or finished.
+        assert services.sessions.memory.used() == services.sessions.model.nbytes(services.sessions.session("kv").state)
+    finally:
+        services.sessions.engine.stop()
