@@ -103,7 +103,7 @@ def _chat_request() -> dict:
         "session_id": {"anyOf": [{"type": "null"}, _ID]},
         "reasoning_budget": pos,
         "chat_template_kwargs": {"type": ["object", "null"], "description": "extra chat template variables; "
-                                 "messages, add_generation_prompt, tools, bos_token and eos_token are reserved"},
+                                 "messages, add_generation_prompt, tools, bos_token, eos_token and self are reserved"},
         "discard_thinking": {"type": ["boolean", "null"]},
         "repetition_detection": {"anyOf": [{"type": "null"}, ref("RepetitionDetection")]},
     }, ("messages",))

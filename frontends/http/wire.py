@@ -148,11 +148,15 @@ def _check_neutral(body: Mapping) -> None:
             "response_format")
 
 
+_RESERVED_TEMPLATE_KWARGS = frozenset({"messages", "add_generation_prompt", "tools", "bos_token", "eos_token", "self"})
+
+
 def _template_kwargs(body: Mapping, tools: list | None) -> dict:
     kwargs = body.get("chat_template_kwargs")
     kwargs = {} if kwargs is None else kwargs
     require(isinstance(kwargs, dict), "chat_template_kwargs must be an object", "chat_template_kwargs")
-    reserved = sorted(set(kwargs) & {"messages", "add_generation_prompt", "tools", "bos_token", "eos_token"})
+    # "self" would collide with the renderer's own parameter (a TypeError, not the client's template).
+    reserved = sorted(set(kwargs) & _RESERVED_TEMPLATE_KWARGS)
     require(not reserved, f"chat_template_kwargs may not set {', '.join(reserved)}", "chat_template_kwargs")
     kwargs = dict(kwargs)
     if tools:

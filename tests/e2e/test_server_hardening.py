@@ -159,3 +159,20 @@ def test_the_kv_budget_applies_to_stateless_requests_as_to_sessions(model):
         assert services.sessions.memory.used() == services.sessions.model.nbytes(services.sessions.session("kv").state)
     finally:
         services.sessions.engine.stop()
+
+
+@pytest.mark.parametrize("body", [
+    {"messages": [{"role": "user", "content": "\ud800"}]},
+    {"messages": [{"role": "system", "content": "ok"}, {"role": "user", "content": [{"type": "text", "text": "a\udfff"}]}]},
+    {"messages": USER, "stop": ["\ud800"]},
+    {"messages": USER, "\ud800": 1},
+    {"messages": USER, "chat_template_kwargs": {"\udc00": 1}},
+    {"messages": USER, "chat_template_kwargs": {"self": 1}},
+])
+def test_bodies_that_once_raised_500_are_400(client, body):
+    import json
+
+    raw = json.dumps(body).encode()  # ensure_ascii: the surrogates travel as \\u escapes, as an attacker sends them
+    result = client.simulate_post("/v1/chat/completions", body=raw, headers={"Content-Type": "application/json"})
+    assert result.status_code == 400, result.text
+    assert set(result.json["error"]) == {"message", "type", "param", "code"}

@@ -1,4 +1,5 @@
-"""A request abandoned at once (raw socket, closed right after sending) is cancelled: the session is unchanged."""
+"""Attacks from issue #16 against a real gunicorn spl-server over raw sockets and HTTP: abandoned requests,
+cross-site requests, malformed chunked bodies."""
 
 import time
 
@@ -54,3 +55,24 @@ def test_a_cross_site_simple_request_cannot_change_a_session(server):
                                headers=headers, timeout=10)
         assert result.status_code in (403, 415), (headers, result.status_code)
     assert history(server, sid) == before
+
+
+@pytest.mark.parametrize("chunks", [
+    b"zz\r\n{}\r\n0\r\n\r\n",        # a size that is not hex
+    b"2\r\n{}XX0\r\n\r\n",            # a chunk without its CRLF
+    b"2;a\rb\r\n{}\r\n0\r\n\r\n",     # a bare CR in an extension
+    b"-2\r\n{}\r\n0\r\n\r\n",         # a negative size
+])
+def test_malformed_chunked_bodies_are_400(server, chunks):
+    from .test_server_slow_clients import connect
+
+    sock = connect(server)
+    try:
+        sock.sendall(b"POST /v1/sessions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    finally:
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
