@@ -11,6 +11,7 @@ from ...core import (
     Conflict,
     ContextLengthExceeded,
     InsufficientMemory,
+    InsufficientStorage,
     InvalidRequest,
     NotFound,
     SnapshotError,
@@ -39,6 +40,7 @@ _STATUS = [
     (Conflict, 409, "conflict_error"),
     (SnapshotError, 422, "invalid_request_error"),
     (InsufficientMemory, 503, "server_error"),
+    (InsufficientStorage, 507, "server_error"),
     (Unavailable, 503, "server_error"),
 ]
 

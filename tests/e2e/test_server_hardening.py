@@ -176,3 +176,67 @@ def test_bodies_that_once_raised_500_are_400(client, body):
     result = client.simulate_post("/v1/chat/completions", body=raw, headers={"Content-Type": "application/json"})
     assert result.status_code == 400, result.text
     assert set(result.json["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_full_disk_is_507_on_save_and_patch_and_changes_nothing(model, tmp_path, monkeypatch):
+    import errno
+
+    import falcon.testing
+    from superlinear.core import Engine, SessionService
+    from superlinear.core.testing import FixedClock, SequentialIds
+    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
+    from superlinear.frontends.http.compose import stop_rule_source
+    from superlinear.plugins import build_plugin_manager
+    from superlinear.storage import FilesystemSnapshotStore, filesystem, state_file
+
+    root = tmp_path / "snapshots"
+    sessions = SessionService(
+        model=model, tok=model.tok, engine=Engine().start(), store=FilesystemSnapshotStore(root), clock=FixedClock(),
+        ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
+        entropy=lambda: 7, default_max_seq_len=2048)
+    services = Services(sessions=sessions, model_name="fake", default_max_tokens=8)
+    client = falcon.testing.TestClient(create_app(ServiceHolder(lambda: services, background=False),
+                                                  AppOptions(load_plugins=False, limits=Limits(1 << 20))))
+    try:
+        assert client.simulate_post("/v1/sessions", json={"session_id": "disk"}).status_code == 201
+        assert client.simulate_post("/v1/chat/completions",
+                                    json={"messages": USER, "session_id": "disk"}).status_code == 200
+        old = client.simulate_post("/v1/sessions/disk/save", json={"title": "first"}).json["snapshot_id"]
+        before = client.simulate_get("/v1/sessions/disk").json, client.simulate_get("/v1/sessions/disk/history").json
+
+        class FullFile:
+            """A new file on a full disk: it opens, and every write fails."""
+
+            def __init__(self, path, mode):
+                self._file = open(path, mode)  # noqa: SIM115 - closed by __exit__
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self._file.close()
+
+            def write(self, data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def __getattr__(self, name):
+                return getattr(self._file, name)
+
+        with monkeypatch.context() as patched:
+            for module in (state_file, filesystem):
+                patched.setattr(module, "open", FullFile, raising=False)
+            saved = client.simulate_post("/v1/sessions/disk/save", json={"title": "second"})
+            renamed = client.simulate_patch(f"/v1/snapshots/{old}", json={"title": "renamed"})
+        for result in (saved, renamed):
+            assert result.status_code == 507, result.text
+            error = result.json["error"]
+            assert error["code"] == "insufficient_storage" and str(root) in error["message"]
+            assert "bytes" in error["message"]
+        listed = client.simulate_get("/v1/snapshots").json["data"]
+        assert [(s["snapshot_id"], s["title"]) for s in listed] == [(old, "first")]
+        assert [p.name for p in root.iterdir()] == [old], "a temp dir was left behind"
+        after = client.simulate_get("/v1/sessions/disk").json, client.simulate_get("/v1/sessions/disk/history").json
+        assert after == before and not after[0]["busy"]
+        assert client.simulate_post(f"/v1/snapshots/{old}/load", json={"session_id": "back"}).status_code == 200
+    finally:
+        sessions.engine.stop()
