@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
 from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
+from ...storage.spill import SpillDir, default_spill_root
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
@@ -90,8 +89,9 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     tok = HFTokenizer.from_dir(path)
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
-    # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
-    spill_dir = tempfile.mkdtemp(prefix="spl-spill-")
+    # Offloaded sessions live only as long as this process: a private directory, removed at shutdown and
+    # swept at the next start after a crash.
+    spill = SpillDir(default_spill_root(dict(os.environ)))
     sessions = SessionService(
         model=model,
         tok=tok,
@@ -102,14 +102,14 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         stop_rules=stop_rules,
         entropy=lambda: secrets.randbits(63),
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
-        spill=FilesystemSnapshotStore(spill_dir),
+        spill=FilesystemSnapshotStore(spill.path),
         kv_budget=budget,
         reply_parser=split_tool_calls,
         max_prompt_tokens=settings.max_prompt_tokens,
     )
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
              "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")
-    on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
+    on_close = [spill.close]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
                     default_temperature=default_temperature(path), on_close=on_close)
 

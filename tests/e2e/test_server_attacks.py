@@ -1,6 +1,7 @@
 """Attacks from issue #16 against a real gunicorn spl-server over raw sockets and HTTP: abandoned requests,
 cross-site requests, malformed chunked bodies."""
 
+import os
 import time
 
 import pytest
@@ -76,3 +77,33 @@ def test_malformed_chunked_bodies_are_400(server, chunks):
     finally:
         sock.close()
     assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
+
+
+def test_offloaded_sessions_live_in_the_servers_cache_dir_and_are_swept_after_kill_9(
+        server_env, tmp_path, launch_server):
+    import signal
+
+    from .conftest import wait_healthy
+
+    env = {**server_env, "TMPDIR": str(tmp_path / "tmp"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    (tmp_path / "tmp").mkdir()
+    spill_root = tmp_path / "cache" / "spl" / "spill"
+    log = tmp_path / "server.log"
+    with launch_server(env, log, "--no-plugins") as (url, proc):
+        first = list(spill_root.iterdir())
+        assert len(first) == 1
+        worker = int(first[0].name.split("-")[0])
+        os.kill(worker, signal.SIGKILL)  # a crash: nothing of the worker runs after this
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # gunicorn starts a new worker, which sweeps the dead one's directory when it loads.
+        wait_healthy(url, proc, log)
+        while [first[0]] == list(spill_root.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        now = list(spill_root.iterdir())
+        assert first[0] not in now and len(now) == 1, now
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert list(spill_root.iterdir()) == [], "a clean shutdown removes its spill directory"
+    assert not [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith("spl-spill-")]
