@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
 from .wire import MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 __all__ = ["schemas", "ID_PATTERN"]
@@ -76,7 +77,7 @@ def _neutral_fields() -> dict:
 def _chat_request() -> dict:
     pos = {"type": ["integer", "null"], "minimum": 1}
     stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
-    return _obj({
+    request = _obj({
         "model": _NULL_STR,
         "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
         "max_tokens": pos, "max_completion_tokens": pos,
@@ -107,6 +108,10 @@ def _chat_request() -> dict:
         "discard_thinking": {"type": ["boolean", "null"]},
         "repetition_detection": {"anyOf": [{"type": "null"}, ref("RepetitionDetection")]},
     }, ("messages",))
+    # stream_options is only valid with stream: true (a 400 otherwise), as the validation says.
+    request["if"] = {"properties": {"stream_options": {"type": "object"}}, "required": ["stream_options"]}
+    request["then"] = {"properties": {"stream": {"const": True}}, "required": ["stream"]}
+    return request
 
 
 def _usage() -> dict:
@@ -146,7 +151,9 @@ def _snapshot_info(extra: dict | None = None) -> dict:
 
 
 def _metadata() -> dict:
-    return _obj({"title": _NULL_STR, "description": _NULL_STR, "tags": {"type": ["array", "null"], "items": _STR}})
+    tags = {"type": ["array", "null"], "maxItems": MAX_TAGS, "items": {"type": "string", "maxLength": MAX_TAG}}
+    return _obj({"title": {"type": ["string", "null"], "maxLength": MAX_TITLE},
+                 "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION}, "tags": tags})
 
 
 def _transfer(name: str) -> dict:
@@ -179,7 +186,10 @@ def schemas() -> dict:
         "SessionHistory": _obj({"session_id": _STR, "messages": {"type": "array", "items": history_message}},
                                ("session_id", "messages")),
         "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}}, ("max_seq_len",)),
-        "SessionRollback": _obj({"keep_messages": {"type": "integer", "minimum": 0}}, ("keep_messages",)),
+        "SessionRollback": _obj({"keep_messages": {
+            "type": "integer", "minimum": 0,
+            "description": "from 0 to the session's message_count; a larger count is a 400 naming keep_messages"}},
+            ("keep_messages",)),
         "SessionFork": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}}),
         "Deleted": _obj({"session_id": _STR, "snapshot_id": _STR, "deleted": {"const": True}}, ("deleted",)),
         "SnapshotMetadata": _metadata(),

@@ -240,3 +240,116 @@ def test_a_full_disk_is_507_on_save_and_patch_and_changes_nothing(model, tmp_pat
         assert client.simulate_post(f"/v1/snapshots/{old}/load", json={"session_id": "back"}).status_code == 200
     finally:
         sessions.engine.stop()
+
+
+def test_snapshot_metadata_has_size_limits(served):
+    from superlinear.frontends.http.snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
+
+    client, _ = served
+    assert client.simulate_post("/v1/sessions", json={"session_id": "meta"}).status_code == 201
+    too_big = [{"title": "t" * (MAX_TITLE + 1)}, {"description": "d" * (MAX_DESCRIPTION + 1)},
+               {"tags": ["x"] * (MAX_TAGS + 1)}, {"tags": ["x" * (MAX_TAG + 1)]}]
+    for body in too_big:
+        result = client.simulate_post("/v1/sessions/meta/save", json=body)
+        assert result.status_code == 400 and result.json["error"]["param"] == next(iter(body)), body
+    fits = {"title": "t" * MAX_TITLE, "description": "d" * MAX_DESCRIPTION, "tags": ["x" * MAX_TAG] * MAX_TAGS}
+    saved = client.simulate_post("/v1/sessions/meta/save", json=fits)
+    assert saved.status_code == 200
+    for body in too_big:
+        result = client.simulate_patch(f"/v1/snapshots/{saved.json['snapshot_id']}", json=body)
+        assert result.status_code == 400, body
+
+
+def test_head_health_and_a_lower_case_bearer_scheme(model):
+    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
+    import falcon.testing
+
+    from .test_server_inprocess import fake_services
+
+    services = fake_services(model)
+    app = create_app(ServiceHolder(lambda: services, background=False),
+                     AppOptions(load_plugins=False, limits=Limits(4096), api_key="sekret"))
+    client = falcon.testing.TestClient(app)
+    try:
+        head = client.simulate_head("/health")
+        assert head.status_code == 200 and head.content == b""
+        for value in ("Bearer sekret", "bearer sekret", "BEARER  sekret"):
+            assert client.simulate_get("/v1/sessions", headers={"Authorization": value}).status_code == 200, value
+        for value in ("Bearer wrong", "Basic sekret", "sekret", "Bearer", ""):
+            assert client.simulate_get("/v1/sessions", headers={"Authorization": value}).status_code == 401, value
+    finally:
+        services.sessions.engine.stop()
+
+
+def test_the_openapi_document_agrees_with_validation(client):
+    import jsonschema
+    from superlinear.frontends.http.openapi import openapi_document
+
+    doc = openapi_document()
+    root = {"components": doc["components"]}
+
+    def valid(name, body):
+        schema = {**root, "$ref": f"#/components/schemas/{name}"}
+        return jsonschema.Draft202012Validator(schema).is_valid(body)
+
+    cases = [({"messages": USER, "stream_options": {"include_usage": True}}, False),
+             ({"messages": USER, "stream": False, "stream_options": {"include_usage": True}}, False),
+             ({"messages": USER, "stream": True, "stream_options": {"include_usage": True}}, True),
+             ({"messages": USER, "stream_options": None}, True)]
+    for body, ok in cases:
+        assert valid("ChatCompletionRequest", body) is ok, body
+        status = client.simulate_post("/v1/chat/completions", json={**body, "max_tokens": 2}).status_code
+        assert (status == 200) is ok, (body, status)
+    assert client.simulate_post("/v1/sessions", json={"session_id": "km"}).status_code == 201
+    for keep, ok in ((-1, False), (0, True), (1, False)):
+        assert client.simulate_post("/v1/sessions/km/rollback", json={"keep_messages": keep}).status_code == (
+            200 if ok else 400)
+    keep_doc = doc["components"]["schemas"]["SessionRollback"]["properties"]["keep_messages"]
+    assert keep_doc["minimum"] == 0 and "message_count" in keep_doc["description"]
+
+
+def test_a_manifest_whose_ledger_was_edited_does_not_load(model, tmp_path):
+    import attrs
+    import falcon.testing
+    from superlinear.core import Engine, SessionService
+    from superlinear.core.testing import FixedClock, SequentialIds
+    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
+    from superlinear.frontends.http.compose import stop_rule_source
+    from superlinear.plugins import build_plugin_manager
+    from superlinear.storage import MANIFEST_NAME, FilesystemSnapshotStore, make_manifest_converter
+    from superlinear.storage.manifest import decode_record, encode_record
+
+    root = tmp_path / "snapshots"
+    sessions = SessionService(
+        model=model, tok=model.tok, engine=Engine().start(), store=FilesystemSnapshotStore(root), clock=FixedClock(),
+        ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
+        entropy=lambda: 7, default_max_seq_len=2048)
+    services = Services(sessions=sessions, model_name="fake", default_max_tokens=8)
+    client = falcon.testing.TestClient(create_app(ServiceHolder(lambda: services, background=False),
+                                                  AppOptions(load_plugins=False, limits=Limits(1 << 20))))
+    converter = make_manifest_converter()
+
+    def edit(snapshot_id, ledger):
+        path = root / snapshot_id / MANIFEST_NAME
+        record = decode_record(converter, path.read_bytes())
+        record = attrs.evolve(record, snapshot=attrs.evolve(record.snapshot, ledger=tuple(ledger)))
+        path.write_bytes(encode_record(converter, record))
+
+    try:
+        assert client.simulate_post("/v1/sessions", json={"session_id": "led"}).status_code == 201
+        assert client.simulate_post("/v1/chat/completions",
+                                    json={"messages": USER, "session_id": "led"}).status_code == 200
+        ledger = list(sessions.session("led").ledger)
+        vocab = model.info.vocab_size
+        for n, bad in enumerate(([], ledger[:-1], [*ledger[:-1], vocab], [*ledger[:-1], -1])):
+            snap = client.simulate_post("/v1/sessions/led/save", json={}).json["snapshot_id"]
+            edit(snap, bad)
+            result = client.simulate_post(f"/v1/snapshots/{snap}/load", json={"session_id": f"bad{n}"})
+            assert result.status_code == 422, (bad[-3:], result.text)
+            assert result.json["error"]["code"] == "invalid_snapshot"
+            assert client.simulate_get(f"/v1/sessions/bad{n}").status_code == 404
+        good = client.simulate_post("/v1/sessions/led/save", json={}).json["snapshot_id"]
+        assert client.simulate_post(f"/v1/snapshots/{good}/load", json={"session_id": "good"}).status_code == 200
+        assert sessions.memory.used() == 2 * model.nbytes(sessions.session("led").state)
+    finally:
+        sessions.engine.stop()
