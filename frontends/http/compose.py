@@ -12,7 +12,13 @@ import attrs
 import falcon
 import pluggy
 
-from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
+from ...adapters import (
+    HFTokenizer,
+    default_model_dir,
+    default_temperature,
+    load_model_from_dir,
+    resolve_model_dir,
+)
 from ...adapters.memory import default_kv_budget
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock

@@ -20,7 +20,7 @@ def test_fuzzed_requests_never_get_a_5xx_from_a_real_server(server):
         def check(case):
             response = case.call(base_url=server, timeout=120)
             if response.status_code >= 500:
-                failures.append((operation.label, response.status_code, case.body, response.text[:300]))
+                failures.append((case.operation.label, response.status_code, case.body, response.text[:300]))
 
         check()
     assert not failures, failures

@@ -1,10 +1,69 @@
 """Attacks from issue #16 that need only the app in-process (over the core's fakes): each got through once."""
 
-import pytest
-from superlinear.core import InvalidRequest
-from superlinear.frontends.http.wire import MAX_STOP_CHARS, parse_chat_request
+import errno
+import json
 
-from .test_server_inprocess import USER, chat, client, model  # noqa: F401 - fixtures
+import attrs
+import falcon.testing
+import jsonschema
+import pytest
+from superlinear.core import Engine, InvalidRequest, SessionService
+from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
+from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
+from superlinear.frontends.http.chat import TurnItems
+from superlinear.frontends.http.compose import stop_rule_source
+from superlinear.frontends.http.disconnect import ClientWatch
+from superlinear.frontends.http.metrics import Metrics
+from superlinear.frontends.http.openapi import openapi_document
+from superlinear.frontends.http.server import parse_settings
+from superlinear.frontends.http.snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
+from superlinear.frontends.http.streaming import SseBody
+from superlinear.frontends.http.wire import MAX_STOP_CHARS, parse_chat_request
+from superlinear.plugins import build_plugin_manager
+from superlinear.storage import (
+    MANIFEST_NAME,
+    FilesystemSnapshotStore,
+    filesystem,
+    make_manifest_converter,
+    state_file,
+)
+from superlinear.storage.manifest import decode_record, encode_record
+
+from .test_server_inprocess import USER, chat, fake_services
+
+
+def app_client(services: Services, headers: dict | None = None, **options) -> falcon.testing.TestClient:
+    """A test client of the app over `services`; `options` go to AppOptions."""
+    app = create_app(ServiceHolder(lambda: services, background=False),
+                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=1 << 20), **options))
+    return falcon.testing.TestClient(app, headers=headers)
+
+
+def disk_services(model, root) -> Services:
+    """Services over the fakes with a real filesystem snapshot store at `root`."""
+    sessions = SessionService(
+        model=model, tok=model.tok, engine=Engine().start(), store=FilesystemSnapshotStore(root), clock=FixedClock(),
+        ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
+        entropy=lambda: 7, default_max_seq_len=2048)
+    return Services(sessions=sessions, model_name="fake", default_max_tokens=8)
+
+
+@pytest.fixture
+def model():
+    return FakeModel(FakeTokenizer())
+
+
+@pytest.fixture
+def served(model):
+    """(test client, services) over the fakes."""
+    services = fake_services(model)
+    yield app_client(services), services
+    services.sessions.engine.stop()
+
+
+@pytest.fixture
+def client(served):
+    return served[0]
 
 
 def test_a_stop_string_over_the_length_limit_is_a_400_naming_stop(client):
@@ -32,11 +91,6 @@ class _Handle:
 
 
 def test_a_streamed_body_closed_before_its_first_chunk_cancels_the_turn():
-    from superlinear.frontends.http.chat import TurnItems
-    from superlinear.frontends.http.disconnect import ClientWatch
-    from superlinear.frontends.http.metrics import Metrics
-    from superlinear.frontends.http.streaming import SseBody
-
     timer = Metrics(lambda: None).turn(0.0, True)
     handle = _Handle()
     body = SseBody(TurnItems(handle, ClientWatch(None), timer, False), "chatcmpl-x", "m", False)
@@ -46,16 +100,9 @@ def test_a_streamed_body_closed_before_its_first_chunk_cancels_the_turn():
 
 @pytest.fixture
 def guarded(model):
-    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
-    import falcon.testing
-
-    from .test_server_inprocess import fake_services
-
     services = fake_services(model)
-    app = create_app(ServiceHolder(lambda: services, background=False),
-                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=4096),
-                                allowed_hosts=("chat.example.org",)))
-    yield falcon.testing.TestClient(app, headers={"Host": "127.0.0.1:8787"})
+    client = app_client(services, headers={"Host": "127.0.0.1:8787"}, allowed_hosts=("chat.example.org",))
+    yield client
     services.sessions.engine.stop()
 
 
@@ -88,8 +135,6 @@ def test_foreign_hosts_and_origins_are_refused_unless_allowed(guarded):
 
 
 def test_the_allow_list_comes_from_the_flag_or_the_environment(monkeypatch):
-    from superlinear.frontends.http.server import parse_settings
-
     monkeypatch.setenv("SPL_ALLOWED_HOSTS", "a.example, B.example")
     assert parse_settings([]).allowed_hosts == ("a.example", "b.example")
     assert parse_settings(["--allow-host", "c.example", "--allow-host", "*"]).allowed_hosts == ("c.example", "*")
@@ -97,21 +142,6 @@ def test_the_allow_list_comes_from_the_flag_or_the_environment(monkeypatch):
     monkeypatch.delenv("SPL_ALLOWED_HOSTS")
     assert parse_settings([]).host_check == ()
     assert parse_settings(["--host", "0.0.0.0"]).host_check is None
-
-
-@pytest.fixture
-def served(model):
-    """(test client, services) over the fakes."""
-    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
-    import falcon.testing
-
-    from .test_server_inprocess import fake_services
-
-    services = fake_services(model)
-    app = create_app(ServiceHolder(lambda: services, background=False),
-                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=1 << 20)))
-    yield falcon.testing.TestClient(app), services
-    services.sessions.engine.stop()
 
 
 def test_load_with_force_onto_a_busy_session_is_409_and_leaves_it_alone(served):
@@ -136,15 +166,8 @@ def test_load_with_force_onto_a_busy_session_is_409_and_leaves_it_alone(served):
 
 
 def test_the_kv_budget_applies_to_stateless_requests_as_to_sessions(model):
-    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
-    import falcon.testing
-
-    from .test_server_inprocess import fake_services
-
     services = fake_services(model, kv_budget=8 * 300)  # the fake model holds 8 bytes per token
-    app = create_app(ServiceHolder(lambda: services, background=False),
-                     AppOptions(load_plugins=False, limits=Limits(max_body_bytes=1 << 20)))
-    client = falcon.testing.TestClient(app)
+    client = app_client(services)
     try:
         assert client.simulate_post("/v1/sessions", json={"session_id": "kv"}).status_code == 201
         big = [{"role": "user", "content": "word " * 400}]
@@ -170,8 +193,6 @@ def test_the_kv_budget_applies_to_stateless_requests_as_to_sessions(model):
     {"messages": USER, "chat_template_kwargs": {"self": 1}},
 ])
 def test_bodies_that_once_raised_500_are_400(client, body):
-    import json
-
     raw = json.dumps(body).encode()  # ensure_ascii: the surrogates travel as \\u escapes, as an attacker sends them
     result = client.simulate_post("/v1/chat/completions", body=raw, headers={"Content-Type": "application/json"})
     assert result.status_code == 400, result.text
@@ -179,24 +200,10 @@ def test_bodies_that_once_raised_500_are_400(client, body):
 
 
 def test_a_full_disk_is_507_on_save_and_patch_and_changes_nothing(model, tmp_path, monkeypatch):
-    import errno
-
-    import falcon.testing
-    from superlinear.core import Engine, SessionService
-    from superlinear.core.testing import FixedClock, SequentialIds
-    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
-    from superlinear.frontends.http.compose import stop_rule_source
-    from superlinear.plugins import build_plugin_manager
-    from superlinear.storage import FilesystemSnapshotStore, filesystem, state_file
-
     root = tmp_path / "snapshots"
-    sessions = SessionService(
-        model=model, tok=model.tok, engine=Engine().start(), store=FilesystemSnapshotStore(root), clock=FixedClock(),
-        ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
-        entropy=lambda: 7, default_max_seq_len=2048)
-    services = Services(sessions=sessions, model_name="fake", default_max_tokens=8)
-    client = falcon.testing.TestClient(create_app(ServiceHolder(lambda: services, background=False),
-                                                  AppOptions(load_plugins=False, limits=Limits(1 << 20))))
+    services = disk_services(model, root)
+    sessions = services.sessions
+    client = app_client(services)
     try:
         assert client.simulate_post("/v1/sessions", json={"session_id": "disk"}).status_code == 201
         assert client.simulate_post("/v1/chat/completions",
@@ -243,8 +250,6 @@ def test_a_full_disk_is_507_on_save_and_patch_and_changes_nothing(model, tmp_pat
 
 
 def test_snapshot_metadata_has_size_limits(served):
-    from superlinear.frontends.http.snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
-
     client, _ = served
     assert client.simulate_post("/v1/sessions", json={"session_id": "meta"}).status_code == 201
     too_big = [{"title": "t" * (MAX_TITLE + 1)}, {"description": "d" * (MAX_DESCRIPTION + 1)},
@@ -261,15 +266,8 @@ def test_snapshot_metadata_has_size_limits(served):
 
 
 def test_head_health_and_a_lower_case_bearer_scheme(model):
-    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, create_app
-    import falcon.testing
-
-    from .test_server_inprocess import fake_services
-
     services = fake_services(model)
-    app = create_app(ServiceHolder(lambda: services, background=False),
-                     AppOptions(load_plugins=False, limits=Limits(4096), api_key="sekret"))
-    client = falcon.testing.TestClient(app)
+    client = app_client(services, api_key="sekret")
     try:
         head = client.simulate_head("/health")
         assert head.status_code == 200 and head.content == b""
@@ -282,9 +280,6 @@ def test_head_health_and_a_lower_case_bearer_scheme(model):
 
 
 def test_the_openapi_document_agrees_with_validation(client):
-    import jsonschema
-    from superlinear.frontends.http.openapi import openapi_document
-
     doc = openapi_document()
     root = {"components": doc["components"]}
 
@@ -309,24 +304,10 @@ def test_the_openapi_document_agrees_with_validation(client):
 
 
 def test_a_manifest_whose_ledger_was_edited_does_not_load(model, tmp_path):
-    import attrs
-    import falcon.testing
-    from superlinear.core import Engine, SessionService
-    from superlinear.core.testing import FixedClock, SequentialIds
-    from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
-    from superlinear.frontends.http.compose import stop_rule_source
-    from superlinear.plugins import build_plugin_manager
-    from superlinear.storage import MANIFEST_NAME, FilesystemSnapshotStore, make_manifest_converter
-    from superlinear.storage.manifest import decode_record, encode_record
-
     root = tmp_path / "snapshots"
-    sessions = SessionService(
-        model=model, tok=model.tok, engine=Engine().start(), store=FilesystemSnapshotStore(root), clock=FixedClock(),
-        ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
-        entropy=lambda: 7, default_max_seq_len=2048)
-    services = Services(sessions=sessions, model_name="fake", default_max_tokens=8)
-    client = falcon.testing.TestClient(create_app(ServiceHolder(lambda: services, background=False),
-                                                  AppOptions(load_plugins=False, limits=Limits(1 << 20))))
+    services = disk_services(model, root)
+    sessions = services.sessions
+    client = app_client(services)
     converter = make_manifest_converter()
 
     def edit(snapshot_id, ledger):

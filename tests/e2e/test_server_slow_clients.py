@@ -85,3 +85,57 @@ def test_the_worker_knows_when_a_request_is_whole():
     assert request_complete(chunked + b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n", 100)
     assert request_complete(chunked + b"zz\r\nabc\r\n", 100)
     assert request_complete(chunked + b"3\r\nabcXY", 100)
+
+
+def test_the_worker_answers_pipelined_requests_and_times_out_a_stalled_one(tmp_path):
+    """The worker alone under gunicorn, with a one-second read timeout: two pipelined requests are both
+    answered, then the half-sent third gets 408 and the connection closes; an idle one is closed too."""
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import free_port
+
+    port = free_port()
+    script = tmp_path / "serve.py"
+    script.write_text(f"""
+from gunicorn.app.base import BaseApplication
+from superlinear.frontends.http.worker import worker_class
+
+def app(environ, start_response):
+    body = environ["PATH_INFO"].encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+class Serve(BaseApplication):
+    def load_config(self):
+        for key, value in {{"bind": "127.0.0.1:{port}", "workers": 1, "threads": 2,
+                            "worker_class": worker_class(1024, read_timeout=1.0)}}.items():
+            self.cfg.set(key, value)
+    def load(self):
+        return app
+
+Serve().run()
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                sock = connect(url)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        idle = connect(url)
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /thr")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        assert reply.count(b"HTTP/1.1 200") == 2 and b"/one" in reply and b"/two" in reply
+        assert reply.endswith(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        assert idle.recv(10) == b""  # closed without a word: it never asked for anything
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
