@@ -28,6 +28,8 @@ MAX_CONNECTIONS = 10_000
 # A request head larger than this is handed to the parser, which refuses it.
 _MAX_HEAD = 1 << 20
 _TIMEOUT_REPLY = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
+               b"Content-Length: 0\r\n\r\n")
 
 
 def _headers(head: bytes) -> dict[bytes, bytes]:
@@ -87,10 +89,13 @@ class BufferingWorker(ThreadWorker):
 
     read_timeout = 30.0
     max_body = 16 << 20
+    # Bytes of unfinished requests held at once, over all connections; past it a sender gets 503.
+    max_buffered = 256 << 20
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.reading = {}
+        self.buffered = 0
 
     def init_process(self):
         # Keep a margin of descriptors for the model, snapshot files and logs.
@@ -106,6 +111,7 @@ class BufferingWorker(ThreadWorker):
         held = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         conn.sock.setblocking(False)
         conn.request = bytearray(held)
+        self.buffered += len(held)
         self.reading[conn] = time.monotonic() + self.read_timeout
         if held and request_complete(bytes(held), self.max_body):
             self._dispatch(conn, registered=False)
@@ -132,6 +138,11 @@ class BufferingWorker(ThreadWorker):
             self._drop(conn)
             return
         conn.request += data
+        self.buffered += len(data)
+        if self.buffered > self.max_buffered:
+            log.warning("%d bytes of unfinished requests held; refusing one with 503", self.buffered)
+            self._drop(conn, _BUSY_REPLY)
+            return
         if request_complete(bytes(conn.request), self.max_body):
             self._dispatch(conn, registered=True)
         elif not getattr(conn, "continued", False) and _expects_continue(bytes(conn.request)):
@@ -146,6 +157,7 @@ class BufferingWorker(ThreadWorker):
         if registered:
             self.poller.unregister(conn.sock)
         del self.reading[conn]
+        self.buffered -= len(conn.request)
         conn.data_ready = True
         conn.ready = True
         self.enqueue_req(conn)
@@ -162,7 +174,8 @@ class BufferingWorker(ThreadWorker):
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
-        self.reading.pop(conn, None)
+        if self.reading.pop(conn, None) is not None:
+            self.buffered -= len(conn.request)
         if reply:
             try:
                 conn.sock.send(reply)
@@ -192,6 +205,10 @@ def _raise_open_files_limit() -> int:
     return wanted
 
 
-def worker_class(max_body: int, read_timeout: float = 30.0) -> type[BufferingWorker]:
-    """Return the worker class with this server's body limit and request read timeout."""
-    return type("SuperlinearWorker", (BufferingWorker,), {"max_body": max_body, "read_timeout": read_timeout})
+def worker_class(max_body: int, read_timeout: float = 30.0,
+                 max_buffered: int | None = None) -> type[BufferingWorker]:
+    """Return the worker class with this server's body limit, request read timeout and buffer cap (default:
+    256 MiB, and room for at least two largest bodies)."""
+    cap = max_buffered if max_buffered is not None else max(BufferingWorker.max_buffered, 2 * max_body + _MAX_HEAD)
+    return type("SuperlinearWorker", (BufferingWorker,),
+                {"max_body": max_body, "read_timeout": read_timeout, "max_buffered": cap})

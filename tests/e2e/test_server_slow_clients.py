@@ -88,7 +88,7 @@ def test_the_worker_knows_when_a_request_is_whole():
 
 
 def test_the_worker_answers_pipelined_requests_and_times_out_a_stalled_one(tmp_path):
-    """The worker alone under gunicorn, with a one-second read timeout: two pipelined requests are both
+    """The worker alone under gunicorn, with a two-second read timeout: two pipelined requests are both
     answered, then the half-sent third gets 408 and the connection closes; an idle one is closed too."""
     import subprocess
     import sys
@@ -110,7 +110,7 @@ def app(environ, start_response):
 class Serve(BaseApplication):
     def load_config(self):
         for key, value in {{"bind": "127.0.0.1:{port}", "workers": 1, "threads": 2,
-                            "worker_class": worker_class(1024, read_timeout=1.0)}}.items():
+                            "worker_class": worker_class(1024, read_timeout=2.0, max_buffered=1500)}}.items():
             self.cfg.set(key, value)
     def load(self):
         return app
@@ -136,6 +136,15 @@ Serve().run()
         assert reply.count(b"HTTP/1.1 200") == 2 and b"/one" in reply and b"/two" in reply
         assert reply.endswith(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
         assert idle.recv(10) == b""  # closed without a word: it never asked for anything
+        # Unfinished requests may hold 1,500 bytes in all: the second of two 900-byte halves is refused.
+        first, second = connect(url), connect(url)
+        head = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+        first.sendall(head + b"a" * 850)
+        time.sleep(0.2)
+        second.sendall(head + b"b" * 850)
+        assert second.recv(200).startswith(b"HTTP/1.1 503")
+        first.sendall(b"a" * 150)
+        assert first.recv(200).startswith(b"HTTP/1.1 200")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
