@@ -50,7 +50,8 @@ def read_json(req: falcon.Request, limit: int = DEFAULT_MAX_BODY_BYTES, *, requi
     A body must say it is JSON: a web page can send any other type cross-site without asking first.
     """
     data = _raw(req, limit)
-    if data and not _is_json(req.content_type):
+    # An empty body may come without a type; any type given must be JSON (a form can send an empty body).
+    if (data or req.content_type) and not _is_json(req.content_type):
         raise falcon.HTTPUnsupportedMediaType(
             description=f"the body must be JSON with Content-Type: application/json (got {req.content_type!r})")
     # Only a missing body means "no fields"; whitespace is a body, and not valid JSON.

@@ -113,6 +113,9 @@ def test_json_routes_refuse_other_content_types_with_415(client):
             result = client.simulate_post(path, body=body, headers=headers)
             assert result.status_code == 415, (path, content_type)
             assert result.json["error"]["code"] == "unsupported_media_type"
+    empty_form = client.simulate_post("/v1/sessions", body=b"", headers={"Content-Type": "text/plain"})
+    assert empty_form.status_code == 415
+    assert client.simulate_post("/v1/sessions").status_code == 201  # no body, no type: a plain POST
     ok = client.simulate_post("/v1/sessions", body=b'{"session_id": "ct"}',
                               headers={"Content-Type": "application/json; charset=utf-8"})
     assert ok.status_code == 201
