@@ -85,7 +85,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
         max_body_bytes=a.max_body_bytes,
-        allowed_hosts=parse_allowed_hosts(",".join(a.allow_host) if a.allow_host else os.environ.get(ALLOWED_HOSTS_ENV)),
+        allowed_hosts=parse_allowed_hosts(",".join(a.allow_host or ()) or os.environ.get(ALLOWED_HOSTS_ENV)),
     )
 
 
