@@ -113,7 +113,9 @@ def _repetition(body: Mapping) -> RepetitionParams:
 
 
 def _sampling(body: Mapping, default_max: int, default_temperature: float) -> SamplingParams:
-    max_tokens = _int(body, "max_completion_tokens", None, 1) or _int(body, "max_tokens", default_max, 1)
+    # Both are checked: the document says each is >= 1, whichever of them is used.
+    legacy = _int(body, "max_tokens", default_max, 1)
+    max_tokens = _int(body, "max_completion_tokens", None, 1) or legacy
     temperature = _float(body, "temperature", default_temperature, 0.0, 2.0)
     top_p = _float(body, "top_p", 1.0, 0.0, 1.0)
     if temperature < _MIN_TEMPERATURE or top_p == 0.0:

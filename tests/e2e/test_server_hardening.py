@@ -337,3 +337,10 @@ def test_a_manifest_whose_ledger_was_edited_does_not_load(model, tmp_path):
         assert sessions.memory.used() == 2 * model.nbytes(sessions.session("led").state)
     finally:
         sessions.engine.stop()
+
+
+def test_max_tokens_is_checked_even_beside_max_completion_tokens(client):
+    """Found by schemathesis' negative-data check: a max_tokens of 0 passed when max_completion_tokens was set."""
+    result = chat(client, max_tokens=0, max_completion_tokens=3)
+    assert result.status_code == 400 and result.json["error"]["param"] == "max_tokens"
+    assert chat(client, max_tokens=1, max_completion_tokens=3).status_code == 200
