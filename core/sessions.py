@@ -44,6 +44,8 @@ class SessionService:
     prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
+    # Stateless turns in flight: their state counts against the KV budget like a session's.
+    _stateless_turns: list[Session] = attrs.Factory(list)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
 
     def __attrs_post_init__(self) -> None:
@@ -62,7 +64,7 @@ class SessionService:
 
     def _all(self) -> list[Session]:
         with self._lock:
-            return list(self._sessions.values())
+            return [*self._sessions.values(), *self._stateless_turns]
 
     def create(self, session_id: str | None = None, max_seq_len: int | None = None) -> SessionInfo:
         """Open an empty session; 409 if the id exists."""
@@ -119,6 +121,11 @@ class SessionService:
     def max_len_limit(self) -> int:
         """The longest session this server allows: the model's limit, or the lower server cap."""
         return min(self.model.info.max_seq_len, self.default_max_seq_len)
+
+    def find(self, session_id: str) -> Session | None:
+        """Return the live session, or None."""
+        with self._lock:
+            return self._sessions.get(session_id)
 
     def session(self, session_id: str) -> Session:
         """Return the live session or raise NotFound."""
@@ -199,6 +206,7 @@ class SessionService:
         return turn
 
     def _stateless(self, request: ChatRequest) -> TurnHandle:
+        """Run a turn in a throwaway state, admitted under the KV budget exactly like a session's turn."""
         now = self.clock.now()
         s = Session("stateless", None, self.default_max_seq_len, now, now)
         s.acquire()
@@ -206,14 +214,24 @@ class SessionService:
         def prepare():
             self.memory.make_room(0)
             s.state = self.model.new_state(self.default_max_seq_len)
+            with self._lock:
+                self._stateless_turns.append(s)
             try:
-                return self.runner.prepare(s, request)
+                turn = self.runner.prepare(s, request)
+                total = len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+                self.memory.make_room(self.memory.growth(s, total), keep=s)
+                return turn
             except BaseException:
-                self.model.release(s.state)
+                finish()
                 raise
 
+        def finish():
+            with self._lock:
+                self._stateless_turns.remove(s)
+            self.model.release(s.state)
+
         turn = self.engine.call(prepare)
-        return self.engine.submit(self.runner.run(turn), on_exit=lambda: self.model.release(s.state))
+        return self.engine.submit(self.runner.run(turn), on_exit=finish)
 
     def rollback(self, session_id: str, keep_messages: object) -> SessionInfo:
         """Cut a session back to its first `keep_messages` messages."""

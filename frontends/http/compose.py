@@ -6,8 +6,6 @@ import functools
 import logging
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -29,9 +27,11 @@ from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
 from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
+from ...storage.spill import SpillDir, default_spill_root
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
+from .origin import is_loopback_name
 from .persist import persist_sessions, restore_sessions
 from .services import ServiceHolder, Services
 from .toolcalls import split_tool_calls
@@ -65,6 +65,15 @@ class Settings:
     torch_threads: int = 1
     # Save live sessions at a graceful stop and load them back at the next start (frontends/http/persist.py).
     keep_sessions: bool = True
+    # Host names allowed in Host/Origin besides loopback ones (--allow-host); "*" allows any.
+    allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def host_check(self) -> tuple[str, ...] | None:
+        """The allow-list to enforce: always on a loopback bind, elsewhere only when one was given."""
+        if self.allowed_hosts or is_loopback_name(self.host):
+            return self.allowed_hosts
+        return None
 
     @property
     def limits(self) -> Limits:
@@ -97,11 +106,12 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     tok = HFTokenizer.from_dir(path)
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
-    # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
-    spill_dir = tempfile.mkdtemp(prefix="spl-spill-")
     engine = Engine().start()
     # torch keeps the count per OS thread: set it where the model runs, too.
     threads = engine.call(lambda: set_torch_threads(settings.torch_threads))
+    # Offloaded sessions live only as long as this process: a private directory, removed at shutdown and
+    # swept at the next start after a crash.
+    spill = SpillDir(default_spill_root(dict(os.environ)))
     sessions = SessionService(
         model=model,
         tok=tok,
@@ -112,7 +122,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         stop_rules=stop_rules,
         entropy=lambda: secrets.randbits(63),
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
-        spill=FilesystemSnapshotStore(spill_dir),
+        spill=FilesystemSnapshotStore(spill.path),
         kv_budget=budget,
         # Tool calls are read in the format the loaded chat template writes them.
         reply_parser=functools.partial(split_tool_calls, fmt=getattr(tok, "tool_call_format", "json")),
@@ -124,7 +134,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s; %d torch thread(s)", model.info.name, root,
              budget / 2**30, "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)",
              threads)
-    on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
+    on_close = [spill.close]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
                     default_temperature=default_temperature(path), on_close=on_close,
                     torch_threads=threads,
@@ -140,5 +150,6 @@ def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.Ap
     rules = stop_rule_source(pm)
     families = collect(pm, "superlinear_model_families")
     holder = ServiceHolder(lambda: build_services(settings, rules, families), background=background)
-    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins)
+    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins,
+                         allowed_hosts=settings.host_check)
     return create_app(holder, options, pm), holder

@@ -63,7 +63,9 @@ def watched_events(handle: TurnHandle, watch: ClientWatch, poll: float = POLL_SE
 
     Cancel the turn and raise ClientGone when the client leaves.
     """
-    checked = last = time.monotonic()
+    # The first event is checked at once: a client that left before the turn started must not wait a poll.
+    checked = float("-inf")
+    last = time.monotonic()
     idle = IDLE_SECONDS
     while True:
         try:

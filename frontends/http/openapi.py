@@ -122,7 +122,7 @@ def _core_paths() -> dict:
                             "503": {"description": "Loading, failed or stopping", "content": _json(ref("Health")),
                                     "headers": {"Retry-After": {"schema": {"type": "string"}}}}}}
     return {
-        "/health": {"get": health},
+        "/health": {"get": health, "head": {**health, "summary": "Liveness and readiness, headers only"}},
         "/metrics": {"get": _op("Prometheus metrics", 200, None, (), content=text)},
         "/openapi.json": {"get": _op("This document", 200, {"type": "object"})},
         "/v1/models": {"get": _op("List models", 200, ref("ModelList"))},

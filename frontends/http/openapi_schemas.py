@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
+from .wire import MAX_STOP_CHARS, MAX_STOP_STRINGS
+
 __all__ = ["schemas", "ID_PATTERN"]
 
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -73,7 +76,8 @@ def _neutral_fields() -> dict:
 
 def _chat_request() -> dict:
     pos = {"type": ["integer", "null"], "minimum": 1}
-    return _obj({
+    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+    request = _obj({
         "model": _NULL_STR,
         "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
         "max_tokens": pos, "max_completion_tokens": pos,
@@ -81,8 +85,8 @@ def _chat_request() -> dict:
         "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "top_k": {"type": ["integer", "null"], "minimum": 0},
         "seed": {"type": ["integer", "null"], "minimum": -(1 << 63), "maximum": (1 << 64) - 1},
-        "stop": {"anyOf": [{"type": "null"}, {"type": "string", "minLength": 1},
-                           {"type": "array", "maxItems": 16, "items": {"type": "string", "minLength": 1}}]},
+        "stop": {"anyOf": [{"type": "null"}, stop,
+                           {"type": "array", "maxItems": MAX_STOP_STRINGS, "items": stop}]},
         "n": {"enum": [1, None]},
         "stream": {"type": ["boolean", "null"]},
         "stream_options": {"type": ["object", "null"],
@@ -102,13 +106,17 @@ def _chat_request() -> dict:
         "session_id": {"anyOf": [{"type": "null"}, _ID]},
         "reasoning_budget": pos,
         "chat_template_kwargs": {"type": ["object", "null"], "description": "extra chat template variables; "
-                                 "messages, add_generation_prompt, tools, bos_token and eos_token are reserved"},
+                                 "messages, add_generation_prompt, tools, bos_token, eos_token and self are reserved"},
         "discard_thinking": {"type": ["boolean", "null"]},
         "stream_thinking": {"type": ["boolean", "null"],
                             "description": "also send each thinking delta as delta.thinking (published client)"},
         "extra": {"type": ["object", "null"], "description": "the published server's options; ignored"},
         "repetition_detection": {"anyOf": [{"type": "null"}, ref("RepetitionDetection")]},
     }, ("messages",))
+    # stream_options is only valid with stream: true (a 400 otherwise), as the validation says.
+    request["if"] = {"properties": {"stream_options": {"type": "object"}}, "required": ["stream_options"]}
+    request["then"] = {"properties": {"stream": {"const": True}}, "required": ["stream"]}
+    return request
 
 
 def _usage() -> dict:
@@ -157,7 +165,9 @@ def _strategy() -> dict:
 
 
 def _metadata() -> dict:
-    return _obj({"title": _NULL_STR, "description": _NULL_STR, "tags": {"type": ["array", "null"], "items": _STR}})
+    tags = {"type": ["array", "null"], "maxItems": MAX_TAGS, "items": {"type": "string", "maxLength": MAX_TAG}}
+    return _obj({"title": {"type": ["string", "null"], "maxLength": MAX_TITLE},
+                 "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION}, "tags": tags})
 
 
 def _transfer(name: str) -> dict:
@@ -191,7 +201,10 @@ def schemas() -> dict:
                                ("session_id", "messages")),
         "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}, **_strategy()}, ("max_seq_len",)),
         "SessionResizeNextPow2": _obj(_strategy()),
-        "SessionRollback": _obj({"keep_messages": {"type": "integer", "minimum": 0}}, ("keep_messages",)),
+        "SessionRollback": _obj({"keep_messages": {
+            "type": "integer", "minimum": 0,
+            "description": "from 0 to the session's message_count; a larger count is a 400 naming keep_messages"}},
+            ("keep_messages",)),
         "SessionFork": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}}),
         "Deleted": _obj({"session_id": _STR, "snapshot_id": _STR, "deleted": {"const": True}}, ("deleted",)),
         "SnapshotMetadata": _metadata(),

@@ -40,6 +40,10 @@ class Health:
             resp.set_header("Retry-After", "5")
         resp.media = info
 
+    def on_head(self, req, resp):
+        """The same status and headers as GET, for load balancers that probe with HEAD."""
+        self.on_get(req, resp)
+
 
 def _model(name: str) -> dict:
     return {"id": name, "object": "model", "created": 0, "owned_by": "superlinear"}

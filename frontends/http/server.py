@@ -20,6 +20,8 @@ from ...adapters.cpu_threads import DEFAULT_TORCH_THREADS, resolve_torch_threads
 from ...adapters.placement import PlacementError, resolve_placement
 from .body import DEFAULT_MAX_BODY_BYTES
 from .compose import Settings, build_app
+from .origin import ALLOWED_HOSTS_ENV, parse_allowed_hosts
+from .worker import MAX_CONNECTIONS, worker_class
 
 __all__ = ["main", "parse_settings", "parse_size"]
 
@@ -94,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                    default=os.environ.get("SPL_KEEP_SESSIONS", "1") in ("0", "false", "no", "off"),
                    help="don't save live sessions at a graceful stop (default: they are saved as snapshots and "
                    "loaded back at the next start; or SPL_KEEP_SESSIONS=0)")
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                   help="also accept this host name in Host and Origin headers (repeatable, comma-separated; '*' for "
+                        f"any); loopback names always pass (default: ${ALLOWED_HOSTS_ENV})")
     p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins (built-ins stay)")
     return p
 
@@ -111,6 +116,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
         max_body_bytes=a.max_body_bytes, torch_threads=torch_threads, keep_sessions=not a.no_keep_sessions,
+        allowed_hosts=parse_allowed_hosts(",".join(a.allow_host or ()) or os.environ.get(ALLOWED_HOSTS_ENV)),
     )
 
 
@@ -146,7 +152,9 @@ class _Gunicorn(BaseApplication):
         for key, value in {
             "bind": f"{s.host}:{s.port}",
             "workers": 1,
-            "worker_class": "gthread",
+            # gthread whose main loop reads each request whole: idle and slow clients hold no thread.
+            "worker_class": worker_class(s.max_body_bytes),
+            "worker_connections": MAX_CONNECTIONS,
             "threads": s.threads,
             "preload_app": False,
             # Generations may stream for minutes; the gthread worker heartbeats from its main loop anyway.

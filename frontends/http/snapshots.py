@@ -16,19 +16,32 @@ __all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "metadata
 _METADATA = ("title", "description", "tags")
 
 
+# Sizes in characters; a snapshot's metadata is listed in full by GET /v1/snapshots.
+MAX_TITLE = 256
+MAX_DESCRIPTION = 4096
+MAX_TAGS = 64
+MAX_TAG = 64
+_TEXT_LIMITS = {"title": MAX_TITLE, "description": MAX_DESCRIPTION}
+
+
 def metadata_fields(body: dict) -> dict:
     """Validate title, description (string or null) and tags (list of strings); return those present."""
     out = {}
-    for key in ("title", "description"):
+    for key, limit in _TEXT_LIMITS.items():
         if key in body:
             value = body[key]
             if value is not None and not isinstance(value, str):
                 raise InvalidRequest(f"{key} must be a string or null", param=key)
+            if value is not None and len(value) > limit:
+                raise InvalidRequest(f"{key} may be at most {limit} characters long", param=key)
             out[key] = value
     if "tags" in body:
         tags = body["tags"]
         if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
             raise InvalidRequest("tags must be a list of strings", param="tags")
+        if tags and (len(tags) > MAX_TAGS or any(len(t) > MAX_TAG for t in tags)):
+            raise InvalidRequest(f"tags may hold at most {MAX_TAGS} tags of at most {MAX_TAG} characters each",
+                                 param="tags")
         out["tags"] = tuple(tags or ())
     return out
 

@@ -13,7 +13,7 @@ from .disconnect import ClientGone
 from .errors import classify
 from .render import chunk_json, usage_chunk_json, usage_json
 
-__all__ = ["sse_stream", "sse_event", "DONE"]
+__all__ = ["sse_stream", "sse_event", "SseBody", "DONE"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_u
     finish reason; with `include_usage` every chunk has `usage: null` and a last one has no choices
     and the usage, without it the finish chunk carries the usage. `stream_thinking` (the published
     client's flag) repeats each thinking delta as `delta.thinking`. While nothing comes for a while (a
-    long prefill) an SSE comment line keeps the connection busy. An error after the start goes out as `data: {"error": ...}`, then `[DONE]`.
+    long prefill) an SSE comment line keeps the connection busy. An error after the start goes out as
+    `data: {"error": ...}`, then `[DONE]`.
     Closing the stream early (the server noticed the client left) closes `items`, which cancels the turn.
     """
     created = int(time.time())
@@ -79,3 +80,22 @@ def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_u
     finally:
         items.close()
     yield DONE
+
+
+class SseBody:
+    """The response body of a streamed turn: `sse_stream` that closes `items` on close, even unstarted."""
+
+    def __init__(self, items, cid: str, model: str, include_usage: bool, stream_thinking: bool = False):
+        self._items = items
+        self._events = sse_stream(items, cid, model, include_usage, stream_thinking)
+
+    def __iter__(self) -> SseBody:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Called by the server when the response ends or the client is gone; cancels a running turn."""
+        self._events.close()
+        self._items.close()

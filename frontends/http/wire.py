@@ -41,6 +41,9 @@ CHAT_FIELDS = frozenset((*_NEUTRAL, *_IGNORED, *_HANDLED))
 # Below this a temperature is greedy in effect, and dividing logits by it overflows.
 _MIN_TEMPERATURE = 1e-3
 _STREAM_OPTIONS = {"include_usage", "include_obfuscation", "flush_every_n_tokens", "flush_every_ms"}
+# Stop strings: how many a request may give and how long each may be (characters).
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 1024
 _REPETITION_KEYS = ("enabled", "tail_len", "min_repeats", "max_period", "min_unique_tokens", "check_every")
 
 
@@ -89,8 +92,10 @@ def _stop(body: Mapping) -> tuple[str, ...]:
         return ()
     if isinstance(stop, str):
         stop = [stop]
-    require(isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= 16,
-            "stop must be a non-empty string or a list of at most 16 of them", "stop")
+    require(isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= MAX_STOP_STRINGS,
+            f"stop must be a non-empty string or a list of at most {MAX_STOP_STRINGS} of them", "stop")
+    require(all(len(s) <= MAX_STOP_CHARS for s in stop),
+            f"each stop string may be at most {MAX_STOP_CHARS} characters long", "stop")
     return tuple(stop)
 
 
@@ -113,7 +118,9 @@ def _repetition(body: Mapping) -> RepetitionParams:
 
 
 def _sampling(body: Mapping, default_max: int, default_temperature: float) -> SamplingParams:
-    max_tokens = _int(body, "max_completion_tokens", None, 1) or _int(body, "max_tokens", default_max, 1)
+    # Both are checked: the document says each is >= 1, whichever of them is used.
+    legacy = _int(body, "max_tokens", default_max, 1)
+    max_tokens = _int(body, "max_completion_tokens", None, 1) or legacy
     temperature = _float(body, "temperature", default_temperature, 0.0, 2.0)
     top_p = _float(body, "top_p", 1.0, 0.0, 1.0)
     if temperature < _MIN_TEMPERATURE or top_p == 0.0:
@@ -148,11 +155,15 @@ def _check_neutral(body: Mapping) -> None:
             "response_format")
 
 
+_RESERVED_TEMPLATE_KWARGS = frozenset({"messages", "add_generation_prompt", "tools", "bos_token", "eos_token", "self"})
+
+
 def _template_kwargs(body: Mapping, tools: list | None) -> dict:
     kwargs = body.get("chat_template_kwargs")
     kwargs = {} if kwargs is None else kwargs
     require(isinstance(kwargs, dict), "chat_template_kwargs must be an object", "chat_template_kwargs")
-    reserved = sorted(set(kwargs) & {"messages", "add_generation_prompt", "tools", "bos_token", "eos_token"})
+    # "self" would collide with the renderer's own parameter (a TypeError, not the client's template).
+    reserved = sorted(set(kwargs) & _RESERVED_TEMPLATE_KWARGS)
     require(not reserved, f"chat_template_kwargs may not set {', '.join(reserved)}", "chat_template_kwargs")
     kwargs = dict(kwargs)
     if tools:
