@@ -9,6 +9,8 @@ loopback addresses) are always allowed; `*` in the allow-list turns the check of
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -28,6 +30,14 @@ def is_loopback_name(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        pass
+    # IPv4 literals in the shorter forms that address parsers accept ("2130706433", "127.1", "0x7f.1"): a
+    # literal names an address, so DNS rebinding cannot point it elsewhere.
+    if not re.fullmatch(r"[0-9a-fx.]+", host):
+        return False
+    try:
+        return ipaddress.ip_address(socket.inet_aton(host)).is_loopback
+    except OSError:
         return False
 
 

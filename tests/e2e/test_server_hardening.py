@@ -124,13 +124,14 @@ def test_json_routes_refuse_other_content_types_with_415(client):
 
 def test_foreign_hosts_and_origins_are_refused_unless_allowed(guarded):
     assert guarded.simulate_post("/v1/sessions", json={"session_id": "h1"}).status_code == 201
-    for host in ("evil.example", "evil.example:8787", "127.0.0.1.evil.example"):
+    for host in ("evil.example", "evil.example:8787", "127.0.0.1.evil.example", "167772161", "0x7f.evil"):
         result = guarded.simulate_post("/v1/sessions/h1/rollback", json={"keep_messages": 0}, headers={"Host": host})
         assert result.status_code == 403 and result.json["error"]["code"] == "host_not_allowed", host
     for origin in ("http://evil.example", "null", "http://evil.example:8787"):
         result = guarded.simulate_post("/v1/sessions", json={}, headers={"Origin": origin})
         assert result.status_code == 403 and result.json["error"]["code"] == "origin_not_allowed", origin
-    for host in ("localhost:8787", "[::1]:8787", "chat.example.org", "app.localhost"):
+    # Loopback IPv4 literals in their short forms name this machine too (no DNS can rebind a literal).
+    for host in ("localhost:8787", "[::1]:8787", "chat.example.org", "app.localhost", "2130706433:8787", "127.1"):
         assert guarded.simulate_get("/v1/sessions", headers={"Host": host}).status_code == 200, host
     for origin in ("http://localhost:3000", "https://chat.example.org"):
         assert guarded.simulate_get("/v1/sessions", headers={"Origin": origin}).status_code == 200, origin
