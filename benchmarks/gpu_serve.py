@@ -4,10 +4,11 @@ Issue 14's last point. Writes a random-weights checkpoint directory (config.json
 model's tokenizer with its vocabulary padded to the config's `vocab_size`, its chat template, and the
 `random_weights.json` marker instead of safetensors; see adapters/hybrid/random_weights.py), then:
 
-1. bench: in this process, the same model (same config, seed and loader, so the same weights) prefilled with
-   random ids to each context and decoded greedily through `GraphedDecoder`, with full_size_shape.py's
-   prefill and decode functions;
-2. serve: `python -m superlinear.frontends.http.server` (gunicorn) on that directory, and per context one
+1. bench: in a child process, the same model (same config, seed, loader and bf16, so the same weights)
+   prefilled with random ids to each context and decoded greedily through `GraphedDecoder` on CUDA, with
+   full_size_shape.py's prefill and decode functions (the child exits, freeing the GPU, before step 2);
+2. serve: `python -m superlinear.frontends.http.server` (gunicorn, --dtype bfloat16) on that directory, and
+   for each context the bench measured, one
    session: turn 1 streams `--decode` tokens after a prompt of about the context's length (its decode
    includes the graph capture of the session's first step), turn 2 streams `--decode` more after a short
    follow-up (every step a graph replay). Decode tok/s of a stream = (completion tokens - 1) / (time of its
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-s", type=float, default=330.0, help="wall-clock budget of the whole run")
     p.add_argument("--steps", default="bench,serve", help="bench, serve or both")
-    p.add_argument("--bench-share", type=float, default=0.45, help="fraction of the time left for bench")
+    p.add_argument("--bench-share", type=float, default=0.5, help="fraction of the time left for bench")
     p.add_argument("--model-dir", type=Path, default=None, help="where to write the checkpoint directory")
     p.add_argument("--out", type=Path, required=True, help="folder for gpu_serve.json and the logs")
     return p.parse_args(argv)
@@ -171,7 +172,7 @@ def start_server(model_dir: Path, args, max_len: int, home: Path, log_path: Path
                SUPERLINEAR_SNAPSHOT_DIR=str(home / "snapshots"))
     env.pop("SPL_API_KEY", None)
     cmd = [sys.executable, "-m", "superlinear.frontends.http.server", "--model", str(model_dir),
-           "--device", args.device, "--port", str(port), "--no-plugins", "--threads", "4",
+           "--device", args.device, "--dtype", "bfloat16", "--port", str(port), "--no-plugins", "--threads", "4",
            "--chunk-size", str(args.chunk), "--max-seq-len", str(max_len), "--max-body-bytes", "256MiB",
            "--max-tokens", str(args.decode)]
     print("server:", " ".join(cmd), flush=True)
@@ -248,8 +249,13 @@ def _stream_record(t0: float, times: list[float], usage, finish) -> dict:
     return rec
 
 
-def serve(model_dir: Path, contexts: list[int], args, deadline: float, record: dict, out: Path) -> None:
-    """Start the server, stream two turns per context through the openai SDK, stop the server."""
+def serve(model_dir: Path, contexts: list[int], args, deadline: float, record: dict, out: Path,
+          bench_runs: dict | None = None, save=lambda: None) -> None:
+    """Start the server, stream two turns per context through the openai SDK, stop the server.
+
+    A context is skipped when the time left is below its estimate (from the bench's prefill time of that
+    context, else from the server's earlier prefill rate); `save` is called after each context.
+    """
     import openai
 
     max_len = max(contexts) + 4 * args.decode + 4096
@@ -263,11 +269,14 @@ def serve(model_dir: Path, contexts: list[int], args, deadline: float, record: d
         runs = record["contexts"] = {}
         for ctx in contexts:
             left = deadline - time.perf_counter()
-            if runs and left < _serve_estimate(runs, ctx):
+            if runs and left < _serve_estimate(runs, ctx, (bench_runs or {}).get(str(ctx), {})):
                 runs[str(ctx)] = {"skipped": f"{left:.0f} s left"}
                 continue
             runs[str(ctx)] = run = {}
-            serve_context(client, url, health["model"], model_dir, ctx, args, deadline, run)
+            try:
+                serve_context(client, url, health["model"], model_dir, ctx, args, deadline, run)
+            finally:
+                save()
             print(f"serve {ctx}: {json.dumps(run)}", flush=True)
     finally:
         proc.terminate()
@@ -278,8 +287,10 @@ def serve(model_dir: Path, contexts: list[int], args, deadline: float, record: d
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _serve_estimate(runs: dict, ctx: int) -> float:
-    """Seconds a context is expected to take, from the earlier contexts' time to first token."""
+def _serve_estimate(runs: dict, ctx: int, bench_run: dict) -> float:
+    """Seconds a context is expected to take: the bench's prefill of it, else the earlier contexts' rate."""
+    if bench_run.get("prefill_s"):
+        return 1.2 * bench_run["prefill_s"] + 25.0
     rates = [r["turn1"]["prompt_tokens"] / r["turn1"]["ttft_s"] for r in runs.values()
              if r.get("turn1", {}).get("ttft_s")]
     return ctx / min(rates) * 1.15 + 20.0 if rates else 0.0
@@ -323,8 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SPL_ALLOW_RANDOM_WEIGHTS"] = "1"  # this benchmark measures random weights, on purpose
     args.out.mkdir(parents=True, exist_ok=True)
     contexts = [int(c) for c in args.contexts.split(",") if c]
-    steps = set(args.steps.split(","))
     model_dir = args.model_dir or Path(tempfile.mkdtemp(prefix="spl-random-model-"))
+    try:
+        return _run(args, model_dir, contexts, start, deadline)
+    finally:
+        if args.model_dir is None:
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def _run(args, model_dir: Path, contexts: list[int], start: float, deadline: float) -> int:
+    """Write the model directory, then bench and serve as asked; return the exit status."""
+    steps = set(args.steps.split(","))
     record: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     status = 0
     write_model_dir(model_dir, args.preset, args.seed, max(contexts) + 4 * args.decode + 4096)
@@ -337,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 # In a child process, so that its GPU memory is free before the server loads the model.
                 _bench_in_child(model_dir, args, deadline, part)
             else:
-                serve(model_dir, _served(contexts, record), args, deadline, part, args.out)
+                serve(model_dir, _served(contexts, record), args, deadline, part, args.out,
+                      bench_runs=record.get("bench", {}).get("contexts"), save=lambda: _write(record, args.out, start))
         except Exception as exc:  # noqa: BLE001 - keep what ran, go on to the next step
             part["error"] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -354,7 +375,9 @@ def _served(contexts: list[int], record: dict) -> list[int]:
     runs = record.get("bench", {}).get("contexts")
     if runs is None:
         return contexts
-    return [c for c in contexts if runs.get(str(c), {}).get("decode_tok_s")] or contexts[:1]
+    done = [c for c in contexts if runs.get(str(c), {}).get("decode_tok_s")
+            and runs[str(c)].get("prefill_tokens") == c]
+    return done or contexts[:1]
 
 
 def _bench_in_child(model_dir: Path, args, deadline: float, part: dict) -> None:

@@ -14,7 +14,9 @@ fi
 mkdir -p /tmp/shim/superlinear && for d in core kernels adapters storage plugins frontends; do
   ln -sfn "$PWD/$d" /tmp/shim/superlinear/$d; done
 for d in attention search span common runtime; do ln -sfn "$PWD/shortpaths/$d" /tmp/shim/superlinear/$d; done
-export PYTHONPATH=/tmp/shim${PYTHONPATH:+:$PYTHONPATH} PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1
+# Autotuning results cached on disk: the server process reuses the bench's choices (and skips re-tuning).
+export PYTHONPATH=/tmp/shim${PYTHONPATH:+:$PYTHONPATH} PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1 \
+  TRITON_CACHE_AUTOTUNING=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 python3 -c "import torch, triton, falcon, gunicorn, cattrs, openai; print('torch', torch.__version__, 'triton', \
 triton.__version__, 'openai', openai.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
