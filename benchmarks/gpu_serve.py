@@ -149,7 +149,11 @@ def bench(model_dir: Path, contexts: list[int], args, deadline: float, record: d
 
 def _bench_estimate(runs: dict, ctx: int) -> float:
     """Seconds a context is expected to take, from the prefill rate of the runs so far (plus decode)."""
-    rates = [r["prefill_tok_s"] for r in runs.values() if r.get("prefill_tok_s")]
+    rates = []
+    for run in runs.values():
+        steady = run.get("prefill_chunks", [])[1:]  # the first chunk may still compile kernels
+        if steady:
+            rates.append(sum(c["tokens"] for c in steady) / sum(c["seconds"] for c in steady))
     return ctx / min(rates) * 1.15 + 15.0 if rates else 0.0
 
 
@@ -315,7 +319,11 @@ def serve_context(client, url: str, model: str, model_dir: Path, ctx: int, args,
 
 
 def compare(record: dict) -> dict:
-    """Server decode rate over in-process decode rate, per context (turn 2: every step a graph replay)."""
+    """Server decode rate over in-process decode rate, per context (turn 2: every step a graph replay).
+
+    The reference is the bench's steady rate (its first step captures the graph); the target of issue 14
+    is a server rate of at least 0.8 times it.
+    """
     out = {}
     for ctx, run in record.get("serve", {}).get("contexts", {}).items():
         bench_run = record.get("bench", {}).get("contexts", {}).get(ctx, {})
@@ -323,7 +331,7 @@ def compare(record: dict) -> dict:
         got = run.get("turn2", {}).get("decode_tok_s")
         if ref and got:
             out[ctx] = {"bench_tok_s": ref, "server_tok_s": got, "ratio": round(got / ref, 3),
-                        "within_20_percent": got >= 0.8 * ref}
+                        "at_least_0.8x": got >= 0.8 * ref}
     return out
 
 
