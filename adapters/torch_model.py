@@ -19,6 +19,7 @@ from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
+from .hybrid.random_weights import is_random_checkpoint, load_random
 from .hybrid.state import HybridState, StateCheckpoint
 
 __all__ = ["TorchModel", "DEFAULT_MODEL_DIR", "resolve_dtype", "sample_token"]
@@ -93,17 +94,25 @@ class TorchModel:
         name: str | None = None,
         q1_aliases: Sequence[str] = DEFAULT_Q1_ALIASES,
     ) -> TorchModel:
-        """Load an HF checkpoint directory (config.json + safetensors) onto `device` in `dtype`."""
+        """Load an HF checkpoint directory (config.json + safetensors) onto `device` in `dtype`.
+
+        A directory with a random-weights marker instead of safetensors (hybrid/random_weights.py) gets
+        random weights drawn on the device; that is refused unless SPL_ALLOW_RANDOM_WEIGHTS=1.
+        """
         path = Path(path)
         config_bytes = (path / "config.json").read_bytes()
         raw = parse_config_text(config_bytes.decode("utf-8"))
         cfg = HybridConfig.from_dict(raw)
         torch_dtype = resolve_dtype(dtype)
-        lm, _ = load_model(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
+        if is_random_checkpoint(path):  # benchmarks only: refused unless SPL_ALLOW_RANDOM_WEIGHTS=1
+            lm, weights_id = load_random(path, cfg, dtype=torch_dtype, device=device)
+        else:
+            lm, _ = load_model(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
+            weights_id = weights_fingerprint(path)
         fingerprint = {
             "model_type": cfg.model_type,
             "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
-            "weights_sha256": weights_fingerprint(path),
+            "weights_sha256": weights_id,
             "dtype": str(torch_dtype).removeprefix("torch."),
             "kernel": _kernel_id(cfg),
         }

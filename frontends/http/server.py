@@ -199,6 +199,9 @@ class _Gunicorn(BaseApplication):
 def main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until it is stopped."""
     settings = parse_settings(argv)
+    # The worker is forked from this process: ask NVML, not the CUDA runtime, whether a GPU exists here, so
+    # that CUDA is first initialised in the worker (CUDA initialised before a fork fails in the child).
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     try:
         device, dtype = resolve_placement(settings.device, settings.dtype)
     except PlacementError as exc:
