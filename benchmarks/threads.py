@@ -78,7 +78,7 @@ def main() -> None:
     results: dict[int, list[tuple[float, float]]] = {t: [] for t in args.threads}
     with contextlib.ExitStack() as stack:
         urls = {t: stack.enter_context(server(t)) for t in args.threads}
-        for t, url in urls.items():
+        for url in urls.values():
             one(url, 8)  # warm-up
         for _ in range(args.rounds):
             for t, url in urls.items():
