@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,8 +17,10 @@ from ..core.values import ModelInfo, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.batch import decode_step
 from .hybrid.config import HybridConfig, parse_config_text
+from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
+from .hybrid.random_weights import is_random_checkpoint, load_random
 from .hybrid.state import HybridState, StateCheckpoint
 
 __all__ = ["TorchModel", "DEFAULT_MODEL_DIR", "resolve_dtype", "sample_token"]
@@ -77,6 +80,9 @@ class TorchModel:
             device=str(lm.device),
             dtype=str(lm.dtype).removeprefix("torch."),
         )
+        # On CUDA a one-token append is one graph replay (SUPERLINEAR_CUDA_GRAPHS=0 turns that off).
+        use_graphs = graphable(lm) and os.environ.get("SUPERLINEAR_CUDA_GRAPHS", "1") != "0"
+        self.graphs: GraphedDecoder | None = GraphedDecoder(lm) if use_graphs else None
 
     @classmethod
     def from_dir(
@@ -89,17 +95,25 @@ class TorchModel:
         name: str | None = None,
         q1_aliases: Sequence[str] = DEFAULT_Q1_ALIASES,
     ) -> TorchModel:
-        """Load an HF checkpoint directory (config.json + safetensors) onto `device` in `dtype`."""
+        """Load an HF checkpoint directory (config.json + safetensors) onto `device` in `dtype`.
+
+        A directory with a random-weights marker instead of safetensors (hybrid/random_weights.py) gets
+        random weights drawn on the device; that is refused unless SPL_ALLOW_RANDOM_WEIGHTS=1.
+        """
         path = Path(path)
         config_bytes = (path / "config.json").read_bytes()
         raw = parse_config_text(config_bytes.decode("utf-8"))
         cfg = HybridConfig.from_dict(raw)
         torch_dtype = resolve_dtype(dtype)
-        lm, _ = load_model(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
+        if is_random_checkpoint(path):  # benchmarks only: refused unless SPL_ALLOW_RANDOM_WEIGHTS=1
+            lm, weights_id = load_random(path, cfg, dtype=torch_dtype, device=device)
+        else:
+            lm, _ = load_model(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
+            weights_id = weights_fingerprint(path)
         fingerprint = {
             "model_type": cfg.model_type,
             "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
-            "weights_sha256": weights_fingerprint(path),
+            "weights_sha256": weights_id,
             "dtype": str(torch_dtype).removeprefix("torch."),
             "kernel": _kernel_id(cfg),
         }
@@ -134,6 +148,9 @@ class TorchModel:
         bad = [t for t in ids if not isinstance(t, int) or not 0 <= t < vocab]
         if bad:
             raise InvalidRequest(f"token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
+        if len(ids) == 1 and self.graphs is not None:
+            self.graphs.step(state, ids[0])
+            return
         tensor = torch.tensor(ids, dtype=torch.long, device=self.lm.device)[None]
         for start in range(0, len(ids), self.chunk_size):
             self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)

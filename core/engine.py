@@ -209,6 +209,8 @@ class Engine:
         p = task.pending
         ids = p.feed.ids[p.done : p.done + count]
         try:
+            if p.feed.progress is not None:
+                p.feed.progress(p.done, min(p.feed.chunk or self.prefill_budget, self.prefill_budget))
             p.feed.model.append(p.feed.state, ids)
         except BaseException as exc:  # noqa: BLE001 - raised inside the turn, which restores its session
             self._fed(task, exc)

@@ -11,6 +11,7 @@ __all__ = [
     "ContextLengthExceeded",
     "InsufficientMemory",
     "ExceedsMemoryBudget",
+    "InsufficientStorage",
     "SnapshotError",
     "ModelMismatch",
 ]
@@ -65,6 +66,12 @@ class ExceedsMemoryBudget(InvalidRequest):
     """The request needs more KV memory than the whole budget: it can never fit, so waiting won't help."""
 
     code = "exceeds_kv_budget"
+
+
+class InsufficientStorage(SuperlinearError):
+    """The disk is full: nothing was written, and what was there before is intact."""
+
+    code = "insufficient_storage"
 
 
 class SnapshotError(SuperlinearError):

@@ -9,7 +9,7 @@ advances chunk by chunk between the other turns' decode steps, and a cancellatio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -24,11 +24,17 @@ DEFAULT_PREFILL_BUDGET = 128
 
 @attrs.frozen(eq=False)
 class Feed:
-    """Model work a turn asks for: append `ids` to `state` through `model` (the turn resumes when done)."""
+    """Model work a turn asks for: append `ids` to `state` through `model` (the turn resumes when done).
+
+    `chunk` caps the tokens of this feed run in one step (None: only the step's budget); `progress`, if
+    given, is called before each prompt piece with (tokens done so far, the most a piece may take).
+    """
 
     model: Any
     state: Any
     ids: Sequence[int]
+    chunk: int | None = None
+    progress: Callable[[int, int], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -66,7 +72,7 @@ def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int) -> StepPl
     for owner, p in sorted(pending, key=lambda pair: pair[1].remaining):
         if p.decoding or left <= 0:
             continue
-        take = min(p.remaining, left)
+        take = min(p.remaining, left, p.feed.chunk or p.remaining)
         prefill.append((owner, take))
         left -= take
     return StepPlan(decode, prefill)

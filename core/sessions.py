@@ -52,8 +52,13 @@ class SessionService:
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
     admission_timeout: float = 300.0
+    # The most prompt tokens one turn feeds per engine step (the model's chunk size; the engine's prefill
+    # budget bounds it too); prefill progress is published per piece. None: only the engine's budget.
+    prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
+    # Stateless turns in flight: their state counts against the KV budget like a session's.
+    _stateless_turns: list[Session] = attrs.Factory(list)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     _freed: threading.Condition = attrs.Factory(threading.Condition)
     _epoch: int = 0  # counts events that may free memory (turns ending, sessions deleted)
@@ -66,7 +71,7 @@ class SessionService:
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens)
+                          self.max_prompt_tokens, self.prefill_chunk)
 
     @property
     def snapshots_service(self) -> SnapshotService:
@@ -74,7 +79,7 @@ class SessionService:
 
     def _all(self) -> list[Session]:
         with self._lock:
-            return list(self._sessions.values())
+            return [*self._sessions.values(), *self._stateless_turns]
 
     def create(self, session_id: str | None = None, max_seq_len: int | None = None) -> SessionInfo:
         """Open an empty session; 409 if the id exists."""
@@ -147,6 +152,11 @@ class SessionService:
     def max_len_limit(self) -> int:
         """The longest session this server allows: the model's limit, or the lower server cap."""
         return min(self.model.info.max_seq_len, self.default_max_seq_len)
+
+    def find(self, session_id: str) -> Session | None:
+        """Return the live session, or None."""
+        with self._lock:
+            return self._sessions.get(session_id)
 
     def session(self, session_id: str) -> Session:
         """Return the live session or raise NotFound."""
@@ -263,6 +273,11 @@ class SessionService:
         return turn
 
     def _stateless(self, request: ChatRequest) -> TurnHandle:
+        """Run a turn in a throwaway state, admitted under the KV budget exactly like a session's turn.
+
+        While it runs the state is listed with the sessions (so `memory.used()` counts it, reserved at its
+        full length) and can wait for memory like any turn.
+        """
         now = self.clock.now()
         s = Session("stateless", None, self.default_max_seq_len, now, now)
         s.acquire()
@@ -270,14 +285,31 @@ class SessionService:
         def prepare():
             self.memory.make_room(0)
             s.state = self.model.new_state(self.default_max_seq_len)
+            with self._lock:
+                self._stateless_turns.append(s)
             try:
-                return self.runner.prepare(s, request)
+                turn = self.runner.prepare(s, request)
+                total = len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+                self._check_fits(total, "messages")
+                self.memory.make_room(self.memory.growth(s, total), keep=s)
+                self.memory.reserve(s, total)
+                return turn
             except BaseException:
-                self.model.release(s.state)
+                finish()
                 raise
 
-        turn = self.engine.call(prepare)
-        return self.engine.submit(self.runner.run(turn), on_exit=lambda: self.model.release(s.state))
+        def finish():
+            with self._lock:
+                self._stateless_turns.remove(s)
+            self.memory.unreserve(s)
+            self.model.release(s.state)
+
+        def done():
+            finish()
+            self._signal_freed()
+
+        turn = self._admit(prepare)
+        return self.engine.submit(self.runner.run(turn), on_exit=done)
 
     def rollback(self, session_id: str, keep_messages: object) -> SessionInfo:
         """Cut a session back to its first `keep_messages` messages."""

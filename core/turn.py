@@ -13,7 +13,7 @@ from .ports import ModelPort, StopRule, TokenizerPort
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
 from .scheduler import Feed
 from .session import Session
-from .values import ChatRequest, Message, StreamEvent, Usage
+from .values import ChatRequest, Message, PrefillProgress, StreamEvent, Usage
 
 __all__ = ["TurnRunner", "PreparedTurn"]
 
@@ -44,6 +44,9 @@ class TurnRunner:
     # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    # Prefill new context in pieces of this many tokens (the model's own chunk size, so the work is the same)
+    # and publish progress between them on `session.prefill`; None: one piece.
+    prefill_chunk: int | None = None
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
@@ -69,7 +72,11 @@ class TurnRunner:
         return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room)
 
     def run(self, turn: PreparedTurn) -> Iterator[StreamEvent | Feed]:
-        """Yield the turn's events and its model work (feeds, for the engine); the last event is "done"."""
+        """Yield the turn's events and its model work (feeds, for the engine); the last event is "done".
+
+        The engine prefills in pieces between other turns' steps and ends a cancelled turn between them, so
+        a long prefill stops within one piece of a cancel.
+        """
         session = turn.session
         cached = len(session.ledger)
         start = self.model.checkpoint(session.state)
@@ -93,7 +100,7 @@ class TurnRunner:
         """Prefill, generate and commit; yield text events and return the generation's outcome."""
         session, request, kwargs = turn.session, turn.request, turn.kwargs
         keep = len(session.ledger) + len(turn.context_ids)
-        yield from self._append(session, turn.context_ids)
+        yield from self._prefill(session, turn.context_ids)
         after_context = self.model.checkpoint(session.state)
         yield from self._append(session, turn.gen_ids)
         gen_text, room, new = turn.gen_text, turn.room, turn.new
@@ -117,10 +124,30 @@ class TurnRunner:
         session.trailer = closing_text(self.tok, session.transcript, kwargs)
         return gen.out
 
-    def _append(self, session: Session, ids: list[int]) -> Iterator[Feed]:
+    def _prefill(self, session: Session, ids: list[int]) -> Iterator[Feed]:
+        """Have the engine prefill the new context, keeping `session.prefill` up to date until it is done.
+
+        The engine feeds it in pieces of at most `prefill_chunk` tokens (and its own per-step budget) and
+        reports each piece before running it; the progress counts those pieces.
+        """
+        start, pieces = self.now(), [0]
+
+        def progress(done: int, cap: int) -> None:
+            elapsed, i = self.now() - start, pieces[0]
+            pieces[0] += 1
+            rate = done / elapsed if done and elapsed > 0 else 0.0
+            session.prefill = PrefillProgress(done, len(ids), i, i + -(-(len(ids) - done) // cap), rate)
+
+        try:
+            yield from self._append(session, ids, chunk=self.prefill_chunk, progress=progress)
+        finally:
+            session.prefill = None
+
+    def _append(self, session: Session, ids: list[int], chunk: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Iterator[Feed]:
         """Have the engine prefill `ids` (in chunks, between other turns' steps), then record them."""
         if ids:
-            yield Feed(self.model, session.state, ids)
+            yield Feed(self.model, session.state, ids, chunk, progress)
             session.ledger.extend(ids)
 
     def _rewrite_without_thinking(self, session, checkpoint, keep, before, reply, kwargs) -> Iterator[Feed]:

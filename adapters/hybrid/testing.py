@@ -13,13 +13,15 @@ import torch
 from safetensors.torch import save_file
 
 from .config import HybridConfig, parse_config_text
-from .loader import load_model, param_dtype
+from .loader import load_model
 from .model import HybridLM
+from .random_weights import random_model
 from .state import HybridState
 
 __all__ = [
     "tiny_config",
     "nano_30b_config",
+    "nano_30b_narrow_config",
     "random_model",
     "random_weights",
     "write_checkpoint",
@@ -128,57 +130,25 @@ def nano_30b_config(model_type: str = "superlinear-exp", **overrides: Any) -> di
     return raw
 
 
-def random_model(
-    cfg: HybridConfig, *, device: torch.device | str, dtype: torch.dtype = torch.bfloat16, seed: int = 0
-) -> HybridLM:
-    """Build the model for `cfg` with random weights created directly on `device` (no checkpoint).
-
-    Weights follow `random_weights`' distributions and the loader's dtype policy (router, A_log, dt_bias,
-    D and norms in fp32), and each tensor is drawn in place, so peak memory is the model itself.
-    """
-    with torch.device("meta"):
-        model = HybridLM(cfg)
-    device = torch.device(device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    tensors = {
-        name: _random_param(name, tuple(p.shape), gen, device, param_dtype(name, dtype))
-        for name, p in model.named_parameters()
-    }
-    model.load_state_dict(tensors, strict=True, assign=True)
-    return model.eval().requires_grad_(False)
+# The full pattern and attention settings at small widths: the nano30b code path, cheap enough for a CPU.
+NARROW_WIDTHS = {
+    "vocab_size": 1024,
+    "hidden_size": 96,
+    "num_attention_heads": 4,
+    "head_dim": 32,
+    "mamba_num_heads": 8,
+    "mamba_head_dim": 16,
+    "ssm_state_size": 16,
+    "n_groups": 2,
+    "n_routed_experts": 16,
+    "moe_intermediate_size": 48,
+    "moe_shared_expert_intermediate_size": 64,
+}
 
 
-def _random_param(
-    name: str, shape: tuple[int, ...], gen: torch.Generator, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    """One parameter of `random_model`, chosen by its name's suffix."""
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return torch.rand(shape, generator=gen, device=device, dtype=torch.float32) * (high - low) + low
-
-    def normal(std: float) -> torch.Tensor:
-        return torch.randn(shape, generator=gen, device=device, dtype=dtype).mul_(std)
-
-    if name.endswith("A_log"):
-        return uniform(1.0, 16.0).log_().to(dtype)
-    if name.endswith("dt_bias"):
-        dt = uniform(math.log(0.01), math.log(0.3)).exp_()
-        # Inverse softplus, so softplus(dt_bias) = dt.
-        return (dt + torch.log(-torch.expm1(-dt))).to(dtype)
-    if name.endswith((".D", "norm.weight", "norm_f.weight")):
-        return uniform(0.5, 1.5).to(dtype)
-    if name.endswith("e_score_correction_bias"):
-        return uniform(-0.1, 0.1).to(dtype)
-    if name.endswith("embeddings.weight"):
-        return normal(1.0)
-    if name.endswith("conv1d.weight"):
-        return normal(shape[-1] ** -0.5)
-    if name.endswith("conv1d.bias"):
-        return normal(0.1)
-    if name.endswith(".bias"):
-        return torch.zeros(shape, device=device, dtype=dtype)
-    # Linear weights, stacked experts included: fan-in scaling keeps activations of order one.
-    return normal(shape[-1] ** -0.5)
+def nano_30b_narrow_config(model_type: str = "superlinear-exp", **overrides: Any) -> dict[str, Any]:
+    """The nano30b layer pattern and attention settings at the small widths of `NARROW_WIDTHS`."""
+    return nano_30b_config(model_type, **{**NARROW_WIDTHS, **overrides})
 
 
 def random_weights(

@@ -74,7 +74,8 @@ def _cancel_a_turn(term: Tmux, attempts: int = 3) -> int:
     for attempt in range(attempts):
         screen = term.screen()
         before, late_before = screen.count("ttft="), screen.count(late)
-        term.send("Tell me a very long story", "Enter")
+        # The default model works a multiplication in a thinking trace of about 200 tokens.
+        term.send("What is 9876 x 5432?", "Enter")
         # Long enough for the request to be under way (prefill or streaming), short enough to beat its end.
         time.sleep(0.7 / (attempt + 1))
         term.send("C-c")
