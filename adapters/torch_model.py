@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 import torch
 
 from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
-from ..core.values import ModelInfo, SamplingParams
+from ..core.values import ModelInfo, RawLogprob, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
 from .hybrid.state import HybridState, StateCheckpoint
+from .logits import biased_logits, token_logprobs
 
 __all__ = ["TorchModel", "DEFAULT_MODEL_DIR", "resolve_dtype", "sample_token"]
 
@@ -143,6 +144,12 @@ class TorchModel:
             raise InvalidRequest("the state holds no tokens, so there is nothing to sample from")
         return sample_token(state.logits, params, rng)
 
+    def token_logprobs(self, state: HybridState, params: SamplingParams, token_id: int, top_n: int) -> RawLogprob:
+        """`token_id`'s log-probability under the state's logits (logit_bias added, before temperature)."""
+        if state.logits is None:
+            raise InvalidRequest("the state holds no tokens, so there are no log-probabilities")
+        return token_logprobs(state.logits, params, token_id, top_n)
+
     def length(self, state: HybridState) -> int:
         """Return the number of tokens the state holds."""
         return state.cursor
@@ -216,8 +223,9 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Rando
     """Pick a token id from `logits` [V]: greedy argmax, or temperature / top-k / top-p sampling.
 
     The torch generator is seeded from `rng` on every call, so the same seed gives the same tokens.
+    `params.logit_bias` is added first.
     """
-    logits = logits.detach().float().cpu()
+    logits = biased_logits(logits, params)
     if params.greedy:
         return int(torch.argmax(logits))
     # Shift before scaling so a tiny temperature gives -inf for the others, never inf - inf = NaN.

@@ -27,6 +27,7 @@ from .values import (
     SessionInfo,
     SnapshotInfo,
     StreamEvent,
+    TokenLogprob,
     Usage,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "TurnCancelled",
     "TurnHandle",
     "TurnRunner",
+    "TokenLogprob",
     "Usage",
     "validate_id",
 ]

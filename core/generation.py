@@ -8,8 +8,9 @@ from typing import Any
 
 import attrs
 
+from .logprobs import describe
 from .ports import ModelPort, StopRule, TokenizerPort
-from .values import SamplingParams, StreamEvent
+from .values import SamplingParams, StreamEvent, TokenLogprob
 
 __all__ = ["Generation", "GenerationOutcome"]
 
@@ -47,6 +48,8 @@ class Generation:
     _decoder: Any = None
     _shown: int = 0
     _rule_stopped: bool = False
+    # Answer tokens' log-probabilities not yet released, each with the content length after its text.
+    _logprobs: list[tuple[int, TokenLogprob]] = attrs.Factory(list)
 
     def run(self) -> Iterator[StreamEvent]:
         """Yield reasoning and content events until a stop; the outcome is in `self.out`."""
@@ -56,6 +59,7 @@ class Generation:
         open_id = self._id(self.tok.think_open)
         while self.out.completion_tokens < self.max_new:
             tid = self.model.sample(self.state, self.params, self.rng)
+            logprob = self._logprob(tid)
             self.out.completion_tokens += 1
             if tid in eos:
                 self.out.finish_reason = "stop"
@@ -67,12 +71,18 @@ class Generation:
             if tid == open_id and not self.out.content:
                 self.thinking = True
                 continue
-            stop = yield from self._answer_step(tid)
+            stop = yield from self._answer_step(tid, logprob)
             if stop:
                 break
         else:
             self.out.finish_reason = "length"
         yield from self._release_all()
+
+    def _logprob(self, tid: int) -> TokenLogprob | None:
+        """The token's log-probability, read before it is fed (from the logits it was chosen from)."""
+        if self.params.logprobs is None or self.thinking:
+            return None
+        return describe(self.tok, self.model.token_logprobs(self.state, self.params, tid, self.params.logprobs))
 
     def _id(self, text: str | None) -> int | None:
         return self.tok.token_id(text) if text else None
@@ -102,8 +112,10 @@ class Generation:
         self.thinking = False
         self._decoder = self.tok.decoder()
 
-    def _answer_step(self, tid: int) -> Iterator[StreamEvent]:
+    def _answer_step(self, tid: int, logprob: TokenLogprob | None) -> Iterator[StreamEvent]:
         self.out.content += self._decoder.push(tid)
+        if logprob is not None:
+            self._logprobs.append((len(self.out.content), logprob))
         hold = 0
         for rule in self.rules:
             verdict = rule.observe(tid, self.out.content)
@@ -117,11 +129,16 @@ class Generation:
         yield from self._release(len(self.out.content) - hold)
         return False
 
-    def _release(self, upto: int) -> Iterator[StreamEvent]:
-        if upto > self._shown:
+    def _release(self, upto: int, final: bool = False) -> Iterator[StreamEvent]:
+        """Release content up to `upto`, with the log-probabilities of the tokens whose text ends there.
+
+        At the end, tokens of trimmed text (a stop string) are left out."""
+        ready = [lp for end, lp in self._logprobs if end <= upto]
+        if upto > self._shown or (final and ready):
             text = self.out.content[self._shown : upto]
             self._shown = upto
-            yield StreamEvent("content", text)
+            del self._logprobs[: len(ready)]
+            yield StreamEvent("content", text, logprobs=tuple(ready))
 
     def _release_all(self) -> Iterator[StreamEvent]:
         tail = self._decoder.flush() if self._decoder else ""
@@ -131,4 +148,4 @@ class Generation:
                 yield StreamEvent("reasoning", tail)
         elif tail and not self._rule_stopped:
             self.out.content += tail
-        yield from self._release(len(self.out.content))
+        yield from self._release(len(self.out.content), final=True)

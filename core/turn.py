@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
-from .errors import ContextLengthExceeded
+from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation, GenerationOutcome
 from .ports import ModelPort, StopRule, TokenizerPort
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
@@ -46,6 +46,7 @@ class TurnRunner:
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
+        self._check_logit_bias(request)
         new = split_new_messages(session.transcript, request.messages)
         kwargs = dict(request.template_kwargs)
         plan = plan_prompt(self.tok, session.transcript, new, session.trailer, kwargs)
@@ -66,6 +67,13 @@ class TurnRunner:
                 param="messages",
             )
         return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room)
+
+    def _check_logit_bias(self, request: ChatRequest) -> None:
+        vocab = self.model.info.vocab_size
+        bad = [tid for tid, _ in request.sampling.logit_bias if tid >= vocab]
+        if bad:
+            raise InvalidRequest(f"logit_bias names token {bad[0]}, outside the vocabulary of {vocab} ids",
+                                 param="logit_bias")
 
     def run(self, turn: PreparedTurn) -> Iterator[StreamEvent]:
         """Yield the turn's events; the last one is "done" with the finish reason and usage."""

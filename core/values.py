@@ -17,6 +17,8 @@ __all__ = [
     "ChatRequest",
     "Usage",
     "StreamEvent",
+    "RawLogprob",
+    "TokenLogprob",
     "ModelInfo",
     "SessionInfo",
     "SnapshotInfo",
@@ -85,6 +87,10 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     reasoning_budget: int | None = None
     repetition: RepetitionParams = attrs.field(factory=RepetitionParams)
+    # (token id, bias) pairs added to the logits before greedy choice or sampling; bias in [-100, 100].
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # None: no log-probabilities; n >= 0: each answer token's log-probability and the n most likely.
+    logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -117,6 +123,25 @@ class Usage:
 
 
 @attrs.frozen
+class RawLogprob:
+    """What a model reports for a chosen token: its log-probability and the `n` most likely ids."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@attrs.frozen
+class TokenLogprob:
+    """A chosen token as clients see it: its text, log-probability and the most likely alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@attrs.frozen
 class StreamEvent:
     """One step of a generation: a text delta, or the end with its reason and usage.
 
@@ -127,6 +152,8 @@ class StreamEvent:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    # With SamplingParams.logprobs: the TokenLogprob of each token whose text this event releases.
+    logprobs: tuple = ()
 
 
 @attrs.frozen

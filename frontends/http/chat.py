@@ -15,6 +15,7 @@ from .disconnect import ClientGone, ClientWatch, watched_events
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
 from .render import completion_json
+from .render_logprobs import chat_logprobs_json
 from .services import Get
 from .streaming import sse_stream
 from .toolcalls import ToolCallSplitter
@@ -39,6 +40,8 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
                 first = False
             if event.kind != "done":
                 timer.text()
+                if event.logprobs:
+                    yield "logprobs", event.logprobs
                 if event.kind == "reasoning":
                     yield "reasoning", event.text
                 else:
@@ -60,12 +63,14 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
         timer.end(reason)
 
 
-def collect(items: Iterator[tuple[str, Any]], cid: str, model: str) -> dict:
-    """Gather wire items into one chat completion."""
-    content, reasoning, calls = [], [], []
+def collect(items: Iterator[tuple[str, Any]], cid: str, model: str, logprobs: bool = False) -> dict:
+    """Gather wire items into one chat completion (with `logprobs`, the answer tokens' log-probabilities)."""
+    content, reasoning, calls, tokens = [], [], [], []
     finish, usage = "error", None
     for kind, value in items:
-        if kind == "content":
+        if kind == "logprobs":
+            tokens.extend(value)
+        elif kind == "content":
             content.append(value)
         elif kind == "reasoning":
             reasoning.append(value)
@@ -79,7 +84,8 @@ def collect(items: Iterator[tuple[str, Any]], cid: str, model: str) -> dict:
         message["reasoning_content"] = "".join(reasoning)
     if calls:
         message["tool_calls"] = calls
-    return completion_json(cid, model, message, finish, usage)
+    return completion_json(cid, model, message, finish, usage,
+                           chat_logprobs_json(tokens) if logprobs else None)
 
 
 @attrs.define
@@ -115,7 +121,7 @@ class ChatCompletions:
             resp.stream = sse_stream(items, cid, model, call.include_usage)
             return
         try:
-            resp.media = collect(items, cid, model)
+            resp.media = collect(items, cid, model, call.request.sampling.logprobs is not None)
         finally:
             items.close()
 

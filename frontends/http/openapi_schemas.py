@@ -62,13 +62,27 @@ def _neutral_fields() -> dict:
     """OpenAI fields this server accepts only at the value that changes nothing."""
     null = {"type": "null"}
     return {
-        "logprobs": {"enum": [False, None]}, "top_logprobs": {"enum": [0, None]},
         "presence_penalty": {"enum": [0, None]}, "frequency_penalty": {"enum": [0, None]},
-        "logit_bias": {"anyOf": [null, {"type": "object", "maxProperties": 0}]},
         "modalities": {"anyOf": [null, {"const": ["text"]}]},
         **{k: null for k in ("reasoning_effort", "functions", "function_call", "audio", "prediction",
                              "web_search_options")},
     }
+
+
+def _logit_fields() -> dict:
+    """logit_bias, logprobs and top_logprobs, as the chat and text completion requests share them."""
+    bias = {"type": ["object", "null"], "maxProperties": 1024, "propertyNames": {"pattern": "^[0-9]{1,9}$"},
+            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+            "description": "token id -> bias added to its logit before sampling (ids must be in the vocabulary)"}
+    return {"logit_bias": bias}
+
+
+def _chat_logprobs() -> dict:
+    token = {"token": _STR, "logprob": _NUM, "bytes": {"type": ["array", "null"], "items": _INT}}
+    item = _obj({**token, "top_logprobs": {"type": "array", "items": _obj(token, ("token", "logprob", "bytes"))}},
+                ("token", "logprob", "bytes", "top_logprobs"))
+    return _obj({"content": {"type": ["array", "null"], "items": item}, "refusal": {"type": ["array", "null"]}},
+                ("content",))
 
 
 def _chat_request() -> dict:
@@ -95,6 +109,10 @@ def _chat_request() -> dict:
         "parallel_tool_calls": {"type": ["boolean", "null"]},
         "response_format": {"anyOf": [{"type": "null"}, _obj({"type": {"const": "text"}}, ("type",))]},
         **_neutral_fields(),
+        **_logit_fields(),
+        "logprobs": {"type": ["boolean", "null"], "description": "return each answer token's log-probability"},
+        "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20,
+                         "description": "also the most likely alternatives at each position; needs logprobs: true"},
         "user": _NULL_STR, "metadata": {"type": ["object", "null"]}, "store": {"type": ["boolean", "null"]},
         "service_tier": _NULL_STR, "prompt_cache_key": _NULL_STR, "safety_identifier": _NULL_STR,
         "session_id": {"anyOf": [{"type": "null"}, _ID]},
@@ -120,7 +138,7 @@ def _completion() -> dict:
                 ("id", "type", "function"))
     message = _obj({"role": {"const": "assistant"}, "content": _NULL_STR, "reasoning_content": _STR,
                     "tool_calls": {"type": "array", "items": call}}, ("role", "content"))
-    choice = _obj({"index": _INT, "message": message, "logprobs": {"type": "null"},
+    choice = _obj({"index": _INT, "message": message, "logprobs": {"anyOf": [{"type": "null"}, ref("ChatLogprobs")]},
                    "finish_reason": {"enum": ["stop", "length", "tool_calls", "repetition"]}},
                   ("index", "message", "finish_reason"))
     return _obj({"id": _STR, "object": {"const": "chat.completion"}, "created": _INT, "model": _STR,
@@ -167,6 +185,7 @@ def schemas() -> dict:
         "RepetitionDetection": _repetition(),
         "ChatCompletionRequest": _chat_request(),
         "Usage": _usage(),
+        "ChatLogprobs": _chat_logprobs(),
         "ChatCompletion": _completion(),
         "SessionCreate": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]},
                                "max_seq_len": {"type": ["integer", "null"], "minimum": 1}}),

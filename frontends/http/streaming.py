@@ -12,6 +12,7 @@ from typing import Any
 from .disconnect import ClientGone
 from .errors import classify
 from .render import chunk_json, usage_chunk_json
+from .render_logprobs import chat_logprobs_json
 
 __all__ = ["sse_stream", "sse_event", "DONE"]
 
@@ -27,18 +28,29 @@ def sse_event(payload: object) -> bytes:
 
 def _chunks(items: Iterator[tuple[str, Any]], chunk, usage_chunk, include_usage: bool) -> Iterator[bytes]:
     calls = 0
+    # Token log-probabilities ride on the next content chunk (or the finishing one).
+    tokens: list = []
+
+    def lp():
+        out = chat_logprobs_json(tokens) if tokens else None
+        tokens.clear()
+        return out
+
     for kind, value in items:
-        if kind == "done":
+        if kind == "logprobs":
+            tokens.extend(value)
+        elif kind == "done":
             finish, usage = value
-            yield sse_event(chunk({}, finish, include_usage))
+            yield sse_event(chunk({}, finish, include_usage, lp()))
             if include_usage:
                 yield sse_event(usage_chunk(usage))
         elif kind == "tool_call":
             yield sse_event(chunk({"tool_calls": [{"index": calls, **value}]}, None, include_usage))
             calls += 1
+        elif kind == "content":
+            yield sse_event(chunk({"content": value}, None, include_usage, lp()))
         else:
-            key = "content" if kind == "content" else "reasoning_content"
-            yield sse_event(chunk({key: value}, None, include_usage))
+            yield sse_event(chunk({"reasoning_content": value}, None, include_usage))
 
 
 def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_usage: bool) -> Iterator[bytes]:

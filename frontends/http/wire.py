@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams
+from .wire_logits import parse_chat_logprobs, parse_logit_bias
 from .wire_messages import parse_messages, parse_tools, require
 
 __all__ = ["ChatCall", "parse_chat_request", "CHAT_FIELDS"]
@@ -16,9 +17,6 @@ __all__ = ["ChatCall", "parse_chat_request", "CHAT_FIELDS"]
 _NEUTRAL = {
     "presence_penalty": (None, 0, 0.0),
     "frequency_penalty": (None, 0, 0.0),
-    "logit_bias": (None, {}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "reasoning_effort": (None,),
     "functions": (None,),
     "function_call": (None,),
@@ -32,7 +30,8 @@ _IGNORED = {"user": str, "metadata": dict, "store": bool, "service_tier": str, "
             "prompt_cache_key": str, "safety_identifier": str}
 _HANDLED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed",
             "stop", "n", "stream", "stream_options", "tools", "tool_choice", "response_format", "session_id",
-            "reasoning_budget", "chat_template_kwargs", "discard_thinking", "repetition_detection")
+            "reasoning_budget", "chat_template_kwargs", "discard_thinking", "repetition_detection",
+            "logit_bias", "logprobs", "top_logprobs")
 CHAT_FIELDS = frozenset((*_NEUTRAL, *_IGNORED, *_HANDLED))
 
 # Below this a temperature is greedy in effect, and dividing logits by it overflows.
@@ -123,6 +122,8 @@ def _sampling(body: Mapping, default_max: int, default_temperature: float) -> Sa
         stop=_stop(body),
         reasoning_budget=_int(body, "reasoning_budget", None, 1),
         repetition=_repetition(body),
+        logit_bias=parse_logit_bias(body),
+        logprobs=parse_chat_logprobs(body),
     )
 
 

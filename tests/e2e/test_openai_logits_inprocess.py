@@ -1,0 +1,96 @@
+"""logit_bias, logprobs and top_logprobs through the HTTP app over the core's fakes."""
+
+import json
+import math
+
+import falcon.testing
+import pytest
+from superlinear.core import Engine, SessionService
+from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
+from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
+from superlinear.frontends.http.compose import stop_rule_source
+from superlinear.plugins import build_plugin_manager
+from superlinear.storage import MemorySnapshotStore
+
+NO_THINK = {"enable_thinking": False}
+USER = [{"role": "user", "content": "hi"}]
+
+Z = ord("Z") + 5  # the fake tokenizer's id of "Z"
+
+
+@pytest.fixture
+def client():
+    """The app over a fresh fake model, with the built-in stop rules as the server wires them."""
+    model = FakeModel(FakeTokenizer())
+    sessions = SessionService(
+        model=model, tok=model.tok, engine=Engine().start(), store=MemorySnapshotStore(), clock=FixedClock(),
+        ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
+        entropy=lambda: 7, default_max_seq_len=2048)
+    services = Services(sessions=sessions, model_name="fake", default_max_tokens=256)
+    app = create_app(ServiceHolder(lambda: services, background=False), AppOptions(load_plugins=False,
+                                                                                    limits=Limits()))
+    yield falcon.testing.TestClient(app)
+    sessions.engine.stop()
+
+
+def chat(client, **body):
+    return client.simulate_post("/v1/chat/completions", json={"messages": USER, **body})
+
+
+def sse(result) -> list:
+    payloads = [e[len("data: "):] for e in result.text.split("\n\n") if e]
+    assert payloads[-1] == "[DONE]"
+    return [json.loads(p) for p in payloads[:-1]]
+
+
+def test_a_bias_of_100_makes_every_greedy_token_that_one(client):
+    choice = chat(client, temperature=0, max_tokens=6, logit_bias={str(Z): 100},
+                  chat_template_kwargs=NO_THINK).json["choices"][0]
+    assert choice["message"]["content"] == "ZZZZZZ"
+
+
+def test_a_bias_of_minus_100_bans_the_greedy_choice(client):
+    plain = chat(client, temperature=0, max_tokens=4, chat_template_kwargs=NO_THINK).json
+    first = plain["choices"][0]["message"]["content"][0]
+    biased = chat(client, temperature=0, max_tokens=4, logit_bias={str(ord(first) + 5): -100},
+                  chat_template_kwargs=NO_THINK).json
+    assert biased["choices"][0]["message"]["content"][0] != first
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"logit_bias": {"x": 1}}, "logit_bias"), ({"logit_bias": {"5": 101}}, "logit_bias"),
+    ({"logit_bias": {"5": True}}, "logit_bias"), ({"logit_bias": {"99999999": 1}}, "logit_bias"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
+    ({"logprobs": "yes"}, "logprobs"),
+])
+def test_bad_logit_fields_are_400_naming_the_field(client, body, param):
+    result = chat(client, max_tokens=2, **body)
+    assert result.status_code == 400, result.text
+    assert result.json["error"]["type"] == "invalid_request_error" and result.json["error"]["param"] == param
+
+
+def test_logprobs_cover_the_answer_tokens_and_rank_the_alternatives(client):
+    choice = chat(client, temperature=1, seed=3, max_tokens=12, logprobs=True, top_logprobs=5,
+                  chat_template_kwargs=NO_THINK).json["choices"][0]
+    items = choice["logprobs"]["content"]
+    assert "".join(i["token"] for i in items) == choice["message"]["content"]
+    for item in items:
+        tops = [t["logprob"] for t in item["top_logprobs"]]
+        assert len(tops) == 5 and tops == sorted(tops, reverse=True)
+        assert item["logprob"] <= tops[0] + 1e-9 and item["logprob"] <= 0
+        assert item["bytes"] == list(item["token"].encode())
+        # The fake's 95 printable tokens hold all the mass: the top-5 can't exceed 1, the chosen is among them.
+        assert sum(math.exp(t) for t in tops) <= 1 + 1e-9
+
+
+def test_greedy_logprobs_name_the_top_token_and_streaming_gives_the_same(client):
+    args = dict(temperature=0, max_tokens=10, logprobs=True, top_logprobs=3, chat_template_kwargs=NO_THINK)
+    plain = chat(client, **args).json["choices"][0]["logprobs"]["content"]
+    assert all(i["token"] == i["top_logprobs"][0]["token"] for i in plain)
+    chunks = sse(chat(client, stream=True, **args))
+    streamed = [i for c in chunks for i in ((c["choices"][0]["logprobs"] or {}).get("content") or [])]
+    assert streamed == plain
+
+
+def test_without_logprobs_the_choice_has_none(client):
+    assert chat(client, max_tokens=3).json["choices"][0]["logprobs"] is None

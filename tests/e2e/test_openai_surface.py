@@ -1,0 +1,68 @@
+"""The OpenAI surface users of vLLM and llama.cpp take for granted, through the official SDK on a real server."""
+
+import pytest
+import requests
+from openai import OpenAI
+from superlinear.adapters import default_model_dir
+from superlinear.adapters.tokenizer import HFTokenizer
+
+NO_THINK = {"chat_template_kwargs": {"enable_thinking": False}}
+ASK = [{"role": "user", "content": "Tell me about the sea."}]
+
+
+@pytest.fixture
+def client(server):
+    return OpenAI(base_url=f"{server}/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return HFTokenizer.from_dir(default_model_dir())
+
+
+def model_id(client) -> str:
+    return client.models.list().data[0].id
+
+
+def test_logprobs_are_the_greedy_tokens_and_stream_the_same(client):
+    args = dict(model=model_id(client), messages=ASK, max_tokens=12, temperature=0, logprobs=True,
+                top_logprobs=4, extra_body=NO_THINK)
+    plain = client.chat.completions.create(**args).choices[0]
+    items = plain.logprobs.content
+    assert len(items) >= 1 and "".join(i.token for i in items) == plain.message.content
+    for item in items:
+        tops = [t.logprob for t in item.top_logprobs]
+        assert len(tops) == 4 and tops == sorted(tops, reverse=True)
+        assert item.token == item.top_logprobs[0].token and item.logprob == pytest.approx(tops[0]) and tops[0] <= 0
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    streamed = [i for c in chunks if c.choices and c.choices[0].logprobs for i in c.choices[0].logprobs.content]
+    assert [(i.token, i.logprob) for i in streamed] == [(i.token, i.logprob) for i in items]
+
+
+def test_sampled_tokens_report_their_logprob_under_the_model_distribution(client):
+    reply = client.chat.completions.create(model=model_id(client), messages=ASK, max_tokens=16, temperature=1,
+                                           seed=5, logprobs=True, top_logprobs=20, extra_body=NO_THINK)
+    for item in reply.choices[0].logprobs.content:
+        listed = {t.token: t.logprob for t in item.top_logprobs}
+        assert item.logprob <= 0
+        if item.token in listed:
+            assert item.logprob == pytest.approx(listed[item.token])
+        else:
+            assert item.logprob <= min(listed.values()) + 1e-6
+
+
+def test_logit_bias_bans_the_greedy_token_and_forces_another(client, tok):
+    args = dict(model=model_id(client), messages=ASK, max_tokens=4, temperature=0, extra_body=NO_THINK)
+    first = client.chat.completions.create(logprobs=True, **args).choices[0].logprobs.content[0].token
+    [first_id] = tok.encode(first)
+    banned = client.chat.completions.create(logprobs=True, logit_bias={str(first_id): -100}, **args)
+    assert banned.choices[0].logprobs.content[0].token != first
+    [sea] = tok.encode(" sea")[:1]
+    forced = client.chat.completions.create(logit_bias={str(sea): 100}, **args).choices[0]
+    assert forced.message.content == tok.decode([sea] * 4)
+
+
+def test_logit_bias_outside_the_vocabulary_is_a_400(server, client):
+    body = {"messages": ASK, "max_tokens": 1, "logit_bias": {str(10**8): 5}}
+    answer = requests.post(f"{server}/v1/chat/completions", json=body, timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "logit_bias"
