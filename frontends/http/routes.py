@@ -26,6 +26,7 @@ from .resources import (
 )
 from .services import Get
 from .snapshots import SessionSave, SnapshotItem, SnapshotLoad, Snapshots
+from .tokenize import Detokenize, Tokenize
 
 __all__ = ["BuiltinRoutes", "MetricsResource", "mount"]
 
@@ -61,6 +62,8 @@ class BuiltinRoutes:
             "/v1/models": Models(get),
             "/v1/models/{model_id}": ModelItem(get),
             "/v1/chat/completions": ChatCompletions(get, met, lim),
+            "/tokenize": Tokenize(get, lim),
+            "/detokenize": Detokenize(get, lim),
             "/v1/sessions": Sessions(get, lim),
             "/v1/sessions/{session_id}": SessionItem(get),
             "/v1/sessions/{session_id}/history": SessionHistory(get),

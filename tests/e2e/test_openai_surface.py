@@ -66,3 +66,34 @@ def test_logit_bias_outside_the_vocabulary_is_a_400(server, client):
     body = {"messages": ASK, "max_tokens": 1, "logit_bias": {str(10**8): 5}}
     answer = requests.post(f"{server}/v1/chat/completions", json=body, timeout=30)
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "logit_bias"
+
+
+def test_tokenize_and_detokenize_round_trip_a_prompt(server, tok):
+    text = "The sea is deep, and <|im_start|> is text here."
+    answer = requests.post(f"{server}/tokenize", json={"prompt": text, "return_token_strs": True}, timeout=10).json()
+    assert answer["tokens"] == tok.encode(text) and answer["count"] == len(answer["tokens"])
+    assert answer["token_strs"] == [tok.decode([i]) for i in answer["tokens"]] and answer["max_model_len"] > 0
+    back = requests.post(f"{server}/detokenize", json={"tokens": answer["tokens"]}, timeout=10).json()
+    assert back == {"prompt": text}
+
+
+def test_tokenize_counts_messages_as_a_chat_turn_prefills_them(server, client):
+    messages = [{"role": "system", "content": "Be brief."}, *ASK]
+    counted = requests.post(f"{server}/tokenize", json={"messages": messages, **NO_THINK}, timeout=10).json()
+    reply = client.chat.completions.create(model=model_id(client), messages=messages, max_tokens=1, temperature=0,
+                                           extra_body=NO_THINK)
+    assert counted["count"] == reply.usage.prompt_tokens and counted["token_strs"] is None
+    bare = requests.post(f"{server}/tokenize", timeout=10,
+                         json={"messages": messages, "add_generation_prompt": False, **NO_THINK}).json()
+    assert bare["tokens"] == counted["tokens"][: bare["count"]] and bare["count"] < counted["count"]
+
+
+@pytest.mark.parametrize("route,body,param", [
+    ("tokenize", {}, "prompt"), ("tokenize", {"prompt": "a", "messages": ASK}, "prompt"),
+    ("tokenize", {"prompt": 5}, "prompt"), ("tokenize", {"prompt": "a", "frobnicate": 1}, "frobnicate"),
+    ("detokenize", {"tokens": [-1]}, "tokens"), ("detokenize", {"tokens": [10**9]}, "tokens"),
+    ("detokenize", {}, "tokens"),
+])
+def test_bad_tokenize_bodies_are_400_naming_the_field(server, route, body, param):
+    answer = requests.post(f"{server}/{route}", json=body, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
