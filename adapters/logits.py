@@ -27,5 +27,5 @@ def token_logprobs(logits: torch.Tensor, params: SamplingParams, token_id: int, 
     top: tuple[tuple[int, float], ...] = ()
     if top_n > 0:
         values, ids = torch.topk(logp, min(top_n, logp.numel()))
-        top = tuple((int(i), float(v)) for i, v in zip(ids, values))
+        top = tuple((int(i), float(v)) for i, v in zip(ids, values, strict=True))
     return RawLogprob(token_id, float(logp[token_id]), top)

@@ -44,6 +44,8 @@ class Generation:
     rng: random.Random
     thinking: bool
     max_new: int
+    # False: a thought marker is text like any other (text completions have no thinking split).
+    think_tags: bool = True
     out: GenerationOutcome = attrs.Factory(GenerationOutcome)
     _decoder: Any = None
     _shown: int = 0
@@ -68,7 +70,7 @@ class Generation:
             if self.thinking:
                 yield from self._think_step(tid, close_id)
                 continue
-            if tid == open_id and not self.out.content:
+            if tid == open_id and not self.out.content and self.think_tags:
                 self.thinking = True
                 continue
             stop = yield from self._answer_step(tid, logprob)

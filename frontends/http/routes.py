@@ -10,6 +10,7 @@ import falcon
 from ...plugins import hookimpl
 from ...plugins.hookspecs import RegisterHttpRoute
 from .chat import ChatCompletions
+from .completions import Completions
 from .limits import Limits
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import OpenApi
@@ -62,6 +63,7 @@ class BuiltinRoutes:
             "/v1/models": Models(get),
             "/v1/models/{model_id}": ModelItem(get),
             "/v1/chat/completions": ChatCompletions(get, met, lim),
+            "/v1/completions": Completions(get, met, lim),
             "/tokenize": Tokenize(get, lim),
             "/detokenize": Detokenize(get, lim),
             "/v1/sessions": Sessions(get, lim),

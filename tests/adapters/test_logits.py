@@ -18,7 +18,7 @@ def test_token_logprobs_match_the_reference_log_softmax_with_the_bias(seed):
     gen = torch.Generator().manual_seed(seed)
     logits = torch.randn(300, generator=gen, dtype=torch.float64) * 4
     bias = tuple(sorted({(int(i), float(b)) for i, b in zip(torch.randint(0, 300, (7,), generator=gen),
-                                                              torch.empty(7).uniform_(-100, 100, generator=gen))}))
+                                                              torch.empty(7).uniform_(-100, 100, generator=gen), strict=True)}))
     bias = tuple({i: b for i, b in bias}.items())
     params = SamplingParams(logit_bias=bias)
     table = {i: float(v) for i, v in enumerate(logits)}
@@ -30,7 +30,7 @@ def test_token_logprobs_match_the_reference_log_softmax_with_the_bias(seed):
     assert got.token_id == chosen
     assert math.isclose(got.logprob, want.logprob, abs_tol=1e-4)
     assert [i for i, _ in got.top] == [i for i, _ in want.top]
-    assert all(math.isclose(a, b, abs_tol=1e-4) for (_, a), (_, b) in zip(got.top, want.top))
+    assert all(math.isclose(a, b, abs_tol=1e-4) for (_, a), (_, b) in zip(got.top, want.top, strict=True))
 
 
 def test_biased_logits_leave_the_state_logits_alone():

@@ -97,3 +97,33 @@ def test_tokenize_counts_messages_as_a_chat_turn_prefills_them(server, client):
 def test_bad_tokenize_bodies_are_400_naming_the_field(server, route, body, param):
     answer = requests.post(f"{server}/{route}", json=body, timeout=10)
     assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
+
+
+def test_a_text_completion_streams_the_same_text_and_echoes_the_prompt(client, tok):
+    args = dict(model=model_id(client), prompt="The sea is", max_tokens=10, temperature=0, logprobs=3)
+    plain = client.completions.create(**args)
+    choice = plain.choices[0]
+    assert plain.object == "text_completion" and choice.finish_reason in ("stop", "length")
+    assert plain.usage.prompt_tokens == len(tok.encode("The sea is"))
+    assert "".join(choice.logprobs.tokens) == choice.text and len(choice.logprobs.tokens) >= 1
+    for chosen, top in zip(choice.logprobs.token_logprobs, choice.logprobs.top_logprobs, strict=True):
+        assert len(top) <= 3 and chosen == pytest.approx(max(top.values()))  # greedy: the most likely token
+    chunks = list(client.completions.create(stream=True, stream_options={"include_usage": True}, **args))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == choice.text
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    echoed = client.completions.create(**{**args, "logprobs": None}, echo=True)
+    assert echoed.choices[0].text == "The sea is" + choice.text
+    by_ids = client.completions.create(**{**args, "logprobs": None, "prompt": tok.encode("The sea is")})
+    assert by_ids.choices[0].text == choice.text
+
+
+def test_a_completion_refuses_suffix_and_sessions_clearly(client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as suffix:
+        client.completions.create(model=model_id(client), prompt="def f(", suffix="\n    return 1", max_tokens=4)
+    assert suffix.value.body["param"] == "suffix" and "fill-in-the-middle" in suffix.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as session:
+        client.completions.create(model=model_id(client), prompt="Hi", max_tokens=2,
+                                  extra_body={"session_id": "my-chat"})
+    assert session.value.body["param"] == "session_id"

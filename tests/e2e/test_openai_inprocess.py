@@ -1,4 +1,4 @@
-"""logit_bias, logprobs and top_logprobs through the HTTP app over the core's fakes."""
+"""The OpenAI surface (logit_bias, logprobs, text completions, ...) through the HTTP app over the core's fakes."""
 
 import json
 import math
@@ -94,3 +94,44 @@ def test_greedy_logprobs_name_the_top_token_and_streaming_gives_the_same(client)
 
 def test_without_logprobs_the_choice_has_none(client):
     assert chat(client, max_tokens=3).json["choices"][0]["logprobs"] is None
+
+
+def complete(client, **body):
+    return client.simulate_post("/v1/completions", json={"prompt": "Once upon", **body})
+
+
+def test_a_completion_continues_the_prompt_with_no_template(client):
+    answer = complete(client, temperature=0, max_tokens=5).json
+    assert answer["object"] == "text_completion" and answer["id"].startswith("cmpl-")
+    choice = answer["choices"][0]
+    assert len(choice["text"]) == 5 and choice["finish_reason"] == "length" and choice["logprobs"] is None
+    assert answer["usage"]["prompt_tokens"] == len("Once upon") and answer["usage"]["completion_tokens"] == 5
+    # The same ids as a prompt give the same continuation; echo puts the prompt in front.
+    ids = [ord(c) + 5 for c in "Once upon"]
+    again = complete(client, prompt=ids, temperature=0, max_tokens=5, echo=True).json["choices"][0]
+    assert again["text"] == "Once upon" + choice["text"]
+
+
+def test_a_streamed_completion_gives_the_same_text_and_logprobs(client):
+    args = dict(temperature=0, max_tokens=6, logprobs=2)
+    plain = complete(client, **args).json["choices"][0]
+    chunks = sse(complete(client, stream=True, stream_options={"include_usage": True}, **args))
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == plain["text"]
+    tokens = [t for c in chunks if c["choices"] and c["choices"][0]["logprobs"]
+              for t in c["choices"][0]["logprobs"]["tokens"]]
+    assert tokens == plain["logprobs"]["tokens"] and "".join(tokens) == plain["text"]
+    assert plain["logprobs"]["text_offset"] == list(range(6))
+    assert all(len(top) == 2 for top in plain["logprobs"]["top_logprobs"])
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] \
+        == ["length"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 6
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"suffix": "end"}, "suffix"), ({"session_id": "s"}, "session_id"), ({"prompt": ["a", "b"]}, "prompt"),
+    ({"prompt": []}, "prompt"), ({"prompt": [-1]}, "prompt"), ({"echo": True, "logprobs": 1}, "logprobs"),
+    ({"logprobs": 21}, "logprobs"), ({"best_of": 2}, "best_of"), ({"messages": []}, "messages"),
+])
+def test_bad_completion_bodies_are_400_naming_the_field(client, body, param):
+    result = complete(client, max_tokens=2, **body)
+    assert result.status_code == 400 and result.json["error"]["param"] == param, result.text
