@@ -133,6 +133,7 @@ class HFTokenizer:
             (tok.content for tok in added.values() if tok.special and tok.content), key=len, reverse=True
         )
         self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._special_ids = frozenset(i for i, tok in added.items() if tok.special)
         eos = {self.token_id(text) for text in ("<|im_end|>", eos_token) if text}
         self._eos_ids = frozenset(i for i in eos | set(extra_eos_ids) if i is not None)
         self._think = tuple(t if self._is_single_token(t) else None for t in (_THINK_OPEN, _THINK_CLOSE))
@@ -168,6 +169,11 @@ class HFTokenizer:
     def eos_token_ids(self) -> frozenset[int]:
         """Ids that end a generation."""
         return self._eos_ids
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of added tokens marked special (tool-call markers and the like usually are not)."""
+        return self._special_ids
 
     @property
     def think_open(self) -> str | None:

@@ -25,6 +25,8 @@ class GenerationOutcome:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     fed_ids: list[int] = attrs.Factory(list)
+    # Special tokens the model emitted in its answer: fed to the state, kept out of `content`.
+    specials_dropped: int = 0
 
 
 @attrs.define(eq=False)
@@ -98,7 +100,7 @@ class Generation:
         if tid == close_id:
             self._end_thinking()
             return
-        text = self._decoder.push(tid)
+        text = "" if tid in self.tok.special_ids else self._decoder.push(tid)
         if text:
             self.out.reasoning += text
             yield StreamEvent("reasoning", text)
@@ -115,8 +117,13 @@ class Generation:
         self._decoder = self.tok.decoder()
 
     def _answer_step(self, tid: int, logprob: TokenLogprob | None) -> Iterator[StreamEvent]:
-        self.out.content += self._decoder.push(tid)
-        if logprob is not None:
+        # A special token the model emits is fed (the state holds it) but is no part of the text.
+        special = tid in self.tok.special_ids
+        if special:
+            self.out.specials_dropped += 1
+        else:
+            self.out.content += self._decoder.push(tid)
+        if logprob is not None and not special:
             self._logprobs.append((len(self.out.content), logprob))
         hold = 0
         for rule in self.rules:

@@ -26,6 +26,7 @@ class FakeTokenizer:
         self._thinking_default = thinking_default
 
     eos_token_ids = frozenset({1})
+    special_ids = frozenset(range(_OFFSET))
     think_open = "<think>"
     think_close = "</think>"
     fingerprint = {"vocab": "fake-chars", "template": "fake-chatml"}

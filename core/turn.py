@@ -118,7 +118,8 @@ class TurnRunner:
         session.ledger.extend(gen.out.fed_ids)
         reply = self._reply(gen.out, request)
         before = [*session.transcript, *new]
-        if gen.out.reasoning and request.discard_thinking:
+        if (gen.out.reasoning and request.discard_thinking) or gen.out.specials_dropped:
+            # The state then holds the reply as the template renders it, as the transcript says.
             self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
         session.transcript[:] = [*before, reply]
         session.trailer = closing_text(self.tok, session.transcript, kwargs)

@@ -19,18 +19,26 @@ Z = ord("Z") + 5  # the fake tokenizer's id of "Z"
 
 
 @pytest.fixture
-def client():
-    """The app over a fresh fake model, with the built-in stop rules as the server wires them."""
-    model = FakeModel(FakeTokenizer())
+def model():
+    return FakeModel(FakeTokenizer())
+
+
+@pytest.fixture
+def services(model):
+    """Services over a fresh fake model, with the built-in stop rules as the server wires them."""
     sessions = SessionService(
         model=model, tok=model.tok, engine=Engine().start(), store=MemorySnapshotStore(), clock=FixedClock(),
         ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
         entropy=lambda: 7, default_max_seq_len=2048)
-    services = Services(sessions=sessions, model_name="fake", default_max_tokens=256)
+    yield Services(sessions=sessions, model_name="fake", default_max_tokens=256)
+    sessions.engine.stop()
+
+
+@pytest.fixture
+def client(services):
     app = create_app(ServiceHolder(lambda: services, background=False), AppOptions(load_plugins=False,
                                                                                     limits=Limits()))
-    yield falcon.testing.TestClient(app)
-    sessions.engine.stop()
+    return falcon.testing.TestClient(app)
 
 
 def chat(client, **body):
@@ -135,3 +143,17 @@ def test_a_streamed_completion_gives_the_same_text_and_logprobs(client):
 def test_bad_completion_bodies_are_400_naming_the_field(client, body, param):
     result = complete(client, max_tokens=2, **body)
     assert result.status_code == 400 and result.json["error"]["param"] == param, result.text
+
+
+def test_special_tokens_a_model_emits_are_fed_but_not_text(client, model, services):
+    client.simulate_post("/v1/sessions", json={"session_id": "s"})
+    model.script = ["Hi<|endoftext|> there", "Hi<|endoftext|> there", "Hi<|endoftext|> there"]
+    body = dict(chat_template_kwargs=NO_THINK, session_id="s")
+    assert chat(client, **body).json["choices"][0]["message"]["content"] == "Hi there"
+    # The session's state holds the reply as the template renders it, as its transcript says.
+    state = services.sessions.session("s").state
+    assert 0 not in state.ids and client.simulate_get("/v1/sessions/s/history").json["messages"][-1]["content"] \
+        == "Hi there"
+    chunks = sse(chat(client, stream=True, chat_template_kwargs=NO_THINK))
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hi there"
+    assert complete(client, max_tokens=20).json["choices"][0]["text"] == "Hi there"

@@ -127,3 +127,17 @@ def test_a_completion_refuses_suffix_and_sessions_clearly(client):
         client.completions.create(model=model_id(client), prompt="Hi", max_tokens=2,
                                   extra_body={"session_id": "my-chat"})
     assert session.value.body["param"] == "session_id"
+
+
+def test_special_tokens_the_model_emits_stay_out_of_the_text(server, client, tok):
+    start = tok.token_id("<|im_start|>")
+    assert start in tok.special_ids
+    args = dict(model=model_id(client), messages=ASK, max_tokens=5, temperature=0, extra_body=NO_THINK,
+                logit_bias={str(start): 100})
+    reply = client.chat.completions.create(**args)
+    assert reply.choices[0].message.content == "" and reply.usage.completion_tokens == 5
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
+    text = client.completions.create(model=model_id(client), prompt="The sea", max_tokens=3, temperature=0,
+                                     logit_bias={str(start): 100})
+    assert text.choices[0].text == ""
