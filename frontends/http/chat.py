@@ -10,7 +10,9 @@ from typing import Any
 import attrs
 
 from ...core import TurnHandle
+from ...core.choices import start_choices
 from .body import read_json
+from .choices import choices_stream, merge_choices
 from .disconnect import ClientGone, ClientWatch, watched_events
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
@@ -101,6 +103,9 @@ class ChatCompletions:
         svc = self.get()
         body = read_json(req, self.limits.max_body_bytes, required=True)
         call = parse_chat_request(body, svc.model_name, svc.default_max_tokens, svc.default_temperature)
+        if call.n > 1:
+            self._several(req, resp, call, svc, arrived)
+            return
         timer = self.metrics.turn(arrived, call.stream)
         try:
             handle = svc.sessions.chat(call.request)
@@ -111,19 +116,44 @@ class ChatCompletions:
         items = wire_items(handle, ClientWatch(req.env.get("gunicorn.socket")), timer, call.parse_tool_calls)
         self._respond(resp, call, items, svc.model_name)
 
+    def _several(self, req, resp, call: ChatCall, svc, arrived: float) -> None:
+        """n > 1: one prefill, n choices; each counts as a turn in the metrics."""
+        handles = start_choices(svc.sessions, call.request, call.n)
+        watch = ClientWatch(req.env.get("gunicorn.socket"))
+        streams = []
+        for handle in handles:
+            timer = self.metrics.turn(arrived, call.stream)
+            timer.admitted()
+            streams.append(wire_items(handle, watch, timer, call.parse_tool_calls))
+        cid = f"chatcmpl-{secrets.token_hex(12)}"
+        if call.stream:
+            _sse_headers(resp)
+            resp.stream = choices_stream(streams, cid, svc.model_name, call.include_usage)
+            return
+        try:
+            logprobs = call.request.sampling.logprobs is not None
+            resp.media = merge_choices([collect(items, cid, svc.model_name, logprobs) for items in streams])
+        finally:
+            for items in streams:
+                items.close()
+
     @staticmethod
     def _respond(resp, call: ChatCall, items, model: str) -> None:
         cid = f"chatcmpl-{secrets.token_hex(12)}"
         if call.stream:
-            resp.content_type = "text/event-stream"
-            resp.set_header("Cache-Control", "no-cache")
-            resp.set_header("X-Accel-Buffering", "no")
+            _sse_headers(resp)
             resp.stream = sse_stream(items, cid, model, call.include_usage)
             return
         try:
             resp.media = collect(items, cid, model, call.request.sampling.logprobs is not None)
         finally:
             items.close()
+
+
+def _sse_headers(resp) -> None:
+    resp.content_type = "text/event-stream"
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")
 
 
 def client_gone_handler(req, resp, exc, params):

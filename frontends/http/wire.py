@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams
+from ...core.choices import MAX_CHOICES
 from .wire_logits import parse_chat_logprobs, parse_logit_bias
 from .wire_messages import parse_messages, parse_tools, require
 
@@ -47,6 +48,7 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     parse_tool_calls: bool = False
+    n: int = 1
 
 
 def _int(body: Mapping, key: str, default: int | None, lo: int = 0, hi: int | None = None,
@@ -138,7 +140,6 @@ def _check_neutral(body: Mapping) -> None:
     for key, kind in _IGNORED.items():
         value = body.get(key)
         require(value is None or isinstance(value, kind), f"{key} must be of type {kind.__name__}", key)
-    require(body.get("n") in (None, 1) and not isinstance(body.get("n"), bool), "only n=1 is supported", "n")
     fmt = body.get("response_format")
     require(fmt is None or fmt == {"type": "text"}, "only response_format {\"type\": \"text\"} is supported",
             "response_format")
@@ -200,4 +201,4 @@ def parse_chat_request(body: Any, model_name: str, default_max: int, default_tem
         template_kwargs=_template_kwargs(body, tools),
         discard_thinking=_bool(body, "discard_thinking", True),
     )
-    return ChatCall(request, stream, include_usage, _tool_choice(body, tools))
+    return ChatCall(request, stream, include_usage, _tool_choice(body, tools), _int(body, "n", 1, 1, MAX_CHOICES))

@@ -157,3 +157,34 @@ def test_special_tokens_a_model_emits_are_fed_but_not_text(client, model, servic
     chunks = sse(chat(client, stream=True, chat_template_kwargs=NO_THINK))
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hi there"
     assert complete(client, max_tokens=20).json["choices"][0]["text"] == "Hi there"
+
+
+def test_n_choices_come_from_one_prefill_and_differ(client, model):
+    before = model.appended
+    answer = chat(client, n=4, temperature=1, seed=11, max_tokens=8, chat_template_kwargs=NO_THINK).json
+    prompt = answer["usage"]["prompt_tokens"]
+    # One prefill of the prompt; each choice then feeds only its own tokens.
+    assert model.appended - before == prompt + sum(len(c["message"]["content"]) for c in answer["choices"])
+    assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+    texts = [c["message"]["content"] for c in answer["choices"]]
+    assert len(set(texts)) == 4 and answer["usage"]["completion_tokens"] == 4 * 8
+    again = chat(client, n=4, temperature=1, seed=11, max_tokens=8, chat_template_kwargs=NO_THINK).json
+    assert [c["message"]["content"] for c in again["choices"]] == texts
+
+
+def test_n_choices_stream_with_their_indexes(client):
+    args = dict(n=3, temperature=1, seed=2, max_tokens=6, chat_template_kwargs=NO_THINK)
+    plain = chat(client, **args).json
+    chunks = sse(chat(client, stream=True, stream_options={"include_usage": True}, **args))
+    for i, choice in enumerate(plain["choices"]):
+        mine = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["index"] == i]
+        assert "".join(c["delta"].get("content") or "" for c in mine) == choice["message"]["content"]
+        assert [c["finish_reason"] for c in mine if c["finish_reason"]] == [choice["finish_reason"]]
+    assert chunks[-1]["usage"] == plain["usage"]
+
+
+def test_n_in_a_session_is_a_400(client):
+    client.simulate_post("/v1/sessions", json={"session_id": "s"})
+    result = chat(client, n=2, session_id="s")
+    assert result.status_code == 400 and result.json["error"]["param"] == "n"
+    assert chat(client, n=17).json["error"]["param"] == "n"

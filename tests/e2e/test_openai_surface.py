@@ -141,3 +141,22 @@ def test_special_tokens_the_model_emits_stay_out_of_the_text(server, client, tok
     text = client.completions.create(model=model_id(client), prompt="The sea", max_tokens=3, temperature=0,
                                      logit_bias={str(start): 100})
     assert text.choices[0].text == ""
+
+
+def test_n_choices_are_sampled_independently_from_one_prompt(server, client):
+    poem = [{"role": "user", "content": "Write a short poem."}]
+    args = dict(model=model_id(client), messages=poem, max_tokens=12, temperature=1, seed=4, n=3, extra_body=NO_THINK)
+    reply = client.chat.completions.create(**args)
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert len({c.message.content for c in reply.choices}) > 1
+    single = client.chat.completions.create(**{**args, "n": 1})
+    assert reply.usage.prompt_tokens == single.usage.prompt_tokens
+    assert reply.usage.completion_tokens > single.usage.completion_tokens
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    for choice in reply.choices:
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == choice.index)
+        assert text == choice.message.content
+    requests.post(f"{server}/v1/sessions", json={"session_id": "n-sess"}, timeout=10)
+    refused = requests.post(f"{server}/v1/chat/completions", timeout=10,
+                            json={"messages": ASK, "n": 2, "session_id": "n-sess", "max_tokens": 2})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "n"
