@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..core.values import RawLogprob, SamplingParams
 
-__all__ = ["biased_logits", "token_logprobs"]
+__all__ = ["biased_logits", "token_logprobs", "mask_disallowed"]
 
 
 def biased_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -29,3 +30,11 @@ def token_logprobs(logits: torch.Tensor, params: SamplingParams, token_id: int, 
         values, ids = torch.topk(logp, min(top_n, logp.numel()))
         top = tuple((int(i), float(v)) for i, v in zip(ids, values, strict=True))
     return RawLogprob(token_id, float(logp[token_id]), top)
+
+
+def mask_disallowed(logits: torch.Tensor, allowed: bytes) -> torch.Tensor:
+    """Set to -inf every id whose bit in `allowed` (bit i % 8 of byte i // 8) is clear."""
+    bits = np.unpackbits(np.frombuffer(allowed, dtype=np.uint8), bitorder="little")[: logits.numel()]
+    keep = torch.zeros(logits.numel(), dtype=torch.bool)
+    keep[: bits.size] = torch.from_numpy(bits.astype(np.bool_))
+    return logits.masked_fill(~keep, -torch.inf)

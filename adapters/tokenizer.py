@@ -195,6 +195,10 @@ class HFTokenizer:
         """Number of ids, added tokens included."""
         return self._tok.get_vocab_size(with_added_tokens=True)
 
+    def backend_json(self) -> str:
+        """The whole tokenizer as `tokenizer.json` text, declared added tokens included."""
+        return self._tok.to_str()
+
     def encode(self, text: str) -> list[int]:
         """Encode text; special-token strings in it become their ids; no BOS/EOS is added."""
         return self._tok.encode(text, add_special_tokens=False).ids

@@ -29,10 +29,10 @@ def choice_rngs(seed: int | None, n: int, entropy: Callable[[], int]) -> list[ra
 
 
 def _choice(service: SessionService, state, params: SamplingParams, request: ChatRequest, rng: random.Random,
-            thinking: bool, room: int, prompt_tokens: int) -> Iterator[StreamEvent]:
+            thinking: bool, room: int, prompt_tokens: int, matcher) -> Iterator[StreamEvent]:
     gen = Generation(model=service.model, tok=service.tok, state=state, params=params,
                      rules=service.stop_rules(request), rng=rng, thinking=thinking,
-                     max_new=min(params.max_tokens, room))
+                     max_new=min(params.max_tokens, room), matcher=matcher)
     yield from gen.run()
     usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=gen.out.completion_tokens,
                   reasoning_tokens=gen.out.reasoning_tokens)
@@ -68,7 +68,8 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
     thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open)
     prompt_tokens = len(turn.context_ids) + len(turn.gen_ids)
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
+    matchers = [turn.matcher] + [service.runner.matcher(request.sampling) for _ in range(n - 1)]
     return [service.engine.submit(_choice(service, state, request.sampling, request, rng, thinking, turn.room,
-                                          prompt_tokens),
+                                          prompt_tokens, matcher),
                                   on_exit=lambda state=state: service.model.release(state))
-            for state, rng in zip(states, rngs, strict=True)]
+            for state, rng, matcher in zip(states, rngs, matchers, strict=True)]

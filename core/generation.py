@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from .logprobs import describe
-from .ports import ModelPort, StopRule, TokenizerPort
+from .ports import ModelPort, StopRule, TokenizerPort, TokenMatcher
 from .values import SamplingParams, StreamEvent, TokenLogprob
 
 __all__ = ["Generation", "GenerationOutcome"]
@@ -48,6 +48,8 @@ class Generation:
     max_new: int
     # False: a thought marker is text like any other (text completions have no thinking split).
     think_tags: bool = True
+    # Constrains the answer (not the thinking) to a grammar; None: free text.
+    matcher: TokenMatcher | None = None
     out: GenerationOutcome = attrs.Factory(GenerationOutcome)
     _decoder: Any = None
     _shown: int = 0
@@ -62,7 +64,11 @@ class Generation:
         close_id = self._id(self.tok.think_close)
         open_id = self._id(self.tok.think_open)
         while self.out.completion_tokens < self.max_new:
-            tid = self.model.sample(self.state, self.params, self.rng)
+            constrained = self.matcher is not None and not self.thinking
+            allowed = self.matcher.allowed() if constrained else None
+            tid = self.model.sample(self.state, self.params, self.rng, allowed)
+            if constrained:
+                self.matcher.advance(tid)
             logprob = self._logprob(tid)
             self.out.completion_tokens += 1
             if tid in eos:

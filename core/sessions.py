@@ -11,7 +11,7 @@ from .engine import Engine, TurnHandle
 from .errors import Conflict, InvalidRequest, NotFound
 from .ids import validate_id
 from .memory import MemoryManager
-from .ports import Clock, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
 from .rewind import edited_prefix, rollback
 from .session import Session
 from .snapshots import SnapshotService
@@ -40,6 +40,7 @@ class SessionService:
     kv_budget: int | None = None
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    grammars: GrammarPort | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
@@ -52,7 +53,7 @@ class SessionService:
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens)
+                          self.max_prompt_tokens, self.grammars)
 
     @property
     def snapshots_service(self) -> SnapshotService:

@@ -142,7 +142,10 @@ class FakeModel:
             table[tid] = table.get(tid, -20.0) + bias
         return table
 
-    def sample(self, state: FakeState, params: SamplingParams, rng: random.Random) -> int:
+    def sample(self, state: FakeState, params: SamplingParams, rng: random.Random, allowed: bytes | None = None) -> int:
+        if allowed is not None:
+            state.forced = None
+            return self._sample_from(self._allowed(state, params, allowed), params, rng)
         if state.pending is None and self.script:
             state.pending = self.tok.encode(self.script.pop(0)) + [1]
         state.forced = None
@@ -151,7 +154,16 @@ class FakeModel:
             if not state.pending:
                 state.pending = None
             return tid
-        table = self._logits(state, params)
+        return self._sample_from(self._logits(state, params), params, rng)
+
+    def _allowed(self, state: FakeState, params: SamplingParams, allowed: bytes) -> dict[int, float]:
+        """The toy distribution over the ids a grammar allows (every allowed id at least at -20)."""
+        base = self._logits(state, params)
+        ids = [i for i in range(len(allowed) * 8) if allowed[i // 8] >> (i % 8) & 1]
+        return {i: max(base.get(i, -20.0), -20.0) for i in ids}
+
+    @staticmethod
+    def _sample_from(table: dict[int, float], params: SamplingParams, rng: random.Random) -> int:
         if params.greedy:
             return max(table, key=lambda t: (table[t], -t))
         peak = max(table.values())

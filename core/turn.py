@@ -9,10 +9,10 @@ import attrs
 
 from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation, GenerationOutcome
-from .ports import ModelPort, StopRule, TokenizerPort
+from .ports import GrammarPort, ModelPort, StopRule, TokenizerPort, TokenMatcher
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
 from .session import Session
-from .values import ChatRequest, Message, StreamEvent, Usage
+from .values import ChatRequest, Message, SamplingParams, StreamEvent, Usage
 
 __all__ = ["TurnRunner", "PreparedTurn"]
 
@@ -29,6 +29,8 @@ class PreparedTurn:
     gen_ids: list[int]
     gen_text: str
     room: int
+    # The grammar's matcher when the request constrains the answer.
+    matcher: TokenMatcher | None = None
 
 
 @attrs.define(eq=False)
@@ -43,6 +45,7 @@ class TurnRunner:
     # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    grammars: GrammarPort | None = None
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
@@ -66,7 +69,18 @@ class TurnRunner:
                 f"{self.model.max_len(session.state)} tokens",
                 param="messages",
             )
-        return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room)
+        return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room,
+                            self.matcher(request.sampling))
+
+    def matcher(self, params: SamplingParams) -> TokenMatcher | None:
+        """A fresh matcher for the request's grammar; a 400 when it can't be enforced."""
+        grammar = params.grammar
+        if grammar is None:
+            return None
+        if self.grammars is None:
+            raise InvalidRequest("structured output is not available on this server (no grammar library)",
+                                 param=grammar.param)
+        return self.grammars.matcher(grammar)
 
     def _check_logit_bias(self, request: ChatRequest) -> None:
         vocab = self.model.info.vocab_size
@@ -113,6 +127,7 @@ class TurnRunner:
             rng=random.Random(request.sampling.seed if request.sampling.seed is not None else self.entropy()),
             thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open),
             max_new=min(request.sampling.max_tokens, room),
+            matcher=turn.matcher,
         )
         yield from gen.run()
         session.ledger.extend(gen.out.fed_ids)

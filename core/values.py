@@ -13,6 +13,7 @@ import attrs
 __all__ = [
     "Message",
     "SamplingParams",
+    "Grammar",
     "RepetitionParams",
     "ChatRequest",
     "Usage",
@@ -76,6 +77,18 @@ class RepetitionParams:
 
 
 @attrs.frozen
+class Grammar:
+    """What the answer must match: a JSON schema (`kind` "json_schema", `source` its JSON text) or a Lark
+    grammar (`kind` "lark"). `strict`: a schema keyword the grammar library cannot enforce is an error,
+    not a warning. `param` names the request field it came from, for error messages."""
+
+    kind: str
+    source: str
+    strict: bool = False
+    param: str = "response_format"
+
+
+@attrs.frozen
 class SamplingParams:
     """How the next tokens are chosen and when generation stops."""
 
@@ -91,6 +104,8 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()
     # None: no log-probabilities; n >= 0: each answer token's log-probability and the n most likely.
     logprobs: int | None = None
+    # The answer (after any thinking) must match this; None: free text.
+    grammar: Grammar | None = None
 
     @property
     def greedy(self) -> bool:

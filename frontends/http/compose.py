@@ -15,6 +15,7 @@ import falcon
 import pluggy
 
 from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
+from ...adapters.grammar import LLGuidanceGrammars
 from ...adapters.memory import default_kv_budget
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
@@ -96,6 +97,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         kv_budget=budget,
         reply_parser=split_tool_calls,
         max_prompt_tokens=settings.max_prompt_tokens,
+        grammars=LLGuidanceGrammars(tok, model.info.vocab_size),
     )
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
              "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")

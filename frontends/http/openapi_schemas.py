@@ -85,6 +85,25 @@ def _chat_logprobs() -> dict:
                 ("content",))
 
 
+def _response_format() -> dict:
+    spec = _obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "description": _NULL_STR,
+                 "schema": {"type": "object", "description": "a JSON Schema; absent: any JSON value"},
+                 "strict": {"type": ["boolean", "null"], "description": "schema keywords the server can't "
+                            "enforce are a 400 instead of being ignored"}}, ("name",))
+    return {"anyOf": [{"type": "null"}, _obj({"type": {"const": "text"}}, ("type",)),
+                      _obj({"type": {"const": "json_object"}}, ("type",)),
+                      _obj({"type": {"const": "json_schema"}, "json_schema": spec}, ("type", "json_schema"))],
+            "description": "json_object and json_schema constrain the answer (after any thinking) with a grammar"}
+
+
+def _tool_choice() -> dict:
+    named = _obj({"type": {"const": "function"}, "function": _obj({"name": _STR}, ("name",), closed=False)},
+                 ("type", "function"))
+    return {"anyOf": [{"enum": ["auto", "none", "required", None]}, named],
+            "description": "required or a named function: the answer is tool calls whose arguments match the "
+                           "declared parameters"}
+
+
 def _chat_request() -> dict:
     pos = {"type": ["integer", "null"], "minimum": 1}
     return _obj({
@@ -106,9 +125,9 @@ def _chat_request() -> dict:
                            "additionalProperties": False,
                            "description": "only with stream: true"},
         "tools": {"type": ["array", "null"], "maxItems": 128, "items": ref("Tool")},
-        "tool_choice": {"enum": ["auto", "none", None]},
+        "tool_choice": _tool_choice(),
         "parallel_tool_calls": {"type": ["boolean", "null"]},
-        "response_format": {"anyOf": [{"type": "null"}, _obj({"type": {"const": "text"}}, ("type",))]},
+        "response_format": _response_format(),
         **_neutral_fields(),
         **_logit_fields(),
         "logprobs": {"type": ["boolean", "null"], "description": "return each answer token's log-probability"},

@@ -9,6 +9,8 @@ import attrs
 
 from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams
 from ...core.choices import MAX_CHOICES
+from ...core.values import Grammar
+from .structured import forced_tools, response_grammar, tool_grammar
 from .wire_logits import parse_chat_logprobs, parse_logit_bias
 from .wire_messages import parse_messages, parse_tools, require
 
@@ -140,9 +142,6 @@ def _check_neutral(body: Mapping) -> None:
     for key, kind in _IGNORED.items():
         value = body.get(key)
         require(value is None or isinstance(value, kind), f"{key} must be of type {kind.__name__}", key)
-    fmt = body.get("response_format")
-    require(fmt is None or fmt == {"type": "text"}, "only response_format {\"type\": \"text\"} is supported",
-            "response_format")
 
 
 def _template_kwargs(body: Mapping, tools: list | None) -> dict:
@@ -174,10 +173,19 @@ def _stream_flags(body: Mapping) -> tuple[bool, bool]:
 
 def _tool_choice(body: Mapping, tools: list | None) -> bool:
     """Return whether tool calls are parsed out of the answer."""
-    choice = body.get("tool_choice")
-    require(choice in (None, "auto", "none"), "tool_choice must be \"auto\" or \"none\" (forcing a tool is not "
-            "supported)", "tool_choice")
-    return bool(tools) and choice != "none"
+    return bool(tools) and body.get("tool_choice") != "none"
+
+
+def _grammar(body: Mapping, tools: list | None) -> Grammar | None:
+    """What the answer must match: the forced tool calls, or the response format."""
+    forced = forced_tools(body, tools)
+    fmt = response_grammar(body)
+    require(forced is None or fmt is None, "response_format json and a forced tool_choice exclude each other",
+            "response_format")
+    if forced is None:
+        return fmt
+    # "required" allows several calls unless parallel_tool_calls is false; a named function is one call.
+    return tool_grammar(forced, body.get("tool_choice") == "required" and body.get("parallel_tool_calls") is not False)
 
 
 def parse_chat_request(body: Any, model_name: str, default_max: int, default_temperature: float = 1.0) -> ChatCall:
@@ -196,7 +204,7 @@ def parse_chat_request(body: Any, model_name: str, default_max: int, default_tem
     stream, include_usage = _stream_flags(body)
     request = ChatRequest(
         messages=parse_messages(body.get("messages")),
-        sampling=_sampling(body, default_max, default_temperature),
+        sampling=attrs.evolve(_sampling(body, default_max, default_temperature), grammar=_grammar(body, tools)),
         session_id=sid,
         template_kwargs=_template_kwargs(body, tools),
         discard_thinking=_bool(body, "discard_thinking", True),

@@ -48,3 +48,20 @@ def test_a_bias_of_100_forces_a_token_and_minus_100_bans_one(temperature):
     assert {sample_token(logits, forced, rng) for _ in range(30)} == {7}
     banned = SamplingParams(temperature=0.0, logit_bias=((top, -100.0),))
     assert sample_token(logits, banned, rng) != top
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_allowed_bitmask_keeps_exactly_its_ids(seed):
+    from superlinear.adapters.logits import mask_disallowed
+
+    rng = random.Random(seed)
+    vocab = rng.randrange(1, 300)
+    keep = {i for i in range(vocab) if rng.random() < 0.3}
+    mask = bytearray((vocab + 31) // 32 * 4)
+    for i in keep:
+        mask[i // 8] |= 1 << (i % 8)
+    out = mask_disallowed(torch.randn(vocab), bytes(mask))
+    assert {i for i in range(vocab) if out[i] > -math.inf} == keep
+    if keep:
+        params = SamplingParams(temperature=1.0)
+        assert {sample_token(torch.randn(vocab), params, rng, bytes(mask)) for _ in range(20)} <= keep

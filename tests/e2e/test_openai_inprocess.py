@@ -188,3 +188,28 @@ def test_n_in_a_session_is_a_400(client):
     result = chat(client, n=2, session_id="s")
     assert result.status_code == 400 and result.json["error"]["param"] == "n"
     assert chat(client, n=17).json["error"]["param"] == "n"
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"response_format": {"type": "json_schema"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a b"}}}, "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": []}}},
+     "response_format.json_schema.schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": 1}}},
+     "response_format.json_schema.strict"),
+    ({"tool_choice": "required"}, "tool_choice"), ({"tools": [TOOL], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+    ({"tools": [TOOL], "tool_choice": "required", "response_format": {"type": "json_object"}}, "response_format"),
+])
+def test_structured_output_requests_the_fakes_cannot_serve_or_that_are_wrong_are_400(client, body, param):
+    result = chat(client, max_tokens=2, **body)
+    assert result.status_code == 400 and result.json["error"]["param"] == param, result.text
+
+
+def test_a_text_response_format_is_free_text(client):
+    assert chat(client, max_tokens=2, response_format={"type": "text"}).status_code == 200

@@ -160,3 +160,109 @@ def test_n_choices_are_sampled_independently_from_one_prompt(server, client):
     refused = requests.post(f"{server}/v1/chat/completions", timeout=10,
                             json={"messages": ASK, "n": 2, "session_id": "n-sess", "max_tokens": 2})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "n"
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "likes"],
+          "properties": {"name": {"type": "string", "maxLength": 12},
+                         "age": {"type": "integer", "minimum": 0, "maximum": 120},
+                         "likes": {"type": "array", "maxItems": 3, "items": {"enum": ["sea", "sun", "tea"]}}}}
+
+
+def test_json_schema_replies_at_temperature_one_are_valid_50_of_50(client):
+    import json
+
+    import jsonschema
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    replies = []
+    for seed in range(5):
+        reply = client.chat.completions.create(
+            model=model_id(client), messages=[{"role": "user", "content": "Describe a person."}], n=10,
+            temperature=1, seed=seed, max_tokens=120, response_format=fmt, extra_body=NO_THINK)
+        replies += [c.message.content for c in reply.choices]
+    assert len(replies) == 50
+    for text in replies:
+        jsonschema.validate(json.loads(text), PERSON)
+    assert len(set(replies)) > 1
+
+
+def test_json_object_replies_are_json_objects_streamed_too(client):
+    import json
+
+    args = dict(model=model_id(client), messages=ASK, temperature=1, seed=3, max_tokens=80,
+                response_format={"type": "json_object"}, extra_body=NO_THINK)
+    reply = client.chat.completions.create(**args).choices[0]
+    if reply.finish_reason == "stop":
+        assert isinstance(json.loads(reply.message.content), dict)
+    else:
+        assert reply.message.content.startswith("{")
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply.message.content
+
+
+@pytest.mark.parametrize("schema,strict,words", [
+    ({"type": "objectx"}, False, "objectx"), ({"type": "string", "format": "no-such-format"}, True, "no-such-format"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}, False, "nowhere"),
+])
+def test_schemas_that_cannot_be_enforced_are_a_400_that_says_why(client, schema, strict, words):
+    import openai
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": strict}}
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=model_id(client), messages=ASK, max_tokens=5, response_format=fmt)
+    assert bad.value.body["param"] == "response_format.json_schema.schema" and words in bad.value.body["message"]
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string", "maxLength": 16}}, "required": ["city"],
+    "additionalProperties": False}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"],
+    "additionalProperties": False}}}
+
+
+@pytest.mark.parametrize("choice,parallel", [("required", False), ("required", None),
+                                             ({"type": "function", "function": {"name": "get_time"}}, None)])
+def test_forced_tool_calls_match_the_declared_parameters(client, choice, parallel):
+    import json
+
+    import jsonschema
+
+    extra = {} if parallel is None else {"parallel_tool_calls": parallel}
+    for seed in range(3):
+        reply = client.chat.completions.create(
+            model=model_id(client), messages=[{"role": "user", "content": "What's the weather in Paris?"}],
+            tools=[WEATHER, TIME], tool_choice=choice, temperature=1, seed=seed, max_tokens=100, extra_body=NO_THINK,
+            **extra)
+        out = reply.choices[0]
+        # One call ends the answer; "required" with parallel calls lets this small model go on calling.
+        assert out.message.tool_calls and (out.finish_reason == "tool_calls" or choice == "required" and not extra)
+        assert len(out.message.tool_calls) == 1 or choice == "required" and not extra
+        for call in out.message.tool_calls:
+            tool = {"get_weather": WEATHER, "get_time": TIME}[call.function.name]
+            jsonschema.validate(json.loads(call.function.arguments), tool["function"]["parameters"])
+            if isinstance(choice, dict):
+                assert call.function.name == "get_time"
+
+
+def test_a_forced_tool_choice_needs_a_declared_tool(client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=model_id(client), messages=ASK, tools=[WEATHER], max_tokens=5,
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+    assert bad.value.body["param"] == "tool_choice"
+
+
+def test_a_thinking_reply_thinks_freely_then_answers_in_the_schema(client):
+    import json
+
+    import jsonschema
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    reply = client.chat.completions.create(
+        model=model_id(client), messages=[{"role": "user", "content": "Describe a person."}], temperature=1, seed=1,
+        max_tokens=150, response_format=fmt, extra_body={"reasoning_budget": 12})
+    message = reply.choices[0].message
+    assert reply.choices[0].finish_reason == "stop" and message.model_extra.get("reasoning_content")
+    jsonschema.validate(json.loads(message.content), PERSON)
