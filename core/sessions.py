@@ -12,6 +12,7 @@ from .errors import Conflict, InvalidRequest, NotFound
 from .ids import validate_id
 from .memory import MemoryManager
 from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .prefix_cache import PrefixCache, cached_turn
 from .rewind import edited_prefix, rollback
 from .session import Session
 from .snapshots import SnapshotService
@@ -41,6 +42,7 @@ class SessionService:
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
     grammars: GrammarPort | None = None
+    prefix_cache: PrefixCache | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
@@ -48,7 +50,8 @@ class SessionService:
     def __attrs_post_init__(self) -> None:
         if self.kv_budget is not None and self.spill is None:
             raise ValueError("a KV budget needs a spill store to offload sessions to")
-        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget)
+        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget,
+                                    cache=self.prefix_cache)
 
     @property
     def runner(self) -> TurnRunner:
@@ -199,17 +202,31 @@ class SessionService:
         s = Session("stateless", None, self.default_max_seq_len, now, now)
         s.acquire()
 
+        cache = self.prefix_cache
+
         def prepare():
             self.memory.make_room(0)
-            s.state = self.model.new_state(self.default_max_seq_len)
+            hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
+            if hit is not None:
+                cache.resume(hit, s)
+            else:
+                s.state = self.model.new_state(self.default_max_seq_len)
             try:
                 return self.runner.prepare(s, request)
             except BaseException:
                 self.model.release(s.state)
                 raise
 
+        def release():
+            if s.state is not None:
+                self.model.release(s.state)
+
         turn = self.engine.call(prepare)
-        return self.engine.submit(self.runner.run(turn), on_exit=lambda: self.model.release(s.state))
+        steps = cached_turn(cache, self.runner.run(turn), s, request, self._over_budget)
+        return self.engine.submit(steps, on_exit=release)
+
+    def _over_budget(self) -> int:
+        return 0 if self.kv_budget is None else self.memory.used() - self.kv_budget
 
     def rollback(self, session_id: str, keep_messages: object) -> SessionInfo:
         """Cut a session back to its first `keep_messages` messages."""

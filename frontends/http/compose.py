@@ -19,6 +19,7 @@ from ...adapters.grammar import LLGuidanceGrammars
 from ...adapters.memory import default_kv_budget
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
+from ...core.prefix_cache import PrefixCache
 from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
 from .app import AppOptions, create_app
@@ -52,6 +53,8 @@ class Settings:
     kv_budget: int | None = None
     max_prompt_tokens: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # States kept for stateless requests that resend a conversation (0: no prefix cache).
+    prefix_cache: int = 8
 
     @property
     def limits(self) -> Limits:
@@ -98,6 +101,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         reply_parser=split_tool_calls,
         max_prompt_tokens=settings.max_prompt_tokens,
         grammars=LLGuidanceGrammars(tok, model.info.vocab_size),
+        prefix_cache=PrefixCache(model, settings.prefix_cache) if settings.prefix_cache else None,
     )
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
              "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")

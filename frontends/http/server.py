@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=_size_arg, default=DEFAULT_MAX_BODY_BYTES,
                    help="largest request body (413 above)")
     p.add_argument("--threads", type=_positive, default=8, help="request threads of the worker")
+    p.add_argument("--prefix-cache", type=int, default=8, metavar="N",
+                   help="model states kept for stateless requests that resend a conversation (0: off)")
     p.add_argument("--api-key", default=os.environ.get("SPL_API_KEY"),
                    help="require this bearer key on every route but /health (default: $SPL_API_KEY)")
     p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins (built-ins stay)")
@@ -79,7 +81,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         model=a.model, host=a.host, port=a.port, chunk_size=a.chunk_size, dtype=a.dtype, device=a.device,
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
-        max_body_bytes=a.max_body_bytes,
+        max_body_bytes=a.max_body_bytes, prefix_cache=max(0, a.prefix_cache),
     )
 
 

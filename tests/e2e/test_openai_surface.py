@@ -266,3 +266,32 @@ def test_a_thinking_reply_thinks_freely_then_answers_in_the_schema(client):
     message = reply.choices[0].message
     assert reply.choices[0].finish_reason == "stop" and message.model_extra.get("reasoning_content")
     jsonschema.validate(json.loads(message.content), PERSON)
+
+
+def agent_loop(client, turns: int = 3) -> list:
+    """A stateless agent: each turn resends the whole conversation with the reply it got."""
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Tell me about the sea."}]
+    out = []
+    for turn in range(turns):
+        reply = client.chat.completions.create(model=model_id(client), messages=messages, max_tokens=16,
+                                               temperature=0, extra_body=NO_THINK)
+        out.append(reply)
+        messages += [{"role": "assistant", "content": reply.choices[0].message.content},
+                     {"role": "user", "content": f"And then? ({turn})"}]
+    return out
+
+
+def test_a_stateless_agent_loop_reports_cached_tokens_and_answers_as_without_the_cache(
+        client, launch_server, server_env, tmp_path):
+    looped = agent_loop(client)
+    usages = [r.usage for r in looped]
+    assert usages[0].prompt_tokens_details.cached_tokens == 0
+    for before, now in zip(usages, usages[1:], strict=False):
+        cached = now.prompt_tokens_details.cached_tokens
+        assert before.prompt_tokens < cached < now.prompt_tokens
+    with launch_server(server_env, tmp_path / "server.log", "--no-plugins", "--prefix-cache", "0") as (url, _):
+        plain = agent_loop(OpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0, timeout=120))
+    assert all(r.usage.prompt_tokens_details.cached_tokens == 0 for r in plain)
+    assert [r.choices[0].message.content for r in plain] == [r.choices[0].message.content for r in looped]
+    assert [r.usage.prompt_tokens for r in plain] == [r.usage.prompt_tokens for r in looped]
