@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import attrs
 
+from .choices import MAX_CHOICES, choice_rngs
 from .engine import TurnHandle
 from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation
@@ -49,13 +50,14 @@ def _check(service: SessionService, request: CompletionRequest) -> int:
     return room
 
 
-def _run(service: SessionService, state, request: CompletionRequest, room: int) -> Iterator[StreamEvent]:
+def _run(service: SessionService, state, request: CompletionRequest, room: int, rng: random.Random,
+         prefilled: bool) -> Iterator[StreamEvent]:
     params = request.sampling
-    service.model.append(state, list(request.prompt_ids))
+    if not prefilled:
+        service.model.append(state, list(request.prompt_ids))
     gen = Generation(
         model=service.model, tok=service.tok, state=state, params=params,
-        rules=service.stop_rules(ChatRequest(messages=(), sampling=params)),
-        rng=random.Random(params.seed if params.seed is not None else service.entropy()),
+        rules=service.stop_rules(ChatRequest(messages=(), sampling=params)), rng=rng,
         thinking=False, max_new=min(params.max_tokens, room), think_tags=False,
     )
     yield from gen.run()
@@ -63,13 +65,30 @@ def _run(service: SessionService, state, request: CompletionRequest, room: int) 
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def start_completion(service: SessionService, request: CompletionRequest) -> TurnHandle:
-    """Start a completion on the engine thread; validation errors raise here, before any event."""
+def _states(service: SessionService, request: CompletionRequest, n: int) -> list:
+    """On the engine thread: one fresh state, or (n > 1) n states holding the prompt from one prefill."""
+    service.memory.make_room(0)
+    states = [service.model.new_state(service.default_max_seq_len)]
+    if n == 1:
+        return states
+    try:
+        service.model.append(states[0], list(request.prompt_ids))
+        states += [service.model.fork(states[0]) for _ in range(n - 1)]
+    except BaseException:
+        for state in states:
+            service.model.release(state)
+        raise
+    return states
+
+
+def start_completion(service: SessionService, request: CompletionRequest, n: int = 1) -> list[TurnHandle]:
+    """Start n completions of one prompt (one prefill when n > 1, each its own random stream) on the
+    engine thread; validation errors raise here, before any event."""
     room = _check(service, request)
-
-    def prepare():
-        service.memory.make_room(0)
-        return service.model.new_state(service.default_max_seq_len)
-
-    state = service.engine.call(prepare)
-    return service.engine.submit(_run(service, state, request, room), on_exit=lambda: service.model.release(state))
+    if not 1 <= n <= MAX_CHOICES:
+        raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
+    states = service.engine.call(lambda: _states(service, request, n))
+    rngs = choice_rngs(request.sampling.seed, n, service.entropy)
+    return [service.engine.submit(_run(service, state, request, room, rng, n > 1),
+                                  on_exit=lambda state=state: service.model.release(state))
+            for state, rng in zip(states, rngs, strict=True)]

@@ -118,7 +118,11 @@ class ChatCompletions:
 
     def _several(self, req, resp, call: ChatCall, svc, arrived: float) -> None:
         """n > 1: one prefill, n choices; each counts as a turn in the metrics."""
-        handles = start_choices(svc.sessions, call.request, call.n)
+        try:
+            handles = start_choices(svc.sessions, call.request, call.n)
+        except BaseException:
+            self.metrics.turn(arrived, call.stream).end("rejected")
+            raise
         watch = ClientWatch(req.env.get("gunicorn.socket"))
         streams = []
         for handle in handles:

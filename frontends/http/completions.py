@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
 
 from ...core.completion import start_completion
 from .body import read_json
+from .choices import total_usage
 from .chat import wire_items
 from .disconnect import ClientGone, ClientWatch
 from .errors import classify
@@ -33,12 +34,12 @@ def _envelope(cid: str, created: int, model: str, choices: list, **extra: Any) -
             **extra}
 
 
-def _choice(text: str, logprobs: dict | None, finish: str | None) -> dict:
-    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+def _choice(text: str, logprobs: dict | None, finish: str | None, index: int = 0) -> dict:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
 
 
-def collect_completion(items: Iterator[tuple[str, Any]], call: CompletionCall, cid: str, model: str) -> dict:
-    """Gather wire items into one text completion."""
+def _gather(items: Iterator[tuple[str, Any]], call: CompletionCall, index: int) -> tuple[dict, Any]:
+    """One choice from its wire items, and its usage."""
     text, tokens = [call.echo or ""], []
     finish, usage = "error", None
     for kind, value in items:
@@ -49,15 +50,22 @@ def collect_completion(items: Iterator[tuple[str, Any]], call: CompletionCall, c
         elif kind == "done":
             finish, usage = value
     logprobs = completion_logprobs_json(tokens, len(call.echo or "")) if call.logprobs else None
-    return _envelope(cid, int(time.time()), model, [_choice("".join(text), logprobs, finish)],
-                     usage=usage_json(usage))
+    return _choice("".join(text), logprobs, finish, index), usage
 
 
-def _events(items, call: CompletionCall, chunk) -> Iterator[bytes]:
+def collect_completion(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> dict:
+    """Gather each choice's wire items into one text completion (usage: the prompt once, every choice's
+    completion tokens)."""
+    done = [_gather(items, call, i) for i, items in enumerate(streams)]
+    usage = total_usage([u for _, u in done])
+    return _envelope(cid, int(time.time()), model, [c for c, _ in done], usage=usage_json(usage))
+
+
+def _events(items, call: CompletionCall, index: int, chunk, usages: list) -> Iterator[bytes]:
     offset, tokens = 0, []
     if call.echo:
         offset = len(call.echo)
-        yield sse_event(chunk([_choice(call.echo, None, None)]))
+        yield sse_event(chunk([_choice(call.echo, None, None, index)]))
     for kind, value in items:
         if kind == "logprobs":
             tokens.extend(value)
@@ -66,23 +74,26 @@ def _events(items, call: CompletionCall, chunk) -> Iterator[bytes]:
             lp = completion_logprobs_json(tokens, offset) if call.logprobs else None
             offset += len(text)
             tokens.clear()
-            yield sse_event(chunk([_choice(text, lp, finish)]))
-            if kind == "done" and call.include_usage:
-                yield sse_event(chunk([], usage=usage_json(value[1])))
+            yield sse_event(chunk([_choice(text, lp, finish, index)]))
+            if kind == "done":
+                usages.append(value[1])
 
 
-def completion_stream(items, call: CompletionCall, cid: str, model: str) -> Iterator[bytes]:
-    """Yield the SSE bytes of a completion: text chunks, one with the finish reason, optional usage, [DONE].
-
-    An error after the start goes out as `data: {"error": ...}`, then `[DONE]`, as for chat."""
+def completion_stream(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> Iterator[bytes]:
+    """Yield the SSE bytes of a completion: each choice's text chunks (one with its finish reason), the
+    optional usage, [DONE]. An error after the start goes out as `data: {"error": ...}`, then `[DONE]`."""
     created = int(time.time())
 
     def chunk(choices: list, **extra: Any) -> dict:
         usage = {"usage": None} if call.include_usage else {}
         return _envelope(cid, created, model, choices, **{**usage, **extra})
 
+    usages: list = []
     try:
-        yield from _events(items, call, chunk)
+        for index, items in enumerate(streams):
+            yield from _events(items, call, index, chunk, usages)
+        if call.include_usage:
+            yield sse_event(chunk([], usage=usage_json(total_usage(usages))))
     except ClientGone:
         return
     except Exception as exc:  # noqa: BLE001 - the stream has started; report in-band
@@ -91,7 +102,8 @@ def completion_stream(items, call: CompletionCall, cid: str, model: str) -> Iter
             log.exception("a streamed completion failed")
         yield sse_event(body)
     finally:
-        items.close()
+        for items in streams:
+            items.close()
     yield DONE
 
 
@@ -109,22 +121,26 @@ class Completions:
         body = read_json(req, self.limits.max_body_bytes, required=True)
         call = parse_completion_request(body, svc.model_name, svc.sessions.tok, svc.sessions.model.info.vocab_size,
                                         svc.default_temperature)
-        timer = self.metrics.turn(arrived, call.stream)
         try:
-            handle = start_completion(svc.sessions, call.request)
+            handles = start_completion(svc.sessions, call.request, call.n)
         except BaseException:
-            timer.end("rejected")
+            self.metrics.turn(arrived, call.stream).end("rejected")
             raise
-        timer.admitted()
-        items = wire_items(handle, ClientWatch(req.env.get("gunicorn.socket")), timer, False)
+        watch = ClientWatch(req.env.get("gunicorn.socket"))
+        streams = []
+        for handle in handles:
+            timer = self.metrics.turn(arrived, call.stream)
+            timer.admitted()
+            streams.append(wire_items(handle, watch, timer, False))
         cid = f"cmpl-{secrets.token_hex(12)}"
         if call.stream:
             resp.content_type = "text/event-stream"
             resp.set_header("Cache-Control", "no-cache")
             resp.set_header("X-Accel-Buffering", "no")
-            resp.stream = completion_stream(items, call, cid, svc.model_name)
+            resp.stream = completion_stream(streams, call, cid, svc.model_name)
             return
         try:
-            resp.media = collect_completion(items, call, cid, svc.model_name)
+            resp.media = collect_completion(streams, call, cid, svc.model_name)
         finally:
-            items.close()
+            for items in streams:
+                items.close()

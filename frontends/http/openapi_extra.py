@@ -40,7 +40,7 @@ def _completion_request() -> dict:
     prompt = {"anyOf": [_STR, ids, {"type": "array", "minItems": 1, "maxItems": 1, "items": {"anyOf": [_STR, ids]}}],
               "description": "a string or a list of token ids (one prompt per request)"}
     return _closed({
-        **{k: chat[k] for k in _SHARED}, "prompt": prompt, "n": {"enum": [1, None]},
+        **{k: chat[k] for k in _SHARED}, "prompt": prompt,
         "echo": _OPT_BOOL, "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
         "suffix": {"enum": ["", None], "description": "fill-in-the-middle is not supported"},
         "best_of": {"enum": [1, None]},

@@ -8,10 +8,11 @@ from typing import Any
 import attrs
 
 from ...core import InvalidRequest
+from ...core.choices import MAX_CHOICES
 from ...core.completion import CompletionRequest
 from ...core.logprobs import MAX_TOP_LOGPROBS
 from ...core.ports import TokenizerPort
-from .wire import _bool, _sampling, _stream_flags
+from .wire import _bool, _int, _sampling, _stream_flags
 from .wire_messages import require
 
 __all__ = ["CompletionCall", "parse_completion_request", "COMPLETION_FIELDS", "DEFAULT_COMPLETION_TOKENS"]
@@ -33,6 +34,7 @@ class CompletionCall:
     echo: str | None = None
     stream: bool = False
     include_usage: bool = False
+    n: int = 1
 
     @property
     def logprobs(self) -> bool:
@@ -68,7 +70,6 @@ def _check_fields(body: Mapping) -> None:
         require(value is None or (value in neutral and not isinstance(value, bool)),
                 f"{key} is not supported by this server (only {neutral[0]})", key)
     require(body.get("user") is None or isinstance(body.get("user"), str), "user must be a string", "user")
-    require(body.get("n") in (None, 1) and not isinstance(body.get("n"), bool), "only n=1 is supported", "n")
     require(body.get("session_id") is None, "session_id is not supported on /v1/completions: a session holds a "
             "chat transcript; use /v1/chat/completions with it", "session_id")
 
@@ -100,4 +101,5 @@ def parse_completion_request(body: Any, model_name: str, tok: TokenizerPort, voc
     sampling = attrs.evolve(_sampling(rest, DEFAULT_COMPLETION_TOKENS, default_temperature), logprobs=top)
     ids = tok.encode(prompt) if isinstance(prompt, str) else prompt
     text = (prompt if isinstance(prompt, str) else tok.decode(ids)) if echo else None
-    return CompletionCall(CompletionRequest(tuple(ids), sampling), text, stream, include_usage)
+    n = _int(body, "n", 1, 1, MAX_CHOICES)
+    return CompletionCall(CompletionRequest(tuple(ids), sampling), text, stream, include_usage, n)

@@ -213,3 +213,16 @@ def test_structured_output_requests_the_fakes_cannot_serve_or_that_are_wrong_are
 
 def test_a_text_response_format_is_free_text(client):
     assert chat(client, max_tokens=2, response_format={"type": "text"}).status_code == 200
+
+
+def test_n_completions_come_from_one_prefill(client, model):
+    before = model.appended
+    answer = complete(client, n=3, temperature=1, seed=4, max_tokens=5, logprobs=1).json
+    assert [c["index"] for c in answer["choices"]] == [0, 1, 2]
+    texts = [c["text"] for c in answer["choices"]]
+    assert len(set(texts)) == 3 and answer["usage"]["completion_tokens"] == 15
+    assert model.appended - before == len("Once upon") + 15
+    assert all("".join(c["logprobs"]["tokens"]) == c["text"] for c in answer["choices"])
+    chunks = sse(complete(client, stream=True, n=3, temperature=1, seed=4, max_tokens=5))
+    for i, text in enumerate(texts):
+        assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"][0]["index"] == i) == text

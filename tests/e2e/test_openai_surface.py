@@ -115,6 +115,9 @@ def test_a_text_completion_streams_the_same_text_and_echoes_the_prompt(client, t
     assert echoed.choices[0].text == "The sea is" + choice.text
     by_ids = client.completions.create(**{**args, "logprobs": None, "prompt": tok.encode("The sea is")})
     assert by_ids.choices[0].text == choice.text
+    several = client.completions.create(model=model_id(client), prompt="Once upon a time", max_tokens=8,
+                                        temperature=1, seed=2, n=3)
+    assert [c.index for c in several.choices] == [0, 1, 2] and len({c.text for c in several.choices}) > 1
 
 
 def test_a_completion_refuses_suffix_and_sessions_clearly(client):
