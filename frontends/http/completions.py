@@ -12,8 +12,8 @@ import attrs
 
 from ...core.completion import start_completion
 from .body import read_json
-from .choices import total_usage
 from .chat import wire_items
+from .choices import total_usage
 from .disconnect import ClientGone, ClientWatch
 from .errors import classify
 from .limits import Limits
