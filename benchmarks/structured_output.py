@@ -21,10 +21,11 @@ import time
 import torch
 from superlinear.adapters import grammar as grammar_mod
 from superlinear.adapters import logits as logits_mod
-from superlinear.core import ChatRequest, Message, SamplingParams
+from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
+from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService
+from superlinear.core.ports import RandomIds, SystemClock
 from superlinear.core.values import Grammar
-from superlinear.frontends.http.compose import Settings, build_services, stop_rule_source
-from superlinear.plugins import build_plugin_manager, collect
+from superlinear.storage import MemorySnapshotStore
 
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "likes"],
           "properties": {"name": {"type": "string", "maxLength": 12},
@@ -68,16 +69,25 @@ def instrument(totals: dict) -> None:
     tm.mask_disallowed = timed(logits_mod.mask_disallowed, totals, "mask")
 
 
+def service(device: str) -> SessionService:
+    """The engine over the default model, as the server builds it but without HTTP (no stop rules)."""
+    model = TorchModel.from_dir(default_model_dir(), device=device)
+    tok = HFTokenizer.from_dir(default_model_dir())
+    return SessionService(model=model, tok=tok, engine=Engine().start(), store=MemorySnapshotStore(),
+                          clock=SystemClock(), ids=RandomIds(), stop_rules=lambda request: [],
+                          entropy=lambda: 7, default_max_seq_len=4096,
+                          grammars=grammar_mod.LLGuidanceGrammars(tok, model.info.vocab_size))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=120)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pm = build_plugin_manager(load_entrypoints=False)
-    svc = build_services(Settings(), stop_rule_source(pm), collect(pm, "superlinear_model_families"))
-    sessions = svc.sessions
+    sessions = service(args.device)
     grammar = Grammar("json_schema", json.dumps(PERSON), True)
     totals: dict = {}
     instrument(totals)
@@ -97,7 +107,9 @@ def main() -> None:
     out = {"free_ms_per_token": statistics.median(free), "constrained_ms_per_token": statistics.median(constrained),
            "matcher_us_per_token": 1e6 * totals.get("matcher", 0.0) / constrained_tokens,
            "mask_us_per_token": 1e6 * totals.get("mask", 0.0) / constrained_tokens,
-           "constrained_tokens": constrained_tokens, "rounds": args.rounds, "requests": args.requests}
+           "constrained_tokens": constrained_tokens, "rounds": args.rounds, "requests": args.requests,
+           "device": str(torch.cuda.get_device_name()) if args.device.startswith("cuda") else "cpu",
+           "torch": torch.__version__}
     print(json.dumps(out, indent=1))
 
 
