@@ -19,9 +19,9 @@ import statistics
 import time
 
 import torch
+from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.adapters import grammar as grammar_mod
 from superlinear.adapters import logits as logits_mod
-from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService
 from superlinear.core.ports import RandomIds, SystemClock
 from superlinear.core.values import Grammar
