@@ -6,6 +6,7 @@ import math
 import falcon.testing
 import pytest
 from superlinear.core import Engine, SessionService
+from superlinear.core.prefix_cache import PrefixCache
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
 from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app
 from superlinear.frontends.http.compose import stop_rule_source
@@ -29,7 +30,7 @@ def services(model):
     sessions = SessionService(
         model=model, tok=model.tok, engine=Engine().start(), store=MemorySnapshotStore(), clock=FixedClock(),
         ids=SequentialIds(), stop_rules=stop_rule_source(build_plugin_manager(load_entrypoints=False)),
-        entropy=lambda: 7, default_max_seq_len=2048)
+        entropy=lambda: 7, default_max_seq_len=2048, prefix_cache=PrefixCache(model))
     yield Services(sessions=sessions, model_name="fake", default_max_tokens=256)
     sessions.engine.stop()
 
@@ -226,3 +227,15 @@ def test_n_completions_come_from_one_prefill(client, model):
     chunks = sse(complete(client, stream=True, n=3, temperature=1, seed=4, max_tokens=5))
     for i, text in enumerate(texts):
         assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"][0]["index"] == i) == text
+
+
+def test_a_resent_conversation_reports_cached_tokens_and_the_cache_shows_in_metrics(client):
+    first = chat(client, temperature=0, max_tokens=6, chat_template_kwargs=NO_THINK).json
+    reply = first["choices"][0]["message"]["content"]
+    messages = [*USER, {"role": "assistant", "content": reply}, {"role": "user", "content": "more"}]
+    second = client.simulate_post("/v1/chat/completions", json={
+        "messages": messages, "temperature": 0, "max_tokens": 6, "chat_template_kwargs": NO_THINK}).json
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert first["usage"]["prompt_tokens"] < cached < second["usage"]["prompt_tokens"]
+    text = client.simulate_get("/metrics").text
+    assert "spl_prefix_cache_hits_total 1.0" in text and "spl_prefix_cache_bytes" in text
