@@ -5,7 +5,9 @@ request's messages, the reply it got, and something new. The state at the end of
 exactly that prefix (the reply as the template renders it), so the next request resumes from a copy of it
 and prefills only what is new, under the same ledger rules as a named session. Entries are keyed by
 their messages and the template's arguments (tools, thinking, ...), bounded in number and bytes, evicted
-least recently used, and give their memory back first when the KV budget needs room. Engine thread only.
+least recently used, and give their memory back first when the KV budget needs room. A long leading
+system prompt is also kept on its own, so a new conversation that shares it starts from there. Engine
+thread only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 import attrs
 
-from .ports import ModelPort
+from .ports import ModelPort, TokenizerPort
+from .prompt import plan_prompt
 from .session import Session
 from .values import ChatRequest, Message, StreamEvent
 
@@ -47,6 +50,8 @@ class PrefixCache:
     model: ModelPort
     max_entries: int = 8
     max_bytes: int | None = None
+    # A leading system prompt at least this long is cached on its own, for new conversations that share it.
+    min_prefix_tokens: int = 256
     hits: int = 0
     misses: int = 0
     _entries: list[CachedPrefix] = attrs.Factory(list)
@@ -84,19 +89,42 @@ class PrefixCache:
         session.transcript[:] = entry.transcript
         session.trailer = entry.trailer
 
+    def prime(self, session: Session, request: ChatRequest, tok: TokenizerPort) -> int:
+        """Prefill the request's leading system messages into the session's fresh state and keep a copy,
+        so that other conversations with the same system prompt start from it. Return the tokens it
+        prefilled (0 unless the prompt has at least `min_prefix_tokens` and messages after it)."""
+        lead = 0
+        while lead < len(request.messages) and request.messages[lead].role in ("system", "developer"):
+            lead += 1
+        if lead == 0 or lead == len(request.messages) or self.max_entries < 1:
+            return 0
+        prefix = request.messages[:lead]
+        ids = tok.encode(plan_prompt(tok, (), prefix, "", request.template_kwargs).context)
+        if len(ids) < self.min_prefix_tokens:
+            return 0
+        self.model.append(session.state, ids)
+        session.ledger[:], session.transcript[:], session.trailer = ids, prefix, ""
+        self._keep(_kwargs_key(request.template_kwargs), session, self.model.fork(session.state))
+        return len(ids)
+
     def adopt(self, session: Session, kwargs: Mapping[str, object]) -> None:
         """Take the state of a finished stateless turn (the session no longer owns it)."""
-        size = self.model.nbytes(session.state)
-        if self.max_entries < 1 or (self.max_bytes is not None and size > self.max_bytes):
+        if self.max_entries >= 1:
+            self._keep(_kwargs_key(kwargs), session, session.state)
+            session.state = None
+
+    def _keep(self, key: str, session: Session, state: Any) -> None:
+        """Add an entry for `state` with the session's record, replacing one for the same messages."""
+        size = self.model.nbytes(state)
+        if self.max_bytes is not None and size > self.max_bytes:
+            self.model.release(state)
             return
-        key = _kwargs_key(kwargs)
         for old in [e for e in self._entries if e.key == key and len(e.transcript) == len(session.transcript)
                     and all(a.same_as(b) for a, b in zip(e.transcript, session.transcript, strict=True))]:
             self._drop(old)
         self._tick += 1
         self._entries.append(CachedPrefix(key, tuple(session.transcript), tuple(session.ledger), session.trailer,
-                                          session.state, size, self._tick))
-        session.state = None
+                                          state, size, self._tick))
         while len(self._entries) > self.max_entries or (self.max_bytes is not None and self.nbytes() > self.max_bytes):
             self._drop(min(self._entries, key=lambda e: e.last_used))
 
@@ -115,11 +143,15 @@ class PrefixCache:
 
 
 def cached_turn(cache: PrefixCache | None, steps: Iterator[StreamEvent], session: Session, request: ChatRequest,
-                over_budget: Callable[[], int]) -> Iterator[StreamEvent]:
+                over_budget: Callable[[], int], primed: int = 0) -> Iterator[StreamEvent]:
     """Run a stateless turn's steps; once it is done, the cache adopts its state (if there is a cache) and
-    gives back what the KV budget can't hold (`over_budget`: bytes in use past the budget)."""
+    gives back what the KV budget can't hold (`over_budget`: bytes in use past the budget). `primed`
+    tokens were prefilled for this request before the turn began: they are not reported as cached."""
     for event in steps:
         if event.kind == "done" and cache is not None:
             cache.adopt(session, request.template_kwargs)
             cache.evict(over_budget())
+            if primed and event.usage is not None:
+                event = attrs.evolve(event, usage=attrs.evolve(event.usage,
+                                                               cached_tokens=event.usage.cached_tokens - primed))
         yield event

@@ -202,28 +202,31 @@ class SessionService:
         s = Session("stateless", None, self.default_max_seq_len, now, now)
         s.acquire()
 
-        cache = self.prefix_cache
-
-        def prepare():
-            self.memory.make_room(0)
-            hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
-            if hit is not None:
-                cache.resume(hit, s)
-            else:
-                s.state = self.model.new_state(self.default_max_seq_len)
-            try:
-                return self.runner.prepare(s, request)
-            except BaseException:
-                self.model.release(s.state)
-                raise
-
         def release():
             if s.state is not None:
                 self.model.release(s.state)
 
-        turn = self.engine.call(prepare)
-        steps = cached_turn(cache, self.runner.run(turn), s, request, self._over_budget)
+        turn, primed = self.engine.call(lambda: self._prepare_stateless(s, request))
+        steps = cached_turn(self.prefix_cache, self.runner.run(turn), s, request, self._over_budget, primed)
         return self.engine.submit(steps, on_exit=release)
+
+    def _prepare_stateless(self, s: Session, request: ChatRequest):
+        """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt)
+        and prepare the turn; return it with the tokens primed."""
+        cache = self.prefix_cache
+        self.memory.make_room(0)
+        hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
+        if hit is not None:
+            cache.resume(hit, s)
+        else:
+            s.state = self.model.new_state(self.default_max_seq_len)
+        try:
+            turn = self.runner.prepare(s, request)
+            primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else 0
+            return (self.runner.prepare(s, request) if primed else turn), primed
+        except BaseException:
+            self.model.release(s.state)
+            raise
 
     def _over_budget(self) -> int:
         return 0 if self.kv_budget is None else self.memory.used() - self.kv_budget

@@ -98,3 +98,20 @@ def test_a_failed_turn_leaves_the_cached_entry_as_it_was(engine):
     with pytest.raises(RuntimeError):
         ask(service, [*first, Message("assistant", reply), Message("user", "more " * 10)])
     assert entry.state.ids == held and len(cache) == 1
+
+
+def test_a_long_system_prompt_is_shared_by_new_conversations(engine):
+    model, plain_model = FakeModel(FakeTokenizer()), FakeModel(FakeTokenizer())
+    cache = PrefixCache(model, min_prefix_tokens=40)
+    service, plain = make(engine, model, cache), make(engine, plain_model)
+    system = Message("system", "You answer questions about the sea, tersely and kindly. " * 2)
+    for question in ("first", "second"):
+        got, usage = ask(service, [system, Message("user", question)])
+        want, plain_usage = ask(plain, [system, Message("user", question)])
+        assert got == want and usage.prompt_tokens == plain_usage.prompt_tokens
+        shared = len(model.tok.encode(model.tok.render([system], add_generation_prompt=False)))
+        assert usage.cached_tokens == (0 if question == "first" else shared)
+    short = PrefixCache(FakeModel(FakeTokenizer()), min_prefix_tokens=10_000)
+    other = make(engine, short.model, short)
+    for question in ("first", "second"):
+        assert ask(other, [system, Message("user", question)])[1].cached_tokens == 0

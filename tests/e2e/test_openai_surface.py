@@ -271,10 +271,13 @@ def test_a_thinking_reply_thinks_freely_then_answers_in_the_schema(client):
     jsonschema.validate(json.loads(message.content), PERSON)
 
 
+LONG_SYSTEM = "You are a helpful assistant who knows the sea, its tides, ships and harbors. " * 12
+
+
 def agent_loop(client, turns: int = 3) -> list:
-    """A stateless agent: each turn resends the whole conversation with the reply it got."""
-    messages = [{"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "Tell me about the sea."}]
+    """A stateless agent: each turn resends the whole conversation with the reply it got; then a new
+    conversation with the same long system prompt."""
+    messages = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": "Tell me about the sea."}]
     out = []
     for turn in range(turns):
         reply = client.chat.completions.create(model=model_id(client), messages=messages, max_tokens=16,
@@ -282,17 +285,25 @@ def agent_loop(client, turns: int = 3) -> list:
         out.append(reply)
         messages += [{"role": "assistant", "content": reply.choices[0].message.content},
                      {"role": "user", "content": f"And then? ({turn})"}]
+    fresh = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": "Name a ship."}]
+    out.append(client.chat.completions.create(model=model_id(client), messages=fresh, max_tokens=16,
+                                              temperature=0, extra_body=NO_THINK))
     return out
 
 
 def test_a_stateless_agent_loop_reports_cached_tokens_and_answers_as_without_the_cache(
-        client, launch_server, server_env, tmp_path):
+        server, client, launch_server, server_env, tmp_path):
+    system_tokens = requests.post(f"{server}/tokenize", timeout=10, json={
+        "messages": [{"role": "system", "content": LONG_SYSTEM}], "add_generation_prompt": False, **NO_THINK}).json()
+    assert system_tokens["count"] >= 256  # long enough to be cached on its own
     looped = agent_loop(client)
     usages = [r.usage for r in looped]
     assert usages[0].prompt_tokens_details.cached_tokens == 0
-    for before, now in zip(usages, usages[1:], strict=False):
+    for before, now in zip(usages[:-2], usages[1:-1], strict=True):
         cached = now.prompt_tokens_details.cached_tokens
         assert before.prompt_tokens < cached < now.prompt_tokens
+    # A new conversation starts from the shared system prompt.
+    assert usages[-1].prompt_tokens_details.cached_tokens == system_tokens["count"]
     with launch_server(server_env, tmp_path / "server.log", "--no-plugins", "--prefix-cache", "0") as (url, _):
         plain = agent_loop(OpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0, timeout=120))
     assert all(r.usage.prompt_tokens_details.cached_tokens == 0 for r in plain)
