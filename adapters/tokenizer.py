@@ -139,6 +139,11 @@ class HFTokenizer:
         self._think = tuple(t if self._is_single_token(t) else None for t in (_THINK_OPEN, _THINK_CLOSE))
         self._fingerprint = dict(fingerprint or {})
 
+    @property
+    def tool_call_format(self) -> str:
+        """How the chat template writes tool calls: "xml" or "json" (see `tool_call_format_of`)."""
+        return tool_call_format_of(self._template.source if self._template is not None else "")
+
     @classmethod
     def from_dir(cls, path: str | Path) -> HFTokenizer:
         """Load `tokenizer.json`, `tokenizer_config.json`, the chat template and generation eos ids."""
@@ -228,22 +233,51 @@ class HFTokenizer:
             raise TemplateError("this tokenizer has no chat template")
         # Caller kwargs may override the special-token texts but never collide with them.
         context: dict[str, Any] = {"bos_token": self._bos_token, "eos_token": self._eos_token, **kwargs}
-        messages_dicts = [_message_dict(m, self._escape_specials) for m in messages]
+        mapped = self.tool_call_format == "xml"
+        messages_dicts = [_message_dict(m, self._escape_specials, mapped) for m in messages]
         return self._template.render(messages_dicts, add_generation_prompt=add_generation_prompt, **context)
 
 
-def _message_dict(message: Message, escape: Callable[[str], str]) -> dict[str, Any]:
+def tool_call_format_of(template_source: str) -> str:
+    """Say how a chat template writes tool calls.
+
+    "xml": `<tool_call><function=NAME><parameter=ARG>value</parameter></function></tool_call>` (the
+    released superlinear-exp model's Nemotron-H template, which spells `<function=`); "json" otherwise:
+    `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (the embedded default model's template).
+    """
+    return "xml" if "<function=" in template_source else "json"
+
+
+def _mapped_arguments(calls: tuple) -> tuple:
+    """Give each call's JSON-string `arguments` as a mapping: the XML templates iterate them as items."""
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        arguments = function.get("arguments") if isinstance(function, Mapping) else None
+        if isinstance(arguments, str):
+            try:
+                parsed = json.loads(arguments)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                call = {**call, "function": {**function, "arguments": parsed}}
+        out.append(call)
+    return tuple(out)
+
+
+def _message_dict(message: Message, escape: Callable[[str], str], mapped_arguments: bool = False) -> dict[str, Any]:
     """Convert a Message to the dict HF templates read; optional fields only when present.
 
     What a client wrote (every role but the assistant's) has its special-token texts escaped; the
-    assistant's own text is the model's, and the template reads its thought markers.
+    assistant's own text is the model's, and the template reads its thought markers. With
+    `mapped_arguments` (XML tool-call templates) tool-call arguments are given as mappings.
     """
     content = message.content if message.role == "assistant" else escape(message.content)
     out: dict[str, Any] = {"role": message.role, "content": content}
     if message.reasoning_content is not None:
         out["reasoning_content"] = message.reasoning_content
     if message.tool_calls:
-        out["tool_calls"] = message.tool_calls
+        out["tool_calls"] = _mapped_arguments(message.tool_calls) if mapped_arguments else message.tool_calls
     if message.name is not None:
         out["name"] = message.name
     if message.tool_call_id is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
 from ..core.values import ModelInfo, RawLogprob, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.config import HybridConfig, parse_config_text
+from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
 from .hybrid.state import HybridState, StateCheckpoint
@@ -77,6 +79,9 @@ class TorchModel:
             device=str(lm.device),
             dtype=str(lm.dtype).removeprefix("torch."),
         )
+        # On CUDA a one-token append is one graph replay (SUPERLINEAR_CUDA_GRAPHS=0 turns that off).
+        use_graphs = graphable(lm) and os.environ.get("SUPERLINEAR_CUDA_GRAPHS", "1") != "0"
+        self.graphs: GraphedDecoder | None = GraphedDecoder(lm) if use_graphs else None
 
     @classmethod
     def from_dir(
@@ -134,6 +139,9 @@ class TorchModel:
         bad = [t for t in ids if not isinstance(t, int) or not 0 <= t < vocab]
         if bad:
             raise InvalidRequest(f"token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
+        if len(ids) == 1 and self.graphs is not None:
+            self.graphs.step(state, ids[0])
+            return
         tensor = torch.tensor(ids, dtype=torch.long, device=self.lm.device)[None]
         for start in range(0, len(ids), self.chunk_size):
             self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)

@@ -34,6 +34,8 @@ from superlinear.kernels.superlinear.span.prefill import span_attention
 RELEASED = dict(
     sw_index=65, num_spans=3, backward_factor=3.0, forward_factor=1.0, search_power=0.55, span_power=0.55
 )
+# The published decode names the span count ``topk``.
+DECODE = {("topk" if key == "num_spans" else key): value for key, value in RELEASED.items()}
 HQ, HKV, D = 32, 2, 128
 # (block_m, block_n, num_warps, num_stages) of the span kernel; (block_j, num_stages) of the search;
 # (chunk_keys, programs_per_sm) of the decode's chunk kernel. The first of each is the default.
@@ -180,7 +182,7 @@ def decode_rows(length: int, record: dict) -> None:
     position = torch.tensor([length - 1], device="cuda")
 
     def ours():
-        return decode_span_attention_staged_gqa(q1, q2, k, v, position, **RELEASED)
+        return decode_span_attention_staged_gqa(q1, q2, k, v, position, **DECODE)
 
     row = dict(L=length, ours_eager_ms=wall_ms(ours, 20), ours_graph_ms=graph_ms(ours))
     row.update(

@@ -24,29 +24,21 @@ from typing import Any
 
 import torch
 from superlinear.adapters.hybrid.config import HybridConfig
+from superlinear.adapters.hybrid.graphs import GraphedDecoder
 from superlinear.adapters.hybrid.mamba_kernels import fused_ops
 from superlinear.adapters.hybrid.model import HybridLM
 from superlinear.adapters.hybrid.state import HybridState
-from superlinear.adapters.hybrid.testing import nano_30b_config, random_model, tiny_config
+from superlinear.adapters.hybrid.testing import (
+    nano_30b_config,
+    nano_30b_narrow_config,
+    random_model,
+    tiny_config,
+)
 from superlinear.kernels.superlinear.attention.api import ACCELERATED_PREFILL
 
-# The full pattern and attention settings at small widths: the nano30b code path, cheap enough for a CPU.
-_NARROW = {
-    "vocab_size": 1024,
-    "hidden_size": 96,
-    "num_attention_heads": 4,
-    "head_dim": 32,
-    "mamba_num_heads": 8,
-    "mamba_head_dim": 16,
-    "ssm_state_size": 16,
-    "n_groups": 2,
-    "n_routed_experts": 16,
-    "moe_intermediate_size": 48,
-    "moe_shared_expert_intermediate_size": 64,
-}
 PRESETS = {
     "nano30b": nano_30b_config,
-    "nano30b-narrow": lambda: nano_30b_config(**_NARROW),
+    "nano30b-narrow": nano_30b_narrow_config,
     "tiny": tiny_config,
 }
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -63,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=600.0, help="wall-clock budget from start")
     p.add_argument("--decode-reserve-s", type=float, default=30.0, help="budget kept back for decoding")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-graphs", action="store_true", help="decode eagerly instead of by CUDA-graph replay")
+    p.add_argument(
+        "--anatomy", action="store_true", help="after decoding: kernels, per-kind profile, bandwidth"
+    )
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     return p.parse_args(argv)
 
@@ -157,7 +153,12 @@ def prefill(model: HybridLM, state: HybridState, ids: torch.Tensor, args, clock:
 
 
 def decode(model: HybridLM, state: HybridState, args, clock: Clock, record: dict) -> None:
-    """Decode greedily one token at a time until `args.decode` tokens or the deadline."""
+    """Decode greedily one token at a time until `args.decode` tokens or the deadline.
+
+    On CUDA each step is one graph replay (`GraphedDecoder`, as `TorchModel` serves) unless --no-graphs.
+    """
+    graphs = GraphedDecoder(model) if state.logits.is_cuda and not args.no_graphs else None
+    record["decode_path"] = "cuda graph" if graphs is not None else "eager"
     steps: list[float] = []
     tokens: list[int] = []
     for _ in range(args.decode):
@@ -167,17 +168,51 @@ def decode(model: HybridLM, state: HybridState, args, clock: Clock, record: dict
         token = int(torch.argmax(state.logits))
         tokens.append(token)
         t0 = clock.now()
-        model(torch.tensor([[token]], device=state.logits.device), state)
+        if graphs is not None:
+            graphs.step(state, token)
+        else:
+            model(torch.tensor([[token]], device=state.logits.device), state)
         steps.append(clock.now() - t0)
+    if graphs is not None:
+        record["graph_captures"] = graphs.captures
     record["decode_tokens"] = len(steps)
     record["decode_s"] = round(sum(steps), 3)
     record["decode_tok_s"] = round(len(steps) / sum(steps), 2) if steps else None
     record["decode_median_ms"] = round(1000 * statistics.median(steps), 2) if steps else None
+    if len(steps) > 1:
+        # The first step of a new buffer set runs eagerly and captures the graph; the rest replay it.
+        record["decode_first_ms"] = round(1000 * steps[0], 2)
+        record["decode_steady_tok_s"] = round((len(steps) - 1) / sum(steps[1:]), 2)
     record["decoded_ids_head"] = tokens[:8]
     print(
         f"decode: {len(steps)} tokens, {record['decode_tok_s']} tok/s, "
         f"median {record['decode_median_ms']} ms",
         flush=True,
+    )
+
+
+def anatomy(model: HybridLM, state: HybridState, record: dict) -> None:
+    """Kernels per decode step, graph time by layer kind, bytes per token and the bandwidth fraction."""
+    from _decode_anatomy import (
+        bytes_per_token,
+        copy_bandwidth,
+        kernels_per_step,
+        layer_profile,
+        prefill_profile,
+    )
+
+    record.update(kernels_per_step(model, state))
+    record["layer_profile_ms"] = layer_profile(model, state)
+    record["bytes_per_token"] = bytes_per_token(model, state)
+    record["copy_bandwidth_gb_s"] = round(copy_bandwidth(model.device) / 1e9, 1)
+    step_s = record["layer_profile_ms"]["whole step"] / 1000
+    record["achieved_gb_s"] = round(record["bytes_per_token"] / step_s / 1e9, 1)
+    record["bandwidth_fraction_of_copy"] = round(record["achieved_gb_s"] / record["copy_bandwidth_gb_s"], 3)
+    record["prefill_chunk_profile_ms"] = prefill_profile(model)
+    print(
+        json.dumps(
+            {k: record[k] for k in ("kernels_per_step", "layer_profile_ms", "prefill_chunk_profile_ms")}
+        )
     )
 
 
@@ -208,6 +243,8 @@ def run(args: argparse.Namespace, record: dict) -> None:
             record["logits_finite"] = bool(torch.isfinite(state.logits).all())
             decode(model, state, args, clock, record)
             record["state_gib"] = round(state.nbytes() / 2**30, 3)
+            if args.anatomy and device.type == "cuda":
+                anatomy(model, state, record)
     finally:
         memory(device, record, "run_peak")
         record["wall_s"] = round(time.perf_counter() - clock.start, 1)
@@ -227,6 +264,15 @@ def summary(record: dict) -> str:
         "decode_tokens",
         "decode_tok_s",
         "decode_median_ms",
+        "decode_path",
+        "decode_first_ms",
+        "decode_steady_tok_s",
+        "kernels_per_step",
+        "layer_profile_ms",
+        "bytes_per_token",
+        "achieved_gb_s",
+        "copy_bandwidth_gb_s",
+        "bandwidth_fraction_of_copy",
         "run_peak_allocated_gib",
         "run_peak_reserved_gib",
         "state_gib",

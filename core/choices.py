@@ -40,21 +40,26 @@ def _choice(service: SessionService, state, params: SamplingParams, request: Cha
 
 
 def _prefilled(service: SessionService, request: ChatRequest, n: int):
-    """On the engine thread: the prepared turn and n states holding its prompt (one prefill, n-1 forks)."""
+    """On the engine thread: the prepared turn and n states holding its prompt (one prefill, n-1 forks),
+    each held under the KV budget with room to answer; with the functions that release them."""
     now = service.clock.now()
     s = Session("stateless", None, service.default_max_seq_len, now, now)
     service.memory.make_room(0)
     s.state = service.model.new_state(service.default_max_seq_len)
-    states: list = [s.state]
+    states, releases = [s.state], [service.hold(s.state)]
     try:
         turn = service.runner.prepare(s, request)
+        total = len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+        service.reserve(s.state, total, n - 1)
         service.model.append(s.state, turn.context_ids + turn.gen_ids)
-        states += [service.model.fork(s.state) for _ in range(n - 1)]
+        for _ in range(n - 1):
+            states.append(service.model.fork(s.state))
+            releases.append(service.hold(states[-1]))
     except BaseException:
-        for state in states:
-            service.model.release(state)
+        for release in releases:
+            release()
         raise
-    return turn, states
+    return turn, states, releases
 
 
 def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequence[TurnHandle]:
@@ -63,7 +68,7 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
         raise InvalidRequest("n > 1 works only without session_id: a session keeps one reply", param="n")
     if not 1 <= n <= MAX_CHOICES:
         raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
-    turn, states = service.engine.call(lambda: _prefilled(service, request, n))
+    turn, states, releases = service.engine.call(lambda: _prefilled(service, request, n))
     tok = service.tok
     thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open)
     prompt_tokens = len(turn.context_ids) + len(turn.gen_ids)
@@ -71,5 +76,5 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
     matchers = [turn.matcher] + [service.runner.matcher(request.sampling) for _ in range(n - 1)]
     return [service.engine.submit(_choice(service, state, request.sampling, request, rng, thinking, turn.room,
                                           prompt_tokens, matcher),
-                                  on_exit=lambda state=state: service.model.release(state))
-            for state, rng, matcher in zip(states, rngs, matchers, strict=True)]
+                                  on_exit=release)
+            for state, release, rng, matcher in zip(states, releases, rngs, matchers, strict=True)]

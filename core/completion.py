@@ -65,20 +65,24 @@ def _run(service: SessionService, state, request: CompletionRequest, room: int, 
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def _states(service: SessionService, request: CompletionRequest, n: int) -> list:
-    """On the engine thread: one fresh state, or (n > 1) n states holding the prompt from one prefill."""
+def _states(service: SessionService, request: CompletionRequest, n: int, room: int) -> tuple[list, list]:
+    """On the engine thread: one fresh state, or (n > 1) n states holding the prompt from one prefill, each
+    held under the KV budget with room to answer; with the functions that release them."""
     service.memory.make_room(0)
     states = [service.model.new_state(service.default_max_seq_len)]
-    if n == 1:
-        return states
+    releases = [service.hold(states[0])]
     try:
-        service.model.append(states[0], list(request.prompt_ids))
-        states += [service.model.fork(states[0]) for _ in range(n - 1)]
+        service.reserve(states[0], len(request.prompt_ids) + min(request.sampling.max_tokens, room), n - 1)
+        if n > 1:
+            service.model.append(states[0], list(request.prompt_ids))
+        for _ in range(n - 1):
+            states.append(service.model.fork(states[0]))
+            releases.append(service.hold(states[-1]))
     except BaseException:
-        for state in states:
-            service.model.release(state)
+        for release in releases:
+            release()
         raise
-    return states
+    return states, releases
 
 
 def start_completion(service: SessionService, request: CompletionRequest, n: int = 1) -> list[TurnHandle]:
@@ -87,8 +91,8 @@ def start_completion(service: SessionService, request: CompletionRequest, n: int
     room = _check(service, request)
     if not 1 <= n <= MAX_CHOICES:
         raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
-    states = service.engine.call(lambda: _states(service, request, n))
+    states, releases = service.engine.call(lambda: _states(service, request, n, room))
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
     return [service.engine.submit(_run(service, state, request, room, rng, n > 1),
-                                  on_exit=lambda state=state: service.model.release(state))
-            for state, rng in zip(states, rngs, strict=True)]
+                                  on_exit=release)
+            for state, release, rng in zip(states, releases, rngs, strict=True)]

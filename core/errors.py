@@ -10,6 +10,7 @@ __all__ = [
     "SessionBusy",
     "ContextLengthExceeded",
     "InsufficientMemory",
+    "InsufficientStorage",
     "SnapshotError",
     "ModelMismatch",
 ]
@@ -58,6 +59,12 @@ class InsufficientMemory(SuperlinearError):
     """Nothing can be freed to fit the request."""
 
     code = "insufficient_memory"
+
+
+class InsufficientStorage(SuperlinearError):
+    """The disk is full: nothing was written, and what was there before is intact."""
+
+    code = "insufficient_storage"
 
 
 class SnapshotError(SuperlinearError):

@@ -34,16 +34,30 @@ def split_new_messages(transcript: Sequence[Message], messages: Sequence[Message
     """Return the messages that are new to the session.
 
     A request that begins with the whole stored transcript is a full history (what OpenAI clients send);
-    anything else is a delta to append (what the seed's examples send).
+    anything else is a delta to append (what the seed's examples send). A session keeps one leading
+    system message: a delta that starts with the same one has it dropped (the published `spl` client
+    sends it every turn); one that starts with a different one is refused, since the cached text begins
+    with the old one (rollback to 0 messages, or a new session, starts over with another).
     """
     n = len(transcript)
     if n and len(messages) >= n and all(a.same_as(b) for a, b in zip(transcript, messages[:n], strict=True)):
         new = tuple(messages[n:])
     else:
-        new = tuple(messages)
+        new = _without_leading_system(transcript, tuple(messages))
     if not new:
         raise InvalidRequest("messages repeat the session's history and add nothing new", param="messages")
     return new
+
+
+def _without_leading_system(transcript: Sequence[Message], messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    if not (transcript and messages and transcript[0].role == "system" and messages[0].role == "system"):
+        return messages
+    if not messages[0].same_as(transcript[0]):
+        raise InvalidRequest(
+            "the session already starts with a different system message; roll the session back to 0 "
+            "messages (POST /v1/sessions/{id}/rollback) or use a new session to change it", param="messages"
+        )
+    return messages[1:]
 
 
 def _render(tok: TokenizerPort, messages: Sequence[Message], gen: bool, kwargs: Mapping[str, object]) -> str:

@@ -16,9 +16,10 @@ __all__ = ["rollback", "edited_prefix"]
 def edited_prefix(transcript: Sequence[Message], messages: Sequence[Message]) -> int | None:
     """Return how many stored messages an edited full history keeps, or None if it is not one.
 
-    A request is an edited history when it repeats the start of the transcript, then diverges. One
-    repeated message is only taken as such when it is a system prompt; a lone repeated user message
-    is more likely a delta that happens to say the same thing again.
+    A request is an edited history when it repeats at least two messages of the transcript, then
+    diverges. One repeated message is a delta: a lone repeated user message that says the same thing
+    again, or the session's system message that clients such as the published `spl` send before every
+    new message (`split_new_messages` keeps it once).
     """
     p = 0
     for stored, sent in zip(transcript, messages, strict=False):
@@ -27,9 +28,7 @@ def edited_prefix(transcript: Sequence[Message], messages: Sequence[Message]) ->
         p += 1
     if p == len(transcript) or p == 0:
         return None
-    if p >= 2 or transcript[0].role == "system":
-        return p
-    return None
+    return p if p >= 2 else None
 
 
 def rollback(model: ModelPort, tok: TokenizerPort, session: Session, keep: int,

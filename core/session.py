@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from .errors import SessionBusy
-from .values import Message, SessionInfo
+from .values import Message, PrefillProgress, SessionInfo
 
 __all__ = ["Session", "TurnMark"]
 
@@ -44,6 +44,8 @@ class Session:
     trailer: str = ""
     marks: list[TurnMark] = attrs.Factory(list)
     spilled: str | None = None
+    # Progress of the prefill under way (written by the turn runner on the engine thread, read by info()).
+    prefill: PrefillProgress | None = None
     _lock: threading.Lock = attrs.Factory(threading.Lock)
     _busy: bool = False
 
@@ -97,4 +99,5 @@ class Session:
             kv_bytes=kv_bytes,
             resident=self.resident,
             busy=self._busy,
+            prefill=self.prefill,
         )

@@ -43,8 +43,12 @@ class SessionService:
     max_prompt_tokens: int | None = None
     grammars: GrammarPort | None = None
     prefix_cache: PrefixCache | None = None
+    # Prefill progress granularity in tokens (the model's chunk size); None: one piece per turn.
+    prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
+    # Stateless turns in flight: their state counts against the KV budget like a session's.
+    _stateless_turns: list[Session] = attrs.Factory(list)
     _lock: threading.Lock = attrs.Factory(threading.Lock)
 
     def __attrs_post_init__(self) -> None:
@@ -56,7 +60,7 @@ class SessionService:
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens, self.grammars)
+                          self.max_prompt_tokens, self.grammars, self.prefill_chunk)
 
     @property
     def snapshots_service(self) -> SnapshotService:
@@ -64,7 +68,7 @@ class SessionService:
 
     def _all(self) -> list[Session]:
         with self._lock:
-            return list(self._sessions.values())
+            return [*self._sessions.values(), *self._stateless_turns]
 
     def create(self, session_id: str | None = None, max_seq_len: int | None = None) -> SessionInfo:
         """Open an empty session; 409 if the id exists."""
@@ -121,6 +125,11 @@ class SessionService:
     def max_len_limit(self) -> int:
         """The longest session this server allows: the model's limit, or the lower server cap."""
         return min(self.model.info.max_seq_len, self.default_max_seq_len)
+
+    def find(self, session_id: str) -> Session | None:
+        """Return the live session, or None."""
+        with self._lock:
+            return self._sessions.get(session_id)
 
     def session(self, session_id: str) -> Session:
         """Return the live session or raise NotFound."""
@@ -185,7 +194,10 @@ class SessionService:
         except BaseException:
             s.release()
             raise
-        return self.engine.submit(self.runner.run(turn), on_exit=s.release)
+        handle: list[TurnHandle] = []  # filled right after submit; read by the prefill between its chunks
+        steps = self.runner.run(turn, cancelled=lambda: bool(handle) and handle[0].cancelled)
+        handle.append(self.engine.submit(steps, on_exit=s.release))
+        return handle[0]
 
     def _prepare(self, s: Session, request: ChatRequest):
         self.memory.ensure_resident(s)
@@ -198,34 +210,61 @@ class SessionService:
         return turn
 
     def _stateless(self, request: ChatRequest) -> TurnHandle:
+        """Run a turn in a throwaway state, admitted under the KV budget exactly like a session's turn."""
         now = self.clock.now()
         s = Session("stateless", None, self.default_max_seq_len, now, now)
-        s.acquire()
+        finish = self._hold(s)
+        turn, primed = self.engine.call(lambda: self._prepare_stateless(s, request, finish))
+        steps = cached_turn(self.prefix_cache, self.runner.run(turn), s, request, self._over_budget, primed)
+        return self.engine.submit(steps, on_exit=finish)
 
-        def release():
+    def _hold(self, s: Session) -> Callable[[], None]:
+        """Count a throwaway session's state against the KV budget (busy, so never offloaded) until the
+        returned function drops it and releases its state (unless the prefix cache adopted it)."""
+        s.acquire()
+        with self._lock:
+            self._stateless_turns.append(s)
+
+        def finish():
+            with self._lock:
+                self._stateless_turns.remove(s)
             if s.state is not None:
                 self.model.release(s.state)
 
-        turn, primed = self.engine.call(lambda: self._prepare_stateless(s, request))
-        steps = cached_turn(self.prefix_cache, self.runner.run(turn), s, request, self._over_budget, primed)
-        return self.engine.submit(steps, on_exit=release)
+        return finish
 
-    def _prepare_stateless(self, s: Session, request: ChatRequest):
-        """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt)
-        and prepare the turn; return it with the tokens primed."""
+    def hold(self, state: object) -> Callable[[], None]:
+        """Count a throwaway `state` (n > 1 choices, text completions) against the KV budget until the
+        returned function releases it."""
+        now = self.clock.now()
+        return self._hold(Session("stateless", state, self.default_max_seq_len, now, now))
+
+    def reserve(self, state: object, tokens: int, copies: int = 0) -> None:
+        """On the engine thread: make room for a held `state` to grow to `tokens` tokens and for `copies`
+        more states of that size (503 insufficient_memory when they can't fit the KV budget)."""
+        size = self.model.bytes_for(tokens)
+        self.memory.make_room(max(0, size - self.model.nbytes(state)) + copies * size)
+
+    def _prepare_stateless(self, s: Session, request: ChatRequest, finish: Callable[[], None]):
+        """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt),
+        make room for the turn under the KV budget and prepare it; return it with the tokens primed."""
         cache = self.prefix_cache
-        self.memory.make_room(0)
-        hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
-        if hit is not None:
-            cache.resume(hit, s)
-        else:
-            s.state = self.model.new_state(self.default_max_seq_len)
         try:
+            self.memory.make_room(0)
+            hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
+            if hit is not None:
+                cache.resume(hit, s)
+            else:
+                s.state = self.model.new_state(self.default_max_seq_len)
             turn = self.runner.prepare(s, request)
             primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else 0
-            return (self.runner.prepare(s, request) if primed else turn), primed
+            if primed:
+                turn = self.runner.prepare(s, request)
+            total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+            self.memory.make_room(self.memory.growth(s, total), keep=s)
+            return turn, primed
         except BaseException:
-            self.model.release(s.state)
+            finish()
             raise
 
     def _over_budget(self) -> int:

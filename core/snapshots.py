@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .errors import Conflict, ModelMismatch
+from .errors import Conflict, ModelMismatch, SnapshotError
 from .ids import validate_id
 from .ports import SnapshotManifest
 from .values import SnapshotInfo
@@ -57,15 +57,44 @@ class SnapshotService:
         start = svc.clock.now()
         manifest, arrays = svc.store.load(snapshot_id)
         self.check_compatible(manifest)
+        self.check_ledger(manifest)
         sid = validate_id(session_id, "session_id") if session_id is not None else svc.ids.new_id("sess_")
         if not force and svc.exists(sid):
             raise Conflict(f"session {sid!r} exists; pass force to replace it", param="session_id")
+        # The session being replaced is locked like any other use of it: a busy one is a 409, never torn down.
+        old = svc.find(sid) if force else None
+        if old is not None:
+            old.acquire()
         cap = min(manifest.max_seq_len, svc.max_len_limit)
-        s = svc.adopt(sid, cap, lambda: svc.model.import_state(arrays, cap),
-                      replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
-                      trailer=str(manifest.extra.get("trailer", "")))
+        try:
+            s = svc.adopt(sid, cap, lambda: self._import(manifest, arrays, cap),
+                          replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
+                          trailer=str(manifest.extra.get("trailer", "")))
+        except BaseException:
+            if old is not None:
+                old.release()
+            raise
         return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(s.state),
                 "seconds": svc.clock.now() - start}
+
+    def _import(self, manifest: SnapshotManifest, arrays, cap: int):
+        """Import the state; refuse one whose length is not the ledger's (the record would lie about it)."""
+        model = self.svc.model
+        state = model.import_state(arrays, cap)
+        held = model.length(state)
+        if held != len(manifest.ledger):
+            model.release(state)
+            raise SnapshotError(f"snapshot {manifest.snapshot_id!r} is inconsistent: its state holds {held} tokens "
+                                f"but its ledger lists {len(manifest.ledger)}", param="snapshot_id")
+        return state
+
+    def check_ledger(self, manifest: SnapshotManifest) -> None:
+        """Refuse a ledger with ids the model's vocabulary does not have (an edited or corrupt manifest)."""
+        vocab = self.svc.model.info.vocab_size
+        bad = next((t for t in manifest.ledger if not isinstance(t, int) or not 0 <= t < vocab), None)
+        if bad is not None:
+            raise SnapshotError(f"snapshot {manifest.snapshot_id!r} is inconsistent: its ledger holds token id "
+                                f"{bad!r}, outside the vocabulary of {vocab}", param="snapshot_id")
 
     def list(self) -> list[tuple[SnapshotInfo, bool]]:
         mine = self.fingerprint()

@@ -246,7 +246,7 @@ class FakeSnapshotStore:
         self._items[manifest.snapshot_id] = (manifest, data)
         return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
                             manifest.tags, len(manifest.ledger), 8 * sum(len(v) for v in data.values()),
-                            manifest.model, len(manifest.transcript))
+                            manifest.model, len(manifest.transcript), manifest.max_seq_len)
 
     def load(self, snapshot_id):
         if snapshot_id not in self._items:
@@ -258,7 +258,7 @@ class FakeSnapshotStore:
         manifest, data = self.load(snapshot_id)
         return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
                             manifest.tags, len(manifest.ledger), 8 * sum(len(v) for v in data.values()),
-                            manifest.model, len(manifest.transcript))
+                            manifest.model, len(manifest.transcript), manifest.max_seq_len)
 
     def list(self):
         return sorted((self.get(i) for i in self._items), key=lambda x: -x.created_at)

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
+from .engine import TurnCancelled
 from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation, GenerationOutcome
 from .ports import GrammarPort, ModelPort, StopRule, TokenizerPort, TokenMatcher
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
 from .session import Session
-from .values import ChatRequest, Message, SamplingParams, StreamEvent, Usage
+from .values import ChatRequest, Message, PrefillProgress, SamplingParams, StreamEvent, Usage
 
 __all__ = ["TurnRunner", "PreparedTurn"]
 
@@ -46,6 +47,9 @@ class TurnRunner:
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
     grammars: GrammarPort | None = None
+    # Prefill new context in pieces of this many tokens (the model's own chunk size, so the work is the same)
+    # and publish progress between them on `session.prefill`; None: one piece.
+    prefill_chunk: int | None = None
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
@@ -89,13 +93,16 @@ class TurnRunner:
             raise InvalidRequest(f"logit_bias names token {bad[0]}, outside the vocabulary of {vocab} ids",
                                  param="logit_bias")
 
-    def run(self, turn: PreparedTurn) -> Iterator[StreamEvent]:
-        """Yield the turn's events; the last one is "done" with the finish reason and usage."""
+    def run(self, turn: PreparedTurn, cancelled: Callable[[], bool] = lambda: False) -> Iterator[StreamEvent]:
+        """Yield the turn's events; the last one is "done" with the finish reason and usage.
+
+        `cancelled` is asked between prefill chunks, so a long prefill stops within one chunk of a cancel.
+        """
         session = turn.session
         cached = len(session.ledger)
         start = self.model.checkpoint(session.state)
         try:
-            out = yield from self._run(turn)
+            out = yield from self._run(turn, cancelled)
         except BaseException:
             self.model.restore(session.state, start)
             del session.ledger[cached:]
@@ -110,11 +117,11 @@ class TurnRunner:
         )
         yield StreamEvent("done", finish_reason=out.finish_reason, usage=usage)
 
-    def _run(self, turn: PreparedTurn):
+    def _run(self, turn: PreparedTurn, cancelled: Callable[[], bool]):
         """Prefill, generate and commit; yield text events and return the generation's outcome."""
         session, request, kwargs = turn.session, turn.request, turn.kwargs
         keep = len(session.ledger) + len(turn.context_ids)
-        self._append(session, turn.context_ids)
+        self._prefill(session, turn.context_ids, cancelled)
         after_context = self.model.checkpoint(session.state)
         self._append(session, turn.gen_ids)
         gen_text, room, new = turn.gen_text, turn.room, turn.new
@@ -139,6 +146,22 @@ class TurnRunner:
         session.transcript[:] = [*before, reply]
         session.trailer = closing_text(self.tok, session.transcript, kwargs)
         return gen.out
+
+    def _prefill(self, session: Session, ids: list[int], cancelled: Callable[[], bool]) -> None:
+        """Append the new context chunk by chunk, keeping `session.prefill` up to date until it is done."""
+        step = self.prefill_chunk or max(1, len(ids))
+        chunks = -(-len(ids) // step)
+        start = self.now()
+        try:
+            for i in range(chunks):
+                if i and cancelled():
+                    raise TurnCancelled("the turn was cancelled during its prefill")
+                elapsed = self.now() - start
+                rate = i * step / elapsed if i and elapsed > 0 else 0.0
+                session.prefill = PrefillProgress(i * step, len(ids), i, chunks, rate)
+                self._append(session, ids[i * step:(i + 1) * step])
+        finally:
+            session.prefill = None
 
     def _append(self, session: Session, ids: list[int]) -> None:
         if ids:

@@ -23,6 +23,7 @@ __all__ = [
     "ModelInfo",
     "SessionInfo",
     "SnapshotInfo",
+    "PrefillProgress",
 ]
 
 
@@ -184,6 +185,24 @@ class ModelInfo:
 
 
 @attrs.frozen
+class PrefillProgress:
+    """A prefill under way: tokens and chunks done of the total, and the rate so far (tokens per second)."""
+
+    done: int
+    total: int
+    chunks_done: int
+    chunks_total: int
+    tokens_per_second: float = 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Time left at the rate so far; None before the first chunk has finished."""
+        if self.tokens_per_second <= 0:
+            return None
+        return (self.total - self.done) / self.tokens_per_second
+
+
+@attrs.frozen
 class SessionInfo:
     """A session as management calls report it."""
 
@@ -196,6 +215,8 @@ class SessionInfo:
     kv_bytes: int
     resident: bool
     busy: bool
+    # Set while a turn prefills new context into the session (e.g. a long document), else None.
+    prefill: PrefillProgress | None = None
 
 
 @attrs.frozen
@@ -211,3 +232,4 @@ class SnapshotInfo:
     bytes: int
     model: Mapping[str, str] = attrs.field(factory=dict)
     message_count: int = 0
+    max_seq_len: int = 0

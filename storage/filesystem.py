@@ -31,6 +31,7 @@ from .manifest import (
     make_manifest_converter,
 )
 from .metadata import checked_patch, info_of
+from .space import check_full
 from .state_file import read_state_file, write_state_file
 
 __all__ = ["FilesystemSnapshotStore", "default_snapshot_root", "MANIFEST_NAME", "STATE_NAME"]
@@ -215,10 +216,14 @@ class FilesystemSnapshotStore:
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        check_full(exc, path, len(data))
+        raise
 
 
 def _fsync_dir(path: Path) -> None:

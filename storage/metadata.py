@@ -52,4 +52,5 @@ def info_of(manifest: SnapshotManifest, size: int) -> SnapshotInfo:
         bytes=size,
         model=dict(manifest.model),
         message_count=len(manifest.transcript),
+        max_seq_len=manifest.max_seq_len,
     )

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from ..core.errors import SnapshotError
 from .manifest import StateIndex, TensorEntry
+from .space import check_full
 
 __all__ = ["DTYPE_NAMES", "tensor_bytes", "write_state_file", "verify_state_file", "read_state_file"]
 
@@ -57,13 +58,17 @@ def write_state_file(
     entries, data_bytes = _layout(tensors)
     header = _header(entries, metadata)
     digest = hashlib.sha256()
-    with open(path, "xb") as handle:
-        _write(handle, digest, struct.pack("<Q", len(header)) + header)
-        for _, tensor in tensors:
-            _write(handle, digest, tensor_bytes(tensor))
-        handle.flush()
-        os.fsync(handle.fileno())
     data_start = 8 + len(header)
+    try:
+        with open(path, "xb") as handle:
+            _write(handle, digest, struct.pack("<Q", len(header)) + header)
+            for _, tensor in tensors:
+                _write(handle, digest, tensor_bytes(tensor))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        check_full(exc, path, data_start + data_bytes)
+        raise
     return StateIndex(digest.hexdigest(), data_start + data_bytes, data_start, entries)
 
 

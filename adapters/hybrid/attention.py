@@ -30,15 +30,27 @@ class DenseAttention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, kv_size, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(q_size, cfg.hidden_size, bias=cfg.attention_bias)
 
-    def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> torch.Tensor:
-        """Attend from `hidden` [1, L, H] at positions pos0.. over cache + these tokens; return [1, L, H]."""
+    def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int | torch.Tensor) -> torch.Tensor:
+        """Attend from `hidden` [1, L, H] at positions pos0.. over cache + these tokens; return [1, L, H].
+
+        `pos0` as a device tensor [1] (one token, CUDA-graph decode): keys past it are masked out.
+        """
         keys, values = self._store_kv(hidden, cache, pos0)
-        out = dense_causal_attention(self._heads(self.q_proj(hidden), self.num_heads), keys, values, pos0)
+        q = self._heads(self.q_proj(hidden), self.num_heads)
+        if isinstance(pos0, torch.Tensor):
+            visible = (torch.arange(keys.shape[2], device=q.device) <= pos0)[None, :]  # [1, T]
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, enable_gqa=True)
+        else:
+            out = dense_causal_attention(q, keys, values, pos0)
         return self._merge(out)
 
-    def _store_kv(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _store_kv(
+        self, hidden: torch.Tensor, cache: KVCache, pos0: int | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         k = self._heads(self.k_proj(hidden), self.num_kv_heads)
         v = self._heads(self.v_proj(hidden), self.num_kv_heads)
+        if isinstance(pos0, torch.Tensor):
+            return cache.write_at(pos0, k, v)
         return cache.write(pos0, k, v)
 
     def _heads(self, x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -63,12 +75,19 @@ class SuperlinearAttention(DenseAttention):
         self.block_q: int | None = None
         self.q1_proj = nn.Linear(cfg.hidden_size, self.num_heads * self.head_dim, bias=cfg.attention_bias)
 
-    def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int) -> torch.Tensor:
-        """Attend from `hidden` [1, L, H] at pos0.. with Superlinear attention; return [1, L, H]."""
+    def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int | torch.Tensor) -> torch.Tensor:
+        """Attend from `hidden` [1, L, H] at pos0.. with Superlinear attention; return [1, L, H].
+
+        `pos0` as a device tensor [1] (one token, CUDA-graph decode): the kernel reads the position on
+        the device and never looks past it, so the whole cache buffer is passed.
+        """
         keys, values = self._store_kv(hidden, cache, pos0)
         q1 = self._heads(self.q1_proj(hidden), self.num_heads)
         q2 = self._heads(self.q_proj(hidden), self.num_heads)
-        positions = torch.arange(pos0, pos0 + hidden.shape[1], device=hidden.device)
+        if isinstance(pos0, torch.Tensor):
+            positions = pos0
+        else:
+            positions = torch.arange(pos0, pos0 + hidden.shape[1], device=hidden.device)
         out = superlinear_attention(q1, q2, keys, values, positions, params=self.params, block_q=self.block_q)
         return self._merge(out)
 

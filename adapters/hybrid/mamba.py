@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...kernels import mamba as mamba_decode
 from .config import HybridConfig
 from .mamba_kernels import MambaSsmOps, fused_ops
 from .state import MambaCache
@@ -41,12 +42,17 @@ class Mamba2Mixer(nn.Module):
         self.dt_bias = nn.Parameter(torch.empty(self.num_heads))
         self.norm = GatedRMSNorm(self.inner, self.n_groups, self.eps)
         self.out_proj = nn.Linear(self.inner, cfg.hidden_size, bias=cfg.mamba_bias)
+        # One-token steps on CUDA run the Triton decode kernels (kernels.mamba); False: the PyTorch path.
+        self.fused_decode = True
 
     def forward(self, hidden: torch.Tensor, cache: MambaCache) -> torch.Tensor:
         """Mix `hidden` [1, L, H] continuing from `cache`, which is updated in place; return [1, L, H].
 
-        CUDA tensors use the mamba-ssm Triton ops when they import; everything else the PyTorch path.
+        A one-token step on CUDA runs the Triton decode kernels; longer CUDA inputs use the mamba-ssm
+        Triton ops when they import; everything else the PyTorch path.
         """
+        if hidden.shape[1] == 1 and self.fused_decode and mamba_decode.supported(hidden):
+            return self._decode_step(hidden, cache)
         z, xbc, dt = self.in_proj(hidden).split([self.inner, self.conv_dim, self.num_heads], dim=-1)
         xbc = self._conv(xbc, cache)  # [1, L, conv_dim]
         ops = fused_ops(hidden.device)
@@ -63,6 +69,18 @@ class Mamba2Mixer(nn.Module):
                 norm_before_gate=False,
             )
         return self.out_proj(y.to(hidden.dtype))
+
+    def _decode_step(self, hidden: torch.Tensor, cache: MambaCache) -> torch.Tensor:
+        """One token [1, 1, H] through the three decode kernels (conv, state update, gated norm)."""
+        z, xbc, dt = self.in_proj(hidden).reshape(-1).split([self.inner, self.conv_dim, self.num_heads])
+        xbc = mamba_decode.conv_step(xbc, cache.conv[0], self.conv1d.weight[:, 0], self.conv1d.bias)
+        groups_n = self.n_groups * self.state_size
+        x, b, c = xbc.split([self.inner, groups_n, groups_n])
+        y = mamba_decode.ssm_step_fused(
+            x, dt, b, c, cache.ssm[0], self.A_log, self.D, self.dt_bias, self.time_step_limit
+        )
+        y = mamba_decode.gated_rms_norm_rows(y, z, self.norm.weight, self.n_groups, self.eps, hidden.dtype)
+        return self.out_proj(y.view(1, 1, self.inner))
 
     def _split_xbc(self, xbc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """[1, L, conv_dim] -> x [L, nh, P], B and C [L, G, N] (views, input dtype)."""

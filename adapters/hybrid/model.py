@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...kernels import norms
 from .attention import DenseAttention, SuperlinearAttention
 from .config import HybridConfig
 from .mamba import Mamba2Mixer
@@ -24,7 +25,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Normalize `hidden` [..., H] over its last dimension."""
+        """Normalize `hidden` [..., H] over its last dimension (one Triton kernel on CUDA)."""
+        if hidden.is_cuda and norms.supported(hidden):
+            return norms.rms_norm(hidden, self.weight, self.eps)
         x = hidden.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return (self.weight.float() * x).to(hidden.dtype)
@@ -39,8 +42,13 @@ class Block(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
         self.mixer = _make_mixer(cfg, kind)
 
-    def forward(self, hidden: torch.Tensor, cache: KVCache | MambaCache | None, pos0: int) -> torch.Tensor:
-        """Apply the block to `hidden` [1, L, H] at positions pos0..; updates `cache` in place."""
+    def forward(
+        self, hidden: torch.Tensor, cache: KVCache | MambaCache | None, pos0: int | torch.Tensor
+    ) -> torch.Tensor:
+        """Apply the block to `hidden` [1, L, H] at positions pos0..; updates `cache` in place.
+
+        `pos0` may be a device tensor [1] for a one-token step (the CUDA-graph decode).
+        """
         normed = self.norm(hidden)
         if self.kind == "*":
             mixed = self.mixer(normed, cache, pos0)
@@ -101,3 +109,16 @@ class HybridLM(nn.Module):
         state.cursor = pos0 + length
         state.logits = logits[-1].clone()
         return logits
+
+    def decode_logits(
+        self, input_ids: torch.Tensor, position: torch.Tensor, state: HybridState
+    ) -> torch.Tensor:
+        """One token `input_ids` [1, 1] at the device `position` [1]: update the caches, return logits [1, V].
+
+        Leaves `state.cursor` and `state.logits` alone and never syncs with the host, so it can be captured
+        in a CUDA graph; the caller reserves KV room first and advances the state after.
+        """
+        hidden = self.embeddings(input_ids)
+        for block, cache in zip(self.layers, state.layers, strict=True):
+            hidden = block(hidden, cache, position)
+        return self.lm_head(self.norm_f(hidden)).float()[0]

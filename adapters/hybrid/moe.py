@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...kernels.moe import grouped_expert_mlp
 from .config import HybridConfig
 from .mlp import ReluSquaredMLP
 
@@ -47,8 +48,15 @@ class StackedExperts(nn.Module):
         """Weighted sum of the chosen experts' outputs; hidden [T, H], ids/weights [T, k]; fp32 [T, H].
 
         (token, expert) pairs are sorted by expert and each expert runs once on its tokens, reading its
-        weights in place: no per-token loop and no gathered copy of expert weights.
+        weights in place: no per-token loop and no gathered copy of expert weights. CUDA tensors take the
+        grouped Triton kernels instead (no host sync, graph-capturable; only the chosen experts are read).
         """
+        if hidden.is_cuda:
+            return grouped_expert_mlp(hidden, self.up_proj, self.down_proj, ids, weights)
+        return self.reference(hidden, ids, weights)
+
+    def reference(self, hidden: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The PyTorch path of `forward` (one matmul pair per expert present; syncs with the host)."""
         k = ids.shape[1]
         flat = ids.reshape(-1)
         order = torch.argsort(flat, stable=True)

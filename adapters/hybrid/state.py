@@ -29,10 +29,14 @@ class KVCache:
         return self.k.shape[2]
 
     def reallocate(self, capacity: int, keep: int) -> None:
-        """Move the first `keep` positions into fresh buffers of `capacity` positions."""
+        """Move the first `keep` positions into fresh buffers of `capacity` positions.
+
+        The rest is zeroed: a decode step over the whole buffer (CUDA graph) masks the keys past its
+        position, and a masked key must hold finite values (0 * NaN is NaN).
+        """
         shape = (*self.k.shape[:2], capacity, self.k.shape[3])
-        k = self.k.new_empty(shape)
-        v = self.v.new_empty(shape)
+        k = self.k.new_zeros(shape)
+        v = self.v.new_zeros(shape)
         k[:, :, :keep].copy_(self.k[:, :, :keep])
         v[:, :, :keep].copy_(self.v[:, :, :keep])
         self.k, self.v = k, v
@@ -44,6 +48,21 @@ class KVCache:
         self.v[:, :, pos0:end].copy_(v)
         return self.k[:, :, :end], self.v[:, :, :end]
 
+    def write_at(
+        self, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one token's `k`, `v` [1, HKV, 1, D] at the device `position` [1]; return the whole buffers.
+
+        Shapes never depend on the position, so a CUDA graph captured once replays at any position.
+        """
+        self.k.index_copy_(2, position, k)
+        self.v.index_copy_(2, position, v)
+        return self.k, self.v
+
+    def buffers(self) -> tuple[torch.Tensor, ...]:
+        """The tensors a captured decode step reads and writes."""
+        return (self.k, self.v)
+
 
 @attrs.define(eq=False)
 class MambaCache:
@@ -51,6 +70,10 @@ class MambaCache:
 
     conv: torch.Tensor  # [1, conv_dim, conv_kernel - 1], the last conv inputs
     ssm: torch.Tensor  # [1, nh, head_dim, N], fp32
+
+    def buffers(self) -> tuple[torch.Tensor, ...]:
+        """The tensors a captured decode step reads and writes."""
+        return (self.conv, self.ssm)
 
 
 LayerCache = KVCache | MambaCache | None

@@ -20,6 +20,7 @@ from .state import HybridState
 __all__ = [
     "tiny_config",
     "nano_30b_config",
+    "nano_30b_narrow_config",
     "random_model",
     "random_weights",
     "write_checkpoint",
@@ -126,6 +127,27 @@ def nano_30b_config(model_type: str = "superlinear-exp", **overrides: Any) -> di
         raw.update(_SUPERLINEAR_EXP)
     raw.update(overrides)
     return raw
+
+
+# The full pattern and attention settings at small widths: the nano30b code path, cheap enough for a CPU.
+NARROW_WIDTHS = {
+    "vocab_size": 1024,
+    "hidden_size": 96,
+    "num_attention_heads": 4,
+    "head_dim": 32,
+    "mamba_num_heads": 8,
+    "mamba_head_dim": 16,
+    "ssm_state_size": 16,
+    "n_groups": 2,
+    "n_routed_experts": 16,
+    "moe_intermediate_size": 48,
+    "moe_shared_expert_intermediate_size": 64,
+}
+
+
+def nano_30b_narrow_config(model_type: str = "superlinear-exp", **overrides: Any) -> dict[str, Any]:
+    """The nano30b layer pattern and attention settings at the small widths of `NARROW_WIDTHS`."""
+    return nano_30b_config(model_type, **{**NARROW_WIDTHS, **overrides})
 
 
 def random_model(

@@ -28,4 +28,5 @@ class SystemClock:
 
 class RandomIds:
     def new_id(self, prefix: str) -> str:
-        return f"{prefix}{secrets.token_hex(8)}"
+        # 32 hex digits: snapshot ids (prefix "") then have the form the published spl client expects.
+        return f"{prefix}{secrets.token_hex(16)}"

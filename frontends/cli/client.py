@@ -8,7 +8,13 @@ from urllib.parse import quote
 
 import requests
 
-__all__ = ["Client", "ApiError", "sse_lines"]
+__all__ = ["Client", "ApiError", "sse_lines", "CONNECT_TIMEOUT", "CREATE_TIMEOUT"]
+
+# Seconds to wait for the TCP connection: a server that is up accepts at once, even while it works.
+CONNECT_TIMEOUT = 5.0
+# Seconds to wait for a session to be created: a busy server creates it late, and a client that gave up
+# earlier would leave a session behind that nobody attaches to.
+CREATE_TIMEOUT = 3600.0
 
 
 class ApiError(Exception):
@@ -38,14 +44,40 @@ class Client:
         return ApiError(f"cannot reach the server at {self.base_url} (is it running? try `spl server start`, "
                         f"or `spl server connect <url>`)")
 
+    def _busy_or_stuck(self, method: str, parts: tuple[str, ...], waited: float) -> ApiError:
+        """A request got no answer in time: ask /health (which never waits on the engine) whether it is busy."""
+        route = "/" + "/".join(parts)
+        try:
+            resp = self._http.get(self._url("health"), timeout=CONNECT_TIMEOUT)
+            health = resp.json() if resp.ok else {}
+        except (requests.RequestException, ValueError):
+            return ApiError(f"the server at {self.base_url} stopped answering: no reply to {method} {route} in "
+                            f"{waited:.0f}s, and /health does not answer either", None, "unresponsive")
+        if not isinstance(health, dict) or not health.get("status"):
+            return ApiError(f"the server at {self.base_url} gave no reply to {method} {route} in {waited:.0f}s, "
+                            f"and /health says HTTP {resp.status_code}", None, "unresponsive")
+        return ApiError(f"the server at {self.base_url} is up but busy ({health.get('status')}, "
+                        f"{health.get('sessions')} sessions): {method} {route} got no answer in {waited:.0f}s, "
+                        f"probably behind long work such as a prefill. The request may still take effect there; "
+                        f"check with `spl ls`, or wait longer (SPL_TIMEOUT=seconds).", None, "busy")
+
+    def _bad_url(self, exc: Exception) -> ApiError:
+        return ApiError(f"{self.base_url!r} is not a usable server URL ({type(exc).__name__}: {exc}); "
+                        f"try http://127.0.0.1:8787")
+
     def request(self, method: str, *parts: str, json_body: dict | None = None, stream: bool = False,
                 timeout: float | None = None):
         """Send a request and return the response; raise ApiError for 4xx/5xx or no connection."""
+        wait = timeout or self.timeout
         try:
             resp = self._http.request(method, self._url(*parts), json=json_body, stream=stream,
-                                      timeout=None if stream else (timeout or self.timeout))
+                                      timeout=(min(CONNECT_TIMEOUT, wait), None if stream else wait))
+        except requests.ReadTimeout as exc:
+            raise self._busy_or_stuck(method, parts, wait) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise self._unreachable(exc) from exc
+        except requests.RequestException as exc:
+            raise self._bad_url(exc) from exc
         if resp.status_code >= 400:
             raise self._error(resp)
         return resp
@@ -65,6 +97,8 @@ class Client:
             resp = self._http.get(self._url("health"), timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise self._unreachable(exc) from exc
+        except requests.RequestException as exc:
+            raise self._bad_url(exc) from exc
         try:
             body = resp.json()
         except ValueError:

@@ -21,6 +21,7 @@ __all__ = [
     "save_client_config",
     "update_client_config",
     "server_url",
+    "normalize_url",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8787"
@@ -72,6 +73,12 @@ def save_client_config(data: dict) -> None:
     update_client_config(lambda current: {**current, **data})
 
 
+def normalize_url(url: str) -> str:
+    """Return `url` without trailing slashes, with http:// in front when it names no scheme (localhost:8787)."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
 def server_url(explicit: str | None = None) -> str:
     """Return the server to talk to: --url, $SPL_URL, the saved one, or the default."""
-    return (explicit or os.environ.get("SPL_URL") or load_client_config().get("url") or DEFAULT_URL).rstrip("/")
+    return normalize_url(explicit or os.environ.get("SPL_URL") or load_client_config().get("url") or DEFAULT_URL)

@@ -8,7 +8,7 @@ import os
 from .client import Client
 from .config import server_url
 
-__all__ = ["add_connection_args", "client_from_args"]
+__all__ = ["add_connection_args", "client_from_args", "default_timeout"]
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,16 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
                         help="bearer key for a server started with --api-key (default: $SPL_API_KEY)")
 
 
-def client_from_args(args: argparse.Namespace, timeout: float = 30.0) -> Client:
+def default_timeout() -> float:
+    """Seconds to wait for an answer: $SPL_TIMEOUT, else 30."""
+    try:
+        return max(0.1, float(os.environ.get("SPL_TIMEOUT") or 30.0))
+    except ValueError:
+        return 30.0
+
+
+def client_from_args(args: argparse.Namespace, timeout: float | None = None) -> Client:
     """Return a client for the server the flags (or environment, or saved state) name."""
     key = getattr(args, "api_key", None) or os.environ.get("SPL_API_KEY") or None
-    return Client(server_url(getattr(args, "url", None)), api_key=key, timeout=timeout)
+    wait = max(timeout, default_timeout()) if timeout else default_timeout()
+    return Client(server_url(getattr(args, "url", None)), api_key=key, timeout=wait)

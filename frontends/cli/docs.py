@@ -10,7 +10,7 @@ import time
 
 import attrs
 
-from .client import Client
+from .client import CREATE_TIMEOUT, ApiError, Client
 from .connection import add_connection_args, client_from_args
 from .framing import frame_question, framed_documents
 from .locks import SessionLock, SessionLocked
@@ -107,11 +107,23 @@ def _fresh(client: Client, name: str) -> tuple[str, SessionLock]:
     sid = new_session_id(f"docs_{name}")
     lock = SessionLock(sid).acquire()
     try:
-        client.post("v1", "sessions", body={"session_id": sid})
+        client.post("v1", "sessions", body={"session_id": sid}, timeout=CREATE_TIMEOUT)
     except BaseException:
         lock.release()
         raise
     return sid, lock
+
+
+def _latest_snapshot(client: Client, ws: Workspace) -> str | None:
+    """The newest of the workspace's last saved and base snapshots that the server still has."""
+    found = []
+    for snap in dict.fromkeys(x for x in (ws.last_snapshot_id, ws.base_snapshot_id) if x):
+        try:
+            found.append((client.get("v1", "snapshots", snap).get("created_at") or 0, snap))
+        except ApiError as exc:
+            if exc.status not in (400, 404):
+                raise
+    return max(found)[1] if found else None
 
 
 def choose_docs_session(client: Client, ws: Workspace, snapshot: str | None,
@@ -125,9 +137,11 @@ def choose_docs_session(client: Client, ws: Workspace, snapshot: str | None,
         return (*_load_into_new(client, ws.name, snapshot), snapshot)
     if client.session_exists(ws.session_id):
         return ws.session_id, SessionLock(ws.session_id).acquire(), None
-    if ws.base_snapshot_id:
-        say(f"session {ws.session_id} is gone; loading the base snapshot {ws.base_snapshot_id}")
-        return (*_load_into_new(client, ws.name, ws.base_snapshot_id), ws.base_snapshot_id)
+    latest = _latest_snapshot(client, ws)
+    if latest:
+        which = "base" if latest == ws.base_snapshot_id else "last saved"
+        say(f"session {ws.session_id} is gone; loading the {which} snapshot {latest}")
+        return (*_load_into_new(client, ws.name, latest), latest)
     if ws.sources:
         say(f"session {ws.session_id} is gone and there is no base snapshot; its {len(ws.sources)} sources "
             "are forgotten (/add them again)")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .client import ApiError
+from .client import ApiError, Client
 from .framing import frame_document
 from .ingest import Document, NotText, TooManyFiles, expand_paths, read_document
-from .progress import byte_bar
+from .progress import byte_bar, prefill_watch
 from .workspace import Source
 
 __all__ = ["add_documents", "parse_add_args", "AddArgs"]
@@ -84,10 +84,13 @@ def _fits(repl, docs: list[Document]) -> bool:
 def _send(repl, doc: Document) -> None:
     body = {"session_id": repl.session_id, "max_tokens": 1, "chat_template_kwargs": {"enable_thinking": False},
             "messages": [{"role": "user", "content": frame_document(repl.workspace.nonce, doc.path, doc.text)}]}
+    watcher = Client(repl.client.base_url, api_key=repl.client.api_key, timeout=5.0)
+    progress = lambda: watcher.get("v1", "sessions", repl.session_id).get("prefill")  # noqa: E731
     stream = repl.client.stream_chat(body)
     try:
-        for _ in stream:
-            pass
+        with prefill_watch(progress, Path(doc.path).name, enabled=repl.live):
+            for _ in stream:
+                pass
     finally:
         stream.close()
 

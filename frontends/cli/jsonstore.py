@@ -1,19 +1,20 @@
 """Small JSON state files: written atomically, updated under an exclusive file lock.
 
-Two REPLs may run at once and both update client state; every read-modify-write holds an `fcntl.flock`
-on a sibling `.lock` file so neither loses the other's change, and every write goes to a temp file that is
+Two REPLs may run at once and both update client state; every read-modify-write holds an exclusive lock
+(filelock's `FileLock`, an `flock` on Unix) on a sibling `.lock` file so neither loses the other's change, and every write goes to a temp file that is
 fsynced and renamed so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from filelock import FileLock
 
 __all__ = ["read_json", "write_json", "update_json", "locked"]
 
@@ -47,12 +48,8 @@ def write_json(path: Path, data: dict) -> None:
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path`'s sibling lock file for the duration of the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    with FileLock(path.with_name(path.name + ".lock")):
+        yield
 
 
 def update_json(path: Path, change: Callable[[dict], dict | None]) -> dict:

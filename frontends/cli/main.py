@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import sys
 from collections.abc import Iterable
 
@@ -15,11 +17,19 @@ from .registry import make_plugin_manager
 __all__ = ["main", "build_parser"]
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("superlinear")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser(pm=None) -> argparse.ArgumentParser:
     """Build the `spl` parser from the commands plugins register (built-ins first, then by name)."""
     pm = pm or make_plugin_manager(load_entrypoints=False)
     parser = argparse.ArgumentParser(prog="spl", description="Superlinear: chat, documents, sessions, snapshots "
                                      "and the server.")
+    parser.add_argument("--version", action="version", version=f"spl {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands = collect(pm, "superlinear_cli_commands")
     order = [n for n in BUILTIN_CLI_COMMANDS if n in commands] + sorted(set(commands) - set(BUILTIN_CLI_COMMANDS))
@@ -43,13 +53,24 @@ def main(argv: list[str] | None = None, *, extra_plugins: Iterable[object] = ())
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at interpreter exit
+        return code
     except (ApiError, SessionLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_left()
+
+
+def _reader_left() -> int:
+    """The reader of stdout went away (`spl ls | head`): stop quietly, as other commands do on SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush at exit does not fail again
+    return 128 + 13
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["table", "human_bytes", "age", "print_json", "confirm", "session_rows", "snapshot_rows"]
+__all__ = ["table", "human_bytes", "age", "print_json", "confirm", "session_rows", "snapshot_rows",
+           "prefill_text"]
 
 
 def human_bytes(n: int | float | None) -> str:
@@ -31,6 +32,18 @@ def age(ts: float | None, now: float | None = None) -> str:
         if secs < limit:
             return f"{secs / div:.0f}{unit} ago"
     return f"{secs / 86400:.0f}d ago"
+
+
+def prefill_text(prefill: dict | None) -> str:
+    """Render a session's prefill progress: 12,288 / 46,000 tokens (27%), chunk 3/6, 512 tok/s, 66s left."""
+    if not prefill:
+        return "-"
+    done, total = prefill.get("done", 0), prefill.get("total", 0)
+    pct = f" ({100 * done / total:.0f}%)" if total else ""
+    rate = prefill.get("tokens_per_second") or 0
+    left = prefill.get("seconds_left")
+    return (f"{done:,} / {total:,} tokens{pct}, chunk {prefill.get('chunks_done', 0)}/{prefill.get('chunks_total', 0)}"
+            + (f", {rate:,.0f} tok/s" if rate else "") + (f", {left:.0f}s left" if left is not None else ""))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -9,10 +9,10 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
-__all__ = ["spinner", "byte_bar"]
+__all__ = ["spinner", "byte_bar", "prefill_watch"]
 
 _FRAMES = "|/-\\"
 
@@ -52,3 +52,48 @@ def byte_bar(total: int, label: str, enabled: bool, stream: TextIO | None = None
     out = stream or sys.stderr
     return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=out,
                 disable=not (enabled and out.isatty()), leave=False, dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def prefill_watch(read: Callable[[], dict | None], label: str, enabled: bool, interval: float = 0.5,
+                  stream: TextIO | None = None) -> Iterator[None]:
+    """While the block runs, poll `read()` (a session's `prefill` field) and draw a bar in tokens.
+
+    The bar appears once a prefill is reported: tokens done of the total, the chunk, tokens per second and the
+    time left. Errors of `read` (a busy or restarting server) only skip that poll.
+    """
+    out = stream or sys.stderr
+    if not (enabled and out.isatty()):
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        bar = None
+        while not stop.wait(interval):
+            try:
+                prefill = read()
+            except Exception:  # noqa: BLE001 - progress is best effort; the turn itself reports errors
+                continue
+            if not prefill:
+                continue
+            bar = bar or _token_bar(prefill["total"], label, out)
+            bar.total = prefill["total"]
+            bar.update(prefill["done"] - bar.n)
+            bar.set_postfix_str(f"chunk {prefill['chunks_done']}/{prefill['chunks_total']}")
+        if bar is not None:
+            bar.close()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _token_bar(total: int, label: str, out: TextIO):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="tok", unit_scale=True, file=out, leave=False, dynamic_ncols=True)

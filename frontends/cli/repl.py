@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from .client import ApiError, Client
+from .client import CREATE_TIMEOUT, ApiError, Client
 from .locks import SessionLock, SessionLocked
 from .terminal import no_echo
 from .turn import TurnResult, TurnStats, TurnView, dim, run_turn
@@ -203,7 +203,7 @@ class Repl:
     def fresh_session(self) -> str:
         """Create an empty session, attach to it, and return its id."""
         sid = new_session_id(self.session_prefix())
-        self.client.post("v1", "sessions", body={"session_id": sid})
+        self.client.post("v1", "sessions", body={"session_id": sid}, timeout=CREATE_TIMEOUT)
         self.attach(sid)
         return sid
 

@@ -8,7 +8,7 @@ from .client import ApiError
 from .connection import add_connection_args, client_from_args
 from .inventory import note_for, session_notes
 from .locks import holder_of
-from .output import age, human_bytes, print_json, session_rows
+from .output import age, human_bytes, prefill_text, print_json, session_rows
 
 __all__ = ["add_session_parser", "not_found_hint"]
 
@@ -61,6 +61,7 @@ def cmd_session_info(a: argparse.Namespace) -> int:
           f"kv           {human_bytes(info.get('kv_bytes'))} ({'resident' if info.get('resident', True) else 'offloaded'})\n"
           f"created      {age(info.get('created_at'))}\n"
           f"last used    {age(info.get('last_used_at'))}\n"
-          f"busy         {'yes' if info.get('busy') else 'no'}"
+          f"busy         {'yes' if info.get('busy') else 'no'}\n"
+          f"prefill      {prefill_text(info.get('prefill'))}"
           + (f"\nopen in     REPL pid {pid}" if pid else ""))
     return 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .client import ApiError
 from .connection import add_connection_args, client_from_args
 from .manage_cmd import delete_many, report_deletions
-from .output import confirm, human_bytes, print_json, snapshot_rows
+from .output import age, confirm, human_bytes, print_json, snapshot_rows
 from .progress import spinner
 from .session_cmd import not_found_hint
 
@@ -60,11 +61,30 @@ def cmd_snapshot_info(a: argparse.Namespace) -> int:
     if a.json:
         print_json(manifest)
     else:
-        for key in ("snapshot_id", "title", "description", "tags", "tokens", "bytes", "message_count",
-                    "created_at"):
-            if key in manifest:
-                print(f"{key:<14} {manifest[key]}")
+        print(manifest_lines(manifest))
     return 0
+
+
+def manifest_lines(manifest: dict) -> str:
+    """Render a manifest for people, as `ls` does: sizes, dates with their age, '-' for nothing."""
+    def show(key: str, value) -> str:
+        if value is None or value == "" or value == []:
+            return "-"
+        if key == "bytes":
+            return f"{human_bytes(value)} ({value:,} bytes)"
+        if key == "created_at":
+            when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(value))
+            return f"{when} ({age(value)})"
+        if key == "tags":
+            return ", ".join(map(str, value))
+        if key == "compatible":
+            return "yes" if value else "NO (made by another model or format)"
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+    keys = ("snapshot_id", "title", "description", "tags", "tokens", "message_count", "bytes", "created_at",
+            "compatible")
+    labels = {"snapshot_id": "snapshot", "message_count": "messages", "bytes": "size", "created_at": "created"}
+    return "\n".join(f"{labels.get(k, k):<12} {show(k, manifest[k])}" for k in keys if k in manifest)
 
 
 def cmd_snapshot_save(a: argparse.Namespace) -> int:

@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-import unicodedata
 from collections.abc import Iterator
 from typing import TextIO
+
+from wcwidth import wcwidth
 
 __all__ = ["cell_width", "fit_tail", "no_echo", "columns"]
 
 
 def cell_width(ch: str) -> int:
-    """Columns a character takes: 2 for wide East Asian characters, 0 for combining marks, else 1."""
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    """Columns a character takes on a terminal (wcwidth's tables: 2 for wide East Asian characters and
+    emoji, 0 for combining marks and zero-width characters); control characters count 0."""
+    return max(0, wcwidth(ch))
 
 
 def fit_tail(text: str, width: int) -> str:

@@ -16,6 +16,7 @@ from .errors import install_error_handlers
 from .limits import Limits
 from .metrics import Metrics
 from .middleware import ApiKey, BodyLimit, RequestTimer
+from .origin import HostGuard
 from .routes import BuiltinRoutes, mount
 from .services import ServiceHolder
 
@@ -30,6 +31,8 @@ class AppOptions:
     limits: Limits = Limits(max_body_bytes=DEFAULT_MAX_BODY_BYTES)
     load_plugins: bool = True
     extra_plugins: tuple = ()
+    # Host names allowed in Host and Origin besides loopback ones; None: no check (a server on a public bind).
+    allowed_hosts: tuple[str, ...] | None = None
 
 
 def _plugin_manager(options: AppOptions, builtin: BuiltinRoutes) -> pluggy.PluginManager:
@@ -48,6 +51,8 @@ def create_app(holder: ServiceHolder, options: AppOptions | None = None,
     else:
         pm.register(builtin, name="superlinear.http_routes")
     middleware: list = [RequestTimer(metrics), BodyLimit(options.limits.max_body_bytes)]
+    if options.allowed_hosts is not None:
+        middleware.insert(1, HostGuard(options.allowed_hosts))
     if options.api_key:
         middleware.append(ApiKey(options.api_key))
     app = falcon.App(middleware=middleware)

@@ -13,30 +13,60 @@ from ...core import TurnHandle
 from ...core.choices import start_choices
 from .body import read_json
 from .choices import choices_stream, merge_choices
-from .disconnect import ClientGone, ClientWatch, watched_events
+from .disconnect import IDLE, ClientGone, ClientWatch, watched_events
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
 from .render import completion_json
 from .render_logprobs import chat_logprobs_json
 from .services import Get
-from .streaming import sse_stream
+from .streaming import ClosingBody, SseBody
 from .toolcalls import ToolCallSplitter
 from .wire import ChatCall, parse_chat_request
 
-__all__ = ["ChatCompletions", "wire_items", "collect", "client_gone_handler"]
+__all__ = ["ChatCompletions", "TurnItems", "wire_items", "collect", "client_gone_handler"]
 
 
-def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool) -> Iterator[tuple[str, Any]]:
-    """Turn a turn's events into wire items: ("reasoning"|"content", text), ("tool_call", call), ("done", ...).
+class TurnItems:
+    """A turn's wire items that cancel the turn when closed, even before the first item was asked for.
+
+    A generator closed before it started runs none of its code, so a client that left before the first
+    chunk went out (the server closes the response body at once) would leave the turn running.
+    """
+
+    def __init__(self, handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool, fmt: str = "json"):
+        self._handle, self._timer = handle, timer
+        self._items = wire_items(handle, watch, timer, tools, fmt)
+
+    def __iter__(self) -> TurnItems:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop reading: cancel the turn if it still runs (a no-op for a finished one)."""
+        self._items.close()
+        self._handle.cancel()
+        self._timer.end("disconnected")
+
+
+def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: bool,
+               fmt: str = "json") -> Iterator[tuple[str, Any]]:
+    """Turn a turn's events into wire items: ("reasoning"|"content", text), ("tool_call", call), ("done", ...),
+    and ("idle", None) while nothing came for a while (a long prefill).
 
     Tool-call blocks are split out of the answer when the request gave tools; a turn that called a tool
-    and stopped finishes with "tool_calls". Closing this generator cancels the turn if it still runs.
+    and stopped finishes with "tool_calls"; `fmt` is the chat template's tool-call format. Closing this
+    generator cancels the turn if it still runs.
     """
-    splitter = ToolCallSplitter() if tools else None
+    splitter = ToolCallSplitter(fmt) if tools else None
     reason = "error"
     first = True
     try:
         for event in watched_events(handle, watch):
+            if event is IDLE:
+                yield "idle", None
+                continue
             if first:
                 timer.engine_started(handle.queue_seconds)
                 first = False
@@ -78,7 +108,7 @@ def collect(items: Iterator[tuple[str, Any]], cid: str, model: str, logprobs: bo
             reasoning.append(value)
         elif kind == "tool_call":
             calls.append(value)
-        else:
+        elif kind == "done":
             finish, usage = value
     text = "".join(content)
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
@@ -102,9 +132,10 @@ class ChatCompletions:
         arrived = time.perf_counter()
         svc = self.get()
         body = read_json(req, self.limits.max_body_bytes, required=True)
-        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens, svc.default_temperature)
+        fmt = getattr(svc.sessions.tok, "tool_call_format", "json")
+        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens, svc.default_temperature, fmt)
         if call.n > 1:
-            self._several(req, resp, call, svc, arrived)
+            self._several(req, resp, call, svc, arrived, fmt)
             return
         timer = self.metrics.turn(arrived, call.stream)
         try:
@@ -113,10 +144,15 @@ class ChatCompletions:
             timer.end("rejected")
             raise
         timer.admitted()
-        items = wire_items(handle, ClientWatch(req.env.get("gunicorn.socket")), timer, call.parse_tool_calls)
+        watch = ClientWatch(req.env.get("gunicorn.socket"))
+        items = TurnItems(handle, watch, timer, call.parse_tool_calls, fmt)
+        if watch.gone():
+            # The client left while the request was read or admitted: nothing may land in its session.
+            items.close()
+            raise ClientGone("the client closed the connection")
         self._respond(resp, call, items, svc.model_name)
 
-    def _several(self, req, resp, call: ChatCall, svc, arrived: float) -> None:
+    def _several(self, req, resp, call: ChatCall, svc, arrived: float, fmt: str) -> None:
         """n > 1: one prefill, n choices; each counts as a turn in the metrics."""
         try:
             handles = start_choices(svc.sessions, call.request, call.n)
@@ -128,11 +164,16 @@ class ChatCompletions:
         for handle in handles:
             timer = self.metrics.turn(arrived, call.stream)
             timer.admitted()
-            streams.append(wire_items(handle, watch, timer, call.parse_tool_calls))
+            streams.append(TurnItems(handle, watch, timer, call.parse_tool_calls, fmt))
+        if watch.gone():
+            for items in streams:
+                items.close()
+            raise ClientGone("the client closed the connection")
         cid = f"chatcmpl-{secrets.token_hex(12)}"
         if call.stream:
             _sse_headers(resp)
-            resp.stream = choices_stream(streams, cid, svc.model_name, call.include_usage)
+            events = choices_stream(streams, cid, svc.model_name, call.include_usage, call.stream_thinking)
+            resp.stream = ClosingBody(events, streams)
             return
         try:
             logprobs = call.request.sampling.logprobs is not None
@@ -146,7 +187,7 @@ class ChatCompletions:
         cid = f"chatcmpl-{secrets.token_hex(12)}"
         if call.stream:
             _sse_headers(resp)
-            resp.stream = sse_stream(items, cid, model, call.include_usage)
+            resp.stream = SseBody(items, cid, model, call.include_usage, call.stream_thinking)
             return
         try:
             resp.media = collect(items, cid, model, call.request.sampling.logprobs is not None)

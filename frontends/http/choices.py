@@ -16,7 +16,7 @@ from .disconnect import ClientGone
 from .errors import classify
 from .render import chunk_json, usage_chunk_json, usage_json
 from .render_logprobs import chat_logprobs_json
-from .streaming import DONE, sse_event
+from .streaming import DONE, KEEPALIVE, sse_event, thinking_delta
 
 __all__ = ["merge_choices", "choices_stream", "total_usage"]
 
@@ -39,12 +39,15 @@ def merge_choices(done: Sequence[dict]) -> dict:
     return out
 
 
-def _one(items: Iterator, index: int, chunk, usages: list) -> Iterator[dict]:
-    """The chunks of one choice; its usage goes to `usages`."""
+def _one(items: Iterator, chunk, usages: list, stream_thinking: bool) -> Iterator[bytes]:
+    """The SSE events of one choice (keep-alive comments while it waits); its usage goes to `usages`."""
     tokens: list = []
     calls = 0
-    yield chunk({"role": "assistant", "content": ""}, None)
+    yield sse_event(chunk({"role": "assistant", "content": ""}, None))
     for kind, value in items:
+        if kind == "idle":
+            yield KEEPALIVE
+            continue
         lp = chat_logprobs_json(tokens) if tokens and kind in ("content", "done") else None
         if kind == "logprobs":
             tokens.extend(value)
@@ -53,17 +56,18 @@ def _one(items: Iterator, index: int, chunk, usages: list) -> Iterator[dict]:
             tokens.clear()
         if kind == "done":
             usages.append(value[1])
-            yield chunk({}, value[0], lp)
+            yield sse_event(chunk({}, value[0], lp))
         elif kind == "tool_call":
-            yield chunk({"tool_calls": [{"index": calls, **value}]}, None)
+            yield sse_event(chunk({"tool_calls": [{"index": calls, **value}]}, None))
             calls += 1
         elif kind == "content":
-            yield chunk({"content": value}, None, lp)
+            yield sse_event(chunk({"content": value}, None, lp))
         else:
-            yield chunk({"reasoning_content": value}, None)
+            yield sse_event(chunk(thinking_delta(value, stream_thinking), None))
 
 
-def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_usage: bool) -> Iterator[bytes]:
+def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_usage: bool,
+                   stream_thinking: bool = False) -> Iterator[bytes]:
     """Yield the SSE bytes of n choices, then the summed usage when asked, then [DONE]."""
     created = int(time.time())
     usages: list[Usage] = []
@@ -74,8 +78,7 @@ def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_us
                 out["choices"][0]["index"] = index
                 return out
 
-            for payload in _one(items, index, chunk, usages):
-                yield sse_event(payload)
+            yield from _one(items, chunk, usages, stream_thinking)
         if include_usage:
             yield sse_event(usage_chunk_json(cid, created, model, total_usage(usages)))
     except ClientGone:

@@ -12,7 +12,7 @@ import attrs
 
 from ...core.completion import start_completion
 from .body import read_json
-from .chat import wire_items
+from .chat import TurnItems
 from .choices import total_usage
 from .disconnect import ClientGone, ClientWatch
 from .errors import classify
@@ -21,7 +21,7 @@ from .metrics import Metrics
 from .render import usage_json
 from .render_logprobs import completion_logprobs_json
 from .services import Get
-from .streaming import DONE, sse_event
+from .streaming import DONE, KEEPALIVE, ClosingBody, sse_event
 from .wire_completions import CompletionCall, parse_completion_request
 
 __all__ = ["Completions", "collect_completion", "completion_stream"]
@@ -67,7 +67,9 @@ def _events(items, call: CompletionCall, index: int, chunk, usages: list) -> Ite
         offset = len(call.echo)
         yield sse_event(chunk([_choice(call.echo, None, None, index)]))
     for kind, value in items:
-        if kind == "logprobs":
+        if kind == "idle":
+            yield KEEPALIVE
+        elif kind == "logprobs":
             tokens.extend(value)
         elif kind in ("content", "done"):
             text, finish = (value, None) if kind == "content" else ("", value[0])
@@ -131,13 +133,17 @@ class Completions:
         for handle in handles:
             timer = self.metrics.turn(arrived, call.stream)
             timer.admitted()
-            streams.append(wire_items(handle, watch, timer, False))
+            streams.append(TurnItems(handle, watch, timer, False))
+        if watch.gone():
+            for items in streams:
+                items.close()
+            raise ClientGone("the client closed the connection")
         cid = f"cmpl-{secrets.token_hex(12)}"
         if call.stream:
             resp.content_type = "text/event-stream"
             resp.set_header("Cache-Control", "no-cache")
             resp.set_header("X-Accel-Buffering", "no")
-            resp.stream = completion_stream(streams, call, cid, svc.model_name)
+            resp.stream = ClosingBody(completion_stream(streams, call, cid, svc.model_name), streams)
             return
         try:
             resp.media = collect_completion(streams, call, cid, svc.model_name)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -14,17 +13,28 @@ import attrs
 import falcon
 import pluggy
 
-from ...adapters import HFTokenizer, default_model_dir, default_temperature, load_model_from_dir, resolve_model_dir
+from ...adapters import (
+    HFTokenizer,
+    default_model_dir,
+    default_temperature,
+    load_model_from_dir,
+    resolve_model_dir,
+)
+from ...adapters.cpu_threads import set_torch_threads
 from ...adapters.grammar import LLGuidanceGrammars
 from ...adapters.memory import default_kv_budget
+from ...adapters.placement import resolve_placement
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
 from ...core.prefix_cache import PrefixCache
 from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
+from ...storage.spill import SpillDir, default_spill_root
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
+from .origin import is_loopback_name
+from .persist import persist_sessions, restore_sessions
 from .services import ServiceHolder, Services
 from .toolcalls import split_tool_calls
 
@@ -41,8 +51,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     chunk_size: int = 8192
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str | None = None  # None: bfloat16 on CUDA, float32 on CPU (adapters.placement)
+    device: str | None = None  # None: cuda if present, else cpu
     max_seq_len: int | None = None
     max_tokens: int = 512
     threads: int = 8
@@ -55,6 +65,19 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # States kept for stateless requests that resend a conversation (0: no prefix cache).
     prefix_cache: int = 8
+    # torch's intra-op CPU threads in the engine (see adapters/cpu_threads.py for the default).
+    torch_threads: int = 1
+    # Save live sessions at a graceful stop and load them back at the next start (frontends/http/persist.py).
+    keep_sessions: bool = True
+    # Host names allowed in Host/Origin besides loopback ones (--allow-host); "*" allows any.
+    allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def host_check(self) -> tuple[str, ...] | None:
+        """The allow-list to enforce: always on a loopback bind, elsewhere only when one was given."""
+        if self.allowed_hosts or is_loopback_name(self.host):
+            return self.allowed_hosts
+        return None
 
     @property
     def limits(self) -> Limits:
@@ -78,36 +101,50 @@ def stop_rule_source(pm: pluggy.PluginManager) -> StopRules:
 def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[str, Callable]) -> Services:
     """Load the model and tokenizer, open the snapshot store and start the engine thread."""
     path = default_model_dir() if settings.model is None else resolve_model_dir(settings.model)
+    device, dtype = resolve_placement(settings.device, settings.dtype)
+    settings = attrs.evolve(settings, device=device, dtype=dtype)
+    set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
     model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
                                 chunk_size=settings.chunk_size)
     tok = HFTokenizer.from_dir(path)
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
-    # Offloaded sessions live only as long as this process: a private temp dir, removed at shutdown.
-    spill_dir = tempfile.mkdtemp(prefix="spl-spill-")
+    engine = Engine().start()
+    # torch keeps the count per OS thread: set it where the model runs, too.
+    threads = engine.call(lambda: set_torch_threads(settings.torch_threads))
+    # Offloaded sessions live only as long as this process: a private directory, removed at shutdown and
+    # swept at the next start after a crash.
+    spill = SpillDir(default_spill_root(dict(os.environ)))
     sessions = SessionService(
         model=model,
         tok=tok,
-        engine=Engine().start(),
+        engine=engine,
         store=FilesystemSnapshotStore(root),
         clock=SystemClock(),
         ids=RandomIds(),
         stop_rules=stop_rules,
         entropy=lambda: secrets.randbits(63),
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
-        spill=FilesystemSnapshotStore(spill_dir),
+        spill=FilesystemSnapshotStore(spill.path),
         kv_budget=budget,
-        reply_parser=split_tool_calls,
+        # Tool calls are read in the format the loaded chat template writes them.
+        reply_parser=functools.partial(split_tool_calls, fmt=getattr(tok, "tool_call_format", "json")),
         max_prompt_tokens=settings.max_prompt_tokens,
         grammars=LLGuidanceGrammars(tok, model.info.vocab_size),
         prefix_cache=PrefixCache(model, settings.prefix_cache) if settings.prefix_cache else None,
+        prefill_chunk=settings.chunk_size,
     )
-    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s", model.info.name, root, budget / 2**30,
-             "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)")
-    on_close = [lambda: shutil.rmtree(spill_dir, ignore_errors=True)]
+    if settings.keep_sessions:
+        restore_sessions(sessions)
+    log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s; %d torch thread(s)", model.info.name, root,
+             budget / 2**30, "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)",
+             threads)
+    on_close = [spill.close]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
-                    default_temperature=default_temperature(path), on_close=on_close)
+                    default_temperature=default_temperature(path), on_close=on_close,
+                    torch_threads=threads,
+                    before_stop=[lambda: persist_sessions(sessions)] if settings.keep_sessions else [])
 
 
 def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.App, ServiceHolder]:
@@ -119,5 +156,6 @@ def build_app(settings: Settings, *, background: bool = True) -> tuple[falcon.Ap
     rules = stop_rule_source(pm)
     families = collect(pm, "superlinear_model_families")
     holder = ServiceHolder(lambda: build_services(settings, rules, families), background=background)
-    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins)
+    options = AppOptions(api_key=settings.api_key, limits=settings.limits, load_plugins=settings.load_plugins,
+                         allowed_hosts=settings.host_check)
     return create_app(holder, options, pm), holder

@@ -9,10 +9,14 @@ from collections.abc import Iterator
 
 from ...core import StreamEvent, TurnHandle
 
-__all__ = ["ClientGone", "ClientWatch", "watched_events", "POLL_SECONDS"]
+__all__ = ["ClientGone", "ClientWatch", "watched_events", "POLL_SECONDS", "IDLE", "IDLE_SECONDS"]
 
 # How often a waiting request looks at its client's socket; well under one decode step on any device.
 POLL_SECONDS = 0.05
+# After this long without an event (a long prefill), `watched_events` yields IDLE so a stream can send
+# something: clients with a read timeout (the published spl client's) would otherwise give up.
+IDLE_SECONDS = 10.0
+IDLE = object()
 
 
 class ClientGone(Exception):
@@ -55,8 +59,14 @@ def _next(handle: TurnHandle, timeout: float) -> StreamEvent | None:
 
 
 def watched_events(handle: TurnHandle, watch: ClientWatch, poll: float = POLL_SECONDS) -> Iterator[StreamEvent]:
-    """Yield the turn's events; cancel the turn and raise ClientGone when the client leaves."""
-    checked = time.monotonic()
+    """Yield the turn's events, and IDLE after each IDLE_SECONDS without one (read at call time).
+
+    Cancel the turn and raise ClientGone when the client leaves.
+    """
+    # The first event is checked at once: a client that left before the turn started must not wait a poll.
+    checked = float("-inf")
+    last = time.monotonic()
+    idle = IDLE_SECONDS
     while True:
         try:
             event = _next(handle, poll)
@@ -69,4 +79,8 @@ def watched_events(handle: TurnHandle, watch: ClientWatch, poll: float = POLL_SE
                 handle.cancel()
                 raise ClientGone("the client closed the connection")
         if event is not None:
+            last = now
             yield event
+        elif now - last >= idle:
+            last = now
+            yield IDLE

@@ -11,6 +11,7 @@ from ...core import (
     Conflict,
     ContextLengthExceeded,
     InsufficientMemory,
+    InsufficientStorage,
     InvalidRequest,
     NotFound,
     SnapshotError,
@@ -39,6 +40,7 @@ _STATUS = [
     (Conflict, 409, "conflict_error"),
     (SnapshotError, 422, "invalid_request_error"),
     (InsufficientMemory, 503, "server_error"),
+    (InsufficientStorage, 507, "server_error"),
     (Unavailable, 503, "server_error"),
 ]
 
@@ -46,6 +48,7 @@ _STATUS = [
 _HTTP_CODES = {
     400: "invalid_request",
     401: "invalid_api_key",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",

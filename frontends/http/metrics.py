@@ -43,6 +43,13 @@ class _SessionCollector:
                                 value=len(infos) - len(resident))
         yield GaugeMetricFamily("spl_kv_bytes_used", "Bytes of session state held in device memory",
                                 value=sum(i.kv_bytes for i in resident))
+        prefills = [i.prefill for i in infos if i.prefill is not None]
+        yield GaugeMetricFamily("spl_prefill_tokens_done", "Tokens prefilled so far by the prefills under way",
+                                value=sum(p.done for p in prefills))
+        yield GaugeMetricFamily("spl_prefill_tokens_total", "Tokens the prefills under way will have prefilled",
+                                value=sum(p.total for p in prefills))
+        yield GaugeMetricFamily("spl_prefill_tokens_per_second", "Prefill rate of the prefills under way so far",
+                                value=sum(p.tokens_per_second for p in prefills))
         if service is None:
             return
         yield CounterMetricFamily("spl_session_offloads", "Sessions offloaded to disk under the KV budget",

@@ -20,13 +20,15 @@ class ApiKey:
     """Require `Authorization: Bearer <key>` on every route but /health."""
 
     def __init__(self, key: str):
-        self._expected = f"Bearer {key}".encode()
+        self._expected = key.encode()
 
     def process_request(self, req, resp):
         if req.path in OPEN_PATHS:
             return
-        given = (req.get_header("Authorization") or "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, self._expected):
+        # The scheme is case-insensitive (RFC 9110 section 11.1); the key is compared in constant time.
+        scheme, _, given = (req.get_header("Authorization") or "").strip().partition(" ")
+        token = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token, self._expected):
             raise falcon.HTTPUnauthorized(title="invalid_api_key", description="a valid API key is required",
                                           challenges=["Bearer"])
 

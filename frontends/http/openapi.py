@@ -73,6 +73,10 @@ def _session_paths() -> dict:
         "/v1/sessions/{session_id}/resize": {
             "parameters": sid,
             "post": _op("Change the session's maximum length", 200, info, (400, 404, 409), "SessionResize", True)},
+        "/v1/sessions/{session_id}/resize/next_pow2": {
+            "parameters": sid,
+            "post": _op("Grow the session's maximum length to the next power of two", 200, info,
+                        (400, 404, 409), "SessionResizeNextPow2")},
         "/v1/sessions/{session_id}/rollback": {
             "parameters": sid,
             "post": _op("Cut the conversation back to its first keep_messages messages", 200, info,
@@ -119,7 +123,7 @@ def _core_paths() -> dict:
                             "503": {"description": "Loading, failed or stopping", "content": _json(ref("Health")),
                                     "headers": {"Retry-After": {"schema": {"type": "string"}}}}}}
     return {
-        "/health": {"get": health},
+        "/health": {"get": health, "head": {**health, "summary": "Liveness and readiness, headers only"}},
         "/metrics": {"get": _op("Prometheus metrics", 200, None, (), content=text)},
         "/openapi.json": {"get": _op("This document", 200, {"type": "object"})},
         "/v1/models": {"get": _op("List models", 200, ref("ModelList"))},

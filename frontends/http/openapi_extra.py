@@ -35,17 +35,21 @@ _SHARED = ("model", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop
 
 
 def _completion_request() -> dict:
-    chat = schemas()["ChatCompletionRequest"]["properties"]
+    chat_request = schemas()["ChatCompletionRequest"]
+    chat = chat_request["properties"]
     ids = {"type": "array", "items": {"type": "integer", "minimum": 0}}
     prompt = {"anyOf": [_STR, ids, {"type": "array", "minItems": 1, "maxItems": 1, "items": {"anyOf": [_STR, ids]}}],
               "description": "a string or a list of token ids (one prompt per request)"}
-    return _closed({
+    request = _closed({
         **{k: chat[k] for k in _SHARED}, "prompt": prompt,
         "echo": _OPT_BOOL, "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
         "suffix": {"enum": ["", None], "description": "fill-in-the-middle is not supported"},
         "best_of": {"enum": [1, None]},
         "session_id": {"type": "null", "description": "sessions hold chat transcripts: use chat completions"},
     }, ("prompt",))
+    # stream_options needs stream: true, as in chat completions.
+    request["if"], request["then"] = chat_request["if"], chat_request["then"]
+    return request
 
 
 def _completion() -> dict:

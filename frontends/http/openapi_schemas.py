@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
+from .wire import MAX_STOP_CHARS, MAX_STOP_STRINGS
+
 __all__ = ["schemas", "ID_PATTERN"]
 
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -106,7 +109,8 @@ def _tool_choice() -> dict:
 
 def _chat_request() -> dict:
     pos = {"type": ["integer", "null"], "minimum": 1}
-    return _obj({
+    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
+    request = _obj({
         "model": _NULL_STR,
         "messages": {"type": "array", "minItems": 1, "items": ref("ChatMessage")},
         "max_tokens": pos, "max_completion_tokens": pos,
@@ -114,14 +118,16 @@ def _chat_request() -> dict:
         "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "top_k": {"type": ["integer", "null"], "minimum": 0},
         "seed": {"type": ["integer", "null"], "minimum": -(1 << 63), "maximum": (1 << 64) - 1},
-        "stop": {"anyOf": [{"type": "null"}, {"type": "string", "minLength": 1},
-                           {"type": "array", "maxItems": 16, "items": {"type": "string", "minLength": 1}}]},
+        "stop": {"anyOf": [{"type": "null"}, stop,
+                           {"type": "array", "maxItems": MAX_STOP_STRINGS, "items": stop}]},
         "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 16,
               "description": "choices from one prefill; more than 1 only without session_id"},
         "stream": {"type": ["boolean", "null"]},
         "stream_options": {"type": ["object", "null"],
                            "properties": {"include_usage": {"type": ["boolean", "null"]},
-                                          "include_obfuscation": {"type": ["boolean", "null"]}},
+                                          "include_obfuscation": {"type": ["boolean", "null"]},
+                                          "flush_every_n_tokens": {"type": ["integer", "null"], "minimum": 0},
+                                          "flush_every_ms": {"type": ["integer", "null"], "minimum": 0}},
                            "additionalProperties": False,
                            "description": "only with stream: true"},
         "tools": {"type": ["array", "null"], "maxItems": 128, "items": ref("Tool")},
@@ -138,10 +144,17 @@ def _chat_request() -> dict:
         "session_id": {"anyOf": [{"type": "null"}, _ID]},
         "reasoning_budget": pos,
         "chat_template_kwargs": {"type": ["object", "null"], "description": "extra chat template variables; "
-                                 "messages, add_generation_prompt, tools, bos_token and eos_token are reserved"},
+                                 "messages, add_generation_prompt, tools, bos_token, eos_token and self are reserved"},
         "discard_thinking": {"type": ["boolean", "null"]},
+        "stream_thinking": {"type": ["boolean", "null"],
+                            "description": "also send each thinking delta as delta.thinking (published client)"},
+        "extra": {"type": ["object", "null"], "description": "the published server's options; ignored"},
         "repetition_detection": {"anyOf": [{"type": "null"}, ref("RepetitionDetection")]},
     }, ("messages",))
+    # stream_options is only valid with stream: true (a 400 otherwise), as the validation says.
+    request["if"] = {"properties": {"stream_options": {"type": "object"}}, "required": ["stream_options"]}
+    request["then"] = {"properties": {"stream": {"const": True}}, "required": ["stream"]}
+    return request
 
 
 def _usage() -> dict:
@@ -170,7 +183,11 @@ def _session_info() -> dict:
     fields = {"session_id": _STR, "created_at": _NUM, "last_used_at": _NUM, "cached_tokens": _INT,
               "cache_position": _INT, "max_seq_len": _INT, "message_count": _INT, "kv_bytes": _INT,
               "resident": _BOOL, "busy": _BOOL}
-    return _obj(fields, tuple(fields), closed=False)
+    progress = {"done": _INT, "total": _INT, "chunks_done": _INT, "chunks_total": _INT, "tokens_per_second": _NUM,
+                "seconds_left": {"type": ["number", "null"]}}
+    prefill = {"anyOf": [_obj(progress, tuple(progress)), {"type": "null"}],
+               "description": "the prefill under way (a long message or document), else null"}
+    return _obj({**fields, "prefill": prefill}, tuple(fields), closed=False)
 
 
 def _snapshot_info(extra: dict | None = None) -> dict:
@@ -180,8 +197,15 @@ def _snapshot_info(extra: dict | None = None) -> dict:
     return _obj(fields, tuple(fields), closed=False)
 
 
+def _strategy() -> dict:
+    return {"strategy": {"enum": ["auto", "gpu", "disk", None],
+                         "description": "accepted for the published client; placement is the server's"}}
+
+
 def _metadata() -> dict:
-    return _obj({"title": _NULL_STR, "description": _NULL_STR, "tags": {"type": ["array", "null"], "items": _STR}})
+    tags = {"type": ["array", "null"], "maxItems": MAX_TAGS, "items": {"type": "string", "maxLength": MAX_TAG}}
+    return _obj({"title": {"type": ["string", "null"], "maxLength": MAX_TITLE},
+                 "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION}, "tags": tags})
 
 
 def _transfer(name: str) -> dict:
@@ -214,16 +238,22 @@ def schemas() -> dict:
                              "data": {"type": "array", "items": ref("SessionInfo")}}, ("sessions", "data")),
         "SessionHistory": _obj({"session_id": _STR, "messages": {"type": "array", "items": history_message}},
                                ("session_id", "messages")),
-        "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}}, ("max_seq_len",)),
-        "SessionRollback": _obj({"keep_messages": {"type": "integer", "minimum": 0}}, ("keep_messages",)),
+        "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}, **_strategy()}, ("max_seq_len",)),
+        "SessionResizeNextPow2": _obj(_strategy()),
+        "SessionRollback": _obj({"keep_messages": {
+            "type": "integer", "minimum": 0,
+            "description": "from 0 to the session's message_count; a larger count is a 400 naming keep_messages"}},
+            ("keep_messages",)),
         "SessionFork": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}}),
         "Deleted": _obj({"session_id": _STR, "snapshot_id": _STR, "deleted": {"const": True}}, ("deleted",)),
         "SnapshotMetadata": _metadata(),
         "SaveResult": _transfer("snapshot_id"),
         "SnapshotInfo": _snapshot_info(),
         "SnapshotList": _obj({"object": {"const": "list"},
-                              "data": {"type": "array", "items": _snapshot_info({"compatible": _BOOL})}},
-                             ("object", "data")),
+                              "data": {"type": "array", "items": _snapshot_info({"compatible": _BOOL})},
+                              "snapshots": {"type": "array", "items": _snapshot_info({"compatible": _BOOL}),
+                                            "description": "the same items as data (published client)"}},
+                             ("object", "data", "snapshots")),
         "SnapshotLoad": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}, "force": _BOOL}),
         "LoadResult": _transfer("session_id"),
     }

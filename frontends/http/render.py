@@ -21,10 +21,19 @@ def make_converter() -> cattrs.Converter:
 
 
 def unstructure(value: Any, converter: cattrs.Converter | None = None) -> dict:
-    """Render a session or snapshot info; sessions also get the seed's `cache_position` alias."""
+    """Render a session or snapshot info.
+
+    Sessions also get the published server's names: `cache_position` and `current_pos` (the cached
+    tokens), `has_prefill` (any cached) and `cache_id` (the session id).
+    """
     data = (converter or make_converter()).unstructure(value)
     if "cached_tokens" in data:
-        data["cache_position"] = data["cached_tokens"]
+        data["cache_position"] = data["current_pos"] = data["cached_tokens"]
+        data["has_prefill"] = data["cached_tokens"] > 0
+        data["cache_id"] = data.get("session_id")
+    if data.get("prefill") is not None:
+        left = value.prefill.seconds_left
+        data["prefill"]["seconds_left"] = round(left, 1) if left is not None else None
     return data
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "SessionItem",
     "SessionHistory",
     "SessionResize",
+    "SessionResizeNextPow2",
     "SessionRollback",
     "SessionFork",
 ]
@@ -38,6 +39,10 @@ class Health:
         if resp.status != 200:
             resp.set_header("Retry-After", "5")
         resp.media = info
+
+    def on_head(self, req, resp):
+        """The same status and headers as GET, for load balancers that probe with HEAD."""
+        self.on_get(req, resp)
 
 
 def _model(name: str) -> dict:
@@ -119,9 +124,43 @@ class SessionResize:
 
     def on_post(self, req, resp, session_id):
         body = read_json(req, self.limits.max_body_bytes, required=True)
-        reject_unknown(body, ("max_seq_len",))
+        reject_unknown(body, ("max_seq_len", "strategy"))
+        _strategy(body)
         cap = _int_field(body, "max_seq_len", 1)
         resp.media = unstructure(self.get().sessions.resize(_sid(session_id), cap))
+
+
+def _strategy(body: dict) -> str:
+    """Validate the published server's resize `strategy`: "auto", "gpu" or "disk".
+
+    The memory manager places every session's KV cache itself (ARCHITECTURE.md), so each is accepted
+    and the resize runs the same way.
+    """
+    strategy = body.get("strategy", "auto")
+    if strategy is None:
+        return "auto"
+    if not isinstance(strategy, str) or strategy.strip().lower() not in ("auto", "gpu", "disk"):
+        raise InvalidRequest('strategy must be one of "auto", "gpu", "disk"', param="strategy")
+    return strategy.strip().lower()
+
+
+@attrs.define
+class SessionResizeNextPow2:
+    """Grow a session's capacity to the next power of two strictly above its current one."""
+
+    get: Get
+    limits: Limits
+
+    def on_post(self, req, resp, session_id):
+        sid = _sid(session_id)
+        body = read_json(req, self.limits.max_body_bytes)
+        reject_unknown(body, ("strategy",))
+        _strategy(body)
+        sessions = self.get().sessions
+        current = sessions.info(sid).max_seq_len
+        target = 1 << max(current, 1).bit_length()
+        resp.media = {**unstructure(sessions.resize(sid, target)), "mode": "next_pow2",
+                      "old_max_seq_len": current}
 
 
 @attrs.define

@@ -22,6 +22,7 @@ from .resources import (
     SessionHistory,
     SessionItem,
     SessionResize,
+    SessionResizeNextPow2,
     SessionRollback,
     Sessions,
 )
@@ -71,6 +72,7 @@ class BuiltinRoutes:
             "/v1/sessions/{session_id}/history": SessionHistory(get),
             "/v1/sessions/{session_id}/save": SessionSave(get, lim, met),
             "/v1/sessions/{session_id}/resize": SessionResize(get, lim),
+            "/v1/sessions/{session_id}/resize/next_pow2": SessionResizeNextPow2(get, lim),
             "/v1/sessions/{session_id}/rollback": SessionRollback(get, lim),
             "/v1/sessions/{session_id}/fork": SessionFork(get, lim),
             "/v1/snapshots": Snapshots(get),

@@ -27,6 +27,10 @@ class Services:
     default_temperature: float = 1.0
     # Run after the engine stops (for example, removing the offload directory).
     on_close: list[Callable[[], None]] = attrs.Factory(list)
+    # Run after new work is refused and before the engine stops (keeping sessions for the next start).
+    before_stop: list[Callable[[], object]] = attrs.Factory(list)
+    # torch's intra-op CPU threads on the engine thread (shown by /health).
+    torch_threads: int | None = None
 
 
 Get = Callable[[], Services]
@@ -41,6 +45,7 @@ class ServiceHolder:
         self._error: str | None = None
         self._closed = False
         self._ready = threading.Event()
+        self._close_lock = threading.Lock()
         if background:
             threading.Thread(target=self._load, name="superlinear-load", daemon=True).start()
         else:
@@ -85,16 +90,26 @@ class ServiceHolder:
             return {"status": "stopping", "error": None}
         if svc is None:
             return {"status": "error" if self._error else "loading", "error": self._error}
-        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list())}
+        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list()),
+                "torch_threads": svc.torch_threads}
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work and stop the engine: running turns are cancelled and their sessions restored."""
-        if self._closed:
-            return
-        self._closed = True
-        svc = self._services
-        if svc is not None:
-            log.info("stopping the engine; in-flight turns are cancelled")
-            svc.sessions.engine.stop(timeout)
-            for hook in svc.on_close:
+        with self._close_lock:  # a second caller (the worker's exit) waits until the first has finished
+            if self._closed:
+                return
+            self._closed = True
+            svc = self._services
+            if svc is not None:
+                self._stop(svc, timeout)
+
+    def _stop(self, svc: Services, timeout: float) -> None:
+        for hook in svc.before_stop:
+            try:
                 hook()
+            except Exception:  # noqa: BLE001 - the engine must still stop
+                log.exception("a shutdown hook failed")
+        log.info("stopping the engine; in-flight turns are cancelled")
+        svc.sessions.engine.stop(timeout)
+        for hook in svc.on_close:
+            hook()

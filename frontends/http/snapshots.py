@@ -11,26 +11,65 @@ from .metrics import Metrics
 from .render import unstructure
 from .services import Get
 
-__all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "metadata_fields"]
+__all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "metadata_fields", "both_shapes"]
 
 _METADATA = ("title", "description", "tags")
+
+
+# Sizes in characters; a snapshot's metadata is listed in full by GET /v1/snapshots.
+MAX_TITLE = 256
+MAX_DESCRIPTION = 4096
+MAX_TAGS = 64
+MAX_TAG = 64
+_TEXT_LIMITS = {"title": MAX_TITLE, "description": MAX_DESCRIPTION}
 
 
 def metadata_fields(body: dict) -> dict:
     """Validate title, description (string or null) and tags (list of strings); return those present."""
     out = {}
-    for key in ("title", "description"):
+    for key, limit in _TEXT_LIMITS.items():
         if key in body:
             value = body[key]
             if value is not None and not isinstance(value, str):
                 raise InvalidRequest(f"{key} must be a string or null", param=key)
+            if value is not None and len(value) > limit:
+                raise InvalidRequest(f"{key} may be at most {limit} characters long", param=key)
             out[key] = value
     if "tags" in body:
         tags = body["tags"]
         if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
             raise InvalidRequest("tags must be a list of strings", param="tags")
+        if tags and (len(tags) > MAX_TAGS or any(len(t) > MAX_TAG for t in tags)):
+            raise InvalidRequest(f"tags may hold at most {MAX_TAGS} tags of at most {MAX_TAG} characters each",
+                                 param="tags")
         out["tags"] = tuple(tags or ())
     return out
+
+
+def both_shapes(info: dict, model_id: str | None) -> dict:
+    """Add the published server's nested manifest fields beside our flat ones.
+
+    The published `spl` client reads `metadata.{title,description,tags}` (its docs REPL keeps its source
+    list in `metadata.description`), `session.{current_pos,max_seq_len}` and `model_id`.
+    """
+    return {
+        **info,
+        "metadata": {"title": info.get("title"), "description": info.get("description"),
+                     "tags": list(info.get("tags") or ())},
+        "session": {"current_pos": info.get("tokens"), "max_seq_len": info.get("max_seq_len")},
+        "model_id": model_id,
+    }
+
+
+def _flatten_metadata(body: dict) -> dict:
+    """Accept `{"metadata": {...}}` (the published shape) as well as flat title/description/tags."""
+    nested = body.get("metadata")
+    if nested is None:
+        return body
+    if not isinstance(nested, dict) or set(nested) - set(_METADATA) or set(body) - {"metadata"}:
+        raise InvalidRequest("metadata must be an object of title, description and tags, given alone",
+                             param="metadata")
+    return nested
 
 
 def _snap(snapshot_id: str) -> str:
@@ -75,8 +114,11 @@ class Snapshots:
     get: Get
 
     def on_get(self, req, resp):
-        items = self.get().sessions.snapshots()
-        resp.media = {"object": "list", "data": [{**unstructure(i), "compatible": ok} for i, ok in items]}
+        svc = self.get()
+        data = [both_shapes({**unstructure(i), "compatible": ok}, svc.model_name if ok else None)
+                for i, ok in svc.sessions.snapshots()]
+        # `snapshots` beside `data`: the published client reads that key (as `sessions` for sessions).
+        resp.media = {"object": "list", "data": data, "snapshots": data}
 
 
 @attrs.define
@@ -85,17 +127,18 @@ class SnapshotItem:
     limits: Limits
 
     def on_get(self, req, resp, snapshot_id):
-        resp.media = unstructure(self.get().sessions.store.get(_snap(snapshot_id)))
+        svc = self.get()
+        resp.media = both_shapes(unstructure(svc.sessions.store.get(_snap(snapshot_id))), None)
 
     def on_patch(self, req, resp, snapshot_id):
         sid = _snap(snapshot_id)
-        body = read_json(req, self.limits.max_body_bytes)
+        body = _flatten_metadata(read_json(req, self.limits.max_body_bytes))
         reject_unknown(body, _METADATA)
         fields = metadata_fields(body)
         store = self.get().sessions.store
         # Ask for the snapshot first so an unknown id is a 404 whatever the store's patch does with it.
         store.get(sid)
-        resp.media = unstructure(store.patch(sid, **fields))
+        resp.media = both_shapes(unstructure(store.patch(sid, **fields)), None)
 
     def on_delete(self, req, resp, snapshot_id):
         self.get().sessions.store.delete(_snap(snapshot_id))

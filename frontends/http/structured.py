@@ -1,9 +1,11 @@
 """Parse `response_format` and a forcing `tool_choice` into the grammar the answer must match.
 
 `json_object` is any JSON object; `json_schema` is its `schema` (any JSON value when absent), strict or
-not; `tool_choice` "required" or a named function makes the answer tool calls, in the template's
-`<tool_call>{"name": ..., "arguments": ...}</tool_call>` form, whose arguments match the declared
-parameters.
+not; `tool_choice` "required" or a named function makes the answer tool calls in the form the chat
+template writes: `<tool_call>{"name": ..., "arguments": ...}</tool_call>` ("json"), whose arguments match
+the declared parameters, or `<tool_call>\n<function=NAME>\n<parameter=ARG>\nvalue\n</parameter>\n...`
+("xml", the released model's), with the declared parameters in order (the required ones always), object
+and array values as JSON matching their schema, other values as text.
 """
 
 from __future__ import annotations
@@ -77,9 +79,45 @@ def _call_schema(tool: dict) -> dict:
             "required": ["name", "arguments"], "additionalProperties": False}
 
 
-def tool_grammar(tools: list[dict], several: bool) -> Grammar:
-    """A Lark grammar of tool calls to `tools` (one, or one or more when `several`)."""
-    schema = {"anyOf": [_call_schema(t) for t in tools], "x-guidance": _COMPACT}
+def tool_grammar(tools: list[dict], several: bool, fmt: str = "json") -> Grammar:
+    """A Lark grammar of tool calls to `tools` (one, or one or more when `several`) in the template's
+    tool-call format `fmt` ("json" or "xml")."""
     start = "start: call" + (' ("\\n" call)*' if several else "")
+    if fmt == "xml":
+        return Grammar("lark", f"{start}\n{_xml_calls(tools)}", False, "tools")
+    schema = {"anyOf": [_call_schema(t) for t in tools], "x-guidance": _COMPACT}
     lark = f"{start}\ncall: {json.dumps(OPEN)} body {json.dumps(CLOSE)}\nbody: %json {json.dumps(schema)}\n"
     return Grammar("lark", lark, False, "tools")
+
+
+# An XML parameter's text value and its closing tag, as one lexeme (the value can't hold a "<").
+_XML_TEXT = r"/[^<]*\n<\/parameter>\n/"
+_XML_ANY_PARAM = f'"<parameter=" /[A-Za-z0-9_.-]+/ ">\\n" {_XML_TEXT}'
+
+
+def _xml_value(schema: Any) -> str:
+    """The Lark of one parameter's value and closing tag: JSON for objects and arrays, else text."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind in ("object", "array"):
+        return f'%json {json.dumps({**schema, "x-guidance": _COMPACT})} "\\n</parameter>\\n"'
+    return _XML_TEXT
+
+
+def _xml_calls(tools: list[dict]) -> str:
+    """Lark rules `call` and one per tool: `<function=NAME>` then its declared parameters in order (the
+    required ones always; any named text parameters when none are declared)."""
+    rules, names = [], []
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        params = fn.get("parameters") or {}
+        props = params.get("properties") if isinstance(params.get("properties"), dict) else None
+        required = set(params.get("required") or ())
+        head = json.dumps(f"{OPEN}\n<function={fn['name']}>\n")
+        if props:
+            body = " ".join(f'({json.dumps(f"<parameter={name}>" + chr(10))} {_xml_value(sub)})'
+                            + ("" if name in required else "?") for name, sub in props.items())
+        else:
+            body = f"({_XML_ANY_PARAM})*"
+        rules.append(f'call_{i}: {head} {body} {json.dumps("</function>" + chr(10) + CLOSE)}')
+        names.append(f"call_{i}")
+    return f"call: {' | '.join(names)}\n" + "\n".join(rules) + "\n"

@@ -15,6 +15,7 @@ from ...core.prompt import plan_prompt
 from .body import read_json, reject_unknown
 from .limits import Limits
 from .services import Get, Services
+from .wire import model_matches
 from .wire_messages import parse_messages, parse_tools, require
 
 __all__ = ["Tokenize", "Detokenize", "TOKENIZE_FIELDS", "MAX_DETOKENIZE_IDS"]
@@ -32,7 +33,8 @@ def _flag(body: Mapping, key: str, default: bool) -> bool:
 
 def _model(body: Mapping, svc: Services) -> None:
     model = body.get("model")
-    require(model in (None, "", svc.model_name), f"model {model!r} is not served here", "model")
+    require(model in (None, "") or (isinstance(model, str) and model_matches(model, svc.model_name)),
+            f"model {model!r} is not served here", "model")
 
 
 def _chat_ids(body: Mapping, svc: Services) -> list[int]:

@@ -1,33 +1,73 @@
-"""Split `<tool_call>{json}</tool_call>` blocks out of answer text, as it streams or all at once.
+"""Split `<tool_call>...</tool_call>` blocks out of answer text, as it streams or all at once.
 
-The default chat template tells the model to call functions that way; OpenAI clients expect the calls
-in `message.tool_calls` (or `delta.tool_calls`) and not in the text.
+Two formats, chosen by the loaded chat template (`tool_call_format`): "json", the default model's
+`<tool_call>{"name": NAME, "arguments": {...}}</tool_call>`, and "xml", the released superlinear-exp
+model's `<tool_call><function=NAME><parameter=ARG>value</parameter>...</function></tool_call>`. OpenAI
+clients expect the calls in `message.tool_calls` (or `delta.tool_calls`) and not in the text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Any
 
-__all__ = ["ToolCallSplitter", "OPEN", "CLOSE", "split_tool_calls"]
+__all__ = ["ToolCallSplitter", "OPEN", "CLOSE", "split_tool_calls", "FORMATS"]
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
-def _call(block: str) -> dict | None:
-    """Turn the inside of a block into an OpenAI tool call, or None when it is not one."""
+def _openai_call(name: str, args: Any) -> dict:
+    if not isinstance(args, str):
+        args = json.dumps(args, ensure_ascii=False)
+    return {"id": f"call_{secrets.token_hex(12)}", "type": "function",
+            "function": {"name": name, "arguments": args}}
+
+
+def _json_call(block: str) -> dict | None:
+    """Turn `{"name": ..., "arguments": ...}` into an OpenAI tool call, or None when it is not one."""
     try:
         data: Any = json.loads(block)
     except ValueError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return None
-    args = data.get("arguments", {})
-    if not isinstance(args, str):
-        args = json.dumps(args, ensure_ascii=False)
-    return {"id": f"call_{secrets.token_hex(12)}", "type": "function",
-            "function": {"name": data["name"], "arguments": args}}
+    return _openai_call(data["name"], data.get("arguments", {}))
+
+
+_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*)</function>", re.DOTALL)
+_PARAMETER = re.compile(r"\s*<parameter=([^>\n]+)>(.*?)</parameter>", re.DOTALL)
+
+
+def _xml_call(block: str) -> dict | None:
+    """Turn `<function=NAME><parameter=ARG>value</parameter>...</function>` into an OpenAI tool call.
+
+    The template writes each value between newlines: one leading and one trailing newline are dropped.
+    Object and array values are read as JSON (the template writes them with `tojson`); every other value
+    stays a string, as the template's `string` filter wrote it. Anything else in the block: not a call.
+    """
+    whole = _FUNCTION.fullmatch(block)
+    if whole is None:
+        return None
+    name, body, args, at = whole.group(1).strip(), whole.group(2), {}, 0
+    while (param := _PARAMETER.match(body, at)) is not None:
+        value = param.group(2).removeprefix("\n").removesuffix("\n")
+        args[param.group(1).strip()] = _value(value)
+        at = param.end()
+    return _openai_call(name, args) if name and not body[at:].strip() else None
+
+
+def _value(text: str) -> Any:
+    if text.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+FORMATS = {"json": _json_call, "xml": _xml_call}
 
 
 def _open_prefix_len(text: str) -> int:
@@ -41,11 +81,12 @@ def _open_prefix_len(text: str) -> int:
 class ToolCallSplitter:
     """Feed answer text in pieces; get back ("content", text) and ("tool_call", call) items in order.
 
-    Text that may be the start of a block is held until it is known; a block that is not valid JSON
-    goes out as plain text. Whitespace around calls is dropped once a call has been made.
+    `fmt` ("json" or "xml") is how the blocks' insides are read. Text that may be the start of a block is held until it is known; a block that is not a call in that
+    format goes out as plain text. Whitespace around calls is dropped once a call has been made.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: str = "json") -> None:
+        self._parse = FORMATS[fmt]
         self._pending = ""
         self._in_block = False
         self.calls: list[dict] = []
@@ -83,7 +124,7 @@ class ToolCallSplitter:
         inner = self._pending[:end]
         self._pending = self._pending[end + len(CLOSE) :]
         self._in_block = False
-        call = _call(inner.strip())
+        call = self._parse(inner.strip())
         if call is None:
             self._emit(OPEN + inner + CLOSE, out)
             return
@@ -95,9 +136,9 @@ class ToolCallSplitter:
             out.append(("content", text))
 
 
-def split_tool_calls(text: str) -> tuple[str, tuple[dict, ...]]:
+def split_tool_calls(text: str, fmt: str = "json") -> tuple[str, tuple[dict, ...]]:
     """Split a whole answer into its text and its tool calls, as the streamed response did."""
-    splitter = ToolCallSplitter()
+    splitter = ToolCallSplitter(fmt)
     items = splitter.feed(text) + splitter.finish()
     content = "".join(value for kind, value in items if kind == "content")
     return content, tuple(value for kind, value in items if kind == "tool_call")

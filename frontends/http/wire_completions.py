@@ -12,7 +12,7 @@ from ...core.choices import MAX_CHOICES
 from ...core.completion import CompletionRequest
 from ...core.logprobs import MAX_TOP_LOGPROBS
 from ...core.ports import TokenizerPort
-from .wire import _bool, _int, _sampling, _stream_flags
+from .wire import _bool, _int, _sampling, _stream_flags, model_matches
 from .wire_messages import require
 
 __all__ = ["CompletionCall", "parse_completion_request", "COMPLETION_FIELDS", "DEFAULT_COMPLETION_TOKENS"]
@@ -89,7 +89,8 @@ def parse_completion_request(body: Any, model_name: str, tok: TokenizerPort, voc
     require(isinstance(body, dict), "the request body must be a JSON object", "body")
     _check_fields(body)
     model = body.get("model")
-    require(model in (None, "", model_name), f"model {model!r} is not served here (serving {model_name!r})", "model")
+    require(model in (None, "") or (isinstance(model, str) and model_matches(model, model_name)),
+            f"model {model!r} is not served here (serving {model_name!r})", "model")
     require("prompt" in body, "prompt is required", "prompt")
     prompt = _prompt(body["prompt"], tok.encode, vocab)
     echo = _bool(body, "echo", False)

@@ -12,13 +12,26 @@ from .powers import (
     stripe_offsets,
     window_size,
 )
+from .published import (
+    StripePowerParams,
+    derive_stripe_power_params,
+    floor_nth_root,
+    max_stripe_index_for_token_pos,
+    window_len_from_sw_index,
+)
 from .validation import AttentionShapes, validate_attention_inputs, validate_monotonic_positions
 
 __all__ = [
+    "StripePowerParams",
+    "derive_stripe_power_params",
+    "floor_nth_root",
+    "max_stripe_index_for_token_pos",
+    "window_len_from_sw_index",
     "AttentionShapes",
     "asserts_enabled",
     "ceil_scaled_power",
     "choose_implementation",
+    "compute_qend_from_qanchor",
     "exact_fraction",
     "floor_scaled_power",
     "force_sparse_meta",
@@ -30,3 +43,13 @@ __all__ = [
     "validate_monotonic_positions",
     "window_size",
 ]
+
+
+def __getattr__(name: str):
+    # The published ``superlinear.common`` also exports compute_qend_from_qanchor, which needs the span
+    # search; importing it lazily keeps common free of an import cycle with kernels.superlinear.
+    if name == "compute_qend_from_qanchor":
+        from ..superlinear.search.published import compute_qend_from_qanchor
+
+        return compute_qend_from_qanchor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

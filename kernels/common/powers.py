@@ -30,8 +30,21 @@ _RELATIVE_MARGIN = 1e-12
 
 
 def exact_fraction(value: float | int | Fraction) -> Fraction:
-    """Return the rational a real parameter stands for: the nearest one with denominator <= 1000."""
-    return Fraction(value).limit_denominator(MAX_DENOMINATOR)
+    """Return the rational ``a/b`` (``b <= 1000``) a real parameter stands for exactly.
+
+    A float stands for ``a/b`` when it is the float nearest to ``a/b`` (``0.55`` is ``11/20``). Anything
+    else (``0.5501``, ``1/1024``) would be computed as a different number, so it raises ValueError naming
+    what is supported instead of being rounded silently.
+    """
+    rational = Fraction(value).limit_denominator(MAX_DENOMINATOR)
+    exact = rational == value if isinstance(value, (int, Fraction)) else float(rational) == float(value)
+    if not exact:
+        raise ValueError(
+            f"{value!r} is not a fraction with denominator <= {MAX_DENOMINATOR}: the kernels compute with "
+            f"exact rationals a/b, b <= {MAX_DENOMINATOR} (e.g. 0.55 = 11/20); the nearest supported value "
+            f"is {float(rational)!r} = {rational}"
+        )
+    return rational
 
 
 def stripe_exponent(search_power: float | None, inv_search_power_int: int | None) -> Fraction:

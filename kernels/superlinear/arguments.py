@@ -6,6 +6,7 @@ from ..common.env import asserts_enabled
 from ..common.validation import (
     AttentionShapes,
     graph_capturing,
+    require_int,
     validate_attention_inputs,
     validate_monotonic_positions,
 )
@@ -35,3 +36,49 @@ def validate_call(Q1, Q2, K, V, cache_position, attention_mask, params: Superlin
 def _coverage(params: SuperlinearParams, length: int):
     # Pure in its arguments, and a serving loop asks the same question every step.
     return check_coverage(params, length)
+
+
+def published_params(
+    sw_index, num_spans, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
+) -> SuperlinearParams:
+    """Build and validate the parameters of a call in the published API (ValueError naming a bad one)."""
+    return SuperlinearParams(
+        sw_index=sw_index,
+        num_spans=num_spans,
+        backward_factor=backward_factor,
+        forward_factor=forward_factor,
+        search_power=search_power,
+        span_power=span_power,
+        inv_search_power_int=inv_search_power_int,
+    ).validate()
+
+
+def require_knobs(**knobs) -> None:
+    """Validate tuning knobs of the published kernels (block sizes, warps, stages): positive ints.
+
+    They choose how the published Triton kernels tile the work, never what is computed; ours pick their
+    own tiling, so a valid knob changes nothing and an invalid one raises ValueError naming it.
+    """
+    for name, value in knobs.items():
+        require_int(name, value, 1)
+
+
+def require_flag(name: str, value: object) -> None:
+    """Require a bool (published boolean knobs such as ``use_bf16_pv``)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+
+
+def resolve_cache_position(function: str, cache_pos, cache_position):
+    """Return the query positions given as ``cache_pos`` (positional) or ``cache_position`` (keyword)."""
+    if cache_pos is not None and cache_position is not None:
+        raise TypeError(f"{function}() got both 'cache_pos' and 'cache_position'; give one")
+    positions = cache_position if cache_position is not None else cache_pos
+    if positions is None:
+        raise TypeError(f"{function}() missing required argument: 'cache_pos' or 'cache_position'")
+    return positions
+
+
+def resolve_topk(num_spans, topk):
+    """Return the number of spans: ``topk`` (the published keyword) overrides ``num_spans`` when given."""
+    return num_spans if topk is None else topk

@@ -31,6 +31,8 @@ class SuperlinearParams:
         require_int("num_spans", self.num_spans, 1)
         require_real("backward_factor", self.backward_factor)
         require_real("forward_factor", self.forward_factor)
+        _require_exact("backward_factor", self.backward_factor)
+        _require_exact("forward_factor", self.forward_factor)
         require_real("span_power", self.span_power, open_unit=True)
         _require_rational_in_unit("span_power", self.span_power)
         if self.inv_search_power_int is not None:
@@ -76,7 +78,14 @@ class SuperlinearParams:
         return window_size(self.sw_index, self.stripe_exponent)
 
 
+def _require_exact(name: str, value: float) -> Fraction:
+    # The kernels compute with exact rationals a/b, b <= 1000; anything else is refused, never rounded.
+    try:
+        return exact_fraction(value)
+    except ValueError as error:
+        raise ValueError(f"{name}={value!r}: {error}") from None
+
+
 def _require_rational_in_unit(name: str, value: float) -> None:
-    # The powers are used as rationals with denominator <= 1000; 0.0001 would read as 0 and 0.9999 as 1.
-    rational = exact_fraction(value)
-    require(0 < rational < 1, f"{name}={value} reads as {rational} with denominator <= 1000, outside (0, 1)")
+    rational = _require_exact(name, value)
+    require(0 < rational < 1, f"{name}={value} reads as {rational}, outside (0, 1)")

@@ -1,13 +1,14 @@
 """The built-in BM25 retriever: scoring by the `bm25s` library, with a tokenizer for any script.
 
 Tokens are Unicode words (`\\w+`), NFKD-normalized with combining marks dropped and casefolded, so
-"Café", "CAFE" and "café" match and "Straße" matches "strasse". English stop words are dropped and plural
-endings trimmed. Runs of Han, kana or Hangul characters, written without spaces, become overlapping
+"Café", "CAFE" and "café" match and "Straße" matches "strasse". English stop words are dropped and English
+words are stemmed by the Snowball stemmer (PyStemmer), so "ferries", "ferry" and "running", "runs" match. Runs of Han, kana or Hangul characters, written without spaces, become overlapping
 character bigrams.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -27,17 +28,18 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def _stem(word: str) -> str:
-    """Trim English plural endings (lighthouses -> lighthouse, ferries -> ferry); leave other words alone."""
+    """Stem English words with Snowball (lighthouses -> lighthous, ferries -> ferri); leave other words alone."""
     if not word.isascii() or len(word) <= 3 or not word.isalpha():
         return word
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "ches", "shes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+    return _stemmer().stemWord(word)
 
 
 def _cjk_grams(run: str) -> list[str]:

@@ -22,33 +22,63 @@ class StopStringsRule:
     """Stop when the text contains a stop string; hold back a suffix that may be one starting.
 
     The stop string and anything after it are trimmed, so it never reaches the client, even when it
-    arrives split over several tokens.
+    arrives split over several tokens. Each stop string is matched by a Knuth-Morris-Pratt automaton fed
+    only the new text: memory is linear in the stop strings' length, time linear in the text's.
     """
 
     def __init__(self, stops: tuple[str, ...]):
         self._stops = tuple(dict.fromkeys(stop for stop in stops if stop))
         if not self._stops:
             raise ValueError("StopStringsRule needs at least one non-empty stop string")
-        self._longest = max(len(stop) for stop in self._stops)
-        # Proper prefixes: a text ending in one of these may still grow into a stop string.
-        self._prefixes = {stop[:n] for stop in self._stops for n in range(1, len(stop))}
+        self._fail = [_failure(stop) for stop in self._stops]
+        # Per stop: how many of its first characters the text ends with (always less than its length).
+        self._state = [0] * len(self._stops)
         self._checked = 0
 
     def observe(self, token_id: int, text: str) -> Verdict:
         """Stop at the earliest stop string; otherwise hold the longest suffix that may start one."""
-        # Text before this point held no stop string last time, so only the seam and the new text can.
-        start = max(0, min(self._checked, len(text)) - self._longest + 1)
+        if len(text) < self._checked:
+            # The text was cut (not grown): read it again from the start.
+            self._state, self._checked = [0] * len(self._stops), 0
+        new, offset = text[self._checked:], self._checked
         self._checked = len(text)
-        found = [pos for pos in (text.find(stop, start) for stop in self._stops) if pos >= 0]
-        if found:
-            return Verdict(stop=True, reason="stop", trim=len(text) - min(found))
-        return Verdict(hold=self._held(text)) if self._prefixes else CONTINUE
+        starts = []
+        for i, stop in enumerate(self._stops):
+            state, end = _advance(stop, self._fail[i], self._state[i], new)
+            self._state[i] = state
+            if end >= 0:
+                starts.append(offset + end + 1 - len(stop))
+        if starts:
+            return Verdict(stop=True, reason="stop", trim=len(text) - min(starts))
+        held = max(self._state)
+        return Verdict(hold=held) if held else CONTINUE
 
-    def _held(self, text: str) -> int:
-        for size in range(min(len(text), self._longest - 1), 0, -1):
-            if text[-size:] in self._prefixes:
-                return size
-        return 0
+
+def _failure(pattern: str) -> list[int]:
+    """KMP failure table: fail[i] = length of the longest proper border of pattern[:i + 1]."""
+    fail = [0] * len(pattern)
+    k = 0
+    for i in range(1, len(pattern)):
+        while k and pattern[i] != pattern[k]:
+            k = fail[k - 1]
+        if pattern[i] == pattern[k]:
+            k += 1
+        fail[i] = k
+    return fail
+
+
+def _advance(pattern: str, fail: list[int], state: int, text: str) -> tuple[int, int]:
+    """Feed `text` to the automaton in `state`; return (new state, index in `text` where the first full
+    match ends, or -1). After a match the state restarts at 0: the caller stops there anyway.
+    """
+    for index, char in enumerate(text):
+        while state and char != pattern[state]:
+            state = fail[state - 1]
+        if char == pattern[state]:
+            state += 1
+        if state == len(pattern):
+            return 0, index
+    return state, -1
 
 
 def ends_with_loop(tail: list[int], max_period: int, min_repeats: int, min_unique: int) -> int:

@@ -41,6 +41,7 @@ def test_the_live_thinking_line_fits_wide_characters_in_its_columns():
     from superlinear.frontends.cli.terminal import cell_width, fit_tail
 
     assert [cell_width(c) for c in "a風\u0301"] == [1, 2, 0]
+    assert cell_width("\u200b") == 0 and cell_width("\U0001F600") == 2  # zero-width space, an emoji
     assert fit_tail("abc風見町", 5) == "見町" and fit_tail("abc風見町", 7) == "c風見町"
     assert fit_tail("abc", 10) == "abc"
 
@@ -50,3 +51,37 @@ def test_no_echo_is_a_no_op_without_a_terminal():
 
     with no_echo(io.StringIO()):
         pass
+
+
+def test_the_prefill_bar_counts_tokens_and_chunks_from_the_session_info():
+    from superlinear.frontends.cli.progress import prefill_watch
+
+    reports = iter([None, {"done": 0, "total": 46000, "chunks_done": 0, "chunks_total": 6},
+                    {"done": 16384, "total": 46000, "chunks_done": 2, "chunks_total": 6}])
+    seen = []
+
+    def read():
+        item = next(reports, None)
+        seen.append(item)
+        if item is None and len(seen) > 3:
+            raise ConnectionError("the server went away")  # a failing poll is skipped, not raised
+        return item
+
+    tty, pipe = FakeTerminal(), io.StringIO()
+    with prefill_watch(read, "notes.md", enabled=True, interval=0.01, stream=tty):
+        while len(seen) < 6:
+            time.sleep(0.01)
+    out = tty.getvalue()
+    assert "notes.md" in out and "16.4k/46.0k" in out and "chunk 2/6" in out and "tok" in out
+    with prefill_watch(read, "notes.md", enabled=True, interval=0.01, stream=pipe):
+        time.sleep(0.05)
+    assert pipe.getvalue() == ""
+
+
+def test_prefill_text_humanises_the_progress_field():
+    from superlinear.frontends.cli.output import prefill_text
+
+    assert prefill_text(None) == "-"
+    text = prefill_text({"done": 12288, "total": 46000, "chunks_done": 3, "chunks_total": 6,
+                         "tokens_per_second": 512.4, "seconds_left": 65.8})
+    assert text == "12,288 / 46,000 tokens (27%), chunk 3/6, 512 tok/s, 66s left"

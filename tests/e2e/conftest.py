@@ -45,6 +45,8 @@ def server_env(tmp_path_factory):
     env.update(XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),
                SUPERLINEAR_SNAPSHOT_DIR=str(home / "snapshots"), PYTHONUNBUFFERED="1")
     env.pop("SPL_API_KEY", None)
+    # Test servers share a snapshot dir: sessions kept at their stop would show up in each other's listings.
+    env["SPL_KEEP_SESSIONS"] = "0"
     # One torch thread: on a small shared CPU, more intra-op threads than free cores slow decoding 10x.
     env.setdefault("OMP_NUM_THREADS", "1")
     return env

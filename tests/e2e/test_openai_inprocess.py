@@ -239,3 +239,16 @@ def test_a_resent_conversation_reports_cached_tokens_and_the_cache_shows_in_metr
     assert first["usage"]["prompt_tokens"] < cached < second["usage"]["prompt_tokens"]
     text = client.simulate_get("/metrics").text
     assert "spl_prefix_cache_hits_total 1.0" in text and "spl_prefix_cache_bytes" in text
+
+
+def test_completions_and_tokenize_take_the_model_by_its_short_id(services):
+    """As chat completions do: a repository id is also served as its name without the owner."""
+    import attrs
+
+    named = attrs.evolve(services, model_name="owner/fake")
+    client = falcon.testing.TestClient(create_app(ServiceHolder(lambda: named, background=False),
+                                                  AppOptions(load_plugins=False, limits=Limits())))
+    for model, status in (("fake", 200), ("owner/fake", 200), ("other/model", 400), (7, 400)):
+        done = client.simulate_post("/v1/completions", json={"model": model, "prompt": "hi", "max_tokens": 2})
+        counted = client.simulate_post("/tokenize", json={"model": model, "prompt": "hi"})
+        assert (done.status_code, counted.status_code) == (status, status), (model, done.text, counted.text)

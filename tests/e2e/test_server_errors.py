@@ -34,7 +34,8 @@ def test_malformed_and_misshapen_bodies_are_400(strict_server):
     check_error(requests.post(url, data=b"\xff\xfe", headers=headers, timeout=10), 400, "invalid_json")
     check_error(requests.post(url, json=[1, 2], timeout=10), 400, param="body")
     check_error(requests.post(url, timeout=10), 400, param="body")
-    check_error(requests.post(f"{strict_server}/v1/sessions", data=b"nope", timeout=10), 400, "invalid_json")
+    check_error(requests.post(f"{strict_server}/v1/sessions", data=b"nope", headers=headers, timeout=10), 400,
+                "invalid_json")
 
 
 def test_bodies_over_the_limit_are_413_declared_or_chunked(strict_server):

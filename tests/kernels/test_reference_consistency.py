@@ -10,9 +10,10 @@ FRACTIONAL = SuperlinearParams(
 
 
 def as_kwargs(params: SuperlinearParams) -> dict:
+    # The decode entry point takes the published keywords: the span count is ``topk``.
     return {
         "sw_index": params.sw_index,
-        "num_spans": params.num_spans,
+        "topk": params.num_spans,
         "backward_factor": params.backward_factor,
         "forward_factor": params.forward_factor,
         "search_power": params.search_power,

@@ -31,5 +31,16 @@ def test_the_direct_usage_snippet_runs_on_cpu(assert_close):
     assert output.shape == (B, H_Q, L, D) and output.dtype == torch.bfloat16
     assert output_decode.shape == (B, H_Q, 1, D) and output_decode.dtype == torch.bfloat16
     assert torch.isfinite(output.float()).all()
-    # Decode of the last position is the last prefill row, up to one bf16 rounding step.
-    assert_close(output_decode, output[:, :, -1:], max_abs=1e-2, rel_rms=1e-3)
+    # The snippet's decode runs with the published decode defaults (topk=3, backward_factor=2.0,
+    # forward_factor=0.0), as the published package does, so it equals the exact math with those.
+    from superlinear.kernels import SuperlinearParams, superlinear_attention
+
+    published_decode = SuperlinearParams(sw_index=3, num_spans=3, backward_factor=2.0, forward_factor=0.0)
+    expected = superlinear_attention(Q1, Q2, K, V, cache_position, params=published_decode)
+    assert_close(output_decode, expected[:, :, -1:], max_abs=1e-2, rel_rms=1e-3)
+    # With the prefill's factors, the decode of the last position is the last prefill row.
+    same = decode_span_attention_staged_gqa(
+        Q1[:, :, -1:], Q2[:, :, -1:], K, V, cache_position[-1:],
+        sw_index=3, enable_gqa=True, backward_factor=3.0, forward_factor=1.0,
+    )
+    assert_close(same, output[:, :, -1:], max_abs=1e-2, rel_rms=1e-3)

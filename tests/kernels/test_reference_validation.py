@@ -120,9 +120,11 @@ def test_valid_edge_cases_run(seed_example):
         params=seed_example,
     )
     assert empty.shape == (B, HQ, 0, D)
-    # Unknown keyword arguments of the published kernels are tuning knobs and are ignored.
-    out = fused_prefill_with_swtriton_gqa(*arguments.values(), BLOCK_M=64, num_warps=4)
+    # Published tuning knobs are accepted; a keyword the published signature lacks is a TypeError.
+    out = fused_prefill_with_swtriton_gqa(*arguments.values(), block_k=32, search_block_q=64)
     assert out.shape == (B, HQ, L, D) and torch.isfinite(out).all()
+    with pytest.raises(TypeError, match="BLOCK_M"):
+        fused_prefill_with_swtriton_gqa(*arguments.values(), BLOCK_M=64)
 
 
 def test_the_environment_switches_are_read_at_call_time(monkeypatch):

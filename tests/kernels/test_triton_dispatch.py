@@ -18,6 +18,8 @@ RELEASED_KW = dict(
     sw_index=65, num_spans=3, backward_factor=3.0, forward_factor=1.0, search_power=0.55, span_power=0.55
 )
 RELEASED = SuperlinearParams(**RELEASED_KW)
+# The published decode names the span count ``topk``.
+DECODE_KW = {("topk" if key == "num_spans" else key): value for key, value in RELEASED_KW.items()}
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -59,7 +61,7 @@ def test_unsupported_cuda_inputs_fall_back_to_the_reference(dtype, dim):
     expected = superlinear_attention_reference(q1, q2, k, v, positions, None, RELEASED)
     assert (api.float() - expected.float()).abs().max().item() <= bound
     last = positions[-1:]
-    decoded = decode_span_attention_staged_gqa(q1[:, :, -1:], q2[:, :, -1:], k, v, last, **RELEASED_KW)
+    decoded = decode_span_attention_staged_gqa(q1[:, :, -1:], q2[:, :, -1:], k, v, last, **DECODE_KW)
     expected = decode_reference(q1[:, :, -1:], q2[:, :, -1:], k, v, last, None, RELEASED)
     assert (decoded.float() - expected.float()).abs().max().item() <= bound
 
@@ -70,7 +72,7 @@ def test_decode_equals_the_last_row_of_the_triton_prefill():
     q1, q2, k, v = _inputs(9000, 9000)
     positions = torch.arange(9000, device="cuda")
     full = fused_prefill_with_swtriton_gqa(q1, q2, k, v, positions, **RELEASED_KW)
-    last = decode_span_attention_staged_gqa(q1[:, :, -1:], q2[:, :, -1:], k, v, positions[-1:], **RELEASED_KW)
+    last = decode_span_attention_staged_gqa(q1[:, :, -1:], q2[:, :, -1:], k, v, positions[-1:], **DECODE_KW)
     diff = (last.float() - full[:, :, -1:].float()).abs().max().item()
     assert diff <= 2e-2, diff
 
@@ -88,7 +90,7 @@ def test_the_decode_replays_under_a_cuda_graph_at_new_positions(monkeypatch, chu
     position = torch.tensor([40000], device="cuda")
 
     def step():
-        return decode_span_attention_staged_gqa(q1, q2, k, v, position, **RELEASED_KW)
+        return decode_span_attention_staged_gqa(q1, q2, k, v, position, **DECODE_KW)
 
     step()
     stream = torch.cuda.Stream()
@@ -112,4 +114,4 @@ def test_the_decode_replays_under_a_cuda_graph_at_new_positions(monkeypatch, chu
 def test_positions_beyond_the_cache_raise_before_any_launch():
     q1, q2, k, v = _inputs(1, 3000)
     with pytest.raises(ValueError, match="cache_position"):
-        decode_span_attention_staged_gqa(q1, q2, k, v, torch.tensor([3000], device="cuda"), **RELEASED_KW)
+        decode_span_attention_staged_gqa(q1, q2, k, v, torch.tensor([3000], device="cuda"), **DECODE_KW)

@@ -179,3 +179,46 @@ def test_a_check_at_full_size_is_cheap():
     assert run_rule(rule, ids) is None
     per_token = (time.perf_counter() - started) / len(ids)
     assert per_token < 0.005, f"{per_token * 1e3:.2f} ms per token"
+
+
+def reference_verdict(stops: tuple[str, ...], text: str, checked: int) -> tuple[bool, int, int]:
+    """The plain definition: (stopped, trim, hold) from every prefix of every stop string."""
+    longest = max(map(len, stops))
+    start = max(0, checked - longest + 1)
+    found = [p for p in (text.find(s, start) for s in stops) if p >= 0]
+    if found:
+        return True, len(text) - min(found), 0
+    prefixes = {s[:n] for s in stops for n in range(1, len(s))}
+    hold = max((n for n in range(1, min(len(text), longest - 1) + 1) if text[-n:] in prefixes), default=0)
+    return False, 0, hold
+
+
+def test_the_matcher_agrees_with_the_plain_definition_on_random_streams():
+    rng = random.Random(time.time_ns())
+    for _ in range(400):
+        stops = tuple("".join(rng.choice("ab") for _ in range(rng.randint(1, 7))) for _ in range(rng.randint(1, 3)))
+        rule, text = StopStringsRule(stops), ""
+        for token_id in range(40):
+            checked = len(text)
+            text += "".join(rng.choice("abc") for _ in range(rng.randint(0, 4)))
+            verdict = rule.observe(token_id, text)
+            assert (verdict.stop, verdict.trim, verdict.hold) == reference_verdict(stops, text, checked), (stops, text)
+            if verdict.stop:
+                break
+
+
+def test_a_long_stop_string_costs_memory_linear_in_its_length():
+    import tracemalloc
+
+    stop = "x" * 20_000
+    tracemalloc.start()
+    try:
+        rule = StopStringsRule((stop,))
+        verdict = rule.observe(0, "x" * 19_999)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert verdict.hold == 19_999 and not verdict.stop
+    assert rule.observe(1, "x" * 20_000 + "y").trim == 20_001
+    # Every prefix as a string would be 200 MB here; the automaton needs a table of 20,000 ints.
+    assert peak < 5_000_000, peak

@@ -39,39 +39,3 @@ def superlinear_attention(
         require(isinstance(block_q, int) and block_q > 0, f"block_q must be a positive int, got {block_q!r}")
     implementation = choose_implementation(ACCELERATED_PREFILL, Q2.device, superlinear_attention_reference)
     return implementation(Q1, Q2, K, V, cache_position, attention_mask, params, block_q)
-
-
-def fused_prefill_with_swtriton_gqa(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_position: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    *,
-    sw_index: int = 3,
-    num_spans: int = 3,
-    backward_factor: float = 3.0,
-    forward_factor: float = 1.0,
-    search_power: float | None = None,
-    span_power: float = 0.5,
-    inv_search_power_int: int | None = 2,
-    block_q: int | None = None,
-    **unused,
-) -> torch.Tensor:
-    """Superlinear attention prefill with the published API (seed README, "Direct Usage").
-
-    Q1, Q2: [B, HQ, LQ, D]; K, V: [B, HKV, LKV, D]; cache_position: [LQ]; attention_mask: None or
-    [B, LKV]. Returns [B, HQ, LQ, D] in Q2's dtype. Extra keyword arguments of the published kernels
-    (tuning knobs) are accepted and ignored.
-    """
-    params = SuperlinearParams(
-        sw_index=sw_index,
-        num_spans=num_spans,
-        backward_factor=backward_factor,
-        forward_factor=forward_factor,
-        search_power=search_power,
-        span_power=span_power,
-        inv_search_power_int=inv_search_power_int,
-    )
-    return superlinear_attention(Q1, Q2, K, V, cache_position, attention_mask, params=params, block_q=block_q)

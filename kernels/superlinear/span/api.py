@@ -17,7 +17,7 @@ ACCELERATED_DECODE: dict[str, Callable] = {
 }
 
 
-def decode_span_attention_staged_gqa(
+def superlinear_decode(
     Q1: torch.Tensor,
     Q2: torch.Tensor,
     K: torch.Tensor,
@@ -25,32 +25,15 @@ def decode_span_attention_staged_gqa(
     cache_position: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    sw_index: int = 3,
-    num_spans: int = 3,
-    backward_factor: float = 3.0,
-    forward_factor: float = 1.0,
-    search_power: float | None = None,
-    span_power: float = 0.5,
-    inv_search_power_int: int | None = 2,
+    params: SuperlinearParams,
     enable_gqa: bool = True,
-    **unused,
 ) -> torch.Tensor:
-    """Superlinear attention decode (one query per row) with the published API (seed README).
+    """Superlinear attention decode (one query per row); the published entry points call this.
 
     Q1, Q2: [B, HQ, 1, D]; K, V: [B, HKV, LKV, D] (the cache; keys after the query are ignored);
     cache_position: [1], the query's position (< LKV); attention_mask: None or [B, LKV]. With
-    ``enable_gqa=False`` HQ must equal HKV. Returns [B, HQ, 1, D] in Q2's dtype. Extra keyword arguments
-    of the published kernels (tuning knobs) are accepted and ignored.
+    ``enable_gqa=False`` HQ must equal HKV. Returns [B, HQ, 1, D] in Q2's dtype.
     """
-    params = SuperlinearParams(
-        sw_index=sw_index,
-        num_spans=num_spans,
-        backward_factor=backward_factor,
-        forward_factor=forward_factor,
-        search_power=search_power,
-        span_power=span_power,
-        inv_search_power_int=inv_search_power_int,
-    )
     shapes = validate_call(Q1, Q2, K, V, cache_position, attention_mask, params)
     require(
         shapes.q_len == 1, f"cache_position: decode takes exactly one query position, got LQ={shapes.q_len}"

@@ -1,0 +1,5 @@
+"""Mixture-of-experts kernels: grouped matrix products over (token, expert) pairs, no host sync."""
+
+from .grouped import MoeLayout, grouped_expert_mlp, moe_layout
+
+__all__ = ["MoeLayout", "grouped_expert_mlp", "moe_layout"]
