@@ -30,6 +30,7 @@ from .values import (
     SessionInfo,
     SnapshotInfo,
     StreamEvent,
+    TokenLogprob,
     Usage,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "TurnCancelled",
     "TurnHandle",
     "TurnRunner",
+    "TokenLogprob",
     "Usage",
     "validate_id",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
@@ -33,10 +34,13 @@ class MemoryManager:
     # Bytes a running turn's session may grow to (by session id), counted as held until the turn ends, so
     # turns admitted together cannot outgrow the budget.
     reserved: dict[int, int] = attrs.Factory(dict)
+    # The stateless prefix cache (core/prefix_cache.py): its bytes count, and it gives them back first.
+    cache: Any = None
 
     def used(self) -> int:
-        """Bytes held by resident sessions, or reserved by their running turns if more."""
-        return sum(self._held(s) for s in self.sessions() if s.resident)
+        """Bytes held by resident sessions (or reserved by their running turns if more) and the prefix cache."""
+        cached = self.cache.nbytes() if self.cache is not None else 0
+        return cached + sum(self._held(s) for s in self.sessions() if s.resident)
 
     def _held(self, session: Session) -> int:
         return max(self.model.nbytes(session.state), self.reserved.get(id(session), 0))
@@ -50,14 +54,17 @@ class MemoryManager:
         """Count `session` as holding `tokens` tokens' bytes until `unreserve` (its turn's end)."""
         self.reserved[id(session)] = self.model.bytes_for(tokens)
 
-    def unreserve(self, session: Session) -> None:
-        self.reserved.pop(id(session), None)
+    def unreserve(self, session: Session) -> bool:
+        """End `session`'s reservation; return whether it had one."""
+        return self.reserved.pop(id(session), None) is not None
 
     def make_room(self, needed: int, keep: Session | None = None) -> None:
         """Offload idle sessions until `needed` more bytes fit the budget; raise if they cannot."""
         if self.budget is None or needed <= 0 and self.used() <= self.budget:
             return
         used = self.used()
+        if self.cache is not None and used + needed > self.budget:
+            used -= self.cache.evict(used + needed - self.budget)
         victims = sorted(
             (s for s in self.sessions() if s.resident and s is not keep and not s.busy),
             key=lambda s: s.last_used_at,

@@ -20,7 +20,8 @@ from .errors import (
 )
 from .ids import validate_id
 from .memory import MemoryManager
-from .ports import Clock, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .prefix_cache import PrefixCache, cached_turn
 from .rewind import edited_prefix, rollback
 from .session import Session
 from .snapshots import SnapshotService
@@ -52,6 +53,8 @@ class SessionService:
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
     admission_timeout: float = 300.0
+    grammars: GrammarPort | None = None
+    prefix_cache: PrefixCache | None = None
     # The most prompt tokens one turn feeds per engine step (the model's chunk size; the engine's prefill
     # budget bounds it too); prefill progress is published per piece. None: only the engine's budget.
     prefill_chunk: int | None = None
@@ -66,12 +69,13 @@ class SessionService:
     def __attrs_post_init__(self) -> None:
         if self.kv_budget is not None and self.spill is None:
             raise ValueError("a KV budget needs a spill store to offload sessions to")
-        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget)
+        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget,
+                                    cache=self.prefix_cache)
 
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens, self.prefill_chunk)
+                          self.max_prompt_tokens, self.grammars, self.prefill_chunk)
 
     @property
     def snapshots_service(self) -> SnapshotService:
@@ -103,7 +107,7 @@ class SessionService:
             state = make_state()
             return state, self.model.checkpoint(state)
 
-        state, start = self._admit(build)
+        state, start = self.admit(build)
         return self._register(sid, cap, state, start, replace, record)
 
     def _register(self, sid: str, cap: int, state: object, start: object, replace: bool, record: dict) -> Session:
@@ -218,7 +222,7 @@ class SessionService:
         s = self.session(request.session_id)
         s.acquire()
         try:
-            turn = self._admit(lambda: self._prepare(s, request))
+            turn = self.admit(lambda: self._prepare(s, request))
         except BaseException:
             s.release()
             raise
@@ -230,7 +234,7 @@ class SessionService:
 
         return self.engine.submit(self.runner.run(turn), on_exit=done)
 
-    def _admit(self, prepare: Callable[[], object]) -> object:
+    def admit(self, prepare: Callable[[], object]) -> object:
         """Run `prepare` on the engine; while memory is short but could free up, wait for turns to end."""
         deadline = time.monotonic() + self.admission_timeout
         while True:
@@ -245,12 +249,13 @@ class SessionService:
             with self._freed:
                 self._freed.wait_for(lambda seen=epoch: self._epoch != seen, timeout=min(left, 1.0))
 
-    def _check_fits(self, tokens: int, param: str) -> None:
-        """Raise ExceedsMemoryBudget when a state of `tokens` tokens would not fit even the empty budget."""
-        budget, need = self.memory.budget, self.model.bytes_for(tokens)
+    def _check_fits(self, tokens: int, param: str, copies: int = 1) -> None:
+        """Raise ExceedsMemoryBudget when `copies` states of `tokens` tokens would not fit even the empty budget."""
+        budget, need = self.memory.budget, copies * self.model.bytes_for(tokens)
         if budget is not None and need > budget:
+            states = f"{copies} states of {tokens} tokens" if copies > 1 else f"{tokens} tokens"
             raise ExceedsMemoryBudget(
-                f"{tokens} tokens need {need} bytes of KV memory, more than the whole budget of {budget} bytes; "
+                f"{states} need {need} bytes of KV memory, more than the whole budget of {budget} bytes; "
                 "shorten the prompt or max_tokens",
                 param=param,
             )
@@ -276,40 +281,83 @@ class SessionService:
         """Run a turn in a throwaway state, admitted under the KV budget exactly like a session's turn.
 
         While it runs the state is listed with the sessions (so `memory.used()` counts it, reserved at its
-        full length) and can wait for memory like any turn.
+        full length) and it can wait for memory like any turn; the prefix cache may adopt it at the end.
         """
-        now = self.clock.now()
-        s = Session("stateless", None, self.default_max_seq_len, now, now)
-        s.acquire()
 
-        def prepare():
-            self.memory.make_room(0)
-            s.state = self.model.new_state(self.default_max_seq_len)
-            with self._lock:
-                self._stateless_turns.append(s)
-            try:
-                turn = self.runner.prepare(s, request)
-                total = len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
-                self._check_fits(total, "messages")
-                self.memory.make_room(self.memory.growth(s, total), keep=s)
-                self.memory.reserve(s, total)
-                return turn
-            except BaseException:
-                finish()
-                raise
+        def attempt():
+            now = self.clock.now()
+            s = Session("stateless", None, self.default_max_seq_len, now, now)
+            finish = self._hold(s)
+            return s, finish, *self._prepare_stateless(s, request, finish)
+
+        s, finish, turn, primed = self.admit(attempt)
+        steps = cached_turn(self.prefix_cache, self.runner.run(turn), s, request, self._over_budget, primed)
+        return self.engine.submit(steps, on_exit=finish)
+
+    def _hold(self, s: Session) -> Callable[[], None]:
+        """Count a throwaway session's state against the KV budget (busy, so never offloaded) until the
+        returned function drops it, ends its reservation and releases its state (unless the prefix cache
+        adopted it)."""
+        s.acquire()
+        with self._lock:
+            self._stateless_turns.append(s)
 
         def finish():
             with self._lock:
                 self._stateless_turns.remove(s)
-            self.memory.unreserve(s)
-            self.model.release(s.state)
+            admitted = self.memory.unreserve(s)
+            if s.state is not None:
+                self.model.release(s.state)
+            if admitted:  # a turn ended (a refused attempt signals nothing, so its retry waits)
+                self._signal_freed()
 
-        def done():
+        return finish
+
+    def hold(self, state: object) -> Callable[[], None]:
+        """Count a throwaway `state` (n > 1 choices, text completions) against the KV budget until the
+        returned function releases it."""
+        now = self.clock.now()
+        return self._hold(Session("stateless", state, self.default_max_seq_len, now, now))
+
+    def reserve(self, state: object, tokens: int, copies: int = 0, param: str = "messages") -> None:
+        """On the engine thread: make room for a held `state` to grow to `tokens` tokens and for `copies`
+        more states of that size, and count the held state at that size until it is released
+        (ExceedsMemoryBudget when they could never fit; InsufficientMemory when not now)."""
+        self._check_fits(tokens, param)  # one alone could never fit: the prompt's fault
+        self._check_fits(tokens, "n", copies + 1)  # one would, but not all the copies
+        size = self.model.bytes_for(tokens)
+        self.memory.make_room(max(0, size - self.model.nbytes(state)) + copies * size)
+        with self._lock:
+            held = next((s for s in self._stateless_turns if s.state is state), None)
+        if held is not None:
+            self.memory.reserve(held, tokens)
+
+    def _prepare_stateless(self, s: Session, request: ChatRequest, finish: Callable[[], None]):
+        """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt),
+        make room for the turn under the KV budget and prepare it; return it with the tokens primed."""
+        cache = self.prefix_cache
+        try:
+            self.memory.make_room(0)
+            hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
+            if hit is not None:
+                cache.resume(hit, s)
+            else:
+                s.state = self.model.new_state(self.default_max_seq_len)
+            turn = self.runner.prepare(s, request)
+            primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else 0
+            if primed:
+                turn = self.runner.prepare(s, request)
+            total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+            self._check_fits(total, "messages")
+            self.memory.make_room(self.memory.growth(s, total), keep=s)
+            self.memory.reserve(s, total)
+            return turn, primed
+        except BaseException:
             finish()
-            self._signal_freed()
+            raise
 
-        turn = self._admit(prepare)
-        return self.engine.submit(self.runner.run(turn), on_exit=done)
+    def _over_budget(self) -> int:
+        return 0 if self.kv_budget is None else self.memory.used() - self.kv_budget
 
     def rollback(self, session_id: str, keep_messages: object) -> SessionInfo:
         """Cut a session back to its first `keep_messages` messages."""

@@ -190,3 +190,44 @@ def test_management_calls_wait_at_most_one_step_behind_a_prefill(svc):
     for _ in range(100):
         gate.release()
     collect(handle)
+
+
+def test_per_turn_sampling_features_ride_the_batch_and_give_what_they_give_alone():
+    """logit_bias, logprobs, a grammar's mask and n > 1 forks are per turn: the batched step only feeds
+    tokens, so each turn's choices (and log-probabilities) are those it makes alone."""
+    from superlinear.core.choices import start_choices
+    from superlinear.core.values import Grammar
+
+    from .test_grammar_turns import DIGITS, Grammars
+
+    def stateless(**sampling):
+        params = SamplingParams(max_tokens=12, temperature=1.0, seed=5, **sampling)
+        return ChatRequest(messages=(Message("user", "tell me"),), template_kwargs=NO_THINK, sampling=params)
+
+    starts = [("bias", stateless(logit_bias=((DIGITS[4], 6.0),))), ("logprobs", stateless(logprobs=2)),
+              ("grammar", stateless(grammar=Grammar("lark", "digits"))), ("plain", stateless())]
+
+    def run(svc, batched):
+        svc.grammars = Grammars()
+        handles = (all_at_once(svc, starts) if batched else {k: svc.chat(r) for k, r in starts})
+        got = {k: [(e.kind, e.text, e.logprobs) for e in h.events(timeout=20)] for k, h in handles.items()}
+        forks = start_choices(svc, stateless(logprobs=1), 3)
+        got["n3"] = [[(e.kind, e.text, e.logprobs) for e in h.events(timeout=20)] for h in forks]
+        return got
+
+    alone = make_service(RecordingModel(reply_len=20))
+    expected = {}
+    for key, req in starts:  # one at a time: never batched
+        alone.grammars = Grammars()
+        expected[key] = [(e.kind, e.text, e.logprobs) for e in alone.chat(req).events(timeout=20)]
+    alone.engine.stop()
+    svc = make_service(RecordingModel(reply_len=20), budget=4096)  # every prompt in the first step
+    try:
+        got = run(svc, batched=True)
+        assert max(svc.model.batch_sizes) >= 4, "the four turns never shared a step"
+        assert {k: got[k] for k, _ in starts} == expected
+        assert any(e[2] for e in expected["logprobs"]) and "".join(e[1] for e in expected["grammar"] if e[0] == "content").isdigit()
+        assert got["n3"][0] != got["n3"][1]  # forks sample on their own streams, batched together
+        assert svc.memory.used() == 0 and not svc.memory.reserved
+    finally:
+        svc.engine.stop()
