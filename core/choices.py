@@ -1,24 +1,28 @@
 """Several choices from one prompt: prefill once, fork the state in memory, sample each copy on its own.
 
 Only for stateless requests: a session keeps one reply, and which of n it should keep has no good answer.
-Each choice is a turn of its own on the engine thread (they interleave token by token) with its own
-random stream, drawn from the request's seed when it has one.
+Each choice is a turn of its own on the engine thread (they decode batched, step by step) with its own
+random stream, drawn from the request's seed when it has one. The first prefills the prompt through the
+engine's scheduler and forks it for the others, which wait for it a step at a time.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from .engine import TurnHandle
+import attrs
+
+from .engine import TurnCancelled, TurnHandle
 from .errors import InvalidRequest
 from .generation import Generation
-from .scheduler import Feed
+from .scheduler import WAIT, Feed
 from .session import Session
 from .sessions import SessionService
 from .values import ChatRequest, SamplingParams, StreamEvent, Usage
 
-__all__ = ["start_choices", "choice_rngs", "MAX_CHOICES"]
+__all__ = ["start_choices", "choice_rngs", "fan_out", "MAX_CHOICES"]
 
 MAX_CHOICES = 16
 
@@ -40,28 +44,85 @@ def _choice(service: SessionService, state, params: SamplingParams, request: Cha
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def _prefilled(service: SessionService, request: ChatRequest, n: int):
-    """On the engine thread: the prepared turn and n states holding its prompt (one prefill, n-1 forks),
-    each held under the KV budget with room to answer; with the functions that release them."""
+def _admitted(service: SessionService, request: ChatRequest, n: int):
+    """On the engine thread: the prepared turn and a fresh state for its prompt, held under the KV budget
+    with room for n copies of the whole turn; with the function that releases it and the turn's length."""
     now = service.clock.now()
     s = Session("stateless", None, service.default_max_seq_len, now, now)
     service.memory.make_room(0)
     s.state = service.model.new_state(service.default_max_seq_len)
-    states, releases = [s.state], [service.hold(s.state)]
+    release = service.hold(s.state)
     try:
         turn = service.runner.prepare(s, request)
         total = len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
         service.reserve(s.state, total, n - 1)
-        service.model.append(s.state, turn.context_ids + turn.gen_ids)
-        for _ in range(n - 1):
-            states.append(service.model.fork(s.state))
-            releases.append(service.hold(states[-1]))
-            service.reserve(states[-1], total)
     except BaseException:
-        for release in releases:
-            release()
+        release()
         raise
-    return turn, states, releases
+    return turn, s.state, release, total
+
+
+@attrs.define(eq=False)
+class _Forks:
+    """What the first of n turns, which prefills the shared prompt, hands the others (engine thread only)."""
+
+    states: dict[int, Any] | None = None  # turn k's state, once the prompt is in
+    error: BaseException | None = None  # why the prefill ended without them
+    releases: dict[int, Callable[[], None]] = attrs.Factory(dict)
+    gone: set[int] = attrs.Factory(set)  # turns that ended before their state existed
+
+    def failed(self, exc: BaseException | None = None) -> None:
+        if self.states is None and self.error is None:
+            cancelled = exc is None or isinstance(exc, GeneratorExit)
+            self.error = TurnCancelled("the turn that prefilled the shared prompt was cancelled") if cancelled else exc
+
+
+def _first(service: SessionService, state, prompt_ids: list[int], total: int, n: int, forks: _Forks,
+           run: Callable[[Any, int], Iterator]) -> Iterator:
+    """Turn 0: prefill the prompt through the scheduler (in chunks, between other turns' steps), fork it
+    for the others still waiting, then run its own choice."""
+    try:
+        if prompt_ids:
+            yield Feed(service.model, state, prompt_ids)
+        states = {}
+        for k in range(1, n):
+            if k not in forks.gone:
+                states[k] = service.model.fork(state)
+                forks.releases[k] = service.hold(states[k])
+        service.share_reservation(state, list(states.values()), total)
+        forks.states = states
+    except BaseException as exc:
+        forks.failed(exc)
+        raise
+    yield from run(state, 0)
+
+
+def _other(forks: _Forks, k: int, run: Callable[[Any, int], Iterator]) -> Iterator:
+    """Turn k > 0: wait (a step at a time) for turn 0's prefill, then run its choice on its fork."""
+    while forks.states is None and forks.error is None:
+        yield WAIT
+    if forks.error is not None:
+        raise forks.error
+    yield from run(forks.states[k], k)
+
+
+def fan_out(service: SessionService, state, release: Callable[[], None], prompt_ids: list[int], total: int,
+            n: int, run: Callable[[Any, int], Iterator]) -> list[TurnHandle]:
+    """Submit n turns sharing one prefill of `prompt_ids` into the held `state`: turn k runs `run(its state,
+    k)`. The prefill goes through the engine's scheduler like any prompt; every turn decodes batched."""
+    forks = _Forks()
+
+    def first_done() -> None:
+        forks.failed()  # ended before forking (cancelled even before it started): the others stop too
+        release()
+
+    def other_done(k: int) -> None:
+        forks.gone.add(k)
+        forks.releases.pop(k, lambda: None)()
+
+    handles = [service.engine.submit(_first(service, state, prompt_ids, total, n, forks, run), on_exit=first_done)]
+    handles += [service.engine.submit(_other(forks, k, run), on_exit=lambda k=k: other_done(k)) for k in range(1, n)]
+    return handles
 
 
 def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequence[TurnHandle]:
@@ -70,13 +131,15 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
         raise InvalidRequest("n > 1 works only without session_id: a session keeps one reply", param="n")
     if not 1 <= n <= MAX_CHOICES:
         raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
-    turn, states, releases = service.admit(lambda: _prefilled(service, request, n))
+    turn, state, release, total = service.admit(lambda: _admitted(service, request, n))
     tok = service.tok
     thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open)
     prompt_tokens = len(turn.context_ids) + len(turn.gen_ids)
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
     matchers = [turn.matcher] + [service.runner.matcher(request.sampling) for _ in range(n - 1)]
-    return [service.engine.submit(_choice(service, state, request.sampling, request, rng, thinking, turn.room,
-                                          prompt_tokens, matcher),
-                                  on_exit=release)
-            for state, release, rng, matcher in zip(states, releases, rngs, matchers, strict=True)]
+
+    def run(st, k: int) -> Iterator[StreamEvent | Feed]:
+        return _choice(service, st, request.sampling, request, rngs[k], thinking, turn.room, prompt_tokens,
+                       matchers[k])
+
+    return fan_out(service, state, release, turn.context_ids + turn.gen_ids, total, n, run)

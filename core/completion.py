@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from .choices import MAX_CHOICES, choice_rngs
+from .choices import MAX_CHOICES, choice_rngs, fan_out
 from .engine import TurnHandle
 from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation
@@ -51,11 +51,10 @@ def _check(service: SessionService, request: CompletionRequest) -> int:
     return room
 
 
-def _run(service: SessionService, state, request: CompletionRequest, room: int, rng: random.Random,
-         prefilled: bool) -> Iterator[StreamEvent | Feed]:
+def _run(service: SessionService, state, request: CompletionRequest, room: int,
+         rng: random.Random) -> Iterator[StreamEvent | Feed]:
+    """One completion on a state that holds the prompt."""
     params = request.sampling
-    if not prefilled:  # the engine prefills it in chunks between other turns' steps
-        yield Feed(service.model, state, list(request.prompt_ids))
     gen = Generation(
         model=service.model, tok=service.tok, state=state, params=params,
         rules=service.stop_rules(ChatRequest(messages=(), sampling=params)), rng=rng,
@@ -66,36 +65,28 @@ def _run(service: SessionService, state, request: CompletionRequest, room: int, 
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def _states(service: SessionService, request: CompletionRequest, n: int, room: int) -> tuple[list, list]:
-    """On the engine thread: one fresh state, or (n > 1) n states holding the prompt from one prefill, each
-    held under the KV budget with room to answer; with the functions that release them."""
+def _admitted(service: SessionService, request: CompletionRequest, n: int, room: int):
+    """On the engine thread: a fresh state held under the KV budget with room for n copies of the whole
+    completion; with the function that releases it and the completion's length."""
     service.memory.make_room(0)
-    states = [service.model.new_state(service.default_max_seq_len)]
-    releases = [service.hold(states[0])]
+    state = service.model.new_state(service.default_max_seq_len)
+    release = service.hold(state)
     try:
         total = len(request.prompt_ids) + min(request.sampling.max_tokens, room)
-        service.reserve(states[0], total, n - 1, param="prompt")
-        if n > 1:
-            service.model.append(states[0], list(request.prompt_ids))
-        for _ in range(n - 1):
-            states.append(service.model.fork(states[0]))
-            releases.append(service.hold(states[-1]))
-            service.reserve(states[-1], total, param="prompt")
+        service.reserve(state, total, n - 1, param="prompt")
     except BaseException:
-        for release in releases:
-            release()
+        release()
         raise
-    return states, releases
+    return state, release, total
 
 
 def start_completion(service: SessionService, request: CompletionRequest, n: int = 1) -> list[TurnHandle]:
-    """Start n completions of one prompt (one prefill when n > 1, each its own random stream) on the
-    engine thread; validation errors raise here, before any event."""
+    """Start n completions of one prompt (one prefill, through the engine's scheduler; each its own random
+    stream); validation errors raise here, before any event."""
     room = _check(service, request)
     if not 1 <= n <= MAX_CHOICES:
         raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
-    states, releases = service.admit(lambda: _states(service, request, n, room))
+    state, release, total = service.admit(lambda: _admitted(service, request, n, room))
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
-    return [service.engine.submit(_run(service, state, request, room, rng, n > 1),
-                                  on_exit=release)
-            for state, release, rng in zip(states, releases, rngs, strict=True)]
+    return fan_out(service, state, release, list(request.prompt_ids), total, n,
+                   lambda st, k: _run(service, st, request, room, rngs[k]))

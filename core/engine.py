@@ -143,9 +143,9 @@ class Engine:
     def _step(self) -> None:
         """Advance every turn to its next feed, then run one step of model work."""
         for task in list(self._active):
-            if task.pending is None or task.handle.cancelled:
+            if task.pending is None or task.handle.cancelled or not task.pending.feed.ids:  # no ids: WAIT
                 self._advance(task)
-        ready = [(t, t.pending) for t in self._active if t.pending is not None]
+        ready = [(t, t.pending) for t in self._active if t.pending is not None and t.pending.feed.ids]
         if not ready:
             return
         self.steps += 1
@@ -168,7 +168,8 @@ class Engine:
                 return
             for task in finished:
                 self._advance(task)
-            more = [(t, t.pending) for t in finished if t.pending is not None and not t.pending.decoding]
+            more = [(t, t.pending) for t in finished
+                    if t.pending is not None and not t.pending.decoding and t.pending.remaining > 0]
             chunks = plan_step(more, left).prefill
 
     def _advance(self, task: _Task) -> None:

@@ -50,9 +50,9 @@ class MemoryManager:
         now = self._held(session) if session.resident else 0
         return max(0, self.model.bytes_for(tokens) - now)
 
-    def reserve(self, session: Session, tokens: int) -> None:
-        """Count `session` as holding `tokens` tokens' bytes until `unreserve` (its turn's end)."""
-        self.reserved[id(session)] = self.model.bytes_for(tokens)
+    def reserve(self, session: Session, tokens: int, copies: int = 1) -> None:
+        """Count `session` as holding `copies` states of `tokens` tokens until `unreserve` (its turn's end)."""
+        self.reserved[id(session)] = copies * self.model.bytes_for(tokens)
 
     def unreserve(self, session: Session) -> bool:
         """End `session`'s reservation; return whether it had one."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "DEFAULT_PREFILL_BUDGET"]
+__all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "DEFAULT_PREFILL_BUDGET", "WAIT"]
 
 # Prompt tokens per engine step (all prefilling turns together). Measured on a 2-core CPU with the default
 # model: 128 tokens at a 32K-token position take about 0.4 s (256: 0.7 s, 512: 1.5 s), and prefill throughput
@@ -28,6 +28,7 @@ class Feed:
 
     `chunk` caps the tokens of this feed run in one step (None: only the step's budget); `progress`, if
     given, is called before each prompt piece with (tokens done so far, the most a piece may take).
+    A feed without ids (`WAIT`) runs nothing: the turn is resumed at the next step (it waits on another).
     """
 
     model: Any
@@ -35,6 +36,9 @@ class Feed:
     ids: Sequence[int]
     chunk: int | None = None
     progress: Callable[[int, int], None] | None = None
+
+
+WAIT = Feed(None, None, ())
 
 
 @attrs.define(eq=False)
@@ -70,7 +74,7 @@ def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int) -> StepPl
     # Shortest remaining prompt first: a new short turn starts at once instead of queueing behind a long
     # prefill, which still gets whatever budget the short ones leave (ties keep arrival order).
     for owner, p in sorted(pending, key=lambda pair: pair[1].remaining):
-        if p.decoding or left <= 0:
+        if p.decoding or left <= 0 or p.remaining <= 0:
             continue
         take = min(p.remaining, left, p.feed.chunk or p.remaining)
         prefill.append((owner, take))

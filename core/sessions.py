@@ -327,10 +327,19 @@ class SessionService:
         self._check_fits(tokens, "n", copies + 1)  # one would, but not all the copies
         size = self.model.bytes_for(tokens)
         self.memory.make_room(max(0, size - self.model.nbytes(state)) + copies * size)
+        self._reserve_held(state, tokens, copies + 1)
+
+    def share_reservation(self, state: object, forks: Sequence[object], tokens: int) -> None:
+        """On the engine thread: `state` reserved room for copies of itself, now forked into the held
+        `forks`; each of them (and `state`) now counts as one state of `tokens` tokens."""
+        for held in (state, *forks):
+            self._reserve_held(held, tokens, 1)
+
+    def _reserve_held(self, state: object, tokens: int, copies: int) -> None:
         with self._lock:
             held = next((s for s in self._stateless_turns if s.state is state), None)
         if held is not None:
-            self.memory.reserve(held, tokens)
+            self.memory.reserve(held, tokens, copies)
 
     def _prepare_stateless(self, s: Session, request: ChatRequest, finish: Callable[[], None]):
         """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt),

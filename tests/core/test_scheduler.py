@@ -231,3 +231,38 @@ def test_per_turn_sampling_features_ride_the_batch_and_give_what_they_give_alone
         assert svc.memory.used() == 0 and not svc.memory.reserved
     finally:
         svc.engine.stop()
+
+
+def test_n_choices_share_one_prefill_that_goes_through_the_scheduler_in_chunks():
+    """The first of n choices prefills the prompt in budget-sized pieces (another turn keeps decoding
+    between them), forks it for the others, and all n decode batched; a cancel before the fork ends all."""
+    from superlinear.core.choices import start_choices
+
+    model = RecordingModel(reply_len=20)
+    svc = make_service(model, budget=8)
+    try:
+        svc.create("talk")
+        long = ChatRequest(messages=(Message("user", "a fairly long question " * 4),), template_kwargs=NO_THINK,
+                           sampling=SamplingParams(max_tokens=6, temperature=1.0, seed=2))
+        talk = svc.chat(request("hi", "talk", max_tokens=40))
+        next(iter(talk.events(timeout=10)))  # decoding
+        model.calls.clear()
+        texts = [collect(h)[0] for h in start_choices(svc, long, 3)]
+        collect(talk)
+        pieces = [n for kind, _, n in model.calls if kind == "append" and n > 1]
+        assert len(pieces) > 3 and max(pieces) <= 8, pieces  # the shared prompt, budget-sized
+        assert sum(pieces) >= len("a fairly long question " * 4)
+        assert 3 in model.batch_sizes or 4 in model.batch_sizes  # the forks decoded together
+        assert len(set(texts)) > 1 and all(texts)
+        assert svc.memory.used() == svc.model.nbytes(svc.session("talk").state) and not svc.memory.reserved
+
+        model.gate = threading.Semaphore(2)  # the prefill stalls after two pieces
+        handles = start_choices(svc, long, 3)
+        handles[0].cancel()
+        model.gate.release(1000)
+        for h in handles:
+            with pytest.raises(TurnCancelled):
+                collect(h)
+        assert svc.memory.used() == svc.model.nbytes(svc.session("talk").state) and not svc.memory.reserved
+    finally:
+        svc.engine.stop()
