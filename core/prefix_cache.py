@@ -90,23 +90,26 @@ class PrefixCache:
         session.transcript[:] = entry.transcript
         session.trailer = entry.trailer
 
-    def prime(self, session: Session, request: ChatRequest, tok: TokenizerPort) -> int:
-        """Prefill the request's leading system messages into the session's fresh state and keep a copy,
-        so that other conversations with the same system prompt start from it. Return the tokens it
-        prefilled (0 unless the prompt has at least `min_prefix_tokens` and messages after it)."""
+    def prime(self, session: Session, request: ChatRequest, tok: TokenizerPort) -> list[int]:
+        """Plan prefilling the request's leading system messages into the session's fresh state, so that
+        other conversations with the same system prompt can start from a copy of it: the session's record
+        says it holds them; return their ids for the engine to feed, then `keep_primed` (none unless the
+        prompt has at least `min_prefix_tokens` and messages after it)."""
         lead = 0
         while lead < len(request.messages) and request.messages[lead].role in ("system", "developer"):
             lead += 1
         if lead == 0 or lead == len(request.messages) or self.max_entries < 1:
-            return 0
+            return []
         prefix = request.messages[:lead]
         ids = tok.encode(plan_prompt(tok, (), prefix, "", request.template_kwargs).context)
         if len(ids) < self.min_prefix_tokens:
-            return 0
-        self.model.append(session.state, ids)
+            return []
         session.ledger[:], session.transcript[:], session.trailer = ids, prefix, ""
-        self._keep(_kwargs_key(request.template_kwargs), session, self.model.fork(session.state))
-        return len(ids)
+        return ids
+
+    def keep_primed(self, session: Session, kwargs: Mapping[str, object]) -> None:
+        """Keep a copy of the session's state once it holds the primed system prompt (and nothing more)."""
+        self._keep(_kwargs_key(kwargs), session, self.model.fork(session.state))
 
     def adopt(self, session: Session, kwargs: Mapping[str, object]) -> None:
         """Take the state of a finished stateless turn (the session no longer owns it)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
@@ -23,10 +23,11 @@ from .memory import MemoryManager
 from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
 from .prefix_cache import PrefixCache, cached_turn
 from .rewind import edited_prefix, rollback
+from .scheduler import Feed
 from .session import Session
 from .snapshots import SnapshotService
 from .turn import TurnRunner
-from .values import ChatRequest, Message, SessionInfo, SnapshotInfo
+from .values import ChatRequest, Message, SessionInfo, SnapshotInfo, StreamEvent
 
 __all__ = ["SessionService", "validate_id"]
 
@@ -291,7 +292,8 @@ class SessionService:
             return s, finish, *self._prepare_stateless(s, request, finish)
 
         s, finish, turn, primed = self.admit(attempt)
-        steps = cached_turn(self.prefix_cache, self.runner.run(turn), s, request, self._over_budget, primed)
+        steps = cached_turn(self.prefix_cache, self._primed(s, primed, request, turn), s, request,
+                            self._over_budget, len(primed))
         return self.engine.submit(steps, on_exit=finish)
 
     def _hold(self, s: Session) -> Callable[[], None]:
@@ -342,8 +344,8 @@ class SessionService:
             self.memory.reserve(held, tokens, copies)
 
     def _prepare_stateless(self, s: Session, request: ChatRequest, finish: Callable[[], None]):
-        """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt),
-        make room for the turn under the KV budget and prepare it; return it with the tokens primed."""
+        """Give `s` a state (a cached prefix's copy, or a fresh one to be primed with a long system prompt),
+        make room for the turn under the KV budget and prepare it; return it with the ids to prime first."""
         cache = self.prefix_cache
         try:
             self.memory.make_room(0)
@@ -353,7 +355,7 @@ class SessionService:
             else:
                 s.state = self.model.new_state(self.default_max_seq_len)
             turn = self.runner.prepare(s, request)
-            primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else 0
+            primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else []
             if primed:
                 turn = self.runner.prepare(s, request)
             total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
@@ -364,6 +366,15 @@ class SessionService:
         except BaseException:
             finish()
             raise
+
+    def _primed(self, s: Session, ids: list[int], request: ChatRequest, turn) -> Iterator[StreamEvent | Feed]:
+        """A stateless turn's steps: first the long system prompt the prefix cache primes (through the
+        scheduler like any prompt; a copy is then kept for other conversations), then the turn itself."""
+        if ids:
+            yield Feed(self.model, s.state, ids)
+            self.prefix_cache.keep_primed(s, request.template_kwargs)
+            self.prefix_cache.evict(self._over_budget())
+        yield from self.runner.run(turn)
 
     def _over_budget(self) -> int:
         return 0 if self.kv_budget is None else self.memory.used() - self.kv_budget

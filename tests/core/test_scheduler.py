@@ -266,3 +266,25 @@ def test_n_choices_share_one_prefill_that_goes_through_the_scheduler_in_chunks()
         assert svc.memory.used() == svc.model.nbytes(svc.session("talk").state) and not svc.memory.reserved
     finally:
         svc.engine.stop()
+
+
+def test_the_prefix_cache_primes_a_long_system_prompt_through_the_scheduler():
+    from superlinear.core.prefix_cache import PrefixCache
+
+    model = RecordingModel(reply_len=6)
+    svc = make_service(model, budget=8)
+    svc.prefix_cache = svc.memory.cache = PrefixCache(model, 4, min_prefix_tokens=64)
+    try:
+        system = Message("system", "You answer questions about the sea, tersely and kindly. " * 2)
+        req = ChatRequest(messages=(system, Message("user", "tides?")), template_kwargs=NO_THINK,
+                          sampling=SamplingParams(max_tokens=6, temperature=0.0))
+        first = collect(svc.chat(req))
+        pieces = [n for kind, _, n in model.calls if kind == "append" and n > 1]
+        assert max(pieces) <= 8 and len(svc.prefix_cache) == 2  # the system prompt alone, and the turn
+        assert first[1].usage.cached_tokens == 0
+        other = ChatRequest(messages=(system, Message("user", "waves?")), template_kwargs=NO_THINK,
+                            sampling=req.sampling)
+        shared = len(model.tok.encode(model.tok.render([system], add_generation_prompt=False)))
+        assert collect(svc.chat(other))[1].usage.cached_tokens == shared
+    finally:
+        svc.engine.stop()
