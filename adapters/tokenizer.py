@@ -133,6 +133,7 @@ class HFTokenizer:
             (tok.content for tok in added.values() if tok.special and tok.content), key=len, reverse=True
         )
         self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._special_ids = frozenset(i for i, tok in added.items() if tok.special)
         eos = {self.token_id(text) for text in ("<|im_end|>", eos_token) if text}
         self._eos_ids = frozenset(i for i in eos | set(extra_eos_ids) if i is not None)
         self._think = tuple(t if self._is_single_token(t) else None for t in (_THINK_OPEN, _THINK_CLOSE))
@@ -175,6 +176,11 @@ class HFTokenizer:
         return self._eos_ids
 
     @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of added tokens marked special (tool-call markers and the like usually are not)."""
+        return self._special_ids
+
+    @property
     def think_open(self) -> str | None:
         """Return "<think>" when it is a single token of this vocabulary, else None."""
         return self._think[0]
@@ -193,6 +199,10 @@ class HFTokenizer:
     def vocab_size(self) -> int:
         """Number of ids, added tokens included."""
         return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def backend_json(self) -> str:
+        """The whole tokenizer as `tokenizer.json` text, declared added tokens included."""
+        return self._tok.to_str()
 
     def encode(self, text: str) -> list[int]:
         """Encode text; special-token strings in it become their ids; no BOS/EOS is added."""

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import torch
 
 from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
-from ..core.values import ModelInfo, SamplingParams
+from ..core.values import ModelInfo, RawLogprob, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.graphs import GraphedDecoder, graphable
@@ -21,6 +21,7 @@ from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
 from .hybrid.random_weights import is_random_checkpoint, load_random
 from .hybrid.state import HybridState, StateCheckpoint
+from .logits import biased_logits, mask_disallowed, token_logprobs
 
 __all__ = ["TorchModel", "DEFAULT_MODEL_DIR", "resolve_dtype", "sample_token"]
 
@@ -154,11 +155,19 @@ class TorchModel:
         for start in range(0, len(ids), self.chunk_size):
             self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)
 
-    def sample(self, state: HybridState, params: SamplingParams, rng: random.Random) -> int:
-        """Choose the next token from the state's logits: argmax at temperature 0, else seeded sampling."""
+    def sample(self, state: HybridState, params: SamplingParams, rng: random.Random,
+               allowed: bytes | None = None) -> int:
+        """Choose the next token from the state's logits: argmax at temperature 0, else seeded sampling;
+        only ids a grammar's `allowed` bitmask allows."""
         if state.logits is None:
             raise InvalidRequest("the state holds no tokens, so there is nothing to sample from")
-        return sample_token(state.logits, params, rng)
+        return sample_token(state.logits, params, rng, allowed)
+
+    def token_logprobs(self, state: HybridState, params: SamplingParams, token_id: int, top_n: int) -> RawLogprob:
+        """`token_id`'s log-probability under the state's logits (logit_bias added, before temperature)."""
+        if state.logits is None:
+            raise InvalidRequest("the state holds no tokens, so there are no log-probabilities")
+        return token_logprobs(state.logits, params, token_id, top_n)
 
     def length(self, state: HybridState) -> int:
         """Return the number of tokens the state holds."""
@@ -229,12 +238,16 @@ class TorchModel:
         state.release()
 
 
-def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Random) -> int:
+def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Random,
+                 allowed: bytes | None = None) -> int:
     """Pick a token id from `logits` [V]: greedy argmax, or temperature / top-k / top-p sampling.
 
     The torch generator is seeded from `rng` on every call, so the same seed gives the same tokens.
+    `params.logit_bias` is added first; ids outside a grammar's `allowed` bitmask get -inf.
     """
-    logits = logits.detach().float().cpu()
+    logits = biased_logits(logits, params)
+    if allowed is not None:
+        logits = mask_disallowed(logits, allowed)
     if params.greedy:
         return int(torch.argmax(logits))
     # Shift before scaling so a tiny temperature gives -inf for the others, never inf - inf = NaN.

@@ -29,6 +29,7 @@ from .values import (
     SessionInfo,
     SnapshotInfo,
     StreamEvent,
+    TokenLogprob,
     Usage,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "TurnCancelled",
     "TurnHandle",
     "TurnRunner",
+    "TokenLogprob",
     "Usage",
     "validate_id",
 ]

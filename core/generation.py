@@ -8,8 +8,9 @@ from typing import Any
 
 import attrs
 
-from .ports import ModelPort, StopRule, TokenizerPort
-from .values import SamplingParams, StreamEvent
+from .logprobs import describe
+from .ports import ModelPort, StopRule, TokenizerPort, TokenMatcher
+from .values import SamplingParams, StreamEvent, TokenLogprob
 
 __all__ = ["Generation", "GenerationOutcome"]
 
@@ -24,6 +25,8 @@ class GenerationOutcome:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     fed_ids: list[int] = attrs.Factory(list)
+    # Special tokens the model emitted in its answer: fed to the state, kept out of `content`.
+    specials_dropped: int = 0
 
 
 @attrs.define(eq=False)
@@ -43,10 +46,16 @@ class Generation:
     rng: random.Random
     thinking: bool
     max_new: int
+    # False: a thought marker is text like any other (text completions have no thinking split).
+    think_tags: bool = True
+    # Constrains the answer (not the thinking) to a grammar; None: free text.
+    matcher: TokenMatcher | None = None
     out: GenerationOutcome = attrs.Factory(GenerationOutcome)
     _decoder: Any = None
     _shown: int = 0
     _rule_stopped: bool = False
+    # Answer tokens' log-probabilities not yet released, each with the content length after its text.
+    _logprobs: list[tuple[int, TokenLogprob]] = attrs.Factory(list)
 
     def run(self) -> Iterator[StreamEvent]:
         """Yield reasoning and content events until a stop; the outcome is in `self.out`."""
@@ -55,7 +64,12 @@ class Generation:
         close_id = self._id(self.tok.think_close)
         open_id = self._id(self.tok.think_open)
         while self.out.completion_tokens < self.max_new:
-            tid = self.model.sample(self.state, self.params, self.rng)
+            constrained = self.matcher is not None and not self.thinking
+            allowed = self.matcher.allowed() if constrained else None
+            tid = self.model.sample(self.state, self.params, self.rng, allowed)
+            if constrained:
+                self.matcher.advance(tid)
+            logprob = self._logprob(tid)
             self.out.completion_tokens += 1
             if tid in eos:
                 self.out.finish_reason = "stop"
@@ -64,15 +78,21 @@ class Generation:
             if self.thinking:
                 yield from self._think_step(tid, close_id)
                 continue
-            if tid == open_id and not self.out.content:
+            if tid == open_id and not self.out.content and self.think_tags:
                 self.thinking = True
                 continue
-            stop = yield from self._answer_step(tid)
+            stop = yield from self._answer_step(tid, logprob)
             if stop:
                 break
         else:
             self.out.finish_reason = "length"
         yield from self._release_all()
+
+    def _logprob(self, tid: int) -> TokenLogprob | None:
+        """The token's log-probability, read before it is fed (from the logits it was chosen from)."""
+        if self.params.logprobs is None or self.thinking:
+            return None
+        return describe(self.tok, self.model.token_logprobs(self.state, self.params, tid, self.params.logprobs))
 
     def _id(self, text: str | None) -> int | None:
         return self.tok.token_id(text) if text else None
@@ -86,7 +106,7 @@ class Generation:
         if tid == close_id:
             self._end_thinking()
             return
-        text = self._decoder.push(tid)
+        text = "" if tid in self.tok.special_ids else self._decoder.push(tid)
         if text:
             self.out.reasoning += text
             yield StreamEvent("reasoning", text)
@@ -102,8 +122,15 @@ class Generation:
         self.thinking = False
         self._decoder = self.tok.decoder()
 
-    def _answer_step(self, tid: int) -> Iterator[StreamEvent]:
-        self.out.content += self._decoder.push(tid)
+    def _answer_step(self, tid: int, logprob: TokenLogprob | None) -> Iterator[StreamEvent]:
+        # A special token the model emits is fed (the state holds it) but is no part of the text.
+        special = tid in self.tok.special_ids
+        if special:
+            self.out.specials_dropped += 1
+        else:
+            self.out.content += self._decoder.push(tid)
+        if logprob is not None and not special:
+            self._logprobs.append((len(self.out.content), logprob))
         hold = 0
         for rule in self.rules:
             verdict = rule.observe(tid, self.out.content)
@@ -117,11 +144,16 @@ class Generation:
         yield from self._release(len(self.out.content) - hold)
         return False
 
-    def _release(self, upto: int) -> Iterator[StreamEvent]:
-        if upto > self._shown:
+    def _release(self, upto: int, final: bool = False) -> Iterator[StreamEvent]:
+        """Release content up to `upto`, with the log-probabilities of the tokens whose text ends there.
+
+        At the end, tokens of trimmed text (a stop string) are left out."""
+        ready = [lp for end, lp in self._logprobs if end <= upto]
+        if upto > self._shown or (final and ready):
             text = self.out.content[self._shown : upto]
             self._shown = upto
-            yield StreamEvent("content", text)
+            del self._logprobs[: len(ready)]
+            yield StreamEvent("content", text, logprobs=tuple(ready))
 
     def _release_all(self) -> Iterator[StreamEvent]:
         tail = self._decoder.flush() if self._decoder else ""
@@ -131,4 +163,4 @@ class Generation:
                 yield StreamEvent("reasoning", tail)
         elif tail and not self._rule_stopped:
             self.out.content += tail
-        yield from self._release(len(self.out.content))
+        yield from self._release(len(self.out.content), final=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
@@ -30,10 +31,13 @@ class MemoryManager:
     budget: int | None = None
     offloads: int = 0
     restores: int = 0
+    # The stateless prefix cache (core/prefix_cache.py): its bytes count, and it gives them back first.
+    cache: Any = None
 
     def used(self) -> int:
-        """Bytes held by resident sessions."""
-        return sum(self.model.nbytes(s.state) for s in self.sessions() if s.resident)
+        """Bytes held by resident sessions (and the prefix cache)."""
+        cached = self.cache.nbytes() if self.cache is not None else 0
+        return cached + sum(self.model.nbytes(s.state) for s in self.sessions() if s.resident)
 
     def growth(self, session: Session, tokens: int) -> int:
         """Bytes `session` will add when it grows to hold `tokens` tokens."""
@@ -45,6 +49,8 @@ class MemoryManager:
         if self.budget is None or needed <= 0 and self.used() <= self.budget:
             return
         used = self.used()
+        if self.cache is not None and used + needed > self.budget:
+            used -= self.cache.evict(used + needed - self.budget)
         victims = sorted(
             (s for s in self.sessions() if s.resident and s is not keep and not s.busy),
             key=lambda s: s.last_used_at,

@@ -11,7 +11,8 @@ from .engine import Engine, TurnHandle
 from .errors import Conflict, InvalidRequest, NotFound
 from .ids import validate_id
 from .memory import MemoryManager
-from .ports import Clock, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
+from .prefix_cache import PrefixCache, cached_turn
 from .rewind import edited_prefix, rollback
 from .session import Session
 from .snapshots import SnapshotService
@@ -40,6 +41,8 @@ class SessionService:
     kv_budget: int | None = None
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    grammars: GrammarPort | None = None
+    prefix_cache: PrefixCache | None = None
     # Prefill progress granularity in tokens (the model's chunk size); None: one piece per turn.
     prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
@@ -51,12 +54,13 @@ class SessionService:
     def __attrs_post_init__(self) -> None:
         if self.kv_budget is not None and self.spill is None:
             raise ValueError("a KV budget needs a spill store to offload sessions to")
-        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget)
+        self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget,
+                                    cache=self.prefix_cache)
 
     @property
     def runner(self) -> TurnRunner:
         return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens, self.prefill_chunk)
+                          self.max_prompt_tokens, self.grammars, self.prefill_chunk)
 
     @property
     def snapshots_service(self) -> SnapshotService:
@@ -209,29 +213,62 @@ class SessionService:
         """Run a turn in a throwaway state, admitted under the KV budget exactly like a session's turn."""
         now = self.clock.now()
         s = Session("stateless", None, self.default_max_seq_len, now, now)
-        s.acquire()
+        finish = self._hold(s)
+        turn, primed = self.engine.call(lambda: self._prepare_stateless(s, request, finish))
+        steps = cached_turn(self.prefix_cache, self.runner.run(turn), s, request, self._over_budget, primed)
+        return self.engine.submit(steps, on_exit=finish)
 
-        def prepare():
-            self.memory.make_room(0)
-            s.state = self.model.new_state(self.default_max_seq_len)
-            with self._lock:
-                self._stateless_turns.append(s)
-            try:
-                turn = self.runner.prepare(s, request)
-                total = len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
-                self.memory.make_room(self.memory.growth(s, total), keep=s)
-                return turn
-            except BaseException:
-                finish()
-                raise
+    def _hold(self, s: Session) -> Callable[[], None]:
+        """Count a throwaway session's state against the KV budget (busy, so never offloaded) until the
+        returned function drops it and releases its state (unless the prefix cache adopted it)."""
+        s.acquire()
+        with self._lock:
+            self._stateless_turns.append(s)
 
         def finish():
             with self._lock:
                 self._stateless_turns.remove(s)
-            self.model.release(s.state)
+            if s.state is not None:
+                self.model.release(s.state)
 
-        turn = self.engine.call(prepare)
-        return self.engine.submit(self.runner.run(turn), on_exit=finish)
+        return finish
+
+    def hold(self, state: object) -> Callable[[], None]:
+        """Count a throwaway `state` (n > 1 choices, text completions) against the KV budget until the
+        returned function releases it."""
+        now = self.clock.now()
+        return self._hold(Session("stateless", state, self.default_max_seq_len, now, now))
+
+    def reserve(self, state: object, tokens: int, copies: int = 0) -> None:
+        """On the engine thread: make room for a held `state` to grow to `tokens` tokens and for `copies`
+        more states of that size (503 insufficient_memory when they can't fit the KV budget)."""
+        size = self.model.bytes_for(tokens)
+        self.memory.make_room(max(0, size - self.model.nbytes(state)) + copies * size)
+
+    def _prepare_stateless(self, s: Session, request: ChatRequest, finish: Callable[[], None]):
+        """Give `s` a state (a cached prefix's copy, or a fresh one, primed with a long system prompt),
+        make room for the turn under the KV budget and prepare it; return it with the tokens primed."""
+        cache = self.prefix_cache
+        try:
+            self.memory.make_room(0)
+            hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
+            if hit is not None:
+                cache.resume(hit, s)
+            else:
+                s.state = self.model.new_state(self.default_max_seq_len)
+            turn = self.runner.prepare(s, request)
+            primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else 0
+            if primed:
+                turn = self.runner.prepare(s, request)
+            total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+            self.memory.make_room(self.memory.growth(s, total), keep=s)
+            return turn, primed
+        except BaseException:
+            finish()
+            raise
+
+    def _over_budget(self) -> int:
+        return 0 if self.kv_budget is None else self.memory.used() - self.kv_budget
 
     def rollback(self, session_id: str, keep_messages: object) -> SessionInfo:
         """Cut a session back to its first `keep_messages` messages."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
 
 from .errors import Conflict, ContextLengthExceeded, NotFound
-from .values import Message, ModelInfo, SamplingParams, SnapshotInfo
+from .logprobs import logprobs_of
+from .values import Message, ModelInfo, RawLogprob, SamplingParams, SnapshotInfo
 
 __all__ = ["FakeTokenizer", "FakeModel", "FakeState", "FakeSnapshotStore", "FixedClock", "SequentialIds"]
 
@@ -24,6 +26,7 @@ class FakeTokenizer:
         self._thinking_default = thinking_default
 
     eos_token_ids = frozenset({1})
+    special_ids = frozenset(range(_OFFSET))
     think_open = "<think>"
     think_close = "</think>"
     fingerprint = {"vocab": "fake-chars", "template": "fake-chatml"}
@@ -79,6 +82,7 @@ class FakeState:
     cap: int
     released: bool = False
     pending: list[int] | None = None
+    forced: int | None = None
 
 
 class FakeModel:
@@ -125,19 +129,56 @@ class FakeModel:
             n += 1
         return n
 
-    def sample(self, state: FakeState, params: SamplingParams, rng: random.Random) -> int:
+    def _logits(self, state: FakeState, params: SamplingParams) -> dict[int, float]:
+        """The toy distribution: printable ASCII, the state's hash pick 3 nats ahead; only eos once the
+        reply is long enough. logit_bias adds to it (an id outside it starts at -20)."""
+        if self._since_prompt(state) >= self.reply_len + 12:
+            table = {1: 0.0}
+        else:
+            table = {32 + k + _OFFSET: 0.0 for k in range(95)}
+            digest = hashlib.sha256(repr(state.ids).encode()).digest()
+            table[32 + digest[0] % 95 + _OFFSET] = 3.0
+        for tid, bias in params.logit_bias:
+            table[tid] = table.get(tid, -20.0) + bias
+        return table
+
+    def sample(self, state: FakeState, params: SamplingParams, rng: random.Random, allowed: bytes | None = None) -> int:
+        if allowed is not None:
+            state.forced = None
+            return self._sample_from(self._allowed(state, params, allowed), params, rng)
         if state.pending is None and self.script:
             state.pending = self.tok.encode(self.script.pop(0)) + [1]
+        state.forced = None
         if state.pending:
-            tid = state.pending.pop(0)
+            tid = state.forced = state.pending.pop(0)
             if not state.pending:
                 state.pending = None
             return tid
-        if self._since_prompt(state) >= self.reply_len + 12:
-            return 1
-        digest = hashlib.sha256(repr(state.ids).encode()).digest()
-        value = digest[0] if params.greedy else rng.randrange(256)
-        return 32 + value % 95 + _OFFSET
+        return self._sample_from(self._logits(state, params), params, rng)
+
+    def _allowed(self, state: FakeState, params: SamplingParams, allowed: bytes) -> dict[int, float]:
+        """The toy distribution over the ids a grammar allows (every allowed id at least at -20)."""
+        base = self._logits(state, params)
+        ids = [i for i in range(len(allowed) * 8) if allowed[i // 8] >> (i % 8) & 1]
+        return {i: max(base.get(i, -20.0), -20.0) for i in ids}
+
+    @staticmethod
+    def _sample_from(table: dict[int, float], params: SamplingParams, rng: random.Random) -> int:
+        if params.greedy:
+            return max(table, key=lambda t: (table[t], -t))
+        peak = max(table.values())
+        weights = {t: math.exp((v - peak) / params.temperature) for t, v in table.items()}
+        point = rng.random() * sum(weights.values())
+        for tid, weight in weights.items():
+            point -= weight
+            if point <= 0:
+                return tid
+        return tid
+
+    def token_logprobs(self, state: FakeState, params: SamplingParams, token_id: int, top_n: int) -> RawLogprob:
+        if state.forced == token_id:
+            return RawLogprob(token_id, 0.0, ((token_id, 0.0),)[:top_n])
+        return logprobs_of(self._logits(state, params), token_id, top_n)
 
     def length(self, state: FakeState) -> int:
         return len(state.ids)

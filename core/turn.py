@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator, Sequence
 import attrs
 
 from .engine import TurnCancelled
-from .errors import ContextLengthExceeded
+from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation, GenerationOutcome
-from .ports import ModelPort, StopRule, TokenizerPort
+from .ports import GrammarPort, ModelPort, StopRule, TokenizerPort, TokenMatcher
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
 from .session import Session
-from .values import ChatRequest, Message, PrefillProgress, StreamEvent, Usage
+from .values import ChatRequest, Message, PrefillProgress, SamplingParams, StreamEvent, Usage
 
 __all__ = ["TurnRunner", "PreparedTurn"]
 
@@ -30,6 +30,8 @@ class PreparedTurn:
     gen_ids: list[int]
     gen_text: str
     room: int
+    # The grammar's matcher when the request constrains the answer.
+    matcher: TokenMatcher | None = None
 
 
 @attrs.define(eq=False)
@@ -44,12 +46,14 @@ class TurnRunner:
     # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
     reply_parser: Callable[[str], tuple[str, tuple]] | None = None
     max_prompt_tokens: int | None = None
+    grammars: GrammarPort | None = None
     # Prefill new context in pieces of this many tokens (the model's own chunk size, so the work is the same)
     # and publish progress between them on `session.prefill`; None: one piece.
     prefill_chunk: int | None = None
 
     def prepare(self, session: Session, request: ChatRequest) -> PreparedTurn:
         """Validate and tokenize a turn without touching the model; raise on bad input."""
+        self._check_logit_bias(request)
         new = split_new_messages(session.transcript, request.messages)
         kwargs = dict(request.template_kwargs)
         plan = plan_prompt(self.tok, session.transcript, new, session.trailer, kwargs)
@@ -69,7 +73,25 @@ class TurnRunner:
                 f"{self.model.max_len(session.state)} tokens",
                 param="messages",
             )
-        return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room)
+        return PreparedTurn(session, request, new, kwargs, context_ids, gen_ids, plan.generation, room,
+                            self.matcher(request.sampling))
+
+    def matcher(self, params: SamplingParams) -> TokenMatcher | None:
+        """A fresh matcher for the request's grammar; a 400 when it can't be enforced."""
+        grammar = params.grammar
+        if grammar is None:
+            return None
+        if self.grammars is None:
+            raise InvalidRequest("structured output is not available on this server (no grammar library)",
+                                 param=grammar.param)
+        return self.grammars.matcher(grammar)
+
+    def _check_logit_bias(self, request: ChatRequest) -> None:
+        vocab = self.model.info.vocab_size
+        bad = [tid for tid, _ in request.sampling.logit_bias if tid >= vocab]
+        if bad:
+            raise InvalidRequest(f"logit_bias names token {bad[0]}, outside the vocabulary of {vocab} ids",
+                                 param="logit_bias")
 
     def run(self, turn: PreparedTurn, cancelled: Callable[[], bool] = lambda: False) -> Iterator[StreamEvent]:
         """Yield the turn's events; the last one is "done" with the finish reason and usage.
@@ -112,12 +134,14 @@ class TurnRunner:
             rng=random.Random(request.sampling.seed if request.sampling.seed is not None else self.entropy()),
             thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open),
             max_new=min(request.sampling.max_tokens, room),
+            matcher=turn.matcher,
         )
         yield from gen.run()
         session.ledger.extend(gen.out.fed_ids)
         reply = self._reply(gen.out, request)
         before = [*session.transcript, *new]
-        if gen.out.reasoning and request.discard_thinking:
+        if (gen.out.reasoning and request.discard_thinking) or gen.out.specials_dropped:
+            # The state then holds the reply as the template renders it, as the transcript says.
             self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
         session.transcript[:] = [*before, reply]
         session.trailer = closing_text(self.tok, session.transcript, kwargs)

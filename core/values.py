@@ -13,10 +13,13 @@ import attrs
 __all__ = [
     "Message",
     "SamplingParams",
+    "Grammar",
     "RepetitionParams",
     "ChatRequest",
     "Usage",
     "StreamEvent",
+    "RawLogprob",
+    "TokenLogprob",
     "ModelInfo",
     "SessionInfo",
     "SnapshotInfo",
@@ -75,6 +78,18 @@ class RepetitionParams:
 
 
 @attrs.frozen
+class Grammar:
+    """What the answer must match: a JSON schema (`kind` "json_schema", `source` its JSON text) or a Lark
+    grammar (`kind` "lark"). `strict`: a schema keyword the grammar library cannot enforce is an error,
+    not a warning. `param` names the request field it came from, for error messages."""
+
+    kind: str
+    source: str
+    strict: bool = False
+    param: str = "response_format"
+
+
+@attrs.frozen
 class SamplingParams:
     """How the next tokens are chosen and when generation stops."""
 
@@ -86,6 +101,12 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     reasoning_budget: int | None = None
     repetition: RepetitionParams = attrs.field(factory=RepetitionParams)
+    # (token id, bias) pairs added to the logits before greedy choice or sampling; bias in [-100, 100].
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # None: no log-probabilities; n >= 0: each answer token's log-probability and the n most likely.
+    logprobs: int | None = None
+    # The answer (after any thinking) must match this; None: free text.
+    grammar: Grammar | None = None
 
     @property
     def greedy(self) -> bool:
@@ -118,6 +139,25 @@ class Usage:
 
 
 @attrs.frozen
+class RawLogprob:
+    """What a model reports for a chosen token: its log-probability and the `n` most likely ids."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@attrs.frozen
+class TokenLogprob:
+    """A chosen token as clients see it: its text, log-probability and the most likely alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@attrs.frozen
 class StreamEvent:
     """One step of a generation: a text delta, or the end with its reason and usage.
 
@@ -128,6 +168,8 @@ class StreamEvent:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    # With SamplingParams.logprobs: the TokenLogprob of each token whose text this event releases.
+    logprobs: tuple = ()
 
 
 @attrs.frozen

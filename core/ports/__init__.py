@@ -1,6 +1,7 @@
 """Ports: the protocols the core needs from the driven side."""
 
 from .clock import Clock, IdSource, RandomIds, SystemClock
+from .grammar import GrammarPort, TokenMatcher
 from .model import ModelPort
 from .retriever import Passage, Retriever
 from .snapshots import SnapshotManifest, SnapshotStore
@@ -10,6 +11,7 @@ from .tokenizer import IncrementalDecoder, TokenizerPort
 __all__ = [
     "CONTINUE",
     "Clock",
+    "GrammarPort",
     "IdSource",
     "IncrementalDecoder",
     "ModelPort",
@@ -21,6 +23,7 @@ __all__ = [
     "StopRule",
     "StopRuleFactory",
     "SystemClock",
+    "TokenMatcher",
     "TokenizerPort",
     "Verdict",
 ]

@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..values import ModelInfo, SamplingParams
+from ..values import ModelInfo, RawLogprob, SamplingParams
 
 __all__ = ["ModelPort"]
 
@@ -29,8 +29,14 @@ class ModelPort(Protocol):
     def append(self, state: Any, token_ids: Sequence[int]) -> None:
         """Run `token_ids` through the model (chunked), extending the state and its next-token logits."""
 
-    def sample(self, state: Any, params: SamplingParams, rng: random.Random) -> int:
-        """Choose the next token from the state's logits (greedy when temperature is 0)."""
+    def sample(self, state: Any, params: SamplingParams, rng: random.Random, allowed: bytes | None = None) -> int:
+        """Choose the next token from the state's logits (greedy when temperature is 0).
+
+        `allowed`: a TokenMatcher's bitmask; ids outside it are never chosen."""
+
+    def token_logprobs(self, state: Any, params: SamplingParams, token_id: int, top_n: int) -> RawLogprob:
+        """Report `token_id`'s log-probability under the state's logits (with params.logit_bias, before
+        temperature, top-k and top-p) and the `top_n` most likely ids; call before appending `token_id`."""
 
     def length(self, state: Any) -> int:
         """Return the number of tokens the state holds."""

@@ -38,6 +38,10 @@ class TokenizerPort(Protocol):
         """The text that closes a thinking block (e.g. "</think>")."""
 
     @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of special tokens (the template's markers, padding, ...): never part of a reply's text."""
+
+    @property
     def fingerprint(self) -> Mapping[str, str]:
         """Hashes that identify the vocabulary and the chat template."""
 

@@ -10,13 +10,16 @@ from typing import Any
 import attrs
 
 from ...core import TurnHandle
+from ...core.choices import start_choices
 from .body import read_json
+from .choices import choices_stream, merge_choices
 from .disconnect import IDLE, ClientGone, ClientWatch, watched_events
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
 from .render import completion_json
+from .render_logprobs import chat_logprobs_json
 from .services import Get
-from .streaming import SseBody
+from .streaming import ClosingBody, SseBody
 from .toolcalls import ToolCallSplitter
 from .wire import ChatCall, parse_chat_request
 
@@ -69,6 +72,8 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
                 first = False
             if event.kind != "done":
                 timer.text()
+                if event.logprobs:
+                    yield "logprobs", event.logprobs
                 if event.kind == "reasoning":
                     yield "reasoning", event.text
                 else:
@@ -90,12 +95,14 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
         timer.end(reason)
 
 
-def collect(items: Iterator[tuple[str, Any]], cid: str, model: str) -> dict:
-    """Gather wire items into one chat completion."""
-    content, reasoning, calls = [], [], []
+def collect(items: Iterator[tuple[str, Any]], cid: str, model: str, logprobs: bool = False) -> dict:
+    """Gather wire items into one chat completion (with `logprobs`, the answer tokens' log-probabilities)."""
+    content, reasoning, calls, tokens = [], [], [], []
     finish, usage = "error", None
     for kind, value in items:
-        if kind == "content":
+        if kind == "logprobs":
+            tokens.extend(value)
+        elif kind == "content":
             content.append(value)
         elif kind == "reasoning":
             reasoning.append(value)
@@ -109,7 +116,8 @@ def collect(items: Iterator[tuple[str, Any]], cid: str, model: str) -> dict:
         message["reasoning_content"] = "".join(reasoning)
     if calls:
         message["tool_calls"] = calls
-    return completion_json(cid, model, message, finish, usage)
+    return completion_json(cid, model, message, finish, usage,
+                           chat_logprobs_json(tokens) if logprobs else None)
 
 
 @attrs.define
@@ -124,7 +132,11 @@ class ChatCompletions:
         arrived = time.perf_counter()
         svc = self.get()
         body = read_json(req, self.limits.max_body_bytes, required=True)
-        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens, svc.default_temperature)
+        fmt = getattr(svc.sessions.tok, "tool_call_format", "json")
+        call = parse_chat_request(body, svc.model_name, svc.default_max_tokens, svc.default_temperature, fmt)
+        if call.n > 1:
+            self._several(req, resp, call, svc, arrived, fmt)
+            return
         timer = self.metrics.turn(arrived, call.stream)
         try:
             handle = svc.sessions.chat(call.request)
@@ -132,7 +144,6 @@ class ChatCompletions:
             timer.end("rejected")
             raise
         timer.admitted()
-        fmt = getattr(svc.sessions.tok, "tool_call_format", "json")
         watch = ClientWatch(req.env.get("gunicorn.socket"))
         items = TurnItems(handle, watch, timer, call.parse_tool_calls, fmt)
         if watch.gone():
@@ -141,19 +152,53 @@ class ChatCompletions:
             raise ClientGone("the client closed the connection")
         self._respond(resp, call, items, svc.model_name)
 
+    def _several(self, req, resp, call: ChatCall, svc, arrived: float, fmt: str) -> None:
+        """n > 1: one prefill, n choices; each counts as a turn in the metrics."""
+        try:
+            handles = start_choices(svc.sessions, call.request, call.n)
+        except BaseException:
+            self.metrics.turn(arrived, call.stream).end("rejected")
+            raise
+        watch = ClientWatch(req.env.get("gunicorn.socket"))
+        streams = []
+        for handle in handles:
+            timer = self.metrics.turn(arrived, call.stream)
+            timer.admitted()
+            streams.append(TurnItems(handle, watch, timer, call.parse_tool_calls, fmt))
+        if watch.gone():
+            for items in streams:
+                items.close()
+            raise ClientGone("the client closed the connection")
+        cid = f"chatcmpl-{secrets.token_hex(12)}"
+        if call.stream:
+            _sse_headers(resp)
+            events = choices_stream(streams, cid, svc.model_name, call.include_usage, call.stream_thinking)
+            resp.stream = ClosingBody(events, streams)
+            return
+        try:
+            logprobs = call.request.sampling.logprobs is not None
+            resp.media = merge_choices([collect(items, cid, svc.model_name, logprobs) for items in streams])
+        finally:
+            for items in streams:
+                items.close()
+
     @staticmethod
     def _respond(resp, call: ChatCall, items, model: str) -> None:
         cid = f"chatcmpl-{secrets.token_hex(12)}"
         if call.stream:
-            resp.content_type = "text/event-stream"
-            resp.set_header("Cache-Control", "no-cache")
-            resp.set_header("X-Accel-Buffering", "no")
+            _sse_headers(resp)
             resp.stream = SseBody(items, cid, model, call.include_usage, call.stream_thinking)
             return
         try:
-            resp.media = collect(items, cid, model)
+            resp.media = collect(items, cid, model, call.request.sampling.logprobs is not None)
         finally:
             items.close()
+
+
+def _sse_headers(resp) -> None:
+    resp.content_type = "text/event-stream"
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")
 
 
 def client_gone_handler(req, resp, exc, params):

@@ -21,10 +21,12 @@ from ...adapters import (
     resolve_model_dir,
 )
 from ...adapters.cpu_threads import set_torch_threads
+from ...adapters.grammar import LLGuidanceGrammars
 from ...adapters.memory import default_kv_budget
 from ...adapters.placement import resolve_placement
 from ...core import ChatRequest, Engine, SessionService
 from ...core.ports import RandomIds, StopRule, SystemClock
+from ...core.prefix_cache import PrefixCache
 from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
 from ...storage.spill import SpillDir, default_spill_root
@@ -61,6 +63,8 @@ class Settings:
     kv_budget: int | None = None
     max_prompt_tokens: int | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # States kept for stateless requests that resend a conversation (0: no prefix cache).
+    prefix_cache: int = 8
     # torch's intra-op CPU threads in the engine (see adapters/cpu_threads.py for the default).
     torch_threads: int = 1
     # Save live sessions at a graceful stop and load them back at the next start (frontends/http/persist.py).
@@ -127,6 +131,8 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
         # Tool calls are read in the format the loaded chat template writes them.
         reply_parser=functools.partial(split_tool_calls, fmt=getattr(tok, "tool_call_format", "json")),
         max_prompt_tokens=settings.max_prompt_tokens,
+        grammars=LLGuidanceGrammars(tok, model.info.vocab_size),
+        prefix_cache=PrefixCache(model, settings.prefix_cache) if settings.prefix_cache else None,
         prefill_chunk=settings.chunk_size,
     )
     if settings.keep_sessions:

@@ -56,6 +56,14 @@ class _SessionCollector:
                                   value=service.memory.offloads)
         yield CounterMetricFamily("spl_session_restores", "Offloaded sessions brought back on use",
                                   value=service.memory.restores)
+        cache = service.prefix_cache
+        if cache is not None:
+            yield CounterMetricFamily("spl_prefix_cache_hits", "Stateless requests resumed from a cached prefix",
+                                      value=cache.hits)
+            yield CounterMetricFamily("spl_prefix_cache_misses", "Stateless requests with no cached prefix",
+                                      value=cache.misses)
+            yield GaugeMetricFamily("spl_prefix_cache_bytes", "Bytes of state held by the stateless prefix cache",
+                                    value=cache.nbytes())
         if service.kv_budget is not None:
             yield GaugeMetricFamily("spl_kv_budget_bytes", "The KV budget (--kv-budget, else free memory after "
                                     "the weights less headroom)", value=service.kv_budget)

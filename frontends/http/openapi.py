@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from .openapi_extra import extra_paths, extra_schemas
 from .openapi_schemas import ID_PATTERN, ref, schemas
 
 __all__ = ["openapi_document", "OpenApi"]
@@ -144,8 +145,8 @@ def openapi_document(secured: bool = False, version: str = "0.1.0") -> dict:
                  "description": "OpenAI-compatible chat completions with stateful sessions and snapshots. "
                                 "Every error body is {\"error\": {message, type, param, code}}."},
         "servers": [{"url": "/"}],
-        "paths": {**_core_paths(), **_session_paths(), **_snapshot_paths()},
-        "components": {"schemas": schemas()},
+        "paths": {**_core_paths(), **extra_paths(_op), **_session_paths(), **_snapshot_paths()},
+        "components": {"schemas": {**schemas(), **extra_schemas()}},
     }
     if secured:
         doc["security"] = [{"bearer": []}]

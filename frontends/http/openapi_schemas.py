@@ -65,13 +65,46 @@ def _neutral_fields() -> dict:
     """OpenAI fields this server accepts only at the value that changes nothing."""
     null = {"type": "null"}
     return {
-        "logprobs": {"enum": [False, None]}, "top_logprobs": {"enum": [0, None]},
         "presence_penalty": {"enum": [0, None]}, "frequency_penalty": {"enum": [0, None]},
-        "logit_bias": {"anyOf": [null, {"type": "object", "maxProperties": 0}]},
         "modalities": {"anyOf": [null, {"const": ["text"]}]},
         **{k: null for k in ("reasoning_effort", "functions", "function_call", "audio", "prediction",
                              "web_search_options")},
     }
+
+
+def _logit_fields() -> dict:
+    """logit_bias, logprobs and top_logprobs, as the chat and text completion requests share them."""
+    bias = {"type": ["object", "null"], "maxProperties": 1024, "propertyNames": {"pattern": "^[0-9]{1,9}$"},
+            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+            "description": "token id -> bias added to its logit before sampling (ids must be in the vocabulary)"}
+    return {"logit_bias": bias}
+
+
+def _chat_logprobs() -> dict:
+    token = {"token": _STR, "logprob": _NUM, "bytes": {"type": ["array", "null"], "items": _INT}}
+    item = _obj({**token, "top_logprobs": {"type": "array", "items": _obj(token, ("token", "logprob", "bytes"))}},
+                ("token", "logprob", "bytes", "top_logprobs"))
+    return _obj({"content": {"type": ["array", "null"], "items": item}, "refusal": {"type": ["array", "null"]}},
+                ("content",))
+
+
+def _response_format() -> dict:
+    spec = _obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "description": _NULL_STR,
+                 "schema": {"type": "object", "description": "a JSON Schema; absent: any JSON value"},
+                 "strict": {"type": ["boolean", "null"], "description": "schema keywords the server can't "
+                            "enforce are a 400 instead of being ignored"}}, ("name",))
+    return {"anyOf": [{"type": "null"}, _obj({"type": {"const": "text"}}, ("type",)),
+                      _obj({"type": {"const": "json_object"}}, ("type",)),
+                      _obj({"type": {"const": "json_schema"}, "json_schema": spec}, ("type", "json_schema"))],
+            "description": "json_object and json_schema constrain the answer (after any thinking) with a grammar"}
+
+
+def _tool_choice() -> dict:
+    named = _obj({"type": {"const": "function"}, "function": _obj({"name": _STR}, ("name",), closed=False)},
+                 ("type", "function"))
+    return {"anyOf": [{"enum": ["auto", "none", "required", None]}, named],
+            "description": "required or a named function: the answer is tool calls whose arguments match the "
+                           "declared parameters"}
 
 
 def _chat_request() -> dict:
@@ -87,7 +120,8 @@ def _chat_request() -> dict:
         "seed": {"type": ["integer", "null"], "minimum": -(1 << 63), "maximum": (1 << 64) - 1},
         "stop": {"anyOf": [{"type": "null"}, stop,
                            {"type": "array", "maxItems": MAX_STOP_STRINGS, "items": stop}]},
-        "n": {"enum": [1, None]},
+        "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 16,
+              "description": "choices from one prefill; more than 1 only without session_id"},
         "stream": {"type": ["boolean", "null"]},
         "stream_options": {"type": ["object", "null"],
                            "properties": {"include_usage": {"type": ["boolean", "null"]},
@@ -97,10 +131,14 @@ def _chat_request() -> dict:
                            "additionalProperties": False,
                            "description": "only with stream: true"},
         "tools": {"type": ["array", "null"], "maxItems": 128, "items": ref("Tool")},
-        "tool_choice": {"enum": ["auto", "none", None]},
+        "tool_choice": _tool_choice(),
         "parallel_tool_calls": {"type": ["boolean", "null"]},
-        "response_format": {"anyOf": [{"type": "null"}, _obj({"type": {"const": "text"}}, ("type",))]},
+        "response_format": _response_format(),
         **_neutral_fields(),
+        **_logit_fields(),
+        "logprobs": {"type": ["boolean", "null"], "description": "return each answer token's log-probability"},
+        "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20,
+                         "description": "also the most likely alternatives at each position; needs logprobs: true"},
         "user": _NULL_STR, "metadata": {"type": ["object", "null"]}, "store": {"type": ["boolean", "null"]},
         "service_tier": _NULL_STR, "prompt_cache_key": _NULL_STR, "safety_identifier": _NULL_STR,
         "session_id": {"anyOf": [{"type": "null"}, _ID]},
@@ -133,7 +171,7 @@ def _completion() -> dict:
                 ("id", "type", "function"))
     message = _obj({"role": {"const": "assistant"}, "content": _NULL_STR, "reasoning_content": _STR,
                     "tool_calls": {"type": "array", "items": call}}, ("role", "content"))
-    choice = _obj({"index": _INT, "message": message, "logprobs": {"type": "null"},
+    choice = _obj({"index": _INT, "message": message, "logprobs": {"anyOf": [{"type": "null"}, ref("ChatLogprobs")]},
                    "finish_reason": {"enum": ["stop", "length", "tool_calls", "repetition"]}},
                   ("index", "message", "finish_reason"))
     return _obj({"id": _STR, "object": {"const": "chat.completion"}, "created": _INT, "model": _STR,
@@ -191,6 +229,7 @@ def schemas() -> dict:
         "RepetitionDetection": _repetition(),
         "ChatCompletionRequest": _chat_request(),
         "Usage": _usage(),
+        "ChatLogprobs": _chat_logprobs(),
         "ChatCompletion": _completion(),
         "SessionCreate": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]},
                                "max_seq_len": {"type": ["integer", "null"], "minimum": 1}}),

@@ -62,26 +62,28 @@ def usage_json(usage: Usage) -> dict:
     }
 
 
-def completion_json(cid: str, model: str, message: dict, finish: str, usage: Usage) -> dict:
+def completion_json(cid: str, model: str, message: dict, finish: str, usage: Usage,
+                    logprobs: dict | None = None) -> dict:
     """Render a whole chat completion around an assistant message."""
     return {
         "id": cid,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
         "usage": usage_json(usage),
     }
 
 
-def chunk_json(cid: str, created: int, model: str, delta: dict, finish: str | None, with_usage: bool) -> dict:
+def chunk_json(cid: str, created: int, model: str, delta: dict, finish: str | None, with_usage: bool,
+               logprobs: dict | None = None) -> dict:
     """Render one streaming chunk with a single choice (`usage: null` when usage comes at the end)."""
     chunk: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
     }
     if with_usage:
         chunk["usage"] = None

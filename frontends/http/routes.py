@@ -10,6 +10,7 @@ import falcon
 from ...plugins import hookimpl
 from ...plugins.hookspecs import RegisterHttpRoute
 from .chat import ChatCompletions
+from .completions import Completions
 from .limits import Limits
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import OpenApi
@@ -27,6 +28,7 @@ from .resources import (
 )
 from .services import Get
 from .snapshots import SessionSave, SnapshotItem, SnapshotLoad, Snapshots
+from .tokenize import Detokenize, Tokenize
 
 __all__ = ["BuiltinRoutes", "MetricsResource", "mount"]
 
@@ -62,6 +64,9 @@ class BuiltinRoutes:
             "/v1/models": Models(get),
             "/v1/models/{model_id}": ModelItem(get),
             "/v1/chat/completions": ChatCompletions(get, met, lim),
+            "/v1/completions": Completions(get, met, lim),
+            "/tokenize": Tokenize(get, lim),
+            "/detokenize": Detokenize(get, lim),
             "/v1/sessions": Sessions(get, lim),
             "/v1/sessions/{session_id}": SessionItem(get),
             "/v1/sessions/{session_id}/history": SessionHistory(get),

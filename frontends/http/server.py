@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-threads", type=_threads, default=None,
                    help="CPU threads of the model's operators; 0 means all cores (default: $SPL_TORCH_THREADS "
                    f"or {DEFAULT_TORCH_THREADS}, measured fastest for the small default model)")
+    p.add_argument("--prefix-cache", type=int, default=8, metavar="N",
+                   help="model states kept for stateless requests that resend a conversation (0: off)")
     p.add_argument("--api-key", default=os.environ.get("SPL_API_KEY"),
                    help="require this bearer key on every route but /health (default: $SPL_API_KEY)")
     p.add_argument("--no-keep-sessions", action="store_true",
@@ -115,7 +117,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         model=a.model, host=a.host, port=a.port, chunk_size=a.chunk_size, dtype=a.dtype, device=a.device,
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
-        max_body_bytes=a.max_body_bytes, torch_threads=torch_threads, keep_sessions=not a.no_keep_sessions,
+        max_body_bytes=a.max_body_bytes, prefix_cache=max(0, a.prefix_cache), torch_threads=torch_threads,
+        keep_sessions=not a.no_keep_sessions,
         allowed_hosts=parse_allowed_hosts(",".join(a.allow_host or ()) or os.environ.get(ALLOWED_HOSTS_ENV)),
     )
 

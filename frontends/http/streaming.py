@@ -12,8 +12,9 @@ from typing import Any
 from .disconnect import ClientGone
 from .errors import classify
 from .render import chunk_json, usage_chunk_json, usage_json
+from .render_logprobs import chat_logprobs_json
 
-__all__ = ["sse_stream", "sse_event", "SseBody", "DONE"]
+__all__ = ["sse_stream", "sse_event", "thinking_delta", "SseBody", "ClosingBody", "DONE", "KEEPALIVE"]
 
 log = logging.getLogger(__name__)
 
@@ -27,29 +28,44 @@ def sse_event(payload: object) -> bytes:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
+def thinking_delta(text: str, stream_thinking: bool) -> dict:
+    """A thinking delta; `stream_thinking` (the published client's flag) repeats it as `delta.thinking`."""
+    return {"reasoning_content": text, "thinking": text} if stream_thinking else {"reasoning_content": text}
+
+
 def _chunks(items: Iterator[tuple[str, Any]], chunk, usage_chunk, include_usage: bool,
             stream_thinking: bool) -> Iterator[bytes]:
     calls = 0
+    # Token log-probabilities ride on the next content chunk (or the finishing one).
+    tokens: list = []
+
+    def lp():
+        out = chat_logprobs_json(tokens) if tokens else None
+        tokens.clear()
+        return out
+
     for kind, value in items:
-        if kind == "done":
+        if kind == "logprobs":
+            tokens.extend(value)
+        elif kind == "done":
             finish, usage = value
+            final = chunk({}, finish, include_usage, lp())
             if include_usage:
-                yield sse_event(chunk({}, finish, include_usage))
+                yield sse_event(final)
                 yield sse_event(usage_chunk(usage))
             else:
                 # The published superlinear client reads usage from the finish chunk; OpenAI clients
                 # accept it there (the chunk's optional `usage`).
-                yield sse_event({**chunk({}, finish, include_usage), "usage": usage_json(usage)})
+                yield sse_event({**final, "usage": usage_json(usage)})
         elif kind == "idle":
             yield KEEPALIVE
         elif kind == "tool_call":
             yield sse_event(chunk({"tool_calls": [{"index": calls, **value}]}, None, include_usage))
             calls += 1
         elif kind == "content":
-            yield sse_event(chunk({"content": value}, None, include_usage))
+            yield sse_event(chunk({"content": value}, None, include_usage, lp()))
         else:
-            delta = {"reasoning_content": value, "thinking": value} if stream_thinking else {"reasoning_content": value}
-            yield sse_event(chunk(delta, None, include_usage))
+            yield sse_event(chunk(thinking_delta(value, stream_thinking), None, include_usage))
 
 
 def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_usage: bool,
@@ -99,3 +115,23 @@ class SseBody:
         """Called by the server when the response ends or the client is gone; cancels a running turn."""
         self._events.close()
         self._items.close()
+
+
+class ClosingBody:
+    """A streamed response body over several turns' items (n choices): closing it closes every one of them,
+    cancelling their turns, even before the first byte was asked for."""
+
+    def __init__(self, events: Iterator[bytes], streams):
+        self._events, self._streams = events, streams
+
+    def __iter__(self) -> ClosingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Called by the server when the response ends or the client is gone."""
+        self._events.close()
+        for items in self._streams:
+            items.close()

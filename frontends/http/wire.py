@@ -8,6 +8,10 @@ from typing import Any
 import attrs
 
 from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams
+from ...core.choices import MAX_CHOICES
+from ...core.values import Grammar
+from .structured import forced_tools, response_grammar, tool_grammar
+from .wire_logits import parse_chat_logprobs, parse_logit_bias
 from .wire_messages import parse_messages, parse_tools, require
 
 __all__ = ["ChatCall", "parse_chat_request", "CHAT_FIELDS"]
@@ -16,9 +20,6 @@ __all__ = ["ChatCall", "parse_chat_request", "CHAT_FIELDS"]
 _NEUTRAL = {
     "presence_penalty": (None, 0, 0.0),
     "frequency_penalty": (None, 0, 0.0),
-    "logit_bias": (None, {}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "reasoning_effort": (None,),
     "functions": (None,),
     "function_call": (None,),
@@ -35,7 +36,7 @@ _IGNORED = {"user": str, "metadata": dict, "store": bool, "service_tier": str, "
 _HANDLED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "seed",
             "stop", "n", "stream", "stream_options", "tools", "tool_choice", "response_format", "session_id",
             "reasoning_budget", "chat_template_kwargs", "discard_thinking", "repetition_detection",
-            "stream_thinking")
+            "logit_bias", "logprobs", "top_logprobs", "stream_thinking")
 CHAT_FIELDS = frozenset((*_NEUTRAL, *_IGNORED, *_HANDLED))
 
 # Below this a temperature is greedy in effect, and dividing logits by it overflows.
@@ -55,6 +56,7 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     parse_tool_calls: bool = False
+    n: int = 1
     stream_thinking: bool = False
 
 
@@ -135,6 +137,8 @@ def _sampling(body: Mapping, default_max: int, default_temperature: float) -> Sa
         stop=_stop(body),
         reasoning_budget=_int(body, "reasoning_budget", None, 1),
         repetition=_repetition(body),
+        logit_bias=parse_logit_bias(body),
+        logprobs=parse_chat_logprobs(body),
     )
 
 
@@ -149,10 +153,6 @@ def _check_neutral(body: Mapping) -> None:
     for key, kind in _IGNORED.items():
         value = body.get(key)
         require(value is None or isinstance(value, kind), f"{key} must be of type {kind.__name__}", key)
-    require(body.get("n") in (None, 1) and not isinstance(body.get("n"), bool), "only n=1 is supported", "n")
-    fmt = body.get("response_format")
-    require(fmt is None or fmt == {"type": "text"}, "only response_format {\"type\": \"text\"} is supported",
-            "response_format")
 
 
 _RESERVED_TEMPLATE_KWARGS = frozenset({"messages", "add_generation_prompt", "tools", "bos_token", "eos_token", "self"})
@@ -201,16 +201,28 @@ def model_matches(requested: str, served: str) -> bool:
 
 def _tool_choice(body: Mapping, tools: list | None) -> bool:
     """Return whether tool calls are parsed out of the answer."""
-    choice = body.get("tool_choice")
-    require(choice in (None, "auto", "none"), "tool_choice must be \"auto\" or \"none\" (forcing a tool is not "
-            "supported)", "tool_choice")
-    return bool(tools) and choice != "none"
+    return bool(tools) and body.get("tool_choice") != "none"
 
 
-def parse_chat_request(body: Any, model_name: str, default_max: int, default_temperature: float = 1.0) -> ChatCall:
+def _grammar(body: Mapping, tools: list | None, tool_format: str) -> Grammar | None:
+    """What the answer must match: the forced tool calls, or the response format."""
+    forced = forced_tools(body, tools)
+    fmt = response_grammar(body)
+    require(forced is None or fmt is None, "response_format json and a forced tool_choice exclude each other",
+            "response_format")
+    if forced is None:
+        return fmt
+    # "required" allows several calls unless parallel_tool_calls is false; a named function is one call.
+    several = body.get("tool_choice") == "required" and body.get("parallel_tool_calls") is not False
+    return tool_grammar(forced, several, tool_format)
+
+
+def parse_chat_request(body: Any, model_name: str, default_max: int, default_temperature: float = 1.0,
+                       tool_format: str = "json") -> ChatCall:
     """Validate an OpenAI chat-completions body; raise InvalidRequest naming the bad field.
 
-    `default_temperature` (the model's generation_config.json) applies when the body names no temperature.
+    `default_temperature` (the model's generation_config.json) applies when the body names no temperature;
+    `tool_format` is how the chat template writes tool calls (forced calls are constrained to it).
     """
     require(isinstance(body, dict), "the request body must be a JSON object", "body")
     _check_neutral(body)
@@ -223,11 +235,12 @@ def parse_chat_request(body: Any, model_name: str, default_max: int, default_tem
     stream, include_usage = _stream_flags(body)
     request = ChatRequest(
         messages=parse_messages(body.get("messages")),
-        sampling=_sampling(body, default_max, default_temperature),
+        sampling=attrs.evolve(_sampling(body, default_max, default_temperature), grammar=_grammar(body, tools, tool_format)),
         session_id=sid,
         template_kwargs=_template_kwargs(body, tools),
         discard_thinking=_bool(body, "discard_thinking", True),
     )
     # stream_thinking (the published client's flag) adds `delta.thinking` beside `delta.reasoning_content`.
     stream_thinking = _bool(body, "stream_thinking", False)
-    return ChatCall(request, stream, include_usage, _tool_choice(body, tools), stream_thinking)
+    return ChatCall(request, stream, include_usage, _tool_choice(body, tools), _int(body, "n", 1, 1, MAX_CHOICES),
+                    stream_thinking)

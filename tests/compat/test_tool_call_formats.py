@@ -137,3 +137,63 @@ def test_the_server_reads_xml_calls_when_the_template_writes_them():
                 == [("get_weather", {"city": "Paris"})]
     finally:
         sessions.engine.stop()
+
+
+def _accepts(grammars, grammar, text: str, tok: HFTokenizer) -> bool:
+    """Whether the grammar's matcher takes `text` (tokenized by the real tokenizer) and can end there."""
+    import llguidance
+
+    matcher = llguidance.LLMatcher(grammars._tokenizer(), grammars.compile(grammar))
+    for tid in tok.encode(text):
+        if not matcher.consume_token(tid):
+            return False
+    return matcher.is_accepting()
+
+
+def test_forced_xml_tool_calls_follow_the_template_s_format():
+    """tool_choice "required" with the released model's template: the grammar takes exactly the calls the
+    template renders (declared parameters, objects and arrays as JSON of their schema), not JSON blocks."""
+    from superlinear.adapters.grammar import LLGuidanceGrammars
+    from superlinear.frontends.http.structured import tool_grammar
+
+    tok = tokenizer(XML_TEMPLATE)
+    grammars = LLGuidanceGrammars(tok, tok.vocab_size)
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}, "units": {"type": "string"}},
+            "required": ["city"]}}},
+        {"type": "function", "function": {"name": "search", "parameters": {
+            "type": "object", "properties": {
+                "query": {"type": "string"},
+                "filters": {"type": "object", "properties": {"year": {"type": "integer"},
+                                                             "tags": {"type": "array", "items": {"type": "string"}}},
+                            "required": ["year"], "additionalProperties": False},
+                "ids": {"type": "array", "items": {"type": "integer"}}},
+            "required": ["query", "filters"]}}},
+    ]
+    several = tool_grammar(tools, True, "xml")
+    # What the model writes under the grammar: the template's layout, JSON values compact.
+    answer = ("<tool_call>\n<function=get_weather>\n<parameter=city>\nSão Paulo\n</parameter>\n"
+              "<parameter=units>\nmetric\n</parameter>\n</function>\n</tool_call>\n"
+              "<tool_call>\n<function=search>\n<parameter=query>\na & c\nsecond line\n</parameter>\n"
+              '<parameter=filters>\n{"year":2024,"tags":["x","y"]}\n</parameter>\n'
+              "<parameter=ids>\n[1,2,3]\n</parameter>\n</function>\n</tool_call>")
+    assert _accepts(grammars, several, answer, tok)
+    _, calls = split_tool_calls(answer, "xml")
+    assert names_and_arguments(calls) == [
+        ("get_weather", {"city": "São Paulo", "units": "metric"}),
+        ("search", {"query": "a & c\nsecond line", "filters": {"year": 2024, "tags": ["x", "y"]}, "ids": [1, 2, 3]})]
+    one = tool_grammar(tools[:1], False, "xml")
+    call = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
+    assert _accepts(grammars, one, call, tok)
+    assert split_tool_calls(call, "xml")[1][0]["function"]["arguments"] == json.dumps({"city": "Paris"})
+    # The JSON form, a missing required parameter, an undeclared one, a schema-breaking object: refused.
+    assert not _accepts(grammars, one, '<tool_call>{"name": "get_weather", "arguments": {"city": "P"}}</tool_call>', tok)
+    assert not _accepts(grammars, one, "<tool_call>\n<function=get_weather>\n</function>\n</tool_call>", tok)
+    assert not _accepts(grammars, one, call.replace("city", "town"), tok)
+    bad = answer.replace('{"year":2024', '{"year":"2024"')
+    assert bad != answer and not _accepts(grammars, several, bad, tok)
+    # Only the named tool when one is forced; JSON templates keep the JSON form.
+    assert not _accepts(grammars, tool_grammar(tools[1:], False, "xml"), call, tok)
+    assert _accepts(grammars, tool_grammar(tools[:1], False, "json"),
+                    '<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>', tok)

@@ -56,7 +56,7 @@ def test_unknown_routes_and_methods(strict_server):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("n", 2), ("response_format", {"type": "json_object"}), ("logprobs", True), ("presence_penalty", 0.5),
+    ("n", 0), ("response_format", {"type": "xml"}), ("logprobs", "yes"), ("presence_penalty", 0.5),
     ("temperature", 3), ("top_p", -0.1), ("max_tokens", 0), ("stop", ""), ("tool_choice", "required"),
     ("model", "another-model"), ("session_id", 5), ("reasoning_budget", "many"), ("frobnicate", 1),
     ("stream_options", {"include_usage": True}), ("messages", [{"role": "wizard", "content": "x"}]),

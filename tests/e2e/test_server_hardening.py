@@ -17,7 +17,7 @@ from superlinear.frontends.http.metrics import Metrics
 from superlinear.frontends.http.openapi import openapi_document
 from superlinear.frontends.http.server import parse_settings
 from superlinear.frontends.http.snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
-from superlinear.frontends.http.streaming import SseBody
+from superlinear.frontends.http.streaming import ClosingBody, SseBody
 from superlinear.frontends.http.wire import MAX_STOP_CHARS, parse_chat_request
 from superlinear.plugins import build_plugin_manager
 from superlinear.storage import (
@@ -96,6 +96,19 @@ def test_a_streamed_body_closed_before_its_first_chunk_cancels_the_turn():
     body = SseBody(TurnItems(handle, ClientWatch(None), timer, False), "chatcmpl-x", "m", False)
     body.close()  # what the server does when the first write fails: the body was never iterated
     assert handle.cancelled
+
+
+def test_a_body_of_several_choices_closed_before_its_first_chunk_cancels_every_turn():
+    from superlinear.frontends.http.choices import choices_stream
+    from superlinear.frontends.http.completions import completion_stream
+    from superlinear.frontends.http.wire_completions import CompletionCall
+
+    for stream in (lambda items: choices_stream(items, "chatcmpl-x", "m", False),
+                   lambda items: completion_stream(items, CompletionCall(None), "cmpl-x", "m")):
+        handles = [_Handle(), _Handle()]
+        items = [TurnItems(h, ClientWatch(None), Metrics(lambda: None).turn(0.0, True), False) for h in handles]
+        ClosingBody(stream(items), items).close()
+        assert all(h.cancelled for h in handles)
 
 
 @pytest.fixture
@@ -186,6 +199,47 @@ def test_the_kv_budget_applies_to_stateless_requests_as_to_sessions(model):
         assert services.sessions.memory.used() == services.sessions.model.nbytes(services.sessions.session("kv").state)
     finally:
         services.sessions.engine.stop()
+
+
+def test_the_kv_budget_covers_several_choices_completions_and_the_prefix_cache(model):
+    """n > 1 choices and text completions hold their states under the budget like a stateless turn; the
+    prefix cache's states count too, and are given back first."""
+    from superlinear.core.prefix_cache import PrefixCache
+
+    services = fake_services(model, kv_budget=8 * 300)  # the fake model holds 8 bytes per token
+    sessions = services.sessions
+    client = app_client(services)
+    try:
+        small = [{"role": "user", "content": "hi"}]
+        # One prompt of ~130 tokens (the fake tokenizer has one per character) fits; three copies do not.
+        mid = [{"role": "user", "content": "word " * 20}]
+        refused = client.simulate_post("/v1/chat/completions", json={"messages": mid, "max_tokens": 4, "n": 3})
+        assert refused.status_code == 503 and refused.json["error"]["code"] == "insufficient_memory", refused.text
+        assert client.simulate_post("/v1/chat/completions",
+                                    json={"messages": mid, "max_tokens": 4, "n": 1}).status_code == 200
+        fits = client.simulate_post("/v1/chat/completions", json={"messages": small, "max_tokens": 4, "n": 3})
+        assert fits.status_code == 200 and len(fits.json["choices"]) == 3, fits.text
+        refused = client.simulate_post("/v1/completions", json={"prompt": "word " * 400, "max_tokens": 4})
+        assert refused.status_code == 503 and refused.json["error"]["code"] == "insufficient_memory", refused.text
+        assert client.simulate_post("/v1/completions", json={"prompt": "hi", "max_tokens": 4, "n": 2}).status_code == 200
+        assert sessions.memory.used() == 0
+    finally:
+        sessions.engine.stop()
+
+    services = fake_services(model, kv_budget=8 * 300)
+    sessions = services.sessions
+    sessions.prefix_cache = sessions.memory.cache = PrefixCache(sessions.model, 4)
+    client = app_client(services)
+    try:
+        first = client.simulate_post("/v1/chat/completions", json={"messages": small, "max_tokens": 4})
+        assert first.status_code == 200
+        assert len(sessions.prefix_cache) == 1 and sessions.memory.used() == sessions.prefix_cache.nbytes() > 0
+        # A request that needs nearly the whole budget gets it: the cached state is given back.
+        big = [{"role": "user", "content": "w" * 250}]
+        assert client.simulate_post("/v1/chat/completions", json={"messages": big, "max_tokens": 4}).status_code == 200
+        assert sessions.memory.used() == sessions.prefix_cache.nbytes() <= 8 * 300
+    finally:
+        sessions.engine.stop()
 
 
 @pytest.mark.parametrize("body", [

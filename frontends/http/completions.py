@@ -1,0 +1,152 @@
+"""POST /v1/completions: OpenAI text completions, JSON or server-sent events, on the engine's machinery."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from ...core.completion import start_completion
+from .body import read_json
+from .chat import TurnItems
+from .choices import total_usage
+from .disconnect import ClientGone, ClientWatch
+from .errors import classify
+from .limits import Limits
+from .metrics import Metrics
+from .render import usage_json
+from .render_logprobs import completion_logprobs_json
+from .services import Get
+from .streaming import DONE, KEEPALIVE, ClosingBody, sse_event
+from .wire_completions import CompletionCall, parse_completion_request
+
+__all__ = ["Completions", "collect_completion", "completion_stream"]
+
+log = logging.getLogger(__name__)
+
+
+def _envelope(cid: str, created: int, model: str, choices: list, **extra: Any) -> dict:
+    return {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": choices,
+            **extra}
+
+
+def _choice(text: str, logprobs: dict | None, finish: str | None, index: int = 0) -> dict:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+
+
+def _gather(items: Iterator[tuple[str, Any]], call: CompletionCall, index: int) -> tuple[dict, Any]:
+    """One choice from its wire items, and its usage."""
+    text, tokens = [call.echo or ""], []
+    finish, usage = "error", None
+    for kind, value in items:
+        if kind == "logprobs":
+            tokens.extend(value)
+        elif kind == "content":
+            text.append(value)
+        elif kind == "done":
+            finish, usage = value
+    logprobs = completion_logprobs_json(tokens, len(call.echo or "")) if call.logprobs else None
+    return _choice("".join(text), logprobs, finish, index), usage
+
+
+def collect_completion(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> dict:
+    """Gather each choice's wire items into one text completion (usage: the prompt once, every choice's
+    completion tokens)."""
+    done = [_gather(items, call, i) for i, items in enumerate(streams)]
+    usage = total_usage([u for _, u in done])
+    return _envelope(cid, int(time.time()), model, [c for c, _ in done], usage=usage_json(usage))
+
+
+def _events(items, call: CompletionCall, index: int, chunk, usages: list) -> Iterator[bytes]:
+    offset, tokens = 0, []
+    if call.echo:
+        offset = len(call.echo)
+        yield sse_event(chunk([_choice(call.echo, None, None, index)]))
+    for kind, value in items:
+        if kind == "idle":
+            yield KEEPALIVE
+        elif kind == "logprobs":
+            tokens.extend(value)
+        elif kind in ("content", "done"):
+            text, finish = (value, None) if kind == "content" else ("", value[0])
+            lp = completion_logprobs_json(tokens, offset) if call.logprobs else None
+            offset += len(text)
+            tokens.clear()
+            yield sse_event(chunk([_choice(text, lp, finish, index)]))
+            if kind == "done":
+                usages.append(value[1])
+
+
+def completion_stream(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> Iterator[bytes]:
+    """Yield the SSE bytes of a completion: each choice's text chunks (one with its finish reason), the
+    optional usage, [DONE]. An error after the start goes out as `data: {"error": ...}`, then `[DONE]`."""
+    created = int(time.time())
+
+    def chunk(choices: list, **extra: Any) -> dict:
+        usage = {"usage": None} if call.include_usage else {}
+        return _envelope(cid, created, model, choices, **{**usage, **extra})
+
+    usages: list = []
+    try:
+        for index, items in enumerate(streams):
+            yield from _events(items, call, index, chunk, usages)
+        if call.include_usage:
+            yield sse_event(chunk([], usage=usage_json(total_usage(usages))))
+    except ClientGone:
+        return
+    except Exception as exc:  # noqa: BLE001 - the stream has started; report in-band
+        status, body = classify(exc)
+        if status >= 500 and body["error"]["code"] == "internal_error":
+            log.exception("a streamed completion failed")
+        yield sse_event(body)
+    finally:
+        for items in streams:
+            items.close()
+    yield DONE
+
+
+@attrs.define
+class Completions:
+    """The OpenAI (legacy) text completions endpoint: a prompt in, its continuation out."""
+
+    get: Get
+    metrics: Metrics
+    limits: Limits
+
+    def on_post(self, req, resp):
+        arrived = time.perf_counter()
+        svc = self.get()
+        body = read_json(req, self.limits.max_body_bytes, required=True)
+        call = parse_completion_request(body, svc.model_name, svc.sessions.tok, svc.sessions.model.info.vocab_size,
+                                        svc.default_temperature)
+        try:
+            handles = start_completion(svc.sessions, call.request, call.n)
+        except BaseException:
+            self.metrics.turn(arrived, call.stream).end("rejected")
+            raise
+        watch = ClientWatch(req.env.get("gunicorn.socket"))
+        streams = []
+        for handle in handles:
+            timer = self.metrics.turn(arrived, call.stream)
+            timer.admitted()
+            streams.append(TurnItems(handle, watch, timer, False))
+        if watch.gone():
+            for items in streams:
+                items.close()
+            raise ClientGone("the client closed the connection")
+        cid = f"cmpl-{secrets.token_hex(12)}"
+        if call.stream:
+            resp.content_type = "text/event-stream"
+            resp.set_header("Cache-Control", "no-cache")
+            resp.set_header("X-Accel-Buffering", "no")
+            resp.stream = ClosingBody(completion_stream(streams, call, cid, svc.model_name), streams)
+            return
+        try:
+            resp.media = collect_completion(streams, call, cid, svc.model_name)
+        finally:
+            for items in streams:
+                items.close()
