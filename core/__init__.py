@@ -17,7 +17,7 @@ from .ids import validate_id
 from .memory import MemoryManager
 from .session import Session
 from .sessions import SessionService
-from .snapshots import SnapshotService
+from .snapshots import PublishedSource, SnapshotService
 from .turn import PreparedTurn, TurnRunner
 from .values import (
     ChatRequest,
