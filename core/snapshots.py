@@ -126,6 +126,7 @@ class SnapshotService:
         is refused, since the ids would not describe the state. Nothing is written on refusal.
         """
         svc = self.svc
+        start = svc.clock.now()
         sid = source.snapshot_id if _usable_id(source.snapshot_id) else svc.ids.new_id("")
         if self._stored(sid):
             raise Conflict(f"snapshot {sid!r} exists already (imported before?); delete it to import again",
@@ -140,7 +141,7 @@ class SnapshotService:
         self.check_ledger(manifest)
         info = svc.store.save(manifest, iter(arrays.items()))
         return {"snapshot_id": info.snapshot_id, "tokens": len(ledger), "bytes": info.bytes,
-                "messages": len(source.transcript), "logits": False}
+                "messages": len(source.transcript), "logits": False, "seconds": svc.clock.now() - start}
 
     def _stored(self, snapshot_id: str) -> bool:
         try:
