@@ -25,6 +25,10 @@ from .wire_messages import parse_messages
 
 __all__ = ["SnapshotImport"]
 
+# The message fields the published server's template rendering reads; others it stored (a client's extra
+# keys) never reached its cache, so they are dropped rather than refused.
+_RENDERED = ("role", "content", "tool_calls", "tool_call_id")
+
 
 @attrs.define
 class SnapshotImport:
@@ -56,8 +60,10 @@ class SnapshotImport:
 
 def _source(published: PublishedSnapshot) -> PublishedSource:
     """The manifest and transcript fields an import keeps, validated as a chat request's would be."""
+    messages = [{k: v for k, v in m.items() if k in _RENDERED} if isinstance(m, dict) else m
+                for m in published.messages]
     try:
-        transcript = parse_messages(published.messages) if published.messages else ()
+        transcript = parse_messages(messages) if messages else ()
     except InvalidRequest as exc:
         raise SnapshotError(f"transcript.json: {exc.message}", param="path") from exc
     meta = published.metadata

@@ -14,13 +14,17 @@ import os
 import sys
 from pathlib import Path
 
+import falcon.testing
 import pytest
 import requests
 import torch
 from superlinear.adapters import default_model_dir
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.frontends.cli.main import main
+from superlinear.frontends.http import AppOptions, ServiceHolder, create_app
 from superlinear.storage import FilesystemSnapshotStore
+
+from .test_server_inprocess import fake_services
 
 NO_THINK = {"enable_thinking": False}
 HISTORY = [{"role": "user", "content": "Name three colours."},
@@ -191,3 +195,26 @@ class _Exploit:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.path),))
+
+
+def _app(secured: bool):
+    services = fake_services()
+    app = create_app(ServiceHolder(lambda: services, background=False),
+                     AppOptions(load_plugins=False, api_key="k" if secured else None))
+    return falcon.testing.TestClient(app), services
+
+
+@pytest.mark.parametrize("secured", [False, True])
+def test_import_is_for_loopback_clients_unless_an_api_key_guards_the_server(secured):
+    client, services = _app(secured)
+    headers = {"Authorization": "Bearer k"} if secured else {}
+    try:
+        body = {"path": "/nonexistent-dir"}
+        far = client.simulate_post("/v1/snapshots/import", json=body, headers=headers, remote_addr="10.1.2.3")
+        near = client.simulate_post("/v1/snapshots/import", json=body, headers=headers, remote_addr="127.0.0.1")
+    finally:
+        services.sessions.engine.stop()
+    assert far.status_code == (400 if secured else 403), far.text
+    assert set(far.json["error"]) == {"message", "type", "param", "code"}
+    # Past the guard, the fake model cannot import published snapshots: a 400, never a file read.
+    assert near.status_code == 400 and "cannot import" in near.json["error"]["message"]
