@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,13 @@ def load_cache(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SnapshotError(f"{path.name} is missing")
     try:
-        cache = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # Mapped, not read into memory, when in torch's zip format (the default since torch 1.6).
+        mapped = zipfile.is_zipfile(path)
+        cache = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as exc:
         raise SnapshotError(
             f"{path.name} holds something other than tensors and plain containers, so it was not read "
-            f"(only weights_only unpickling is allowed): {_first_line(exc)}"
+            f"(only weights_only unpickling is allowed){_refused_part(exc)}"
         ) from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise SnapshotError(f"{path.name} cannot be read as a torch file: {_first_line(exc)}") from exc
@@ -104,6 +107,15 @@ def _json(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise SnapshotError(f"{path.name} holds no JSON object")
     return doc
+
+
+def _refused_part(exc: BaseException) -> str:
+    """The part of torch's refusal that names what was refused (a global, an opcode), not its advice."""
+    for marker in ("Unsupported global:", "Unsupported operand"):
+        at = str(exc).find(marker)
+        if at >= 0:
+            return ": " + str(exc)[at:].split(". ")[0].splitlines()[0].strip()
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:
