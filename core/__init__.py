@@ -56,6 +56,7 @@ __all__ = [
     "SessionService",
     "SnapshotError",
     "SnapshotInfo",
+    "PublishedSource",
     "SnapshotService",
     "StreamEvent",
     "SuperlinearError",
