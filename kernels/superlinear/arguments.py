@@ -1,11 +1,13 @@
 """Validation of a whole Superlinear attention call, shared by the prefill and decode entry points."""
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 from ..common.env import asserts_enabled
 from ..common.validation import (
     AttentionShapes,
     graph_capturing,
+    require,
     require_int,
     validate_attention_inputs,
     validate_monotonic_positions,
@@ -51,6 +53,41 @@ def published_params(
         span_power=span_power,
         inv_search_power_int=inv_search_power_int,
     ).validate()
+
+
+# What a published call that takes no such argument means by it: no backward or forward extent, the
+# square-root span length (the published defaults where a function has no say in them).
+_NEUTRAL = {"backward_factor": 0, "forward_factor": 0, "span_power": 0.5}
+
+
+def params_from(args: Mapping, num_spans: int = 1) -> SuperlinearParams:
+    """``published_params`` from a published call's arguments (its ``locals()``), with ``num_spans`` spans.
+
+    ``sw_index``, ``search_power`` and ``inv_search_power_int`` are read from ``args``; the factors and
+    the span power too where the call takes them, else they are neutral (``_NEUTRAL``).
+    """
+    value = {**_NEUTRAL, **args}.__getitem__
+    return published_params(
+        value("sw_index"),
+        num_spans,
+        value("backward_factor"),
+        value("forward_factor"),
+        value("span_power"),
+        value("search_power"),
+        value("inv_search_power_int"),
+    )
+
+
+def require_multihead(Q2, K, function: str, grouped: str | None = None) -> None:
+    """Require as many KV heads as query heads (the published multi-head names); ValueError naming K.
+
+    ``grouped`` names what to call instead for grouped KV heads, for the message.
+    """
+    hint = "" if grouped is None else f"; use {grouped} for grouped KV heads"
+    require(
+        Q2.dim() == 4 and K.dim() == 4 and Q2.shape[1] == K.shape[1],
+        f"K: {function} is multi-head (HQ == HKV), got Q2 {tuple(Q2.shape)}, K {tuple(K.shape)}{hint}",
+    )
 
 
 def require_knobs(**knobs) -> None:

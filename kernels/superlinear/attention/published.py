@@ -10,9 +10,7 @@ unchanged; unknown keywords raise TypeError like any Python function.
 
 import torch
 
-from ...common.validation import require
-from ..arguments import published_params, require_knobs, resolve_cache_position, resolve_topk
-from ..params import SuperlinearParams
+from ..arguments import params_from, require_knobs, require_multihead, resolve_cache_position, resolve_topk
 from ..span.published import (
     decode_attention,
     decode_attention_gqa,
@@ -50,15 +48,22 @@ __all__ = [
 ]
 
 
-def _attend(Q1, Q2, K, V, positions, attention_mask, params: SuperlinearParams, *, mha: bool = False):
-    """Run the exact math; ``mha`` entry points also require as many KV heads as query heads."""
+def _prefill(function: str, args: dict, *, mha: bool = False) -> torch.Tensor:
+    """The one body of every published prefill name; ``args`` is the caller's ``locals()``.
+
+    The query positions are ``cache_position``, or ``cache_pos`` where the name takes both; ``topk``,
+    where the name takes it and it is given, overrides ``num_spans``; the block sizes are tuning knobs.
+    ``mha`` names also require as many KV heads as query heads.
+    """
+    positions = args["cache_position"]
+    if "cache_pos" in args:
+        positions = resolve_cache_position(function, args["cache_pos"], positions)
+    require_knobs(block_k=args["block_k"], search_block_q=args["search_block_q"])
+    params = params_from(args, resolve_topk(args["num_spans"], args.get("topk")))
+    Q1, Q2, K, V = args["Q1"], args["Q2"], args["K"], args["V"]
     if mha:
-        require(
-            Q2.dim() == 4 and K.dim() == 4 and Q2.shape[1] == K.shape[1],
-            f"K: this entry point is multi-head (HQ == HKV), got Q2 {tuple(Q2.shape)}, K {tuple(K.shape)}; "
-            "use the _gqa variant for grouped KV heads",
-        )
-    return superlinear_attention(Q1, Q2, K, V, positions, attention_mask, params=params)
+        require_multihead(Q2, K, "this entry point", "the _gqa variant")
+    return superlinear_attention(Q1, Q2, K, V, positions, args["attention_mask"], params=params)
 
 
 def fused_prefill_with_swtriton_gqa(
@@ -87,18 +92,7 @@ def fused_prefill_with_swtriton_gqa(
     ``cache_position``: [LQ] query positions; attention_mask: None or [B, LKV] (left padding). ``topk``,
     when given, is the number of spans (overrides ``num_spans``). Returns [B, HQ, LQ, D] in Q2's dtype.
     """
-    positions = resolve_cache_position("fused_prefill_with_swtriton_gqa", cache_pos, cache_position)
-    require_knobs(block_k=block_k, search_block_q=search_block_q)
-    params = published_params(
-        sw_index,
-        resolve_topk(num_spans, topk),
-        backward_factor,
-        forward_factor,
-        span_power,
-        search_power,
-        inv_search_power_int,
-    )
-    return _attend(Q1, Q2, K, V, positions, attention_mask, params)
+    return _prefill("fused_prefill_with_swtriton_gqa", locals())
 
 
 def fused_prefill_with_swtriton_bucketed_gqa(
@@ -126,18 +120,7 @@ def fused_prefill_with_swtriton_bucketed_gqa(
     Bucketing is how the published kernel schedules the spans; the result is the same math, so this runs
     the same path (``SPAN_ATTENTION_FORCE_SPARSE_META`` picks the bucketing metadata there).
     """
-    positions = resolve_cache_position("fused_prefill_with_swtriton_bucketed_gqa", cache_pos, cache_position)
-    require_knobs(block_k=block_k, search_block_q=search_block_q)
-    params = published_params(
-        sw_index,
-        resolve_topk(num_spans, topk),
-        backward_factor,
-        forward_factor,
-        span_power,
-        search_power,
-        inv_search_power_int,
-    )
-    return _attend(Q1, Q2, K, V, positions, attention_mask, params)
+    return _prefill("fused_prefill_with_swtriton_bucketed_gqa", locals())
 
 
 def full_span_attention_fused_with_search_values(
@@ -160,13 +143,7 @@ def full_span_attention_fused_with_search_values(
     cache_position: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Superlinear attention prefill, multi-head (HQ == HKV); arguments as the _gqa prefill."""
-    name = "full_span_attention_fused_with_search_values"
-    positions = resolve_cache_position(name, cache_pos, cache_position)
-    require_knobs(block_k=block_k, search_block_q=search_block_q)
-    params = published_params(
-        sw_index, num_spans, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-    )
-    return _attend(Q1, Q2, K, V, positions, attention_mask, params, mha=True)
+    return _prefill("full_span_attention_fused_with_search_values", locals(), mha=True)
 
 
 def full_span_attention_fused_with_search_values_gqa(
@@ -189,13 +166,7 @@ def full_span_attention_fused_with_search_values_gqa(
     cache_position: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Superlinear attention prefill, grouped KV heads; arguments as ``fused_prefill_with_swtriton_gqa``."""
-    name = "full_span_attention_fused_with_search_values_gqa"
-    positions = resolve_cache_position(name, cache_pos, cache_position)
-    require_knobs(block_k=block_k, search_block_q=search_block_q)
-    params = published_params(
-        sw_index, num_spans, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-    )
-    return _attend(Q1, Q2, K, V, positions, attention_mask, params)
+    return _prefill("full_span_attention_fused_with_search_values_gqa", locals())
 
 
 def prefill(
@@ -218,17 +189,7 @@ def prefill(
     topk: int | None = None,
 ) -> torch.Tensor:
     """Superlinear attention prefill for multi-head or grouped KV heads (the published preferred name)."""
-    require_knobs(block_k=block_k, search_block_q=search_block_q)
-    params = published_params(
-        sw_index,
-        resolve_topk(num_spans, topk),
-        backward_factor,
-        forward_factor,
-        span_power,
-        search_power,
-        inv_search_power_int,
-    )
-    return _attend(Q1, Q2, K, V, cache_position, attention_mask, params)
+    return _prefill("prefill", locals())
 
 
 def prefill_mha(
@@ -251,17 +212,7 @@ def prefill_mha(
     topk: int | None = None,
 ) -> torch.Tensor:
     """Superlinear attention prefill, multi-head only (HQ == HKV); arguments as ``prefill``."""
-    require_knobs(block_k=block_k, search_block_q=search_block_q)
-    params = published_params(
-        sw_index,
-        resolve_topk(num_spans, topk),
-        backward_factor,
-        forward_factor,
-        span_power,
-        search_power,
-        inv_search_power_int,
-    )
-    return _attend(Q1, Q2, K, V, cache_position, attention_mask, params, mha=True)
+    return _prefill("prefill_mha", locals(), mha=True)
 
 
 # The published package's alias names (it forwards *args, **kwargs; these take the target's signature).
