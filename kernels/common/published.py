@@ -9,6 +9,14 @@ from fractions import Fraction
 
 from .powers import stripe_count, stripe_exponent, window_size
 
+__all__ = [
+    "StripePowerParams",
+    "derive_stripe_power_params",
+    "floor_nth_root",
+    "max_stripe_index_for_token_pos",
+    "window_len_from_sw_index",
+]
+
 SUPPORTED_INV_SEARCH_POWER_INTS = (2, 3, 4, 5, 6)
 
 
