@@ -40,42 +40,28 @@ def _coverage(params: SuperlinearParams, length: int):
     return check_coverage(params, length)
 
 
-def published_params(
-    sw_index, num_spans, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-) -> SuperlinearParams:
-    """Build and validate the parameters of a call in the published API (ValueError naming a bad one)."""
-    return SuperlinearParams(
-        sw_index=sw_index,
-        num_spans=num_spans,
-        backward_factor=backward_factor,
-        forward_factor=forward_factor,
-        search_power=search_power,
-        span_power=span_power,
-        inv_search_power_int=inv_search_power_int,
-    ).validate()
-
-
-# What a published call that takes no such argument means by it: no backward or forward extent, the
-# square-root span length (the published defaults where a function has no say in them).
+# The SuperlinearParams fields a published call names as arguments, and what a call that takes no such
+# argument means by it: no backward or forward extent, the square-root span length.
+_FIELDS = (
+    "sw_index",
+    "backward_factor",
+    "forward_factor",
+    "search_power",
+    "span_power",
+    "inv_search_power_int",
+)
 _NEUTRAL = {"backward_factor": 0, "forward_factor": 0, "span_power": 0.5}
 
 
 def params_from(args: Mapping, num_spans: int = 1) -> SuperlinearParams:
-    """``published_params`` from a published call's arguments (its ``locals()``), with ``num_spans`` spans.
+    """The validated parameters of a published call from its arguments (its ``locals()``), ``num_spans`` spans.
 
     ``sw_index``, ``search_power`` and ``inv_search_power_int`` are read from ``args``; the factors and
-    the span power too where the call takes them, else they are neutral (``_NEUTRAL``).
+    the span power too where the call takes them, else they are neutral (``_NEUTRAL``). A bad value
+    raises ValueError naming it.
     """
-    value = {**_NEUTRAL, **args}.__getitem__
-    return published_params(
-        value("sw_index"),
-        num_spans,
-        value("backward_factor"),
-        value("forward_factor"),
-        value("span_power"),
-        value("search_power"),
-        value("inv_search_power_int"),
-    )
+    values = {**_NEUTRAL, **args}
+    return SuperlinearParams(num_spans=num_spans, **{field: values[field] for field in _FIELDS}).validate()
 
 
 def require_multihead(Q2, K, function: str, grouped: str | None = None) -> None:
