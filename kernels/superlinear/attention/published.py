@@ -66,154 +66,132 @@ def _prefill(function: str, args: dict, *, mha: bool = False) -> torch.Tensor:
     return superlinear_attention(Q1, Q2, K, V, positions, args["attention_mask"], params=params)
 
 
-def fused_prefill_with_swtriton_gqa(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_pos: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    sw_index: int = 0,
-    num_spans: int = 3,
-    block_k: int = 64,
-    search_block_q: int = 128,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-    *,
-    cache_position: torch.Tensor | None = None,
-    topk: int | None = None,
-) -> torch.Tensor:
+def _named(function, name: str, doc: str):
+    """Give a prefill made by one of the factories below its published name and docstring."""
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
+def _taking_cache_pos_and_topk(name: str, doc: str):
+    """A published prefill taking ``cache_pos`` (or the keyword ``cache_position``) and the keyword ``topk``."""
+
+    def prefill(
+        Q1: torch.Tensor,
+        Q2: torch.Tensor,
+        K: torch.Tensor,
+        V: torch.Tensor,
+        cache_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        sw_index: int = 0,
+        num_spans: int = 3,
+        block_k: int = 64,
+        search_block_q: int = 128,
+        backward_factor: float = 2.0,
+        forward_factor: float = 0.0,
+        span_power: float = 0.5,
+        search_power: float | None = None,
+        inv_search_power_int: int | None = 2,
+        *,
+        cache_position: torch.Tensor | None = None,
+        topk: int | None = None,
+    ) -> torch.Tensor:
+        return _prefill(name, locals())
+
+    return _named(prefill, name, doc)
+
+
+def _taking_cache_pos(name: str, doc: str, *, mha: bool):
+    """A published prefill taking ``cache_pos`` (or the keyword ``cache_position``) and no ``topk``."""
+
+    def prefill(
+        Q1: torch.Tensor,
+        Q2: torch.Tensor,
+        K: torch.Tensor,
+        V: torch.Tensor,
+        cache_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        sw_index: int = 0,
+        num_spans: int = 3,
+        block_k: int = 64,
+        search_block_q: int = 128,
+        backward_factor: float = 2.0,
+        forward_factor: float = 0.0,
+        span_power: float = 0.5,
+        search_power: float | None = None,
+        inv_search_power_int: int | None = 2,
+        *,
+        cache_position: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return _prefill(name, locals(), mha=mha)
+
+    return _named(prefill, name, doc)
+
+
+def _taking_cache_position(name: str, doc: str, *, mha: bool):
+    """A published prefill taking ``cache_position`` (required, fifth) and the keyword ``topk``."""
+
+    def prefill(
+        Q1: torch.Tensor,
+        Q2: torch.Tensor,
+        K: torch.Tensor,
+        V: torch.Tensor,
+        cache_position: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        sw_index: int = 0,
+        num_spans: int = 3,
+        block_k: int = 64,
+        search_block_q: int = 128,
+        backward_factor: float = 2.0,
+        forward_factor: float = 0.0,
+        span_power: float = 0.5,
+        search_power: float | None = None,
+        inv_search_power_int: int | None = 2,
+        *,
+        topk: int | None = None,
+    ) -> torch.Tensor:
+        return _prefill(name, locals(), mha=mha)
+
+    return _named(prefill, name, doc)
+
+
+fused_prefill_with_swtriton_gqa = _taking_cache_pos_and_topk(
+    "fused_prefill_with_swtriton_gqa",
     """Superlinear attention prefill, grouped KV heads (the published main entry point).
 
     Q1 (search), Q2 (attention): [B, HQ, LQ, D]; K, V: [B, HKV, LKV, D]; ``cache_pos`` or the keyword
     ``cache_position``: [LQ] query positions; attention_mask: None or [B, LKV] (left padding). ``topk``,
     when given, is the number of spans (overrides ``num_spans``). Returns [B, HQ, LQ, D] in Q2's dtype.
-    """
-    return _prefill("fused_prefill_with_swtriton_gqa", locals())
-
-
-def fused_prefill_with_swtriton_bucketed_gqa(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_pos: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    sw_index: int = 0,
-    num_spans: int = 3,
-    block_k: int = 64,
-    search_block_q: int = 128,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-    *,
-    cache_position: torch.Tensor | None = None,
-    topk: int | None = None,
-) -> torch.Tensor:
+    """,
+)
+fused_prefill_with_swtriton_bucketed_gqa = _taking_cache_pos_and_topk(
+    "fused_prefill_with_swtriton_bucketed_gqa",
     """The published bucketed prefill: the same function as ``fused_prefill_with_swtriton_gqa``.
 
     Bucketing is how the published kernel schedules the spans; the result is the same math, so this runs
     the same path (``SPAN_ATTENTION_FORCE_SPARSE_META`` picks the bucketing metadata there).
-    """
-    return _prefill("fused_prefill_with_swtriton_bucketed_gqa", locals())
-
-
-def full_span_attention_fused_with_search_values(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_pos: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    sw_index: int = 0,
-    num_spans: int = 3,
-    block_k: int = 64,
-    search_block_q: int = 128,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-    *,
-    cache_position: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Superlinear attention prefill, multi-head (HQ == HKV); arguments as the _gqa prefill."""
-    return _prefill("full_span_attention_fused_with_search_values", locals(), mha=True)
-
-
-def full_span_attention_fused_with_search_values_gqa(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_pos: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    sw_index: int = 0,
-    num_spans: int = 3,
-    block_k: int = 64,
-    search_block_q: int = 128,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-    *,
-    cache_position: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Superlinear attention prefill, grouped KV heads; arguments as ``fused_prefill_with_swtriton_gqa``."""
-    return _prefill("full_span_attention_fused_with_search_values_gqa", locals())
-
-
-def prefill(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_position: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    sw_index: int = 0,
-    num_spans: int = 3,
-    block_k: int = 64,
-    search_block_q: int = 128,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-    *,
-    topk: int | None = None,
-) -> torch.Tensor:
-    """Superlinear attention prefill for multi-head or grouped KV heads (the published preferred name)."""
-    return _prefill("prefill", locals())
-
-
-def prefill_mha(
-    Q1: torch.Tensor,
-    Q2: torch.Tensor,
-    K: torch.Tensor,
-    V: torch.Tensor,
-    cache_position: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    sw_index: int = 0,
-    num_spans: int = 3,
-    block_k: int = 64,
-    search_block_q: int = 128,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-    *,
-    topk: int | None = None,
-) -> torch.Tensor:
-    """Superlinear attention prefill, multi-head only (HQ == HKV); arguments as ``prefill``."""
-    return _prefill("prefill_mha", locals(), mha=True)
-
+    """,
+)
+full_span_attention_fused_with_search_values = _taking_cache_pos(
+    "full_span_attention_fused_with_search_values",
+    """Superlinear attention prefill, multi-head (HQ == HKV); arguments as the _gqa prefill.""",
+    mha=True,
+)
+full_span_attention_fused_with_search_values_gqa = _taking_cache_pos(
+    "full_span_attention_fused_with_search_values_gqa",
+    """Superlinear attention prefill, grouped KV heads; arguments as ``fused_prefill_with_swtriton_gqa``.""",
+    mha=False,
+)
+prefill = _taking_cache_position(
+    "prefill",
+    """Superlinear attention prefill for multi-head or grouped KV heads (the published preferred name).""",
+    mha=False,
+)
+prefill_mha = _taking_cache_position(
+    "prefill_mha",
+    """Superlinear attention prefill, multi-head only (HQ == HKV); arguments as ``prefill``.""",
+    mha=True,
+)
 
 # The published package's alias names (it forwards *args, **kwargs; these take the target's signature).
 prefill_gqa = fused_prefill_with_swtriton_gqa
