@@ -64,6 +64,14 @@ def params_from(args: Mapping, num_spans: int = 1) -> SuperlinearParams:
     return SuperlinearParams(num_spans=num_spans, **{field: values[field] for field in _FIELDS}).validate()
 
 
+def published_name(function, name: str, doc: str):
+    """Name a published function made by a factory (one ``def`` per published signature shape): its
+    ``__name__``, ``__qualname__`` (what TypeError messages and ``help`` show) and docstring."""
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
 def require_multihead(Q2, K, function: str, grouped: str | None = None) -> None:
     """Require as many KV heads as query heads (the published multi-head names); ValueError naming K.
 

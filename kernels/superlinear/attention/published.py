@@ -10,7 +10,14 @@ unchanged; unknown keywords raise TypeError like any Python function.
 
 import torch
 
-from ..arguments import params_from, require_knobs, require_multihead, resolve_cache_position, resolve_topk
+from ..arguments import (
+    params_from,
+    published_name,
+    require_knobs,
+    require_multihead,
+    resolve_cache_position,
+    resolve_topk,
+)
 from ..span.published import (
     decode_attention,
     decode_attention_gqa,
@@ -66,13 +73,6 @@ def _prefill(function: str, args: dict, *, mha: bool = False) -> torch.Tensor:
     return superlinear_attention(Q1, Q2, K, V, positions, args["attention_mask"], params=params)
 
 
-def _named(function, name: str, doc: str):
-    """Give a prefill made by one of the factories below its published name and docstring."""
-    function.__name__ = function.__qualname__ = name
-    function.__doc__ = doc
-    return function
-
-
 def _taking_cache_pos_and_topk(name: str, doc: str):
     """A published prefill taking ``cache_pos`` (or the keyword ``cache_position``) and the keyword ``topk``."""
 
@@ -98,7 +98,7 @@ def _taking_cache_pos_and_topk(name: str, doc: str):
     ) -> torch.Tensor:
         return _prefill(name, locals())
 
-    return _named(prefill, name, doc)
+    return published_name(prefill, name, doc)
 
 
 def _taking_cache_pos(name: str, doc: str, *, mha: bool):
@@ -125,7 +125,7 @@ def _taking_cache_pos(name: str, doc: str, *, mha: bool):
     ) -> torch.Tensor:
         return _prefill(name, locals(), mha=mha)
 
-    return _named(prefill, name, doc)
+    return published_name(prefill, name, doc)
 
 
 def _taking_cache_position(name: str, doc: str, *, mha: bool):
@@ -152,7 +152,7 @@ def _taking_cache_position(name: str, doc: str, *, mha: bool):
     ) -> torch.Tensor:
         return _prefill(name, locals(), mha=mha)
 
-    return _named(prefill, name, doc)
+    return published_name(prefill, name, doc)
 
 
 fused_prefill_with_swtriton_gqa = _taking_cache_pos_and_topk(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ...common.validation import require, require_int
-from ..arguments import params_from, require_flag, require_knobs, require_multihead
+from ..arguments import params_from, published_name, require_flag, require_knobs, require_multihead
 from .api import superlinear_attention
 
 
@@ -122,44 +122,41 @@ def fused_prefill_with_swtriton(
     return _triton_variant(locals())
 
 
-def fused_prefill_with_swflex(
-    Q1,
-    Q2,
-    K,
-    V,
-    cache_pos,
-    attention_mask,
-    sw_block_mask,
-    sw_index,
-    topk,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-):
-    """Superlinear attention prefill, multi-head (HQ == HKV), with a ``build_sw_blockmask`` window."""
-    require_multihead(Q2, K, "fused_prefill_with_swflex", "fused_prefill_with_swflex_gqa")
-    return fused_prefill_with_swflex_gqa(**locals())
+def _flex_variant(name: str, doc: str, *, mha: bool):
+    """A published FlexAttention prefill (its window from ``build_sw_blockmask``); ``mha``: HQ == HKV."""
+
+    def variant(
+        Q1,
+        Q2,
+        K,
+        V,
+        cache_pos,
+        attention_mask,
+        sw_block_mask,
+        sw_index,
+        topk,
+        backward_factor: float = 2.0,
+        forward_factor: float = 0.0,
+        span_power: float = 0.5,
+        search_power: float | None = None,
+        inv_search_power_int: int | None = 2,
+    ):
+        if mha:
+            require_multihead(Q2, K, name, f"{name}_gqa")
+        _require_window_mask(sw_block_mask, sw_index, search_power, inv_search_power_int)
+        params = params_from(locals(), topk)
+        return superlinear_attention(Q1, Q2, K, V, cache_pos, attention_mask, params=params)
+
+    return published_name(variant, name, doc)
 
 
-def fused_prefill_with_swflex_gqa(
-    Q1,
-    Q2,
-    K,
-    V,
-    cache_pos,
-    attention_mask,
-    sw_block_mask,
-    sw_index,
-    topk,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-):
-    """Superlinear attention prefill, grouped KV heads, with a ``build_sw_blockmask`` window."""
-    _require_window_mask(sw_block_mask, sw_index, search_power, inv_search_power_int)
-    params = params_from(locals(), topk)
-    return superlinear_attention(Q1, Q2, K, V, cache_pos, attention_mask, params=params)
+fused_prefill_with_swflex = _flex_variant(
+    "fused_prefill_with_swflex",
+    """Superlinear attention prefill, multi-head (HQ == HKV), with a ``build_sw_blockmask`` window.""",
+    mha=True,
+)
+fused_prefill_with_swflex_gqa = _flex_variant(
+    "fused_prefill_with_swflex_gqa",
+    """Superlinear attention prefill, grouped KV heads, with a ``build_sw_blockmask`` window.""",
+    mha=False,
+)
