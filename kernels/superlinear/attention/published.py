@@ -6,6 +6,10 @@ backward_factor=2.0, forward_factor=0.0``), and computing the exact math of ATTE
 ``superlinear_attention`` (Triton on CUDA, the reference elsewhere). Tuning knobs of the published Triton
 kernels (``block_k``, ``search_block_q``, ``sw_block_k`` ...) are validated and then leave the result
 unchanged; unknown keywords raise TypeError like any Python function.
+
+The six prefill names share one body, ``_prefill``; each published signature shape is one real ``def`` in a
+factory, named from the table at the bottom, so ``inspect.signature``, ``help`` and TypeError show the
+published name and parameters.
 """
 
 import torch
@@ -56,7 +60,7 @@ __all__ = [
 
 
 def _prefill(function: str, args: dict, *, mha: bool = False) -> torch.Tensor:
-    """The one body of every published prefill name; ``args`` is the caller's ``locals()``.
+    """The one body of the prefill names made below; ``args`` is the caller's ``locals()``.
 
     The query positions are ``cache_position``, or ``cache_pos`` where the name takes both; ``topk``,
     where the name takes it and it is given, overrides ``num_spans``; the block sizes are tuning knobs.
