@@ -20,6 +20,7 @@ from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
+from .hybrid.published import published_arrays
 from .hybrid.random_weights import is_random_checkpoint, load_random
 from .hybrid.state import HybridState, StateCheckpoint
 from .logits import biased_logits, mask_disallowed, token_logprobs
@@ -180,13 +181,15 @@ class TorchModel:
         """Choose the next token from the state's logits: argmax at temperature 0, else seeded sampling;
         only ids a grammar's `allowed` bitmask allows."""
         if state.logits is None:
-            raise InvalidRequest("the state holds no tokens, so there is nothing to sample from")
+            raise InvalidRequest("the state has no next-token logits (it holds no tokens, or was imported "
+                                 "without them and nothing was appended since), so there is nothing to sample from")
         return sample_token(state.logits, params, rng, allowed)
 
     def token_logprobs(self, state: HybridState, params: SamplingParams, token_id: int, top_n: int) -> RawLogprob:
         """`token_id`'s log-probability under the state's logits (logit_bias added, before temperature)."""
         if state.logits is None:
-            raise InvalidRequest("the state holds no tokens, so there are no log-probabilities")
+            raise InvalidRequest("the state has no next-token logits (it holds no tokens, or was imported "
+                                 "without them), so there are no log-probabilities")
         return token_logprobs(state.logits, params, token_id, top_n)
 
     def length(self, state: HybridState) -> int:
@@ -252,6 +255,14 @@ class TorchModel:
             if "max_seq_len" in str(exc):
                 raise ContextLengthExceeded(str(exc)) from exc
             raise SnapshotError(f"state arrays don't fit this model: {exc}") from exc
+
+    def published_arrays(self, payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Re-lay a published server's cache payload as `import_state` arrays (no logits); raise
+        SnapshotError naming what doesn't fit this model."""
+        try:
+            return published_arrays(self.config, payload)
+        except ValueError as exc:
+            raise SnapshotError(f"the published snapshot doesn't fit the loaded model: {exc}") from exc
 
     def release(self, state: HybridState) -> None:
         """Free the state's memory now."""

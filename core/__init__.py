@@ -18,7 +18,7 @@ from .ids import validate_id
 from .memory import MemoryManager
 from .session import Session
 from .sessions import SessionService
-from .snapshots import SnapshotService
+from .snapshots import PublishedSource, SnapshotService
 from .turn import PreparedTurn, TurnRunner
 from .values import (
     ChatRequest,
@@ -58,6 +58,7 @@ __all__ = [
     "SessionService",
     "SnapshotError",
     "SnapshotInfo",
+    "PublishedSource",
     "SnapshotService",
     "StreamEvent",
     "SuperlinearError",

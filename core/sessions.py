@@ -423,6 +423,10 @@ class SessionService:
         """Write a session to the snapshot store; the session stays live."""
         return self.snapshots_service.save(session_id, title, description, tags)
 
+    def import_published(self, source, arrays) -> dict:
+        """Store a published server's snapshot as ours (see SnapshotService.import_published)."""
+        return self.snapshots_service.import_published(source, arrays)
+
     def load(self, snapshot_id: str, session_id: str | None = None, force: bool = False) -> dict:
         """Bring a snapshot back as a live session."""
         return self.snapshots_service.load(snapshot_id, session_id, force)

@@ -7,15 +7,35 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .errors import Conflict, ModelMismatch, SnapshotError
+from .errors import Conflict, ModelMismatch, NotFound, SnapshotError
 from .ids import validate_id
 from .ports import SnapshotManifest
-from .values import SnapshotInfo
+from .prompt import closing_text
+from .values import Message, SnapshotInfo
 
 if TYPE_CHECKING:
     from .sessions import SessionService
 
-__all__ = ["SnapshotService"]
+__all__ = ["SnapshotService", "PublishedSource"]
+
+
+@attrs.frozen
+class PublishedSource:
+    """What an import keeps of a published server's snapshot (its cache goes separately, as arrays)."""
+
+    snapshot_id: str
+    created_at: float
+    current_pos: int
+    max_seq_len: int
+    transcript: tuple[Message, ...]
+    title: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def _usable_id(snapshot_id: str) -> bool:
+    """Keep the published id when it is one of ours (32 hex digits, as both servers make them)."""
+    return len(snapshot_id) == 32 and all(c in "0123456789abcdef" for c in snapshot_id)
 
 
 @attrs.define(eq=False)
@@ -89,6 +109,56 @@ class SnapshotService:
         if bad is not None:
             raise SnapshotError(f"snapshot {manifest.snapshot_id!r} is inconsistent: its ledger holds token id "
                                 f"{bad!r}, outside the vocabulary of {vocab}", param="snapshot_id")
+
+    def import_published(self, source: PublishedSource, arrays) -> dict:
+        """Store a published server's snapshot (its arrays already re-laid by the model) as one of ours.
+
+        The published cache holds no token ids: the ledger is the transcript rendered by the loaded
+        template and tokenizer, which must come to exactly the cache's position (the published server
+        keeps its cache equal to that rendering; when the last turn's closing was never fed, the rendering
+        without it must match, and the closing becomes the trailer the next turn prefills). Anything else
+        is refused, since the ids would not describe the state. Nothing is written on refusal.
+        """
+        svc = self.svc
+        start = svc.clock.now()
+        sid = source.snapshot_id if _usable_id(source.snapshot_id) else svc.ids.new_id("")
+        if self._stored(sid):
+            raise Conflict(f"snapshot {sid!r} exists already (imported before?); delete it to import again",
+                           param="path")
+        ledger, trailer = self._published_ledger(source.transcript, source.current_pos)
+        manifest = SnapshotManifest(
+            snapshot_id=sid, created_at=source.created_at or svc.clock.now(), model=self.fingerprint(),
+            ledger=tuple(ledger), transcript=tuple(source.transcript), max_seq_len=source.max_seq_len,
+            title=source.title, description=source.description, tags=tuple(source.tags),
+            extra={"trailer": trailer, "imported_from": "published superlinear server snapshot"},
+        )
+        self.check_ledger(manifest)
+        info = svc.store.save(manifest, iter(arrays.items()))
+        return {"snapshot_id": info.snapshot_id, "tokens": len(ledger), "bytes": info.bytes,
+                "messages": len(source.transcript), "logits": False, "seconds": svc.clock.now() - start}
+
+    def _stored(self, snapshot_id: str) -> bool:
+        try:
+            self.svc.store.get(snapshot_id)
+        except NotFound:
+            return False
+        return True
+
+    def _published_ledger(self, transcript: tuple[Message, ...], position: int) -> tuple[list[int], str]:
+        tok = self.svc.tok
+        text = tok.render(list(transcript), add_generation_prompt=False) if transcript else ""
+        closing = closing_text(tok, transcript, {}) if transcript else ""
+        ids = tok.encode(text)
+        if len(ids) == position:
+            return ids, ""
+        if closing and text.endswith(closing):
+            shorter = tok.encode(text[: len(text) - len(closing)])
+            if len(shorter) == position:
+                return shorter, closing
+        raise SnapshotError(
+            f"the transcript renders to {len(ids)} tokens with the loaded chat template and tokenizer, but the "
+            f"cache holds {position}: it was made with another template, tokenizer or template options, so "
+            "its token ids cannot be recovered", param="path")
 
     def list(self) -> list[tuple[SnapshotInfo, bool]]:
         mine = self.fingerprint()

@@ -114,7 +114,11 @@ class FilesystemSnapshotStore:
             try:
                 infos.append(self.get(entry.name))
             except (SnapshotError, NotFound) as exc:
-                log.warning("skipping snapshot directory %s: %s", entry, exc)
+                if _published_snapshots(entry):
+                    log.warning("skipping %s: it holds snapshots of the published superlinear server; import "
+                                "each with `spl snapshot import DIR` (DIR holds manifest.json and cache.pt)", entry)
+                else:
+                    log.warning("skipping snapshot directory %s: %s", entry, exc)
         return sorted(infos, key=lambda info: (-info.created_at, info.snapshot_id))
 
     def patch(self, snapshot_id: str, **fields: Any) -> SnapshotInfo:
@@ -213,6 +217,13 @@ class FilesystemSnapshotStore:
 
     def _temp_path(self, snapshot_id: str) -> Path:
         return self.root / f"{TEMP_PREFIX}{validate_snapshot_id(snapshot_id)}-{secrets.token_hex(6)}"
+
+
+def _published_snapshots(entry: Path) -> bool:
+    """Say whether `entry` is, or holds as MODEL/FINGERPRINT/ID, a published server's snapshot directory."""
+    if (entry / "cache.pt").is_file():
+        return True
+    return any(found.is_file() for found in entry.glob("*/*/cache.pt"))
 
 
 def _write_synced(path: Path, data: bytes) -> None:

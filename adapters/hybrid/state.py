@@ -101,7 +101,9 @@ class HybridState:
     layers: list[LayerCache]
     max_seq_len: int
     cursor: int = 0
-    logits: torch.Tensor | None = None  # [V] fp32, None while empty
+    # [V] fp32; None while empty, or when the state was imported without them (a published server's
+    # snapshot): the next append computes them, and sampling before one is refused.
+    logits: torch.Tensor | None = None
     uid: int = attrs.field(factory=lambda: next(_state_ids))
     # Cursors restored to, in order; a checkpoint stays valid while no later restore went below it.
     restores: list[int] = attrs.field(factory=list)
@@ -238,7 +240,11 @@ class HybridState:
         device: torch.device | str,
         dtype: torch.dtype,
     ) -> HybridState:
-        """Rebuild a state from `export()` output; raise ValueError naming a missing, extra or bad array."""
+        """Rebuild a state from `export()` output; raise ValueError naming a missing, extra or bad array.
+
+        `logits` may be absent (a state imported from a published server's snapshot holds none): the state
+        then has no logits until its next append.
+        """
         cursor = _read_cursor(arrays)
         state = cls.empty(cfg, max(max_seq_len, 1), device=device, dtype=dtype)
         if cursor > max_seq_len:
@@ -247,7 +253,7 @@ class HybridState:
         expected = _expected_shapes(cfg, cursor)
         _check_names(arrays, expected)
         for name, shape in expected.items():
-            if tuple(arrays[name].shape) != shape:
+            if name in arrays and tuple(arrays[name].shape) != shape:
                 raise ValueError(f"array {name!r} has shape {tuple(arrays[name].shape)}, expected {shape}")
         for i, cache in enumerate(state.layers):
             if isinstance(cache, KVCache):
@@ -257,7 +263,7 @@ class HybridState:
             elif isinstance(cache, MambaCache):
                 cache.conv.copy_(arrays[f"layers.{i}.conv"])
                 cache.ssm.copy_(arrays[f"layers.{i}.ssm"])
-        if cursor:
+        if cursor and "logits" in arrays:
             state.logits = arrays["logits"].to(device=device, dtype=torch.float32).clone()
         state.cursor = cursor
         return state
@@ -295,7 +301,7 @@ def _expected_shapes(cfg: HybridConfig, cursor: int) -> dict[str, tuple[int, ...
 
 
 def _check_names(arrays: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
-    missing = sorted(set(expected) - set(arrays))
+    missing = sorted(set(expected) - set(arrays) - {"logits"})
     extra = sorted(set(arrays) - set(expected) - {"cursor"})
     if missing:
         raise ValueError(f"missing arrays {missing}")

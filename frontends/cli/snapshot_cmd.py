@@ -1,8 +1,9 @@
-"""`spl snapshot ls|info|save|load|rm`: snapshots of sessions on the server's disk."""
+"""`spl snapshot ls|info|save|load|rm|import`: snapshots of sessions on the server's disk."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -38,6 +39,10 @@ def add_snapshot_parser(sub: argparse._SubParsersAction) -> None:
     load.add_argument("snapshot_id", metavar="SNAP")
     load.add_argument("--session", default=None, help="target session id (default: a new one)")
     load.add_argument("--force", action="store_true", help="replace the target session if it exists")
+    imp = _sub(ss, "import", "import a snapshot directory saved by the published superlinear server",
+               cmd_snapshot_import)
+    imp.add_argument("directory", metavar="DIR",
+                     help="the directory holding manifest.json and cache.pt (read by the server: same machine)")
     rm = _sub(ss, "rm", "delete snapshots", cmd_snapshot_rm)
     rm.add_argument("ids", nargs="*", metavar="SNAP")
     rm.add_argument("--all", action="store_true", help="delete every snapshot")
@@ -116,6 +121,19 @@ def cmd_snapshot_load(a: argparse.Namespace) -> int:
     else:
         print(f"loaded snapshot {a.snapshot_id} into session {out['session_id']} ({out.get('tokens')} tokens, "
               f"{human_bytes(out.get('bytes'))}, {out.get('seconds', 0):.2f}s)")
+    return 0
+
+
+def cmd_snapshot_import(a: argparse.Namespace) -> int:
+    """Ask the server (which holds the model the snapshot is checked against) to import DIR."""
+    path = os.path.abspath(os.path.expanduser(a.directory))
+    with spinner(f"importing {path}"):
+        out = client_from_args(a, timeout=3600).post("v1", "snapshots", "import", body={"path": path})
+    if a.json:
+        print_json(out)
+    else:
+        print(f"imported snapshot {out['snapshot_id']} ({out.get('tokens')} tokens, {out.get('messages')} "
+              f"messages, {human_bytes(out.get('bytes'))}); load it with: spl snapshot load {out['snapshot_id']}")
     return 0
 
 

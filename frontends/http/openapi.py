@@ -12,6 +12,7 @@ __all__ = ["openapi_document", "OpenApi"]
 _ERROR_TEXT = {
     400: "Invalid request (the error's param names the field)",
     401: "Missing or wrong API key",
+    403: "Not allowed to this client (snapshot import: loopback clients, or any with an API key)",
     404: "No such session, snapshot, model or route",
     405: "Method not allowed on this route",
     409: "Conflict: the id exists, the session is busy (code session_busy), or the model differs",
@@ -102,6 +103,9 @@ def _snapshot_paths() -> dict:
                          "SnapshotMetadata"),
             "delete": _op("Delete a snapshot", 200, ref("Deleted"), (400, 404)),
         },
+        "/v1/snapshots/import": {
+            "post": _op("Import a snapshot directory saved by the published superlinear server", 200,
+                        ref("ImportResult"), (400, 403, 409, 422), "SnapshotImport", required=True)},
         "/v1/snapshots/{snapshot_id}/load": {
             "parameters": snap,
             "post": _op("Load a snapshot into a session", 200, ref("LoadResult"), (400, 404, 409, 422),

@@ -256,4 +256,11 @@ def schemas() -> dict:
                              ("object", "data", "snapshots")),
         "SnapshotLoad": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}, "force": _BOOL}),
         "LoadResult": _transfer("session_id"),
+        "SnapshotImport": _obj({"path": {**_STR, "description": "absolute path of a published server's "
+                                         "snapshot directory (manifest.json, transcript.json, cache.pt), "
+                                         "read by the server"}}, ("path",)),
+        "ImportResult": _obj({"snapshot_id": _STR, "tokens": _INT, "bytes": _INT, "messages": _INT,
+                              "logits": {"type": "boolean", "description": "false: the first turn computes them"},
+                              "seconds": _NUM},
+                             ("snapshot_id", "tokens", "bytes", "messages", "logits", "seconds")),
     }

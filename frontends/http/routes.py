@@ -27,6 +27,7 @@ from .resources import (
     Sessions,
 )
 from .services import Get
+from .snapshot_import import SnapshotImport
 from .snapshots import SessionSave, SnapshotItem, SnapshotLoad, Snapshots
 from .tokenize import Detokenize, Tokenize
 
@@ -76,6 +77,7 @@ class BuiltinRoutes:
             "/v1/sessions/{session_id}/rollback": SessionRollback(get, lim),
             "/v1/sessions/{session_id}/fork": SessionFork(get, lim),
             "/v1/snapshots": Snapshots(get),
+            "/v1/snapshots/import": SnapshotImport(get, lim, met, self.secured),
             "/v1/snapshots/{snapshot_id}": SnapshotItem(get, lim),
             "/v1/snapshots/{snapshot_id}/load": SnapshotLoad(get, lim, met),
         }

@@ -12,26 +12,17 @@ from .powers import (
     stripe_offsets,
     window_size,
 )
-from .published import (
-    StripePowerParams,
-    derive_stripe_power_params,
-    floor_nth_root,
-    max_stripe_index_for_token_pos,
-    window_len_from_sw_index,
-)
+from .published import *  # noqa: F403 (the published stripe-power helpers, named in its __all__)
+from .published import __all__ as _STRIPE_POWER_NAMES
 from .validation import AttentionShapes, validate_attention_inputs, validate_monotonic_positions
 
 __all__ = [
-    "StripePowerParams",
-    "derive_stripe_power_params",
-    "floor_nth_root",
-    "max_stripe_index_for_token_pos",
-    "window_len_from_sw_index",
+    *_STRIPE_POWER_NAMES,
     "AttentionShapes",
     "asserts_enabled",
     "ceil_scaled_power",
     "choose_implementation",
-    "compute_qend_from_qanchor",
+    "compute_qend_from_qanchor",  # noqa: F405 (lazy, see __getattr__)
     "exact_fraction",
     "floor_scaled_power",
     "force_sparse_meta",

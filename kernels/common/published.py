@@ -9,6 +9,14 @@ from fractions import Fraction
 
 from .powers import stripe_count, stripe_exponent, window_size
 
+__all__ = [
+    "StripePowerParams",
+    "derive_stripe_power_params",
+    "floor_nth_root",
+    "max_stripe_index_for_token_pos",
+    "window_len_from_sw_index",
+]
+
 SUPPORTED_INV_SEARCH_POWER_INTS = (2, 3, 4, 5, 6)
 
 
@@ -62,20 +70,24 @@ def window_len_from_sw_index(
     sw_index: int, *, search_power: float | None, inv_search_power_int: int | None
 ) -> int:
     """Return the sliding window ``W = P(sw_index + 1) - 1``."""
-    if sw_index < 0:
-        raise ValueError(f"sw_index must be >= 0 (got {sw_index})")
-    derive_stripe_power_params(search_power=search_power, inv_search_power_int=inv_search_power_int)
-    return window_size(int(sw_index), _exponent(search_power, inv_search_power_int))
+    exponent = _checked_exponent("sw_index", sw_index, search_power, inv_search_power_int)
+    return window_size(int(sw_index), exponent)
 
 
 def max_stripe_index_for_token_pos(
     token_pos: int, *, search_power: float | None, inv_search_power_int: int | None
 ) -> int:
     """Return the largest stripe index ``i`` with ``P(i) <= token_pos`` (0 when there is none)."""
-    if token_pos < 0:
-        raise ValueError(f"token_pos must be >= 0 (got {token_pos})")
+    exponent = _checked_exponent("token_pos", token_pos, search_power, inv_search_power_int)
+    return stripe_count(exponent, int(token_pos))
+
+
+def _checked_exponent(name: str, value: int, search_power, inv_search_power_int) -> Fraction:
+    """Require ``value >= 0`` and exactly one valid power (ValueError), then return the exponent ``1/p``."""
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (got {value})")
     derive_stripe_power_params(search_power=search_power, inv_search_power_int=inv_search_power_int)
-    return stripe_count(_exponent(search_power, inv_search_power_int), int(token_pos))
+    return _exponent(search_power, inv_search_power_int)
 
 
 def _exponent(search_power, inv_search_power_int) -> Fraction:

@@ -1,11 +1,13 @@
 """Validation of a whole Superlinear attention call, shared by the prefill and decode entry points."""
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 from ..common.env import asserts_enabled
 from ..common.validation import (
     AttentionShapes,
     graph_capturing,
+    require,
     require_int,
     validate_attention_inputs,
     validate_monotonic_positions,
@@ -38,19 +40,48 @@ def _coverage(params: SuperlinearParams, length: int):
     return check_coverage(params, length)
 
 
-def published_params(
-    sw_index, num_spans, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-) -> SuperlinearParams:
-    """Build and validate the parameters of a call in the published API (ValueError naming a bad one)."""
-    return SuperlinearParams(
-        sw_index=sw_index,
-        num_spans=num_spans,
-        backward_factor=backward_factor,
-        forward_factor=forward_factor,
-        search_power=search_power,
-        span_power=span_power,
-        inv_search_power_int=inv_search_power_int,
-    ).validate()
+# The SuperlinearParams fields a published call names as arguments, and what a call that takes no such
+# argument means by it: no backward or forward extent, the square-root span length.
+_FIELDS = (
+    "sw_index",
+    "backward_factor",
+    "forward_factor",
+    "search_power",
+    "span_power",
+    "inv_search_power_int",
+)
+_NEUTRAL = {"backward_factor": 0, "forward_factor": 0, "span_power": 0.5}
+
+
+def params_from(args: Mapping, num_spans: int = 1) -> SuperlinearParams:
+    """The validated parameters of a published call from its arguments (its ``locals()``), ``num_spans`` spans.
+
+    ``sw_index``, ``search_power`` and ``inv_search_power_int`` are read from ``args``; the factors and
+    the span power too where the call takes them, else they are neutral (``_NEUTRAL``). A bad value
+    raises ValueError naming it.
+    """
+    values = {**_NEUTRAL, **args}
+    return SuperlinearParams(num_spans=num_spans, **{field: values[field] for field in _FIELDS}).validate()
+
+
+def published_name(function, name: str, doc: str):
+    """Name a published function made by a factory (one ``def`` per published signature shape): its
+    ``__name__``, ``__qualname__`` (what TypeError messages and ``help`` show) and docstring."""
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
+def require_multihead(Q2, K, function: str, grouped: str | None = None) -> None:
+    """Require as many KV heads as query heads (the published multi-head names); ValueError naming K.
+
+    ``grouped`` names what to call instead for grouped KV heads, for the message.
+    """
+    hint = "" if grouped is None else f"; use {grouped} for grouped KV heads"
+    require(
+        Q2.dim() == 4 and K.dim() == 4 and Q2.shape[1] == K.shape[1],
+        f"K: {function} is multi-head (HQ == HKV), got Q2 {tuple(Q2.shape)}, K {tuple(K.shape)}{hint}",
+    )
 
 
 def require_knobs(**knobs) -> None:

@@ -3,20 +3,8 @@
 The published ``superlinear.common`` names: the stripe-power helpers and ``compute_qend_from_qanchor``.
 """
 
-from superlinear.kernels.common import (
-    StripePowerParams,
-    compute_qend_from_qanchor,
-    derive_stripe_power_params,
-    floor_nth_root,
-    max_stripe_index_for_token_pos,
-    window_len_from_sw_index,
-)
+from superlinear.kernels.common import compute_qend_from_qanchor
+from superlinear.kernels.common.power import *  # noqa: F403
+from superlinear.kernels.common.power import __all__ as _STRIPE_POWER_NAMES
 
-__all__ = [
-    "StripePowerParams",
-    "derive_stripe_power_params",
-    "floor_nth_root",
-    "max_stripe_index_for_token_pos",
-    "window_len_from_sw_index",
-    "compute_qend_from_qanchor",
-]
+__all__ = [*_STRIPE_POWER_NAMES, "compute_qend_from_qanchor"]

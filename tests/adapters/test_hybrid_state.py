@@ -122,3 +122,15 @@ def test_release_drops_the_tensors(model):
     _, state = feed(model, random_ids(20))
     state.release()
     assert state.nbytes() == 0 and state.cursor == 0
+
+
+def test_a_state_imported_without_logits_gets_them_from_its_next_append(model):
+    ids = random_ids(30, seed=13)
+    _, state = feed(model, ids[:20])
+    arrays = {k: v for k, v in state.export() if k != "logits"}
+    imported = HybridState.from_arrays(model.config, arrays, max_seq_len=100, device="cpu", dtype=torch.float32)
+    assert imported.cursor == 20 and imported.logits is None
+    original, _ = feed(model, ids[20:], state=state)
+    resumed, _ = feed(model, ids[20:], state=imported)
+    torch.testing.assert_close(resumed, original, atol=0, rtol=0)
+    torch.testing.assert_close(imported.logits, state.logits, atol=0, rtol=0)

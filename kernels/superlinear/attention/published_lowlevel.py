@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ...common.validation import require, require_int
-from ..arguments import published_params, require_flag, require_knobs
+from ..arguments import params_from, published_name, require_flag, require_knobs, require_multihead
 from .api import superlinear_attention
 
 
@@ -51,7 +51,7 @@ def build_sw_blockmask(
     for name, value in (("batch_size", batch_size), ("q_len", q_len), ("kv_len", kv_len)):
         require_int(name, value, 0)
     require_knobs(block_size=block_size)
-    params = published_params(sw_index, 1, 0, 0, 0.5, search_power, inv_search_power_int)
+    params = params_from(locals())
     return SlidingWindowMask(
         batch_size, q_len, kv_len, sw_index, params.window, search_power, inv_search_power_int
     )
@@ -81,13 +81,18 @@ def _require_key_positions(key_cache_position, K) -> None:
     )
 
 
-def _triton_variant(Q1, Q2, K, V, cache_pos, attention_mask, sw_index, topk, knobs: dict, powers: tuple):
-    key_cache_position = knobs.pop("key_cache_position")
-    require_flag("use_bf16_pv", knobs.pop("use_bf16_pv"))
-    require_knobs(**knobs)
-    _require_key_positions(key_cache_position, K)
-    params = published_params(sw_index, topk, *powers)
-    return superlinear_attention(Q1, Q2, K, V, cache_pos, attention_mask, params=params)
+# The tuning knobs of the published Triton variant: how it tiles the work, never what it computes.
+_TRITON_KNOBS = ("sw_block_k", "sw_block_m_dense", "sw_num_warps", "sw_num_stages")
+
+
+def _triton_variant(args: dict):
+    """The body of ``fused_prefill_with_swtriton``; ``args`` is its ``locals()``."""
+    Q1, Q2, K, V = args["Q1"], args["Q2"], args["K"], args["V"]
+    require_flag("use_bf16_pv", args["use_bf16_pv"])
+    require_knobs(**{name: args[name] for name in _TRITON_KNOBS})
+    _require_key_positions(args["key_cache_position"], K)
+    params = params_from(args, args["topk"])
+    return superlinear_attention(Q1, Q2, K, V, args["cache_pos"], args["attention_mask"], params=params)
 
 
 def fused_prefill_with_swtriton(
@@ -113,46 +118,14 @@ def fused_prefill_with_swtriton(
     inv_search_power_int: int | None = 2,
 ):
     """Superlinear attention prefill, multi-head (HQ == HKV), in the published low-level signature."""
-    require(
-        Q2.dim() == 4 and K.dim() == 4 and Q2.shape[1] == K.shape[1],
-        f"K: fused_prefill_with_swtriton is multi-head (HQ == HKV), got Q2 {tuple(Q2.shape)}, "
-        f"K {tuple(K.shape)}; use fused_prefill_with_swtriton_gqa for grouped KV heads",
-    )
-    knobs = dict(
-        key_cache_position=key_cache_position,
-        sw_block_k=sw_block_k,
-        sw_block_m_dense=sw_block_m_dense,
-        sw_num_warps=sw_num_warps,
-        sw_num_stages=sw_num_stages,
-        use_bf16_pv=use_bf16_pv,
-    )
-    powers = (backward_factor, forward_factor, span_power, search_power, inv_search_power_int)
-    return _triton_variant(Q1, Q2, K, V, cache_pos, attention_mask, sw_index, topk, knobs, powers)
+    require_multihead(Q2, K, "fused_prefill_with_swtriton", "fused_prefill_with_swtriton_gqa")
+    return _triton_variant(locals())
 
 
-def fused_prefill_with_swflex(
-    Q1,
-    Q2,
-    K,
-    V,
-    cache_pos,
-    attention_mask,
-    sw_block_mask,
-    sw_index,
-    topk,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-):
-    """Superlinear attention prefill, multi-head (HQ == HKV), with a ``build_sw_blockmask`` window."""
-    require(
-        Q2.dim() == 4 and K.dim() == 4 and Q2.shape[1] == K.shape[1],
-        f"K: fused_prefill_with_swflex is multi-head (HQ == HKV), got Q2 {tuple(Q2.shape)}, "
-        f"K {tuple(K.shape)}; use fused_prefill_with_swflex_gqa for grouped KV heads",
-    )
-    return fused_prefill_with_swflex_gqa(
+def _flex_variant(name: str, doc: str, *, mha: bool):
+    """A published FlexAttention prefill (its window from ``build_sw_blockmask``); ``mha``: HQ == HKV."""
+
+    def variant(
         Q1,
         Q2,
         K,
@@ -162,33 +135,28 @@ def fused_prefill_with_swflex(
         sw_block_mask,
         sw_index,
         topk,
-        backward_factor,
-        forward_factor,
-        span_power,
-        search_power,
-        inv_search_power_int,
-    )
+        backward_factor: float = 2.0,
+        forward_factor: float = 0.0,
+        span_power: float = 0.5,
+        search_power: float | None = None,
+        inv_search_power_int: int | None = 2,
+    ):
+        if mha:
+            require_multihead(Q2, K, name, f"{name}_gqa")
+        _require_window_mask(sw_block_mask, sw_index, search_power, inv_search_power_int)
+        params = params_from(locals(), topk)
+        return superlinear_attention(Q1, Q2, K, V, cache_pos, attention_mask, params=params)
+
+    return published_name(variant, name, doc)
 
 
-def fused_prefill_with_swflex_gqa(
-    Q1,
-    Q2,
-    K,
-    V,
-    cache_pos,
-    attention_mask,
-    sw_block_mask,
-    sw_index,
-    topk,
-    backward_factor: float = 2.0,
-    forward_factor: float = 0.0,
-    span_power: float = 0.5,
-    search_power: float | None = None,
-    inv_search_power_int: int | None = 2,
-):
-    """Superlinear attention prefill, grouped KV heads, with a ``build_sw_blockmask`` window."""
-    _require_window_mask(sw_block_mask, sw_index, search_power, inv_search_power_int)
-    params = published_params(
-        sw_index, topk, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-    )
-    return superlinear_attention(Q1, Q2, K, V, cache_pos, attention_mask, params=params)
+fused_prefill_with_swflex = _flex_variant(
+    "fused_prefill_with_swflex",
+    """Superlinear attention prefill, multi-head (HQ == HKV), with a ``build_sw_blockmask`` window.""",
+    mha=True,
+)
+fused_prefill_with_swflex_gqa = _flex_variant(
+    "fused_prefill_with_swflex_gqa",
+    """Superlinear attention prefill, grouped KV heads, with a ``build_sw_blockmask`` window.""",
+    mha=False,
+)

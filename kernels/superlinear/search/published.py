@@ -12,13 +12,17 @@ import torch
 
 from ...common.powers import ceil_scaled_power
 from ...common.validation import require
-from ..arguments import published_params, require_knobs
-from ..params import SuperlinearParams
+from ..arguments import params_from, require_knobs
 from .reference import all_stripe_offsets, candidate_anchors, route, sequence_starts, window_start
 
 
-def _search(Q, K, cache_position, attention_mask, params: SuperlinearParams):
-    """Return (qstart, qend, values) [B, HQ, LQ, k] for Q [B, HQ, LQ, D], K [B, HKV, LKV, D]."""
+def _search(args: dict, num_spans: int):
+    """Return (qstart, qend, values) [B, HQ, LQ, k] for Q [B, HQ, LQ, D], K [B, HKV, LKV, D].
+
+    The one body of the published search names; ``args`` is the caller's ``locals()``.
+    """
+    params = params_from(args, num_spans)
+    Q, K, cache_position = args["Q"], args["K"], args["cache_position"]
     require(Q.dim() == 4 and K.dim() == 4, f"Q, K must be [B, H, L, D], got {Q.dim()}-d and {K.dim()}-d")
     require(
         K.shape[1] > 0 and Q.shape[1] % K.shape[1] == 0,
@@ -30,9 +34,9 @@ def _search(Q, K, cache_position, attention_mask, params: SuperlinearParams):
         empty = torch.empty(*Q.shape[:3], params.num_spans, dtype=torch.int64, device=Q.device)
         return empty, empty.clone(), empty.float()
     require(int(positions.max()) < K.shape[2], f"cache_position: positions must be < LKV={K.shape[2]}")
-    starts = sequence_starts(attention_mask, K.shape[0], K.shape[2], Q.device)
+    starts = sequence_starts(args["attention_mask"], K.shape[0], K.shape[2], Q.device)
     offsets = all_stripe_offsets(params, int(positions.max()))
-    routing = route(Q, K, positions, starts, attention_mask, params, offsets)
+    routing = route(Q, K, positions, starts, args["attention_mask"], params, offsets)
     qend = torch.where(routing.valid, routing.anchors, -1)
     qstart = torch.where(routing.valid, routing.span_lo, -1)
     values = routing.scores.float().masked_fill(~routing.valid, float("-inf"))
@@ -62,8 +66,7 @@ def span_search(
     require(use_triton in (None, True, False), f"use_triton must be None or a bool, got {use_triton!r}")
     require(not use_triton or Q.is_cuda, "use_triton=True needs CUDA tensors")
     require_knobs(block_size=block_size)
-    params = published_params(sw_index, k, backward_factor, 0, span_power, search_power, inv_search_power_int)
-    return _search(Q, K, cache_position, attention_mask, params)
+    return _search(locals(), k)
 
 
 def span_search_with_values(
@@ -81,8 +84,7 @@ def span_search_with_values(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``span_search`` with the published Triton entry point's signature (``block_size`` keyword)."""
     require_knobs(block_size=block_size)
-    params = published_params(sw_index, k, backward_factor, 0, span_power, search_power, inv_search_power_int)
-    return _search(Q, K, cache_position, attention_mask, params)
+    return _search(locals(), k)
 
 
 def span_search_triton_with_values(
@@ -100,8 +102,7 @@ def span_search_triton_with_values(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``span_search`` with the published low-level Triton signature (``BLOCK_SIZE`` keyword)."""
     require_knobs(BLOCK_SIZE=BLOCK_SIZE)
-    params = published_params(sw_index, k, backward_factor, 0, span_power, search_power, inv_search_power_int)
-    return _search(Q, K, cache_position, attention_mask, params)
+    return _search(locals(), k)
 
 
 def get_spans(
@@ -118,10 +119,7 @@ def get_spans(
     inv_search_power_int: int | None = 2,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``span_search`` in the published reference's signature (``topk`` defaults to 2 there)."""
-    params = published_params(
-        sw_index, topk, backward_factor, 0, span_power, search_power, inv_search_power_int
-    )
-    return _search(Q, K, cache_position, attention_mask, params)
+    return _search(locals(), topk)
 
 
 def get_search_scores(Q: torch.Tensor, K: torch.Tensor, qend: torch.Tensor) -> torch.Tensor:
@@ -159,7 +157,7 @@ def get_search_mask(
     mask = torch.zeros(batch_size, 1, positions.numel(), length, dtype=torch.bool, device=device)
     if positions.numel() == 0:
         return mask
-    params = published_params(sw_index, 1, 0, 0, 0.5, search_power, inv_search_power_int)
+    params = params_from(locals())
     keys_mask = None if attention_mask is None else attention_mask[:, :length].to(device)
     starts = sequence_starts(keys_mask, batch_size, length, device)
     offsets = all_stripe_offsets(params, int(positions.max()))
@@ -187,7 +185,7 @@ def compute_qend_from_qanchor(
     qanchor: [B, H, LQ, k] (negative: missing, stays -1); cache_position [LQ]; the window of
     ``sw_index`` gives ``ws``. Returns a tensor shaped and typed like qanchor.
     """
-    params = published_params(sw_index, 1, 0, forward_factor, span_power, search_power, inv_search_power_int)
+    params = params_from(locals())
     require(key_length > 0, f"key_length must be > 0, got {key_length}")
     require(qanchor.dim() == 4 and cache_position.dim() == 1, "qanchor must be 4-d, cache_position 1-d")
     require(cache_position.numel() == qanchor.shape[2], "cache_position: one position per query")

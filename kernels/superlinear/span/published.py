@@ -10,7 +10,7 @@ Tuning knobs (``block_k``, ``span_len_factor``, ``force_mode``) are validated an
 import torch
 
 from ...common.validation import require, require_real
-from ..arguments import published_params, require_knobs
+from ..arguments import params_from, require_knobs, require_multihead
 from ..params import SuperlinearParams
 from ..search.reference import Routing, sequence_starts, window_start
 from .api import superlinear_decode
@@ -39,10 +39,7 @@ def decode_span_attention_staged(
 
     cache_position: [1], the query's position. Returns [B, H, 1, D] in Q2's dtype.
     """
-    params = published_params(
-        sw_index, topk, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-    )
-    return superlinear_decode(Q1, Q2, K, V, cache_position, attention_mask, params=params, enable_gqa=False)
+    return _decode(locals(), enable_gqa=False)
 
 
 def decode_span_attention_staged_gqa(
@@ -73,11 +70,15 @@ def decode_span_attention_staged_gqa(
     require(force_mode in FORCE_MODES, f"force_mode must be one of {FORCE_MODES}, got {force_mode!r}")
     require(isinstance(enable_gqa, bool), f"enable_gqa must be a bool, got {enable_gqa!r}")
     require_knobs(block_k=block_k)
-    params = published_params(
-        sw_index, topk, backward_factor, forward_factor, span_power, search_power, inv_search_power_int
-    )
+    return _decode(locals(), enable_gqa=enable_gqa)
+
+
+def _decode(args: dict, *, enable_gqa: bool) -> torch.Tensor:
+    """The one body of the published decode names; ``args`` is the caller's ``locals()``."""
+    params = params_from(args, args["topk"])
+    Q1, Q2, K, V = args["Q1"], args["Q2"], args["K"], args["V"]
     return superlinear_decode(
-        Q1, Q2, K, V, cache_position, attention_mask, params=params, enable_gqa=enable_gqa
+        Q1, Q2, K, V, args["cache_position"], args["attention_mask"], params=params, enable_gqa=enable_gqa
     )
 
 
@@ -101,25 +102,8 @@ def fused_span_attention(
 
     See ``fused_span_attention_gqa``; here K, V have as many heads as Q2.
     """
-    require(
-        Q2.dim() == 4 and K.dim() == 4 and Q2.shape[1] == K.shape[1],
-        f"K: fused_span_attention is multi-head (HQ == HKV), got Q2 {tuple(Q2.shape)}, K {tuple(K.shape)}",
-    )
-    return fused_span_attention_gqa(
-        Q2,
-        K,
-        V,
-        qstart,
-        qend,
-        cache_position,
-        attention_mask,
-        sw_index,
-        block_k,
-        span_len_factor,
-        span_power,
-        search_power,
-        inv_search_power_int,
-    )
+    require_multihead(Q2, K, "fused_span_attention")
+    return fused_span_attention_gqa(**locals())
 
 
 def fused_span_attention_gqa(
@@ -147,7 +131,7 @@ def fused_span_attention_gqa(
     """
     require_knobs(block_k=block_k)
     require_real("span_len_factor", span_len_factor)
-    params = published_params(sw_index, 1, 0, 0, span_power, search_power, inv_search_power_int)
+    params = params_from(locals())
     require(
         qstart.shape == qend.shape and qstart.dim() == 4 and qstart.shape[:3] == Q2.shape[:3],
         f"qstart, qend must be [B, HQ, LQ, NS] matching Q2 {tuple(Q2.shape)}, "
@@ -206,7 +190,7 @@ def _assert_no_span_sw_overlap(
     query (clamped to ``L_KV - 1``) and starts ``W - 1`` keys before it, at 0 at the earliest.
     """
     if window_len is None:
-        window_len = published_params(sw_index, 1, 0, 0, 0.5, search_power, inv_search_power_int).window
+        window_len = params_from(locals()).window
     if sw_index <= 0 or window_len <= 0:
         return
     window_end = cache_position.clamp(max=L_KV - 1).view(1, 1, -1, 1)
