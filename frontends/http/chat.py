@@ -23,7 +23,7 @@ from .streaming import ClosingBody, SseBody
 from .toolcalls import ToolCallSplitter
 from .wire import ChatCall, parse_chat_request
 
-__all__ = ["ChatCompletions", "TurnItems", "wire_items", "collect", "client_gone_handler"]
+__all__ = ["ChatCompletions", "TurnItems", "watched_turns", "wire_items", "collect", "client_gone_handler"]
 
 
 class TurnItems:
@@ -120,6 +120,23 @@ def collect(items: Iterator[tuple[str, Any]], cid: str, model: str, logprobs: bo
                            chat_logprobs_json(tokens) if logprobs else None)
 
 
+def watched_turns(handles, req, metrics: Metrics, arrived: float, stream: bool, tools: bool,
+                  fmt: str = "json") -> list[TurnItems]:
+    """Wrap admitted turns (one per choice) as TurnItems that watch the request's client, each counted as a
+    turn in the metrics; if the client already left, cancel them all and raise ClientGone."""
+    watch = ClientWatch(req.env.get("gunicorn.socket"))
+    streams = []
+    for handle in handles:
+        timer = metrics.turn(arrived, stream)
+        timer.admitted()
+        streams.append(TurnItems(handle, watch, timer, tools, fmt))
+    if watch.gone():
+        for items in streams:
+            items.close()
+        raise ClientGone("the client closed the connection")
+    return streams
+
+
 @attrs.define
 class ChatCompletions:
     """The OpenAI chat completions endpoint with superlinear's extensions."""
@@ -159,16 +176,7 @@ class ChatCompletions:
         except BaseException:
             self.metrics.turn(arrived, call.stream).end("rejected")
             raise
-        watch = ClientWatch(req.env.get("gunicorn.socket"))
-        streams = []
-        for handle in handles:
-            timer = self.metrics.turn(arrived, call.stream)
-            timer.admitted()
-            streams.append(TurnItems(handle, watch, timer, call.parse_tool_calls, fmt))
-        if watch.gone():
-            for items in streams:
-                items.close()
-            raise ClientGone("the client closed the connection")
+        streams = watched_turns(handles, req, self.metrics, arrived, call.stream, call.parse_tool_calls, fmt)
         cid = f"chatcmpl-{secrets.token_hex(12)}"
         if call.stream:
             _sse_headers(resp)

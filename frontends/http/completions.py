@@ -12,9 +12,9 @@ import attrs
 
 from ...core.completion import start_completion
 from .body import read_json
-from .chat import TurnItems
+from .chat import watched_turns
 from .choices import total_usage
-from .disconnect import ClientGone, ClientWatch
+from .disconnect import ClientGone
 from .errors import classify
 from .limits import Limits
 from .metrics import Metrics
@@ -128,16 +128,7 @@ class Completions:
         except BaseException:
             self.metrics.turn(arrived, call.stream).end("rejected")
             raise
-        watch = ClientWatch(req.env.get("gunicorn.socket"))
-        streams = []
-        for handle in handles:
-            timer = self.metrics.turn(arrived, call.stream)
-            timer.admitted()
-            streams.append(TurnItems(handle, watch, timer, False))
-        if watch.gone():
-            for items in streams:
-                items.close()
-            raise ClientGone("the client closed the connection")
+        streams = watched_turns(handles, req, self.metrics, arrived, call.stream, tools=False)
         cid = f"cmpl-{secrets.token_hex(12)}"
         if call.stream:
             resp.content_type = "text/event-stream"
