@@ -170,7 +170,7 @@ class Engine:
                 self._advance(task)
             more = [(t, t.pending) for t in finished
                     if t.pending is not None and not t.pending.decoding and t.pending.remaining > 0]
-            chunks = plan_step(more, left).prefill
+            chunks = plan_step(more, left, self.prefill_budget).prefill
 
     def _advance(self, task: _Task) -> None:
         """Run the turn's own code until it asks for model work or ends; cancellation ends it here."""

@@ -66,8 +66,14 @@ class StepPlan:
     prefill: list[tuple[Any, int]]
 
 
-def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int) -> StepPlan:
-    """Choose the work of one step from (owner, feed) pairs in arrival order; owners come back in the plan."""
+def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int, full: int | None = None) -> StepPlan:
+    """Choose the work of one step from (owner, feed) pairs in arrival order; owners come back in the plan.
+
+    `budget` is what is left of the step's `full` budget (default: all of it). A feed that one full
+    budget would take whole is not cut to fit what other feeds left: it waits for the next step, so a
+    short prompt is one forward, as it is alone (and each piece costs a forward's fixed overhead).
+    """
+    full = budget if full is None else full
     decode = [owner for owner, p in pending if p.decoding]
     prefill: list[tuple[Any, int]] = []
     left = budget
@@ -76,7 +82,10 @@ def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int) -> StepPl
     for owner, p in sorted(pending, key=lambda pair: pair[1].remaining):
         if p.decoding or left <= 0 or p.remaining <= 0:
             continue
-        take = min(p.remaining, left, p.feed.chunk or p.remaining)
+        whole = min(p.remaining, p.feed.chunk or p.remaining)
+        if whole > left and whole <= full and left < full:
+            continue
+        take = min(whole, left)
         prefill.append((owner, take))
         left -= take
     return StepPlan(decode, prefill)

@@ -288,3 +288,19 @@ def test_the_prefix_cache_primes_a_long_system_prompt_through_the_scheduler():
         assert collect(svc.chat(other))[1].usage.cached_tokens == shared
     finally:
         svc.engine.stop()
+
+
+def test_a_prompt_that_one_budget_holds_is_not_cut_to_fit_what_others_left():
+    from superlinear.core.scheduler import Feed, PendingFeed, plan_step
+
+    def pending(*lengths):
+        return [(n, PendingFeed(Feed(None, None, list(range(n))))) for n in lengths]
+
+    # 50 runs whole; 100 would be cut to the 78 left, so it waits; 300 is longer than a budget: it takes them.
+    assert plan_step(pending(100, 50), 128).prefill == [(50, 50)]
+    assert plan_step(pending(100, 60, 300), 128).prefill == [(60, 60), (300, 68)]
+    # Alone in a step (the whole budget left), a prompt is cut to the budget as before.
+    assert plan_step(pending(200), 128).prefill == [(200, 128)]
+    # Later in a step (part of the full budget left): a short feed waits, a long one takes the rest.
+    assert plan_step(pending(40, 300), 30, full=128).prefill == [(300, 30)]
+    assert plan_step(pending(20), 30, full=128).prefill == [(20, 20)]
