@@ -12,11 +12,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ...core import Usage
-from .disconnect import ClientGone
-from .errors import classify
 from .render import chunk_json, usage_chunk_json, usage_json
 from .render_logprobs import chat_logprobs_json
-from .streaming import DONE, KEEPALIVE, sse_event, thinking_delta
+from .streaming import KEEPALIVE, reported, sse_event, thinking_delta
 
 __all__ = ["merge_choices", "choices_stream", "total_usage"]
 
@@ -71,7 +69,8 @@ def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_us
     """Yield the SSE bytes of n choices, then the summed usage when asked, then [DONE]."""
     created = int(time.time())
     usages: list[Usage] = []
-    try:
+
+    def events() -> Iterator[bytes]:
         for index, items in enumerate(streams):
             def chunk(delta: dict, finish: str | None, lp: Any = None, index: int = index) -> dict:
                 out = chunk_json(cid, created, model, delta, finish, include_usage, lp)
@@ -81,14 +80,5 @@ def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_us
             yield from _one(items, chunk, usages, stream_thinking)
         if include_usage:
             yield sse_event(usage_chunk_json(cid, created, model, total_usage(usages)))
-    except ClientGone:
-        return
-    except Exception as exc:  # noqa: BLE001 - the stream has started; report in-band
-        status, body = classify(exc)
-        if status >= 500 and body["error"]["code"] == "internal_error":
-            log.exception("a streamed turn with several choices failed")
-        yield sse_event(body)
-    finally:
-        for items in streams:
-            items.close()
-    yield DONE
+
+    return reported(events(), streams, "a streamed turn with several choices")

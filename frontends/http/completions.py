@@ -14,14 +14,12 @@ from ...core.completion import start_completion
 from .body import read_json
 from .chat import watched_turns
 from .choices import total_usage
-from .disconnect import ClientGone
-from .errors import classify
 from .limits import Limits
 from .metrics import Metrics
 from .render import usage_json
 from .render_logprobs import completion_logprobs_json
 from .services import Get
-from .streaming import DONE, KEEPALIVE, ClosingBody, sse_event
+from .streaming import KEEPALIVE, ClosingBody, reported, sse_event
 from .wire_completions import CompletionCall, parse_completion_request
 
 __all__ = ["Completions", "collect_completion", "completion_stream"]
@@ -91,22 +89,14 @@ def completion_stream(streams: Sequence[Iterator], call: CompletionCall, cid: st
         return _envelope(cid, created, model, choices, **{**usage, **extra})
 
     usages: list = []
-    try:
+
+    def events() -> Iterator[bytes]:
         for index, items in enumerate(streams):
             yield from _events(items, call, index, chunk, usages)
         if call.include_usage:
             yield sse_event(chunk([], usage=usage_json(total_usage(usages))))
-    except ClientGone:
-        return
-    except Exception as exc:  # noqa: BLE001 - the stream has started; report in-band
-        status, body = classify(exc)
-        if status >= 500 and body["error"]["code"] == "internal_error":
-            log.exception("a streamed completion failed")
-        yield sse_event(body)
-    finally:
-        for items in streams:
-            items.close()
-    yield DONE
+
+    return reported(events(), streams, "a streamed completion")
 
 
 @attrs.define

@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .disconnect import ClientGone
@@ -14,7 +14,7 @@ from .errors import classify
 from .render import chunk_json, usage_chunk_json, usage_json
 from .render_logprobs import chat_logprobs_json
 
-__all__ = ["sse_stream", "sse_event", "thinking_delta", "SseBody", "ClosingBody", "DONE", "KEEPALIVE"]
+__all__ = ["sse_stream", "reported", "sse_event", "thinking_delta", "SseBody", "ClosingBody", "DONE", "KEEPALIVE"]
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,32 @@ def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_u
     created = int(time.time())
     chunk = functools.partial(chunk_json, cid, created, model)
     usage_chunk = functools.partial(usage_chunk_json, cid, created, model)
-    try:
+
+    def events() -> Iterator[bytes]:
         yield sse_event(chunk({"role": "assistant", "content": ""}, None, include_usage))
         yield from _chunks(items, chunk, usage_chunk, include_usage, stream_thinking)
+
+    return reported(events(), [items], "a streamed turn")
+
+
+def reported(events: Iterator[bytes], streams: Sequence, what: str) -> Iterator[bytes]:
+    """Yield a started stream's SSE bytes, then `[DONE]`; close every turn's `streams` at the end.
+
+    An error after the start goes out in-band as `data: {"error": ...}` (then `[DONE]`); a client that
+    left ends the stream without either.
+    """
+    try:
+        yield from events
     except ClientGone:
         return
     except Exception as exc:  # noqa: BLE001 - the stream has started; report in-band
         status, body = classify(exc)
         if status >= 500 and body["error"]["code"] == "internal_error":
-            log.exception("a streamed turn failed")
+            log.exception("%s failed", what)
         yield sse_event(body)
     finally:
-        items.close()
+        for items in streams:
+            items.close()
     yield DONE
 
 
