@@ -34,13 +34,10 @@ def spinner(label: str, stream: TextIO | None = None, interval: float = 0.1) -> 
             out.flush()
             i += 1
 
-    thread = threading.Thread(target=draw, daemon=True)
-    thread.start()
     try:
-        yield
+        with _in_background(draw, stop):
+            yield
     finally:
-        stop.set()
-        thread.join()
         out.write("\r\x1b[K")
         out.flush()
 
@@ -84,7 +81,14 @@ def prefill_watch(read: Callable[[], dict | None], label: str, enabled: bool, in
         if bar is not None:
             bar.close()
 
-    thread = threading.Thread(target=watch, daemon=True)
+    with _in_background(watch, stop):
+        yield
+
+
+@contextlib.contextmanager
+def _in_background(work: Callable[[], None], stop: threading.Event) -> Iterator[None]:
+    """Run `work` on a daemon thread while the block runs; then set `stop` and wait for it to return."""
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
     try:
         yield
