@@ -1,6 +1,5 @@
 """The OpenAI surface (logit_bias, logprobs, text completions, ...) through the HTTP app over the core's fakes."""
 
-import json
 import math
 
 import falcon.testing
@@ -13,8 +12,9 @@ from superlinear.frontends.http.compose import stop_rule_source
 from superlinear.plugins import build_plugin_manager
 from superlinear.storage import MemorySnapshotStore
 
+from .test_server_inprocess import USER, chat, sse
+
 NO_THINK = {"enable_thinking": False}
-USER = [{"role": "user", "content": "hi"}]
 
 Z = ord("Z") + 5  # the fake tokenizer's id of "Z"
 
@@ -40,16 +40,6 @@ def client(services):
     app = create_app(ServiceHolder(lambda: services, background=False), AppOptions(load_plugins=False,
                                                                                     limits=Limits()))
     return falcon.testing.TestClient(app)
-
-
-def chat(client, **body):
-    return client.simulate_post("/v1/chat/completions", json={"messages": USER, **body})
-
-
-def sse(result) -> list:
-    payloads = [e[len("data: "):] for e in result.text.split("\n\n") if e]
-    assert payloads[-1] == "[DONE]"
-    return [json.loads(p) for p in payloads[:-1]]
 
 
 def test_a_bias_of_100_makes_every_greedy_token_that_one(client):
