@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
+
+from .common.toolkit import interpreting, padded_block
 
 __all__ = ["rms_norm", "supported"]
 
 
 def supported(x: torch.Tensor) -> bool:
     """Whether the kernel takes `x`: CUDA (or the Triton interpreter), last dimension contiguous."""
-    on_device = x.is_cuda or os.environ.get("TRITON_INTERPRET", "0") == "1"
+    on_device = x.is_cuda or interpreting()
     return on_device and x.stride(-1) == 1
 
 
@@ -34,7 +34,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     rows = x.reshape(-1, size)
     out = torch.empty(rows.shape, dtype=x.dtype, device=x.device)
     if rows.shape[0]:
-        block = triton.next_power_of_2(size)
+        block = padded_block(size)
         _rms_norm_kernel[(rows.shape[0],)](
             rows, weight, out, rows.stride(0), size, eps, BLOCK=block, num_warps=min(8, max(1, block // 512))
         )

@@ -11,18 +11,18 @@ Each matches the PyTorch path of the adapter's Mamba-2 mixer (fp32 math, inputs 
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
+
+from ..common.toolkit import interpreting, padded_block
 
 __all__ = ["supported", "conv_step", "ssm_step_fused", "gated_rms_norm_rows"]
 
 
 def supported(hidden: torch.Tensor) -> bool:
     """Whether these kernels take the tensors: CUDA, or anything under the Triton interpreter."""
-    return hidden.is_cuda or os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return hidden.is_cuda or interpreting()
 
 
 @triton.jit
@@ -73,7 +73,7 @@ def conv_step(
     # fmt: off
     _conv_kernel[(triton.cdiv(channels, block_c),)](
         x, window, weight, bias if bias is not None else weight, out, channels, weight.stride(0),
-        HAS_BIAS=bias is not None, W=width, BLOCK_C=block_c, BLOCK_W=triton.next_power_of_2(width),
+        HAS_BIAS=bias is not None, W=width, BLOCK_C=block_c, BLOCK_W=padded_block(width),
     )
     # fmt: on
     return out
@@ -129,12 +129,12 @@ def ssm_step_fused(
     groups = b.numel() // size
     y = torch.empty(heads * head_dim, dtype=torch.float32, device=x.device)
     lo, hi = dt_limit if dt_limit is not None else (0.0, float("inf"))
-    block_p = min(32, triton.next_power_of_2(head_dim))
+    block_p = min(32, padded_block(head_dim))
     # fmt: off
     _ssm_kernel[(heads, triton.cdiv(head_dim, block_p))](
         x, dt, b, c, state, a_log, d, dt_bias, y, float(lo), float(hi),
         HEADS_PER_GROUP=heads // groups, P=head_dim, N=size, BLOCK_P=block_p,
-        BLOCK_N=triton.next_power_of_2(size),
+        BLOCK_N=padded_block(size),
     )
     # fmt: on
     return y
@@ -158,5 +158,5 @@ def gated_rms_norm_rows(y, z, weight, n_groups: int, eps: float, dtype: torch.dt
     returns [I] in ``dtype``."""
     size = y.numel() // n_groups
     out = torch.empty(y.numel(), dtype=dtype, device=y.device)
-    _gated_norm_kernel[(n_groups,)](y, z, weight, out, eps, S=size, BLOCK=triton.next_power_of_2(size))
+    _gated_norm_kernel[(n_groups,)](y, z, weight, out, eps, S=size, BLOCK=padded_block(size))
     return out

@@ -14,23 +14,19 @@ blocks); programs past the real block count (read on the device) return at once.
 
 from __future__ import annotations
 
-import os
-
 import attrs
 import torch
 import triton
 import triton.language as tl
 
+from ..common.toolkit import interpreting
+
 __all__ = ["MoeLayout", "moe_layout", "grouped_expert_mlp", "supported"]
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def supported(hidden: torch.Tensor) -> bool:
     """Whether the Triton path takes these activations: CUDA (or the interpreter), fp16/bf16/fp32."""
-    on_device = hidden.is_cuda or _interpreting()
+    on_device = hidden.is_cuda or interpreting()
     return on_device and hidden.dtype in (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -133,7 +129,7 @@ def _grouped_kernel(
 
 def _gemv_configs() -> list[triton.Config]:
     """Tile choices for the decode GEMV, tried once per (N, K) on the first (eager) call."""
-    if _interpreting():
+    if interpreting():
         return [triton.Config({"BLOCK_N": 8, "BLOCK_K": 16}, num_warps=4)]
     shapes = [(16, 256, 4), (32, 128, 4), (32, 256, 4), (64, 128, 4), (8, 512, 4), (16, 512, 8), (32, 256, 8)]
     return [
@@ -210,7 +206,7 @@ GEMV_MAX_PAIRS = 16
 
 def _tiles(n_pairs: int) -> dict:
     """Block sizes: few pairs (decode) -> narrow column tiles for enough programs; many -> big tiles."""
-    if _interpreting():
+    if interpreting():
         return dict(block_m=16, block_n=16, block_k=16, num_warps=4, num_stages=1)
     if n_pairs <= 64:
         return dict(block_m=16, block_n=32, block_k=128, num_warps=4, num_stages=4)
@@ -225,7 +221,7 @@ def _launch(a, w, out, scale, layout: MoeLayout, row_div: int, relu2: bool, tile
         a, w, out, scale if scale is not None else out, layout.pairs, layout.block_expert, layout.n_blocks,
         layout.n_pairs, n_out, k_in, a.stride(0), a.stride(1), *w.stride(), out.stride(0), out.stride(1),
         ROW_DIV=row_div, RELU2=relu2, SCALE=scale is not None, BLOCK_M=tiles["block_m"],
-        BLOCK_N=tiles["block_n"], BLOCK_K=tiles["block_k"], F32=_interpreting() or a.dtype == torch.float32,
+        BLOCK_N=tiles["block_n"], BLOCK_K=tiles["block_k"], F32=interpreting() or a.dtype == torch.float32,
         num_warps=tiles["num_warps"], num_stages=tiles["num_stages"],
     )
     # fmt: on

@@ -20,32 +20,25 @@ import triton
 import triton.language as tl
 
 from ...common.env import asserts_enabled
+from ...common.toolkit import NO_KEY, block_d, interpreting, qk_scale
 from ...common.validation import require
 from ..params import SuperlinearParams
-from ..search.prefill import interpreting, search_spans, supports
+from ..search.prefill import search_spans, supports
 from ..search.tables import prefill_capacity, routing_tables
+from ..softmax import attend_interval, finish, gate_max, gate_weight, load_slot, merge_weights
 from ..span.decode import triton_decode
-from ..span.prefill import LOG2_E, NO_KEY, _attend_interval, _finish, span_attention
+from ..span.prefill import span_attention
 from .reference import superlinear_attention_reference
 
 
 @triton.jit
-def _slot_weights(
-    lse_w, row, i, s_max, lo_ptr, hi_ptr, score_ptr, span_lse_ptr, m_r, NUM_SPANS: tl.constexpr
-):
-    # Slot i's gate weight (unnormalized) and the shares of the window and of the span in the
-    # log-sum-exp merge of the two (lse base 2). row [M]: index into [B, HQ, LQ].
-    p_i = row * NUM_SPANS + i
-    valid = tl.load(lo_ptr + p_i, mask=m_r, other=0) <= tl.load(hi_ptr + p_i, mask=m_r, other=-1)
-    s_i = tl.load(score_ptr + p_i, mask=m_r, other=0.0)
-    weight = tl.where(s_max == float("-inf"), 1.0, tl.where(valid, tl.exp(s_i - s_max), 0.0))
+def _slot_weights(lse_w, p_i, s_max, lo_ptr, hi_ptr, score_ptr, span_lse_ptr, m_r):
+    # Slot p_i's gate weight (unnormalized) and the shares of the window and of the span in the
+    # log-sum-exp merge of the two (lse base 2). p_i [M]: index into [B, HQ, LQ, K].
+    valid, s_i = load_slot(lo_ptr, hi_ptr, score_ptr, p_i, m_r)
     lse_i = tl.load(span_lse_ptr + p_i, mask=m_r, other=float("-inf"))
-    top = tl.maximum(lse_w, lse_i)
-    top = tl.where(top == float("-inf"), 0.0, top)
-    w_w = tl.exp2(lse_w - top)
-    w_i = tl.exp2(lse_i - top)
-    den = tl.where(w_w + w_i > 0, w_w + w_i, 1.0)
-    return weight, w_w / den, w_i / den
+    w_w, w_i, den = merge_weights(lse_w, lse_i)
+    return gate_weight(valid, s_i, s_max), w_w / den, w_i / den
 
 
 @triton.jit
@@ -66,27 +59,20 @@ def _gate_slots(
 ):
     # O = sum_i g_i * merge(window, span_i), g = softmax(score) over valid slots (uniform if none),
     # rearranged as c_w * O_w + sum_i c_i * O_i so only one [M, D] span tile is live at a time.
-    s_max = tl.full(lse_w.shape, float("-inf"), tl.float32)
-    for i in tl.static_range(NUM_SPANS):
-        p_i = row * NUM_SPANS + i
-        valid = tl.load(lo_ptr + p_i, mask=m_r, other=0) <= tl.load(hi_ptr + p_i, mask=m_r, other=-1)
-        s_i = tl.load(score_ptr + p_i, mask=m_r, other=0.0)
-        s_max = tl.maximum(s_max, tl.where(valid, s_i, float("-inf")))
+    s_max = gate_max(lo_ptr, hi_ptr, score_ptr, row * NUM_SPANS, m_r, NUM_SPANS)
     total = tl.zeros(lse_w.shape, tl.float32)
     c_w = tl.zeros(lse_w.shape, tl.float32)
     for i in tl.static_range(NUM_SPANS):
-        weight, share_w, _ = _slot_weights(
-            lse_w, row, i, s_max, lo_ptr, hi_ptr, score_ptr, span_lse_ptr, m_r, NUM_SPANS
-        )
+        p_i = row * NUM_SPANS + i
+        weight, share_w, _ = _slot_weights(lse_w, p_i, s_max, lo_ptr, hi_ptr, score_ptr, span_lse_ptr, m_r)
         total += weight
         c_w += weight * share_w
     out = o_w * (c_w / total)[:, None]
     # A loop, not unrolled, so that one span tile at a time is in registers.
     for i in range(NUM_SPANS):
-        weight, _, share_i = _slot_weights(
-            lse_w, row, i, s_max, lo_ptr, hi_ptr, score_ptr, span_lse_ptr, m_r, NUM_SPANS
-        )
-        p_o = span_out_ptr + (row * NUM_SPANS + i)[:, None] * D + o_d[None, :]
+        p_i = row * NUM_SPANS + i
+        weight, _, share_i = _slot_weights(lse_w, p_i, s_max, lo_ptr, hi_ptr, score_ptr, span_lse_ptr, m_r)
+        p_o = span_out_ptr + p_i[:, None] * D + o_d[None, :]
         o_i = tl.load(p_o, mask=m_r[:, None] & m_d[None, :], other=0.0)
         out += (weight * share_i / total)[:, None] * o_i
     return out
@@ -155,7 +141,7 @@ def _window_gate_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc, m_i, l_i = _attend_interval(
+    acc, m_i, l_i = attend_interval(
         acc,
         m_i,
         l_i,
@@ -175,7 +161,7 @@ def _window_gate_kernel(
         BLOCK_D,
         F32,
     )
-    o_w, lse_w = _finish(acc, m_i, l_i)
+    o_w, lse_w = finish(acc, m_i, l_i)
     row = (i_b * HKV * G + o_h) * LQ + o_q
     out = _gate_slots(
         o_w, lse_w, row, lo_ptr, hi_ptr, score_ptr, span_out_ptr, span_lse_ptr, m_r, o_d, m_d, D, NUM_SPANS
@@ -234,9 +220,9 @@ def _window_and_gate(Q2, K, V, positions, routes, span_out, span_lse, window: in
     _window_gate_kernel[grid](
         Q2, K, V, positions, routes.starts, routes.lo, routes.hi, routes.scores, span_out, span_lse, out,
         *Q2.stride(), *K.stride(), *V.stride(), *out.stride(),
-        kv_heads, q_len, window, LOG2_E / dim**0.5,
+        kv_heads, q_len, window, qk_scale(dim),
         G=q_heads // kv_heads, D=dim, NUM_SPANS=routes.lo.shape[-1], BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_D=max(16, triton.next_power_of_2(dim)), F32=interpreting(), num_warps=8, num_stages=3,
+        BLOCK_D=block_d(dim), F32=interpreting(), num_warps=8, num_stages=3,
     )
     # fmt: on
 

@@ -14,13 +14,13 @@ top k, decodes score and anchor and computes the span bounds from the host-built
 ``search.tables``.
 """
 
-import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
+from ...common.toolkit import MIN_DOT_BLOCK, block_d, dot, interpreting, padded_block
 from ...common.validation import require
 from .tables import RoutingTables
 
@@ -31,11 +31,8 @@ TRITON_DTYPES = (torch.float16, torch.bfloat16)
 # Below every key a finite (or infinite) score can produce; marks "no candidate".
 SENTINEL = tl.constexpr(-9200000000000000000)
 POS_MAX = 2**31 - 1
-
-
-def interpreting() -> bool:
-    """Return whether Triton runs in its CPU interpreter (whose bf16 ``tl.dot`` is wrong, so we upcast)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+# The names this module exported before the shared toolkit (kept importable).
+_dot = dot
 
 
 def supports(Q2: torch.Tensor, K: torch.Tensor) -> bool:
@@ -58,15 +55,6 @@ class SpanRoutes:
     hi: torch.Tensor
     scores: torch.Tensor
     starts: torch.Tensor
-
-
-@triton.jit
-def _dot(a, b, F32: tl.constexpr):
-    if F32:
-        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    else:
-        out = tl.dot(a, b)
-    return out
 
 
 @triton.jit
@@ -147,7 +135,7 @@ def _search_kernel(
             m_a &= tl.load(mask_ptr + i_b * stride_mb + a * stride_ml, mask=m_a, other=0) != 0
         p_k = p_kbase + a[:, None] * stride_kl + o_d[None, :] * stride_kd
         b_k = tl.load(p_k, mask=m_a[:, None] & m_d[None, :], other=0.0)
-        b_s = _dot(b_q, tl.trans(b_k), F32)
+        b_s = dot(b_q, tl.trans(b_k), F32)
         cand = tl.where(m_a[None, :], _pack(b_s, a[None, :]), SENTINEL)
         # Merge the tile into the running top-KP: KP rounds of "take the largest key of either".
         merged = tl.full([BLOCK_G, KP], SENTINEL, tl.int64)
@@ -281,7 +269,7 @@ def search_spans(
     split_len = triton.cdiv(triton.cdiv(max(n_stripes, 1), splits), block_j) * block_j
     starts = sequence_starts(attention_mask, batch, kv_len, Q1.device)
     counts = torch.searchsorted(tables.stripes, positions + 1, right=True)
-    track = triton.next_power_of_2(num_spans + 1)
+    track = padded_block(num_spans + 1)
     keys = torch.empty(batch, q_heads, q_len, splits, track, dtype=torch.int64, device=Q1.device)
     mask = attention_mask if attention_mask is not None else starts
     stride_mask = attention_mask.stride() if attention_mask is not None else (0, 0)
@@ -290,8 +278,8 @@ def search_spans(
         Q1, K, mask, starts, positions, counts, tables.stripes, keys,
         *Q1.stride(), *K.stride(), *stride_mask,
         kv_heads, q_len, split_len,
-        G=group, D=dim, SPLITS=splits, BLOCK_G=max(16, triton.next_power_of_2(group)),
-        BLOCK_D=max(16, triton.next_power_of_2(dim)), BLOCK_J=block_j, KP=track,
+        G=group, D=dim, SPLITS=splits, BLOCK_G=padded_block(group, MIN_DOT_BLOCK),
+        BLOCK_D=block_d(dim), BLOCK_J=block_j, KP=track,
         HAS_MASK=attention_mask is not None, F32=interpreting(), num_warps=4, num_stages=num_stages,
     )
     # fmt: on
@@ -305,7 +293,7 @@ def _select(keys, positions, starts, tables: RoutingTables, kv_len: int, num_spa
     lo = torch.empty(shape, dtype=torch.int32, device=keys.device)
     hi = torch.empty_like(lo)
     scores = torch.empty(shape, dtype=torch.float32, device=keys.device)
-    n_rows, block_c = batch * q_heads * q_len, triton.next_power_of_2(splits * track)
+    n_rows, block_c = batch * q_heads * q_len, padded_block(splits * track)
     # About 2048 candidates per program: enough rows to fill it, few enough to stay in registers.
     block_r = min(128, max(1, 2048 // block_c))
     # fmt: off

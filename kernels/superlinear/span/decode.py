@@ -23,15 +23,18 @@ import torch
 import triton
 import triton.language as tl
 
+from ...common.toolkit import MIN_DOT_BLOCK, NO_KEY, block_d, dot, interpreting, padded_block, qk_scale
 from ...common.validation import require
 from ..params import SuperlinearParams
-from ..search.prefill import _dot, interpreting, search_spans, supports
+from ..search.prefill import search_spans, supports
 from ..search.tables import prefill_capacity, routing_tables
-from .prefill import LOG2_E, NO_KEY
+from ..softmax import gate_max, gate_weight, load_slot, merge_parts, merge_weights
 from .reference import decode_reference
 
 CHUNK_KEYS = 128
 SLOT_BLOCK = 64
+# The name this module exported before the shared toolkit (kept importable).
+_merge_parts = merge_parts
 
 
 @triton.jit
@@ -105,7 +108,7 @@ def _chunk_kernel(
         hit = live & (lo < c0 + BLOCK_N) & (hi >= c0)
         m_kv = ((c0 + o_n) <= q)[:, None] & m_d[None, :]
         b_k = tl.load(p_kt + c0 * stride_kl, mask=m_kv, other=0.0)
-        b_s = _dot(b_q, tl.trans(b_k), F32) * qk_scale
+        b_s = dot(b_q, tl.trans(b_k), F32) * qk_scale
         o_key = c0 + o_n
         m_s = hit[:, None] & (o_key[None, :] >= lo[:, None]) & (o_key[None, :] <= hi[:, None])
         b_s = tl.where(m_s, b_s, float("-inf"))
@@ -113,7 +116,7 @@ def _chunk_kernel(
         b_p = tl.exp2(b_s - m_safe[:, None])
         l_c = tl.where(hit, tl.sum(b_p, axis=1), 1.0)
         b_v = tl.load(p_vt + c0 * stride_vl, mask=m_kv, other=0.0)
-        b_o = _dot(b_p.to(b_v.dtype), b_v, F32) / l_c[:, None]
+        b_o = dot(b_p.to(b_v.dtype), b_v, F32) / l_c[:, None]
         slot = p_part + (c - first)
         tl.store(part_out_ptr + slot[:, None] * D + o_d[None, :], b_o, mask=hit[:, None] & m_d[None, :])
         tl.store(part_lse_ptr + slot, m_safe + tl.log2(l_c), mask=hit)
@@ -135,30 +138,6 @@ def _needed_chunks(first, last, live, BLOCK_R: tl.constexpr):
     count = tl.where(live, tl.maximum(last - start + 1, 0), 0)
     offset = tl.sum(tl.where(earlier, count[None, :], 0), axis=1)
     return start, count, offset, tl.sum(count, axis=0)
-
-
-@triton.jit
-def _merge_parts(p_out, p_lse, n, o_d, m_d, D: tl.constexpr, SLOT_BLOCK: tl.constexpr):
-    # Log-sum-exp merge of a row's n partials (out [D], lse base 2); returns (out [BLOCK_D], lse).
-    m_i = tl.full([], float("-inf"), tl.float32)
-    l_i = tl.zeros([], tl.float32)
-    acc = tl.zeros(o_d.shape, tl.float32)
-    o_s = tl.arange(0, SLOT_BLOCK)
-    for s0 in range(0, n, SLOT_BLOCK):
-        m_s = (s0 + o_s) < n
-        b_lse = tl.load(p_lse + s0 + o_s, mask=m_s, other=float("-inf"))
-        b_o = tl.load(
-            p_out + (s0 + o_s)[:, None] * D + o_d[None, :], mask=m_s[:, None] & m_d[None, :], other=0.0
-        )
-        m_new = tl.maximum(m_i, tl.max(b_lse, axis=0))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        w = tl.exp2(b_lse - m_safe)
-        alpha = tl.exp2(m_i - m_safe)
-        acc = acc * alpha + tl.sum(w[:, None] * b_o, axis=0)
-        l_i = l_i * alpha + tl.sum(w, axis=0)
-        m_i = m_new
-    has = l_i > 0
-    return acc / tl.where(has, l_i, 1.0), tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
 
 
 @triton.jit
@@ -196,31 +175,25 @@ def _combine_kernel(
     rows = (i_b * HKV + i_h // G) * BLOCK_R
     win = rows + G * NUM_SPANS + i_h % G
     n_win = tl.where(ws <= q, q // BLOCK_N - ws // BLOCK_N + 1, 0)
-    o_w, lse_w = _merge_parts(
+    o_w, lse_w = merge_parts(
         part_out_ptr + win * NMAX * D, part_lse_ptr + win * NMAX, n_win, o_d, m_d, D, SLOT_BLOCK
     )
-    s_max = tl.full([], float("-inf"), tl.float32)
-    for i in tl.static_range(NUM_SPANS):
-        valid = tl.load(lo_ptr + i_bh * NUM_SPANS + i) <= tl.load(hi_ptr + i_bh * NUM_SPANS + i)
-        s_max = tl.maximum(s_max, tl.where(valid, tl.load(score_ptr + i_bh * NUM_SPANS + i), float("-inf")))
+    m_row = i_bh >= 0
+    s_max = gate_max(lo_ptr, hi_ptr, score_ptr, i_bh * NUM_SPANS, m_row, NUM_SPANS)
     total = tl.zeros([], tl.float32)
     out = tl.zeros(o_d.shape, tl.float32)
     for i in tl.static_range(NUM_SPANS):
         lo = tl.load(lo_ptr + i_bh * NUM_SPANS + i)
         hi = tl.load(hi_ptr + i_bh * NUM_SPANS + i)
-        weight = tl.exp(tl.load(score_ptr + i_bh * NUM_SPANS + i) - s_max)
-        weight = tl.where(s_max == float("-inf"), 1.0, tl.where(lo <= hi, weight, 0.0))
+        valid, score = load_slot(lo_ptr, hi_ptr, score_ptr, i_bh * NUM_SPANS + i, m_row)
+        weight = gate_weight(valid, score, s_max)
         row = rows + (i_h % G) * NUM_SPANS + i
-        n_i = tl.where(lo <= hi, hi // BLOCK_N - lo // BLOCK_N + 1, 0)
-        o_i, lse_i = _merge_parts(
+        n_i = tl.where(valid, hi // BLOCK_N - lo // BLOCK_N + 1, 0)
+        o_i, lse_i = merge_parts(
             part_out_ptr + row * NMAX * D, part_lse_ptr + row * NMAX, n_i, o_d, m_d, D, SLOT_BLOCK
         )
-        top = tl.maximum(lse_w, lse_i)
-        top = tl.where(top == float("-inf"), 0.0, top)
-        w_w = tl.exp2(lse_w - top)
-        w_i = tl.exp2(lse_i - top)
-        den = w_w + w_i
-        out += weight * (w_w * o_w + w_i * o_i) / tl.where(den > 0, den, 1.0)
+        w_w, w_i, den = merge_weights(lse_w, lse_i)
+        out += weight * (w_w * o_w + w_i * o_i) / den
         total += weight
     p_o = o_ptr + i_b * stride_ob + i_h * stride_oh + o_d * stride_od
     tl.store(p_o, (out / total).to(o_ptr.dtype.element_ty), mask=m_d)
@@ -281,7 +254,7 @@ def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, progra
     batch, q_heads, _, dim = Q2.shape
     kv_heads, num_spans = K.shape[1], routes.lo.shape[-1]
     group = q_heads // kv_heads
-    block_r = max(16, triton.next_power_of_2(group * (num_spans + 1)))
+    block_r = padded_block(group * (num_spans + 1), MIN_DOT_BLOCK)
     n_max = triton.cdiv(tables.longest, chunk_keys) + 1
     part_out = torch.empty(batch * kv_heads, block_r, n_max, dim, dtype=torch.float32, device=Q2.device)
     part_lse = torch.empty(batch * kv_heads, block_r, n_max, dtype=torch.float32, device=Q2.device)
@@ -290,9 +263,9 @@ def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, progra
     _chunk_kernel[(n_prog, batch * kv_heads)](
         Q2, K, V, positions, routes.starts, routes.lo, routes.hi, part_out, part_lse,
         Q2.stride(0), Q2.stride(1), Q2.stride(3), *K.stride(), *V.stride(),
-        kv_heads, tables.window, n_prog, n_max, LOG2_E / dim**0.5,
+        kv_heads, tables.window, n_prog, n_max, qk_scale(dim),
         G=group, D=dim, NUM_SPANS=num_spans, BLOCK_R=block_r, BLOCK_N=chunk_keys,
-        BLOCK_D=max(16, triton.next_power_of_2(dim)), F32=interpreting(),
+        BLOCK_D=block_d(dim), F32=interpreting(),
         num_warps=8, num_stages=3 if chunk_keys == 64 else 2,
     )
     # fmt: on
@@ -309,7 +282,7 @@ def _combine(part_out, part_lse, positions, routes, window: int, out, chunk_keys
         out.stride(0), out.stride(1), out.stride(3),
         q_heads, kv_heads, window, part_out.shape[2],
         G=q_heads // kv_heads, D=dim, NUM_SPANS=routes.lo.shape[-1], BLOCK_R=part_out.shape[1],
-        BLOCK_N=chunk_keys, BLOCK_D=max(16, triton.next_power_of_2(dim)), SLOT_BLOCK=SLOT_BLOCK,
+        BLOCK_N=chunk_keys, BLOCK_D=block_d(dim), SLOT_BLOCK=SLOT_BLOCK,
         num_warps=4,
     )
     # fmt: on

@@ -16,73 +16,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ..search.prefill import SpanRoutes, _dot, interpreting
+from ...common.toolkit import LOG2_E, NO_KEY, block_d, interpreting, qk_scale  # noqa: F401 (re-exported)
+from ..search.prefill import SpanRoutes
+from ..softmax import attend_interval, finish
 
-LOG2_E = 1.4426950408889634
-NO_KEY = tl.constexpr(2147483647)
-
-
-@triton.jit
-def _attend_interval(
-    acc,
-    m_i,
-    l_i,
-    b_q,
-    p_k,
-    p_v,
-    stride_kl,
-    stride_kd,
-    stride_vl,
-    stride_vd,
-    lo,
-    hi,
-    live,
-    qk_scale,
-    m_d,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    F32: tl.constexpr,
-):
-    # Online-softmax attention of rows b_q [M, BLOCK_D] over the keys of one sequence, row r seeing only
-    # keys in [lo[r], hi[r]] (live rows); acc [M, BLOCK_D], m_i, l_i [M] carry the state (base-2 maxima).
-    n_hi = tl.max(tl.where(live, hi, -1))
-    # With no live row the range is [0, -1]: a start near 2**31 would overflow the index of the
-    # pipelined loop's look-ahead loads, which are then issued out of bounds.
-    n_lo = tl.min(tl.where(live, lo, n_hi + 1))
-    o_n = tl.arange(0, BLOCK_N)
-    o_d = tl.arange(0, BLOCK_D)
-    # The tile's first key enters as one int64 product; the pointers then advance by whole tiles.
-    p_kt = p_k + n_lo.to(tl.int64) * stride_kl + o_n[:, None] * stride_kl + o_d[None, :] * stride_kd
-    p_vt = p_v + n_lo.to(tl.int64) * stride_vl + o_n[:, None] * stride_vl + o_d[None, :] * stride_vd
-    for n0 in range(n_lo, n_hi + 1, BLOCK_N):
-        m_n = (n0 + o_n) <= n_hi
-        m_kv = m_n[:, None] & m_d[None, :]
-        b_k = tl.load(p_kt, mask=m_kv, other=0.0)
-        b_s = _dot(b_q, tl.trans(b_k), F32) * qk_scale
-        o_key = n0 + o_n
-        m_s = (o_key[None, :] >= lo[:, None]) & (o_key[None, :] <= hi[:, None])
-        b_s = tl.where(m_s, b_s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(b_s, axis=1))
-        # A row with no key yet keeps max -inf; shifting by 0 keeps its exponentials at 0, not NaN.
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        b_p = tl.exp2(b_s - m_safe[:, None])
-        alpha = tl.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(b_p, axis=1)
-        b_v = tl.load(p_vt, mask=m_kv, other=0.0)
-        acc = acc * alpha[:, None] + _dot(b_p.to(b_v.dtype), b_v, F32)
-        m_i = m_new
-        p_kt += BLOCK_N * stride_kl
-        p_vt += BLOCK_N * stride_vl
-    return acc, m_i, l_i
-
-
-@triton.jit
-def _finish(acc, m_i, l_i):
-    # The normalized output (0 for a row with no key) and its log2-sum-exp (-inf if none).
-    has = l_i > 0
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    lse = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
-    return out, lse
+# The names this module exported before the shared toolkit (kept importable).
+_attend_interval, _finish = attend_interval, finish
 
 
 @triton.jit
@@ -140,7 +79,7 @@ def _span_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc, m_i, l_i = _attend_interval(
+    acc, m_i, l_i = attend_interval(
         acc,
         m_i,
         l_i,
@@ -160,7 +99,7 @@ def _span_kernel(
         BLOCK_D,
         F32,
     )
-    out, lse = _finish(acc, m_i, l_i)
+    out, lse = finish(acc, m_i, l_i)
     p_out = out_ptr + (seg + row)[:, None] * D + o_d[None, :]
     tl.store(p_out, out, mask=m_m[:, None] & m_d[None, :])
     tl.store(lse_ptr + seg + row, lse, mask=m_m)
@@ -196,9 +135,9 @@ def span_attention(
     _span_kernel[grid](
         Q2, K, V, lo_sorted, order, routes.hi, out, lse,
         *Q2.stride(), *K.stride(), *V.stride(),
-        kv_heads, q_len, n_rows, LOG2_E / dim**0.5,
+        kv_heads, q_len, n_rows, qk_scale(dim),
         G=q_heads // kv_heads, D=dim, NUM_SPANS=num_spans, BLOCK_M=block_m, BLOCK_N=block_n,
-        BLOCK_D=max(16, triton.next_power_of_2(dim)), F32=interpreting(),
+        BLOCK_D=block_d(dim), F32=interpreting(),
         num_warps=num_warps, num_stages=num_stages,
     )
     # fmt: on
