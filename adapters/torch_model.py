@@ -299,11 +299,4 @@ def sample_token(logits: torch.Tensor, params: SamplingParams, rng: random.Rando
 
 def _kernel_id(cfg: HybridConfig) -> str:
     """Name the attention computation; snapshots made under other kernel parameters must not mix."""
-    p = cfg.superlinear
-    if p is None:
-        return "dense"
-    return (
-        f"superlinear(sw_index={p.sw_index},num_spans={p.num_spans},backward={p.backward_factor},"
-        f"forward={p.forward_factor},search_power={p.search_power},"
-        f"inv_search_power_int={p.inv_search_power_int},span_power={p.span_power})"
-    )
+    return "dense" if cfg.superlinear is None else cfg.superlinear.fingerprint

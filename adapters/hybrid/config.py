@@ -103,7 +103,7 @@ class HybridConfig:
             attention_bias=bool(raw.get("attention_bias", False)),
             mlp_bias=bool(raw.get("mlp_bias", False)),
             eos_token_ids=_eos_ids(raw.get("eos_token_id")),
-            superlinear=_superlinear_params(raw) if model_type == "superlinear-exp" else None,
+            superlinear=SuperlinearParams.from_config(raw) if model_type == "superlinear-exp" else None,
         )
         _check_divisibility(cfg)
         return cfg
@@ -237,73 +237,3 @@ def _check_divisibility(cfg: HybridConfig) -> None:
         raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
     if cfg.mamba_num_heads % cfg.n_groups:
         raise ValueError("mamba_num_heads must be a multiple of n_groups")
-
-
-_SPAN = "span_attention_"
-
-
-def _superlinear_params(raw: Mapping[str, Any]) -> SuperlinearParams:
-    """Map the `span_attention_*` keys to kernel parameters, validating each with its key's name."""
-    sw_index = _span_int(raw, "sw_index", minimum=0)
-    num_spans = _span_int(raw, "num_spans", minimum=1)
-    backward = _span_float(raw, "backward_factor", low=0.0, high=math.inf, closed=True)
-    forward = _span_float(raw, "forward_factor", low=0.0, high=math.inf, closed=True)
-    span_power = _span_float(raw, "span_power", low=0.0, high=1.0, default=0.5)
-    search_power, inv_int = _search_power(raw)
-    params = SuperlinearParams(
-        sw_index=sw_index,
-        num_spans=num_spans,
-        backward_factor=backward,
-        forward_factor=forward,
-        search_power=search_power,
-        span_power=span_power,
-        inv_search_power_int=inv_int,
-    )
-    try:
-        # The kernel's own checks (e.g. powers must read as exact rationals) come on top of ours.
-        return params.validate()
-    except ValueError as exc:
-        raise ValueError(f"span_attention_* config keys are invalid: {exc}") from exc
-
-
-def _search_power(raw: Mapping[str, Any]) -> tuple[float | None, int | None]:
-    """Prefer the exact integer form `p = 1/n` (n in 2..6) whenever the config's power allows it."""
-    inv = raw.get(_SPAN + "inv_search_power_int")
-    power = raw.get(_SPAN + "search_power")
-    if inv is not None:
-        if isinstance(inv, bool) or not isinstance(inv, int) or not 2 <= inv <= 6:
-            raise ValueError(f"config key '{_SPAN}inv_search_power_int' must be an int in 2..6, got {inv!r}")
-        if power is not None and not math.isclose(float(power), 1.0 / inv, rel_tol=1e-9):
-            raise ValueError(f"'{_SPAN}search_power' {power} disagrees with inv_search_power_int {inv}")
-        return None, inv
-    p = _span_float(raw, "search_power", low=0.0, high=1.0)
-    n = round(1.0 / p)
-    if 2 <= n <= 6 and math.isclose(p, 1.0 / n, rel_tol=1e-9):
-        return None, n
-    return p, None
-
-
-def _span_int(raw: Mapping[str, Any], name: str, *, minimum: int) -> int:
-    value = raw.get(_SPAN + name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"config key '{_SPAN}{name}' must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _span_float(
-    raw: Mapping[str, Any],
-    name: str,
-    *,
-    low: float,
-    high: float,
-    closed: bool = False,
-    default: float | None = None,
-) -> float:
-    value = raw.get(_SPAN + name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (low <= value < high) if closed else (low < value < high)
-    if not ok:
-        interval = f"[{low}, {high})" if closed else f"({low}, {high})"
-        raise ValueError(f"config key '{_SPAN}{name}' must be a number in {interval}, got {value!r}")
-    return float(value)

@@ -1,7 +1,7 @@
 """Helpers shared by the kernels: exact powers, argument validation, environment switches, dispatch."""
 
 from .dispatch import choose_implementation
-from .env import asserts_enabled, force_sparse_meta
+from .env import asserts_enabled
 from .powers import (
     ceil_scaled_power,
     exact_fraction,
@@ -25,7 +25,6 @@ __all__ = [
     "compute_qend_from_qanchor",  # noqa: F405 (lazy, see __getattr__)
     "exact_fraction",
     "floor_scaled_power",
-    "force_sparse_meta",
     "stripe_count",
     "stripe_exponent",
     "stripe_offset",

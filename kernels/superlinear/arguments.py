@@ -40,16 +40,8 @@ def _coverage(params: SuperlinearParams, length: int):
     return check_coverage(params, length)
 
 
-# The SuperlinearParams fields a published call names as arguments, and what a call that takes no such
-# argument means by it: no backward or forward extent, the square-root span length.
-_FIELDS = (
-    "sw_index",
-    "backward_factor",
-    "forward_factor",
-    "search_power",
-    "span_power",
-    "inv_search_power_int",
-)
+# What a published call that takes no such argument means by a field: no backward or forward extent,
+# the square-root span length. Every other field is read from the call's arguments.
 _NEUTRAL = {"backward_factor": 0, "forward_factor": 0, "span_power": 0.5}
 
 
@@ -60,8 +52,8 @@ def params_from(args: Mapping, num_spans: int = 1) -> SuperlinearParams:
     the span power too where the call takes them, else they are neutral (``_NEUTRAL``). A bad value
     raises ValueError naming it.
     """
-    values = {**_NEUTRAL, **args}
-    return SuperlinearParams(num_spans=num_spans, **{field: values[field] for field in _FIELDS}).validate()
+    values = {**_NEUTRAL, **args, "num_spans": num_spans}
+    return SuperlinearParams.create(**{field: values[field] for field in SuperlinearParams.fields()})
 
 
 def published_name(function, name: str, doc: str):

@@ -8,7 +8,7 @@ from superlinear.kernels import (
     fused_prefill_with_swtriton_gqa,
     superlinear_attention,
 )
-from superlinear.kernels.common.env import asserts_enabled, force_sparse_meta
+from superlinear.kernels.common.env import asserts_enabled
 
 B, HQ, HKV, L, D = 2, 4, 2, 24, 8
 
@@ -129,11 +129,9 @@ def test_valid_edge_cases_run(seed_example):
 
 def test_the_environment_switches_are_read_at_call_time(monkeypatch):
     monkeypatch.delenv("SPAN_ATTENTION_ENABLE_ASSERTS", raising=False)
-    monkeypatch.delenv("SPAN_ATTENTION_FORCE_SPARSE_META", raising=False)
-    assert not asserts_enabled() and not force_sparse_meta()
-    monkeypatch.setenv("SPAN_ATTENTION_ENABLE_ASSERTS", "1")
-    monkeypatch.setenv("SPAN_ATTENTION_FORCE_SPARSE_META", "true")
-    assert asserts_enabled() and force_sparse_meta()
+    assert not asserts_enabled()
+    monkeypatch.setenv("SPAN_ATTENTION_ENABLE_ASSERTS", "true")
+    assert asserts_enabled()
     monkeypatch.setenv("SPAN_ATTENTION_ENABLE_ASSERTS", "0")
     assert not asserts_enabled()
 
@@ -166,3 +164,41 @@ def test_asserts_pass_a_valid_call_unchanged(monkeypatch, released, make_inputs,
     monkeypatch.setenv("SPAN_ATTENTION_ENABLE_ASSERTS", "1")
     checked = superlinear_attention(Q1[:, :, rows], Q2[:, :, rows], K, V, rows, params=released)
     assert_close(checked, plain, max_abs=0.0, rel_rms=0.0)
+
+
+def test_create_validates_and_rejects_unknown_fields():
+    fields = {"sw_index": 3, "num_spans": 3, "backward_factor": 3.0, "forward_factor": 1.0}
+    assert SuperlinearParams.create(**fields) == SuperlinearParams(**fields)
+    with pytest.raises(ValueError, match="num_spans"):
+        SuperlinearParams.create(**{**fields, "num_spans": 0})
+    with pytest.raises(TypeError, match="window"):
+        SuperlinearParams.create(**fields, window=3)
+
+
+def test_a_valid_value_does_not_vouch_for_an_equal_one_of_another_type():
+    # 2.0 == 2 and True == 1, so a validation cache keyed by value alone would accept these.
+    fields = {"sw_index": 3, "num_spans": 1, "backward_factor": 3.0, "forward_factor": 1.0}
+    SuperlinearParams(**fields, inv_search_power_int=2).validate()
+    with pytest.raises(ValueError, match="inv_search_power_int"):
+        SuperlinearParams(**fields, inv_search_power_int=2.0).validate()
+    with pytest.raises(ValueError, match="num_spans"):
+        SuperlinearParams(**{**fields, "num_spans": True}).validate()
+
+
+def test_from_config_reads_the_prefixed_keys_and_names_the_bad_one():
+    raw = {"span_attention_sw_index": 3, "span_attention_num_spans": 2, "span_attention_backward_factor": 3.0}
+    raw |= {"span_attention_forward_factor": 1, "span_attention_search_power": 0.5}
+    params = SuperlinearParams.from_config(raw)
+    assert params == SuperlinearParams(3, 2, 3.0, 1.0, search_power=None, inv_search_power_int=2)
+    with pytest.raises(ValueError, match="'span_attention_num_spans' must be an integer"):
+        SuperlinearParams.from_config({**raw, "span_attention_num_spans": 0})
+
+
+def test_the_fingerprint_names_every_field_in_the_format_snapshots_store():
+    # Snapshots store this text and refuse a state made under other parameters: the format must not drift.
+    params = SuperlinearParams(65, 3, 3.0, 1.0, search_power=0.55, span_power=0.55, inv_search_power_int=None)
+    assert params.fingerprint == (
+        "superlinear(sw_index=65,num_spans=3,backward=3.0,forward=1.0,search_power=0.55,"
+        "inv_search_power_int=None,span_power=0.55)"
+    )
+    assert SuperlinearParams(65, 4, 3.0, 1.0).fingerprint != SuperlinearParams(65, 3, 3.0, 1.0).fingerprint

@@ -11,8 +11,8 @@ Three steps after the host-built position tables (``search.tables``):
 
 A single query (a decode step through this entry point) runs the decode kernels of ``span.decode``.
 Supported: CUDA tensors (or the Triton interpreter), fp16/bf16, head dim <= 128, fewer than 2**31 keys.
-Anything else runs the PyTorch reference. ``SPAN_ATTENTION_FORCE_SPARSE_META`` is accepted and changes
-nothing: the sort-based (sparse) row grouping is this prefill's only metadata path.
+Anything else runs the PyTorch reference. The sort-based row grouping of ``span.prefill`` is this
+prefill's only metadata path: there is no switch between paths.
 """
 
 import torch

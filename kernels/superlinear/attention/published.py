@@ -173,7 +173,7 @@ fused_prefill_with_swtriton_bucketed_gqa = _taking_cache_pos_and_topk(
     """The published bucketed prefill: the same function as ``fused_prefill_with_swtriton_gqa``.
 
     Bucketing is how the published kernel schedules the spans; the result is the same math, so this runs
-    the same path (``SPAN_ATTENTION_FORCE_SPARSE_META`` picks the bucketing metadata there).
+    the same path (the prefill groups rows by sorting them on span start, its only metadata path).
     """,
 )
 full_span_attention_fused_with_search_values = _taking_cache_pos(
