@@ -23,7 +23,7 @@ CONFIG_PREFIX = "span_attention_"
 
 @dataclass(frozen=True)
 class SuperlinearParams:
-    """Superlinear attention parameters (ATTENTION.md, "Inputs").
+    """Superlinear attention parameters (docs/attention.md, "Inputs").
 
     Exactly one of ``search_power`` / ``inv_search_power_int`` governs the stripe power ``p``:
     ``search_power`` when given, else ``p = 1 / inv_search_power_int``. A ``search_power`` whose inverse is
@@ -84,8 +84,8 @@ class SuperlinearParams:
     def fingerprint(self) -> str:
         """The text that names this computation (stored in snapshots: its format never changes)."""
         return (
-            f"superlinear(sw_index={self.sw_index},num_spans={self.num_spans},backward={self.backward_factor},"
-            f"forward={self.forward_factor},search_power={self.search_power},"
+            f"superlinear(sw_index={self.sw_index},num_spans={self.num_spans},"
+            f"backward={self.backward_factor},forward={self.forward_factor},search_power={self.search_power},"
             f"inv_search_power_int={self.inv_search_power_int},span_power={self.span_power})"
         )
 

@@ -1,4 +1,6 @@
-"""Online softmax, log-sum-exp merge and gate: the Triton pieces prefill and decode share (docs/attention.md 6-7).
+"""Online softmax, log-sum-exp merge and gate: the Triton pieces prefill and decode share.
+
+Steps 6-7 of docs/attention.md.
 
 Every partial result is a normalized output ``o`` with its log2-sum-exp ``lse`` (base 2: the kernels use
 ``exp2``). Two partials over disjoint key sets merge as ``(w_a o_a + w_b o_b) / (w_a + w_b)`` with

@@ -1,6 +1,6 @@
 """Kernel calls written for the published package (positional, ``topk``, its defaults) give the exact math.
 
-"Exact math" is ``superlinear_attention`` with the same parameters (the ATTENTION.md reference on CPU),
+"Exact math" is ``superlinear_attention`` with the same parameters (the docs/attention.md reference on CPU),
 on fresh random inputs each run.
 """
 

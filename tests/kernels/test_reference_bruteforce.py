@@ -1,4 +1,4 @@
-"""The reference equals an independent brute force built from ATTENTION.md with Python integers."""
+"""The reference equals an independent brute force built from docs/attention.md with Python integers."""
 
 import math
 from fractions import Fraction

@@ -28,7 +28,7 @@ def superlinear_attention(
     params: SuperlinearParams,
     block_q: int | None = None,
 ) -> torch.Tensor:
-    """Compute Superlinear attention (ATTENTION.md) for queries at ``cache_position``.
+    """Compute Superlinear attention (docs/attention.md) for queries at ``cache_position``.
 
     Q1 (search), Q2 (attention): [B, HQ, LQ, D]; K, V: [B, HKV, LKV, D] with keys at 0 .. LKV - 1;
     cache_position: [LQ] int, each < LKV; attention_mask: None or [B, LKV] (1 = valid, left padding).

@@ -7,7 +7,8 @@ Three steps after the host-built position tables (``search.tables``):
    start so that neighbouring rows share key tiles;
 3. ``_window_gate_kernel`` (here): the sliding window ``[ws, q]`` for blocks of (query, head) rows of
    one KV group (the heads share every K/V tile), merged by log-sum-exp with each slot's span result and
-   gated by the softmax of the slots' search scores (ATTENTION.md steps 6-7), written in the output dtype.
+   gated by the softmax of the slots' search scores (docs/attention.md steps 6-7), written in the output
+   dtype.
 
 A single query (a decode step through this entry point) runs the decode kernels of ``span.decode``.
 Supported: CUDA tensors (or the Triton interpreter), fp16/bf16, head dim <= 128, fewer than 2**31 keys.

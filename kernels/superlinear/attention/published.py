@@ -2,7 +2,7 @@
 
 Every name of the published ``superlinear.kernels.superlinear.attention`` module, taking the same
 arguments in the same order with the same defaults (published defaults: ``sw_index=0, num_spans=3,
-backward_factor=2.0, forward_factor=0.0``), and computing the exact math of ATTENTION.md through
+backward_factor=2.0, forward_factor=0.0``), and computing the exact math of docs/attention.md through
 ``superlinear_attention`` (Triton on CUDA, the reference elsewhere). Tuning knobs of the published Triton
 kernels (``block_k``, ``search_block_q``, ``sw_block_k`` ...) are validated and then leave the result
 unchanged; unknown keywords raise TypeError like any Python function.

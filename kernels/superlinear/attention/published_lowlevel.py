@@ -71,7 +71,7 @@ def _require_window_mask(sw_block_mask, sw_index, search_power, inv_search_power
 
 
 def _require_key_positions(key_cache_position, K) -> None:
-    # Keys sit at positions 0 .. LKV - 1 (ATTENTION.md); any other key layout is refused, not guessed.
+    # Keys sit at positions 0 .. LKV - 1 (docs/attention.md); any other key layout is refused, not guessed.
     if key_cache_position is None:
         return
     expected = torch.arange(K.shape[2], device=key_cache_position.device)

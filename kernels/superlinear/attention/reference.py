@@ -1,7 +1,7 @@
 """Superlinear attention prefill, reference: the ground truth every kernel is checked against.
 
 Queries are processed in blocks of ``block_q``; within a block, ``search.reference.route`` picks the
-anchors and spans and ``span.reference.attend_block`` attends and gates (ATTENTION.md steps 1-7). No
+anchors and spans and ``span.reference.attend_block`` attends and gates (docs/attention.md steps 1-7). No
 [LQ, LKV] matrix is ever built: memory per block is O(block_q * HQ * (W + K * span)).
 """
 

@@ -1,4 +1,4 @@
-"""Span search, Triton: stripe-anchor scores, top-k and span bounds (ATTENTION.md steps 1-5).
+"""Span search, Triton: stripe-anchor scores, top-k and span bounds (docs/attention.md steps 1-5).
 
 Two kernels. ``_search_kernel`` runs one program per (query, batch x KV group, split of the stripes): it
 gathers the anchor keys ``K[q + 1 - P(j)]`` of a tile of stripes, scores all query heads of the group at

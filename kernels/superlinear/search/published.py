@@ -1,6 +1,6 @@
 """The span search entry points of the published ``superlinear`` 0.1.0, with its exact signatures.
 
-Every name of the published ``superlinear.kernels.superlinear.search`` module. They run ATTENTION.md
+Every name of the published ``superlinear.kernels.superlinear.search`` module. They run docs/attention.md
 steps 1-5 through ``route`` (the reference search, on the tensors' device): ``qend`` is the selected
 anchor, ``qstart = max(anchor - ceil(backward_factor * t ** span_power), start)``, ``values`` the
 unscaled search score (fp32), best first; missing slots have ``qstart = qend = -1`` and ``values = -inf``.

@@ -1,4 +1,4 @@
-"""Span search, reference: stripe anchors, search scores, top-k and span bounds (ATTENTION.md steps 1-5).
+"""Span search, reference: stripe anchors, search scores, top-k and span bounds (docs/attention.md steps 1-5).
 
 Everything here works on one block of queries at a time, with sizes B (batch), HQ / HKV (query / KV
 heads), BLK (queries in the block), NA (candidate anchors of the block) and K (``num_spans``). Positions

@@ -1,4 +1,6 @@
-"""Span attention of a prefill chunk, Triton: every (query, head, slot) over its own span (ATTENTION.md 6).
+"""Span attention of a prefill chunk, Triton: every (query, head, slot) over its own span.
+
+Step 6 of docs/attention.md.
 
 Rows are (query head, query, slot) triples of one (batch, KV group) sequence. Sorting the rows of each
 sequence by span start puts rows with nearly the same span next to each other: consecutive queries and

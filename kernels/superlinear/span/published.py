@@ -2,7 +2,7 @@
 
 Every function name of the published ``superlinear.kernels.superlinear.span`` module, with its arguments
 in the same order and its defaults (decode: ``sw_index=0, topk=3, backward_factor=2.0,
-forward_factor=0.0``), computing the exact math of ATTENTION.md: decode through ``superlinear_decode``
+forward_factor=0.0``), computing the exact math of docs/attention.md: decode through ``superlinear_decode``
 (Triton on CUDA, the reference elsewhere), per-span attention through the reference's interval attention.
 Tuning knobs (``block_k``, ``span_len_factor``, ``force_mode``) are validated and change nothing.
 """
@@ -121,7 +121,7 @@ def fused_span_attention_gqa(
     search_power: float | None = None,
     inv_search_power_int: int | None = 2,
 ) -> torch.Tensor:
-    """Step 6 of ATTENTION.md for given spans: attention over span ``i`` together with the window.
+    """Step 6 of docs/attention.md for given spans: attention over span ``i`` together with the window.
 
     Q2: [B, HQ, LQ, D]; K, V: [B, HKV, LKV, D]; qstart, qend: [B, HQ, LQ, NS] inclusive span bounds
     (``qend < 0`` or ``qstart > qend``: no span, window only), e.g. from ``span_search``; cache_position

@@ -1,6 +1,6 @@
 """Span attention, reference: per-span softmax attention merged with the window, and the gate.
 
-ATTENTION.md steps 6-7 for one block of queries, plus the decode entry point (one query). The span
+docs/attention.md steps 6-7 for one block of queries, plus the decode entry point (one query). The span
 search (steps 1-5) lives in ``search.reference``.
 
 The window and every span are contiguous key intervals, so attention runs per interval without
@@ -175,7 +175,7 @@ def key_context(K, V, attention_mask, last_position: int, params: SuperlinearPar
 
 
 def attend_block(Q1, Q2, positions, context: KeyContext, params: SuperlinearParams) -> torch.Tensor:
-    """Superlinear attention of one block of queries (ATTENTION.md steps 1-7).
+    """Superlinear attention of one block of queries (docs/attention.md steps 1-7).
 
     Q1, Q2: [B, HQ, BLK, D]; positions [BLK] int64. Returns [B, HQ, BLK, D] in the compute dtype.
     """
