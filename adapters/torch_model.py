@@ -18,6 +18,7 @@ from .hub import repo_id_of_snapshot
 from .hybrid.batch import decode_step
 from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.graphs import GraphedDecoder, graphable
+from .hybrid.kinds import state_nbytes
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
 from .hybrid.published import published_arrays
@@ -214,13 +215,7 @@ class TorchModel:
 
         Buffers grow 2x when they fill, so a live state may hold up to twice the KV part of this.
         """
-        cfg = self.config
-        item = self.lm.dtype.itemsize
-        kinds = cfg.layer_kinds
-        kv = kinds.count("*") * 2 * cfg.num_key_value_heads * cfg.head_dim * item * tokens
-        conv = cfg.conv_dim * (cfg.conv_kernel - 1) * item
-        ssm = cfg.mamba_num_heads * cfg.mamba_head_dim * cfg.ssm_state_size * 4
-        return kv + kinds.count("M") * (conv + ssm) + cfg.vocab_size * 4
+        return state_nbytes(self.config, tokens, self.lm.dtype) + self.config.vocab_size * 4
 
     @_inference
     def checkpoint(self, state: HybridState) -> StateCheckpoint:

@@ -6,12 +6,10 @@ import torch
 from torch import nn
 
 from ...kernels import norms
-from .attention import DenseAttention, SuperlinearAttention
+from .caches import Cache
 from .config import HybridConfig
-from .mamba import Mamba2Mixer
-from .mlp import ReluSquaredMLP
-from .moe import MoE
-from .state import HybridState, KVCache, MambaCache
+from .kinds import layer_kind
+from .state import HybridState
 
 __all__ = ["HybridLM", "RMSNorm", "Block"]
 
@@ -34,41 +32,21 @@ class RMSNorm(nn.Module):
 
 
 class Block(nn.Module):
-    """`x + mixer(norm(x))` with the mixer chosen by the layer kind (M, E, *, -)."""
+    """`x + mixer(norm(x))` with the mixer of the layer kind (M, E, *, -; see `kinds`)."""
 
     def __init__(self, cfg: HybridConfig, kind: str):
         super().__init__()
         self.kind = kind
+        self.spec = layer_kind(kind)
         self.norm = RMSNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
-        self.mixer = _make_mixer(cfg, kind)
+        self.mixer = self.spec.build(cfg)
 
-    def forward(
-        self, hidden: torch.Tensor, cache: KVCache | MambaCache | None, pos0: int | torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, cache: Cache | None, pos0: int | torch.Tensor) -> torch.Tensor:
         """Apply the block to `hidden` [1, L, H] at positions pos0..; updates `cache` in place.
 
         `pos0` may be a device tensor [1] for a one-token step (the CUDA-graph decode).
         """
-        normed = self.norm(hidden)
-        if self.kind == "*":
-            mixed = self.mixer(normed, cache, pos0)
-        elif self.kind == "M":
-            mixed = self.mixer(normed, cache)
-        else:
-            mixed = self.mixer(normed)
-        return hidden + mixed
-
-
-def _make_mixer(cfg: HybridConfig, kind: str) -> nn.Module:
-    if kind == "M":
-        return Mamba2Mixer(cfg)
-    if kind == "E":
-        return MoE(cfg)
-    if kind == "-":
-        return ReluSquaredMLP(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
-    if kind == "*":
-        return SuperlinearAttention(cfg) if cfg.is_superlinear else DenseAttention(cfg)
-    raise ValueError(f"unknown layer kind {kind!r}")
+        return hidden + self.spec.mix(self.mixer, self.norm(hidden), cache, pos0)
 
 
 class HybridLM(nn.Module):

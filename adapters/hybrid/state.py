@@ -8,72 +8,13 @@ from collections.abc import Iterator, Mapping
 import attrs
 import torch
 
+from .caches import MIN_CAPACITY as _MIN_CAPACITY
+from .caches import ArraySpec, KVCache, MambaCache
 from .config import HybridConfig
+from .kinds import layer_kind
 
 __all__ = ["KVCache", "MambaCache", "HybridState", "StateCheckpoint"]
-
-# The first allocation holds at least this many tokens, so short decodes don't reallocate per token.
-_MIN_CAPACITY = 256
 _state_ids = itertools.count(1)
-
-
-@attrs.define(eq=False)
-class KVCache:
-    """Keys and values of one attention layer, preallocated to a capacity that grows on demand."""
-
-    k: torch.Tensor  # [1, HKV, cap, D]
-    v: torch.Tensor  # [1, HKV, cap, D]
-
-    @property
-    def capacity(self) -> int:
-        return self.k.shape[2]
-
-    def reallocate(self, capacity: int, keep: int) -> None:
-        """Move the first `keep` positions into fresh buffers of `capacity` positions.
-
-        The rest is zeroed: a decode step over the whole buffer (CUDA graph) masks the keys past its
-        position, and a masked key must hold finite values (0 * NaN is NaN).
-        """
-        shape = (*self.k.shape[:2], capacity, self.k.shape[3])
-        k = self.k.new_zeros(shape)
-        v = self.v.new_zeros(shape)
-        k[:, :, :keep].copy_(self.k[:, :, :keep])
-        v[:, :, :keep].copy_(self.v[:, :, :keep])
-        self.k, self.v = k, v
-
-    def write(self, pos0: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store `k`, `v` [1, HKV, L, D] at `pos0` and return views of all keys/values up to pos0 + L."""
-        end = pos0 + k.shape[2]
-        self.k[:, :, pos0:end].copy_(k)
-        self.v[:, :, pos0:end].copy_(v)
-        return self.k[:, :, :end], self.v[:, :, :end]
-
-    def write_at(
-        self, position: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store one token's `k`, `v` [1, HKV, 1, D] at the device `position` [1]; return the whole buffers.
-
-        Shapes never depend on the position, so a CUDA graph captured once replays at any position.
-        """
-        self.k.index_copy_(2, position, k)
-        self.v.index_copy_(2, position, v)
-        return self.k, self.v
-
-    def buffers(self) -> tuple[torch.Tensor, ...]:
-        """The tensors a captured decode step reads and writes."""
-        return (self.k, self.v)
-
-
-@attrs.define(eq=False)
-class MambaCache:
-    """Recurrent state of one Mamba-2 layer."""
-
-    conv: torch.Tensor  # [1, conv_dim, conv_kernel - 1], the last conv inputs
-    ssm: torch.Tensor  # [1, nh, head_dim, N], fp32
-
-    def buffers(self) -> tuple[torch.Tensor, ...]:
-        """The tensors a captured decode step reads and writes."""
-        return (self.conv, self.ssm)
 
 
 LayerCache = KVCache | MambaCache | None
@@ -86,7 +27,7 @@ class StateCheckpoint:
     owner: int
     cursor: int
     restore_mark: int
-    recurrent: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...]
+    recurrent: tuple[tuple[torch.Tensor, ...] | None, ...]
     logits: torch.Tensor | None
 
 
@@ -115,21 +56,7 @@ class HybridState:
         """Create a state holding no tokens; KV buffers start empty and grow with `reserve`."""
         if max_seq_len <= 0:
             raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
-        layers: list[LayerCache] = []
-        for kind in cfg.layer_kinds:
-            if kind == "*":
-                shape = (1, cfg.num_key_value_heads, 0, cfg.head_dim)
-                kv = KVCache(
-                    torch.empty(shape, device=device, dtype=dtype),
-                    torch.empty(shape, device=device, dtype=dtype),
-                )
-                layers.append(kv)
-            elif kind == "M":
-                conv = torch.zeros(1, cfg.conv_dim, cfg.conv_kernel - 1, device=device, dtype=dtype)
-                ssm_shape = (1, cfg.mamba_num_heads, cfg.mamba_head_dim, cfg.ssm_state_size)
-                layers.append(MambaCache(conv, torch.zeros(ssm_shape, device=device, dtype=torch.float32)))
-            else:
-                layers.append(None)
+        layers = [layer_kind(kind).new_cache(cfg, device=device, dtype=dtype) for kind in cfg.layer_kinds]
         return cls(layers=layers, max_seq_len=max_seq_len)
 
     @property
@@ -162,17 +89,13 @@ class HybridState:
         """Bytes held now: KV buffers at their capacity, recurrent state, logits."""
         tensors = [self.logits] if self.logits is not None else []
         for cache in self.layers:
-            if isinstance(cache, KVCache):
-                tensors += [cache.k, cache.v]
-            elif isinstance(cache, MambaCache):
-                tensors += [cache.conv, cache.ssm]
+            if cache is not None:
+                tensors += cache.buffers()
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def checkpoint(self) -> StateCheckpoint:
         """Capture cursor, recurrent state and logits; KV needs no copy because appends only write past it."""
-        recurrent = tuple(
-            (c.conv.clone(), c.ssm.clone()) if isinstance(c, MambaCache) else None for c in self.layers
-        )
+        recurrent = tuple(None if cache is None else cache.save() for cache in self.layers)
         logits = None if self.logits is None else self.logits.clone()
         return StateCheckpoint(self.uid, self.cursor, len(self.restores), recurrent, logits)
 
@@ -186,24 +109,15 @@ class HybridState:
                 "checkpoint is no longer valid: the state was restored to an earlier point since"
             )
         for cache, saved in zip(self.layers, cp.recurrent, strict=True):
-            if isinstance(cache, MambaCache):
-                cache.conv.copy_(saved[0])
-                cache.ssm.copy_(saved[1])
+            if cache is not None:
+                cache.restore(saved)
         self.cursor = cp.cursor
         self.logits = None if cp.logits is None else cp.logits.clone()
         self.restores.append(cp.cursor)
 
     def fork(self) -> HybridState:
         """Return an independent copy; its KV buffers hold just the tokens so far (plus growth room)."""
-        layers: list[LayerCache] = []
-        for cache in self.layers:
-            if isinstance(cache, KVCache):
-                keep = min(cache.capacity, max(self.cursor, _MIN_CAPACITY))
-                layers.append(KVCache(cache.k[:, :, :keep].clone(), cache.v[:, :, :keep].clone()))
-            elif isinstance(cache, MambaCache):
-                layers.append(MambaCache(cache.conv.clone(), cache.ssm.clone()))
-            else:
-                layers.append(None)
+        layers = [None if cache is None else cache.fork(self.cursor) for cache in self.layers]
         logits = None if self.logits is None else self.logits.clone()
         return HybridState(layers=layers, max_seq_len=self.max_seq_len, cursor=self.cursor, logits=logits)
 
@@ -221,12 +135,9 @@ class HybridState:
         """
         yield "cursor", torch.tensor([self.cursor], dtype=torch.int64)
         for i, cache in enumerate(self.layers):
-            if isinstance(cache, KVCache):
-                yield f"layers.{i}.k", _host_copy(cache.k[:, :, : self.cursor])
-                yield f"layers.{i}.v", _host_copy(cache.v[:, :, : self.cursor])
-            elif isinstance(cache, MambaCache):
-                yield f"layers.{i}.conv", _host_copy(cache.conv)
-                yield f"layers.{i}.ssm", _host_copy(cache.ssm)
+            if cache is not None:
+                for name, array in cache.export(self.cursor):
+                    yield f"layers.{i}.{name}", _host_copy(array)
         if self.logits is not None:
             yield "logits", _host_copy(self.logits)
 
@@ -250,19 +161,17 @@ class HybridState:
         if cursor > max_seq_len:
             raise ValueError(f"the arrays hold {cursor} tokens, more than max_seq_len {max_seq_len}")
         state.reserve(cursor)
-        expected = _expected_shapes(cfg, cursor)
+        expected = _expected_shapes(cfg, cursor, dtype)
         _check_names(arrays, expected)
-        for name, shape in expected.items():
-            if name in arrays and tuple(arrays[name].shape) != shape:
-                raise ValueError(f"array {name!r} has shape {tuple(arrays[name].shape)}, expected {shape}")
-        for i, cache in enumerate(state.layers):
-            if isinstance(cache, KVCache):
-                cache.write(
-                    0, arrays[f"layers.{i}.k"].to(device, dtype), arrays[f"layers.{i}.v"].to(device, dtype)
+        for name, spec in expected.items():
+            if name in arrays and tuple(arrays[name].shape) != spec.shape:
+                raise ValueError(
+                    f"array {name!r} has shape {tuple(arrays[name].shape)}, expected {spec.shape}"
                 )
-            elif isinstance(cache, MambaCache):
-                cache.conv.copy_(arrays[f"layers.{i}.conv"])
-                cache.ssm.copy_(arrays[f"layers.{i}.ssm"])
+        for i, cache in enumerate(state.layers):
+            if cache is not None:
+                prefix = f"layers.{i}."
+                cache.load({n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)})
         if cursor and "logits" in arrays:
             state.logits = arrays["logits"].to(device=device, dtype=torch.float32).clone()
         state.cursor = cursor
@@ -286,21 +195,19 @@ def _read_cursor(arrays: Mapping[str, torch.Tensor]) -> int:
     return cursor
 
 
-def _expected_shapes(cfg: HybridConfig, cursor: int) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
+def _expected_shapes(cfg: HybridConfig, cursor: int, dtype: torch.dtype) -> dict[str, ArraySpec]:
+    """Every array ``export`` yields for a state of ``cursor`` tokens, by full name."""
+    specs: dict[str, ArraySpec] = {}
     for i, kind in enumerate(cfg.layer_kinds):
-        if kind == "*":
-            kv = (1, cfg.num_key_value_heads, cursor, cfg.head_dim)
-            shapes[f"layers.{i}.k"] = shapes[f"layers.{i}.v"] = kv
-        elif kind == "M":
-            shapes[f"layers.{i}.conv"] = (1, cfg.conv_dim, cfg.conv_kernel - 1)
-            shapes[f"layers.{i}.ssm"] = (1, cfg.mamba_num_heads, cfg.mamba_head_dim, cfg.ssm_state_size)
+        cache = layer_kind(kind).cache
+        if cache is not None:
+            specs |= {f"layers.{i}.{name}": spec for name, spec in cache.arrays(cfg, cursor, dtype).items()}
     if cursor:
-        shapes["logits"] = (cfg.vocab_size,)
-    return shapes
+        specs["logits"] = ArraySpec((cfg.vocab_size,), torch.float32)
+    return specs
 
 
-def _check_names(arrays: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
+def _check_names(arrays: Mapping[str, torch.Tensor], expected: Mapping[str, ArraySpec]) -> None:
     missing = sorted(set(expected) - set(arrays) - {"logits"})
     extra = sorted(set(arrays) - set(expected) - {"cursor"})
     if missing:

@@ -134,3 +134,20 @@ def test_a_state_imported_without_logits_gets_them_from_its_next_append(model):
     resumed, _ = feed(model, ids[20:], state=imported)
     torch.testing.assert_close(resumed, original, atol=0, rtol=0)
     torch.testing.assert_close(imported.logits, state.logits, atol=0, rtol=0)
+
+
+def test_every_layer_kind_has_one_spec_and_the_export_follows_the_cache_specs(model):
+    from superlinear.adapters.hybrid.config import LAYER_KINDS
+    from superlinear.adapters.hybrid.kinds import KINDS
+
+    assert sorted(KINDS) == sorted(LAYER_KINDS)
+    cfg = model.config
+    _, state = feed(model, random_ids(21, seed=5))
+    exported = list(state.export())
+    expected = [("cursor", (1,), torch.int64)]
+    for i, symbol in enumerate(cfg.layer_kinds):
+        cache = KINDS[symbol].cache
+        specs = {} if cache is None else cache.arrays(cfg, 21, torch.float32)
+        expected += [(f"layers.{i}.{name}", spec.shape, spec.dtype) for name, spec in specs.items()]
+    expected.append(("logits", (cfg.vocab_size,), torch.float32))
+    assert [(name, tuple(a.shape), a.dtype) for name, a in exported] == expected

@@ -160,3 +160,11 @@ def test_the_default_kv_budget_leaves_headroom_below_free_host_memory():
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     budget = default_kv_budget("cpu")
     assert 0 < budget <= free * (1 - HEADROOM_FRACTION) * 1.05
+
+
+def test_bytes_for_is_what_a_state_filled_to_its_capacity_holds(tiny):
+    for tokens in (1, 37):
+        state = tiny.new_state(tokens)
+        tiny.append(state, list(range(tokens)))
+        assert tiny.nbytes(state) == tiny.bytes_for(tokens)
+    assert tiny.bytes_for(38) > tiny.bytes_for(37)
