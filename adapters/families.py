@@ -7,10 +7,11 @@ of them); this module only dispatches, so a plugin's family loads exactly like a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core.ports.family import LoadedModel, ModelLoader
 from .hybrid.config import parse_config_text
 
 __all__ = ["UnknownModelFamily", "read_model_type", "load_model_from_dir"]
@@ -36,13 +37,14 @@ def read_model_type(model_dir: str | Path) -> str:
 
 
 def load_model_from_dir(
-    model_dir: str | Path, families: Mapping[str, Callable[..., Any]], **options: Any
-) -> Any:
+    model_dir: str | Path, families: Mapping[str, ModelLoader], **options: Any
+) -> LoadedModel:
     """Load the checkpoint in `model_dir` with the loader registered for its `model_type`.
 
     `families` maps model_type -> loader, as collected from the `superlinear_model_families` hook;
-    `options` (device, dtype, chunk_size, name, ...) go to the loader as keywords. Raises
-    UnknownModelFamily naming the type and the known ones when no family matches.
+    `options` (device, dtype, chunk_size, name, ...) go to the loader as keywords. Returns the loader's
+    `LoadedModel` (model port, tokenizer port, generation defaults). Raises UnknownModelFamily naming the
+    type and the known ones when no family matches, TypeError when a loader returns something else.
     """
     model_dir = Path(model_dir)
     model_type = read_model_type(model_dir)
@@ -54,4 +56,9 @@ def load_model_from_dir(
             "a plugin can add it "
             "through the superlinear_model_families hook"
         )
-    return loader(model_dir, **options)
+    loaded = loader(model_dir, **options)
+    if not isinstance(loaded, LoadedModel):
+        raise TypeError(
+            f"the loader of model_type {model_type!r} returned {type(loaded).__name__}, not a LoadedModel"
+        )
+    return loaded

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["generation_config", "default_temperature", "eos_token_ids"]
+from ..core.ports.family import GenerationDefaults
+
+__all__ = ["generation_config", "default_temperature", "eos_token_ids", "generation_defaults"]
 
 
 def generation_config(directory: str | Path) -> dict[str, Any]:
@@ -39,3 +41,8 @@ def default_temperature(directory: str | Path) -> float:
         path = Path(directory) / "generation_config.json"
         raise ValueError(f"{path}: temperature must be a non-negative number, got {temperature!r}")
     return float(temperature)
+
+
+def generation_defaults(directory: str | Path) -> GenerationDefaults:
+    """The defaults the directory's `generation_config.json` declares (see `default_temperature`)."""
+    return GenerationDefaults(temperature=default_temperature(directory))

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from ..core.ports import Retriever, StopRuleFactory
+from ..core.ports import ModelLoader, Retriever, StopRuleFactory
 
 __all__ = [
     "PROJECT_NAME",
@@ -42,7 +42,6 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 RetrieverFactory = Callable[..., Retriever]
-ModelLoader = Callable[..., Any]
 AddParser = Callable[[argparse._SubParsersAction], None]
 ReplHandler = Callable[..., Any]
 

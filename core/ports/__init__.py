@@ -1,6 +1,7 @@
 """Ports: the protocols the core needs from the driven side."""
 
 from .clock import Clock, IdSource, RandomIds, SystemClock
+from .family import GenerationDefaults, LoadedModel, ModelLoader
 from .grammar import GrammarPort, TokenMatcher
 from .model import ModelPort
 from .retriever import Passage, Retriever
@@ -11,9 +12,12 @@ from .tokenizer import IncrementalDecoder, TokenizerPort
 __all__ = [
     "CONTINUE",
     "Clock",
+    "GenerationDefaults",
     "GrammarPort",
     "IdSource",
     "IncrementalDecoder",
+    "LoadedModel",
+    "ModelLoader",
     "ModelPort",
     "Passage",
     "RandomIds",

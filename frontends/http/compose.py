@@ -13,13 +13,7 @@ import attrs
 import falcon
 import pluggy
 
-from ...adapters import (
-    HFTokenizer,
-    default_model_dir,
-    default_temperature,
-    load_model_from_dir,
-    resolve_model_dir,
-)
+from ...adapters import default_model_dir, load_model_from_dir, resolve_model_dir
 from ...adapters.cpu_threads import set_torch_threads
 from ...adapters.grammar import LLGuidanceGrammars
 from ...adapters.memory import default_kv_budget
@@ -107,9 +101,9 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     settings = attrs.evolve(settings, device=device, dtype=dtype)
     set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
-    model = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
-                                chunk_size=settings.chunk_size)
-    tok = HFTokenizer.from_dir(path)
+    loaded = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
+                                 chunk_size=settings.chunk_size)
+    model, tok = loaded.model, loaded.tokenizer
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
     engine = Engine(prefill_budget=settings.prefill_budget).start()
@@ -144,7 +138,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
              threads)
     on_close = [spill.close]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
-                    default_temperature=default_temperature(path), on_close=on_close,
+                    default_temperature=loaded.defaults.temperature, on_close=on_close,
                     torch_threads=threads,
                     before_stop=[lambda: persist_sessions(sessions)] if settings.keep_sessions else [])
 

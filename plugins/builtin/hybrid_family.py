@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...core.ports import LoadedModel
 from ..hookspecs import RegisterModelFamily, hookimpl
 
 __all__ = ["HYBRID_MODEL_TYPES", "load_hybrid", "superlinear_model_families"]
@@ -14,15 +15,20 @@ __all__ = ["HYBRID_MODEL_TYPES", "load_hybrid", "superlinear_model_families"]
 HYBRID_MODEL_TYPES = ("nemotron_h", "superlinear-exp")
 
 
-def load_hybrid(model_dir: str | Path, **options: Any) -> Any:
-    """Load a hybrid checkpoint directory as a ModelPort; `options` go to `TorchModel.from_dir`.
+def load_hybrid(model_dir: str | Path, **options: Any) -> LoadedModel:
+    """Load a hybrid checkpoint directory: its `TorchModel` (`options` go to `TorchModel.from_dir`), its
+    `HFTokenizer` and its generation defaults.
 
     Options: device ("cpu", "cuda", ...), dtype ("float32", "bfloat16", "float16"), chunk_size, name,
     q1_aliases.
     """
+    # Imported here so that building a plugin manager does not import torch.
+    from ...adapters.generation import generation_defaults
+    from ...adapters.tokenizer import HFTokenizer
     from ...adapters.torch_model import TorchModel
 
-    return TorchModel.from_dir(model_dir, **options)
+    model = TorchModel.from_dir(model_dir, **options)
+    return LoadedModel(model, HFTokenizer.from_dir(model_dir), generation_defaults(model_dir))
 
 
 @hookimpl
