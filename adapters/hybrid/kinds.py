@@ -21,7 +21,7 @@ from .mamba import Mamba2Mixer
 from .mlp import ReluSquaredMLP
 from .moe import MoE
 
-__all__ = ["LayerKind", "KINDS", "layer_kind", "state_nbytes"]
+__all__ = ["LayerKind", "KINDS", "layer_kind", "layers_keeping", "state_nbytes"]
 
 # mixer(normed hidden [B, L, H], the layer's cache or None, first position) -> mixed hidden [B, L, H]
 Mix = Callable[[nn.Module, torch.Tensor, "Cache | None", "int | torch.Tensor"], torch.Tensor]
@@ -80,6 +80,11 @@ def layer_kind(symbol: str) -> LayerKind:
         return KINDS[symbol]
     except KeyError:
         raise ValueError(f"unknown layer kind {symbol!r}; known: {sorted(KINDS)}") from None
+
+
+def layers_keeping(cfg: HybridConfig, cache: type[Cache]) -> list[int]:
+    """The indices of the layers whose kind keeps a cache of class ``cache``, in order."""
+    return [i for i, symbol in enumerate(cfg.layer_kinds) if layer_kind(symbol).cache is cache]
 
 
 def state_nbytes(cfg: HybridConfig, tokens: int, dtype: torch.dtype) -> int:

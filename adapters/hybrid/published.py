@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from .caches import KVCache, MambaCache
 from .config import HybridConfig
+from .kinds import layers_keeping
 
 __all__ = ["PUBLISHED_CACHE_FORMAT", "published_arrays"]
 
@@ -41,19 +43,19 @@ def published_arrays(cfg: HybridConfig, payload: Mapping[str, Any]) -> dict[str,
         raise _Mismatch(f"current_pos must be a non-negative integer, got {pos!r}")
     arrays: dict[str, torch.Tensor] = {"cursor": torch.tensor([pos], dtype=torch.int64)}
     arrays.update(_kv_arrays(cfg, payload, pos))
-    arrays.update(_mamba_arrays(cfg, payload))
+    arrays.update(_mamba_arrays(cfg, payload, pos))
     return arrays
 
 
 def _kv_arrays(cfg: HybridConfig, payload: Mapping[str, Any], pos: int) -> dict[str, torch.Tensor]:
-    attention = [i for i, kind in enumerate(cfg.layer_kinds) if kind == "*"]
+    attention = layers_keeping(cfg, KVCache)
     listed = payload.get("kv_layers")
     if not isinstance(listed, list) or sorted(listed) != attention:
         raise _Mismatch(f"kv_layers is {listed!r}, but the loaded model's attention layers are {attention}")
     keys, values = payload.get("key_cache"), payload.get("value_cache")
     if not isinstance(keys, Mapping) or not isinstance(values, Mapping):
         raise _Mismatch("key_cache and value_cache must be dicts of tensors by layer index")
-    shape = (1, cfg.num_key_value_heads, pos, cfg.head_dim)
+    shape = KVCache.arrays(cfg, pos, torch.float32)["k"].shape
     out = {}
     for i in attention:
         for name, table, ours in (("key_cache", keys, "k"), ("value_cache", values, "v")):
@@ -61,8 +63,8 @@ def _kv_arrays(cfg: HybridConfig, payload: Mapping[str, Any], pos: int) -> dict[
     return out
 
 
-def _mamba_arrays(cfg: HybridConfig, payload: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    mamba = [i for i, kind in enumerate(cfg.layer_kinds) if kind == "M"]
+def _mamba_arrays(cfg: HybridConfig, payload: Mapping[str, Any], pos: int) -> dict[str, torch.Tensor]:
+    mamba = layers_keeping(cfg, MambaCache)
     if not mamba:
         return {}
     conv, ssm = payload.get("conv_states"), payload.get("ssm_states")
@@ -76,7 +78,7 @@ def _mamba_arrays(cfg: HybridConfig, payload: Mapping[str, Any]) -> dict[str, to
     if conv.dim() != 4 or conv.shape[1:3] != (1, cfg.conv_dim) or window not in (cfg.conv_kernel, cfg.conv_kernel - 1):
         raise _Mismatch(f"conv_states has shape {tuple(conv.shape)}, expected ({conv.shape[0]}, 1, {cfg.conv_dim}, "
                         f"{cfg.conv_kernel} or {cfg.conv_kernel - 1})")
-    ssm_shape = (ssm.shape[0], 1, cfg.mamba_num_heads, cfg.mamba_head_dim, cfg.ssm_state_size)
+    ssm_shape = (ssm.shape[0], *MambaCache.arrays(cfg, pos, torch.float32)["ssm"].shape)
     _tensor(ssm, "ssm_states", ssm_shape)
     out = {}
     for row, i in zip(rows, mamba, strict=True):
