@@ -137,10 +137,12 @@ def test_a_state_imported_without_logits_gets_them_from_its_next_append(model):
 
 
 def test_every_layer_kind_has_one_spec_and_the_export_follows_the_cache_specs(model):
-    from superlinear.adapters.hybrid.config import LAYER_KINDS
+    from superlinear.adapters.hybrid.config import _KIND_NAMES, LAYER_KINDS
     from superlinear.adapters.hybrid.kinds import KINDS
 
     assert sorted(KINDS) == sorted(LAYER_KINDS)
+    # Each spec's name is one a config's `layers_block_type` may use for that kind.
+    assert all(_KIND_NAMES[kind.name] == symbol for symbol, kind in KINDS.items())
     cfg = model.config
     _, state = feed(model, random_ids(21, seed=5))
     exported = list(state.export())
