@@ -1,7 +1,8 @@
 """Shared Triton helpers and launch arithmetic of the kernels: one definition of each.
 
 Host side: whether Triton runs in its CPU interpreter, the padded tile widths (``block_d``,
-``padded_block``) and the base-2 softmax scale (``qk_scale``). Device side: ``dot``, the tensor-core
+``padded_block``), the base-2 softmax scale (``qk_scale``) and the multiprocessor count that sizes
+persistent grids (``multiprocessors``). Device side: ``dot``, the tensor-core
 product that the interpreter computes in fp32 (its bf16 ``tl.dot`` is wrong).
 
 This module imports Triton, so ``kernels.common``'s package namespace does not re-export it: the
@@ -9,7 +10,9 @@ reference paths stay importable where Triton is missing.
 """
 
 import os
+from functools import lru_cache
 
+import torch
 import triton
 import triton.language as tl
 
@@ -39,6 +42,15 @@ def block_d(head_dim: int) -> int:
 def qk_scale(head_dim: int) -> float:
     """The factor on ``q . k`` that turns scores into base-2 logits: ``log2(e) / sqrt(head_dim)``."""
     return LOG2_E / head_dim**0.5
+
+
+@lru_cache(maxsize=8)
+def multiprocessors(device: torch.device) -> int:
+    """The multiprocessor count of ``device``, which sizes persistent grids; 4 off CUDA, so that the
+    interpreter still runs a persistent loop's striding over several programs."""
+    if interpreting() or device.type != "cuda":
+        return 4
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 @triton.jit

@@ -17,13 +17,20 @@ No host sync, no data-dependent Python branch: the position tables are built (ca
 a first eager call with the same capacity. The prefill entry point sends single-query calls here too.
 """
 
-from functools import lru_cache
-
 import torch
 import triton
 import triton.language as tl
 
-from ...common.toolkit import MIN_DOT_BLOCK, NO_KEY, block_d, dot, interpreting, padded_block, qk_scale
+from ...common.toolkit import (
+    MIN_DOT_BLOCK,
+    NO_KEY,
+    block_d,
+    dot,
+    interpreting,
+    multiprocessors,
+    padded_block,
+    qk_scale,
+)
 from ...common.validation import require
 from ..params import SuperlinearParams
 from ..search.prefill import search_spans, supports
@@ -34,7 +41,7 @@ from .reference import decode_reference
 CHUNK_KEYS = 128
 SLOT_BLOCK = 64
 # The name this module exported before the shared toolkit (kept importable).
-_merge_parts = merge_parts
+_merge_parts, _multiprocessors = merge_parts, multiprocessors
 
 
 @triton.jit
@@ -199,14 +206,6 @@ def _combine_kernel(
     tl.store(p_o, (out / total).to(o_ptr.dtype.element_ty), mask=m_d)
 
 
-@lru_cache(maxsize=8)
-def _multiprocessors(device: torch.device) -> int:
-    if interpreting() or device.type != "cuda":
-        # A few programs, so that the interpreter exercises the persistent loop's striding.
-        return 4
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def triton_decode(
     Q1,
     Q2,
@@ -258,7 +257,7 @@ def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, progra
     n_max = triton.cdiv(tables.longest, chunk_keys) + 1
     part_out = torch.empty(batch * kv_heads, block_r, n_max, dim, dtype=torch.float32, device=Q2.device)
     part_lse = torch.empty(batch * kv_heads, block_r, n_max, dtype=torch.float32, device=Q2.device)
-    n_prog = max(1, programs_per_sm * _multiprocessors(Q2.device) // (batch * kv_heads))
+    n_prog = max(1, programs_per_sm * multiprocessors(Q2.device) // (batch * kv_heads))
     # fmt: off
     _chunk_kernel[(n_prog, batch * kv_heads)](
         Q2, K, V, positions, routes.starts, routes.lo, routes.hi, part_out, part_lse,
