@@ -62,16 +62,20 @@ class SuperlinearParams:
         ``search_power`` is stored as ``inv_search_power_int = n`` whenever it equals ``1/n`` (n in 2..6),
         the exact integer stripe power.
         """
+        # Checked in this order, so that the first bad key is the one named.
+        sw_index = _config_int(raw, prefix, "sw_index", minimum=0)
+        num_spans = _config_int(raw, prefix, "num_spans", minimum=1)
+        backward = _config_float(raw, prefix, "backward_factor", low=0.0, high=math.inf, closed=True)
+        forward = _config_float(raw, prefix, "forward_factor", low=0.0, high=math.inf, closed=True)
+        span_power = _config_float(raw, prefix, "span_power", low=0.0, high=1.0, default=0.5)
         search_power, inv_int = _config_search_power(raw, prefix)
         params = cls(
-            sw_index=_config_int(raw, prefix, "sw_index", minimum=0),
-            num_spans=_config_int(raw, prefix, "num_spans", minimum=1),
-            backward_factor=_config_float(
-                raw, prefix, "backward_factor", low=0.0, high=math.inf, closed=True
-            ),
-            forward_factor=_config_float(raw, prefix, "forward_factor", low=0.0, high=math.inf, closed=True),
+            sw_index=sw_index,
+            num_spans=num_spans,
+            backward_factor=backward,
+            forward_factor=forward,
             search_power=search_power,
-            span_power=_config_float(raw, prefix, "span_power", low=0.0, high=1.0, default=0.5),
+            span_power=span_power,
             inv_search_power_int=inv_int,
         )
         try:
