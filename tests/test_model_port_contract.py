@@ -189,3 +189,13 @@ def test_release_frees_a_state_without_touching_others(model, rng):
     before = observe(model, keep)
     model.release(drop)
     assert observe(model, keep) == before
+
+
+def test_an_export_is_a_generator_and_a_copy_of_that_moment(model, rng):
+    state = fed(model, tokens(rng, 25))
+    before = observe(model, state)
+    stream = model.export_state(state)
+    assert iter(stream) is stream  # yielded one array at a time, not built up front
+    arrays = dict(stream)
+    model.append(state, tokens(rng, 7))
+    assert observe(model, model.import_state(arrays, 256)) == before
