@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...kernels import SuperlinearParams, superlinear_attention
-from .caches import KVCache
 from .config import HybridConfig
+from .state import KVCache
 
 __all__ = ["DenseAttention", "SuperlinearAttention", "dense_causal_attention"]
 

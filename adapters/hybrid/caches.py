@@ -17,7 +17,7 @@ import torch
 
 from .config import HybridConfig
 
-__all__ = ["ArraySpec", "Cache", "KVCache", "MambaCache", "cache_nbytes"]
+__all__ = ["ArraySpec", "Cache", "KVCache", "MambaCache", "cache_nbytes", "cache_of"]
 
 # The first allocation holds at least this many tokens, so short decodes don't reallocate per token.
 MIN_CAPACITY = 256
@@ -42,6 +42,10 @@ class Cache(Protocol):
     def arrays(cfg: HybridConfig, tokens: int, dtype: torch.dtype) -> dict[str, ArraySpec]:
         """The arrays (by short name) of a cache holding ``tokens`` tokens in model dtype ``dtype``."""
 
+    @classmethod
+    def empty(cls, cfg: HybridConfig, *, device: torch.device | str, dtype: torch.dtype) -> Cache:
+        """The cache of a sequence holding no tokens."""
+
     def buffers(self) -> tuple[torch.Tensor, ...]:
         """The tensors a decode step reads and writes."""
 
@@ -59,6 +63,11 @@ class Cache(Protocol):
 
     def restore(self, saved: tuple[torch.Tensor, ...] | None) -> None:
         """Put back what ``save`` copied."""
+
+
+def cache_of(kind: str) -> type[Cache] | None:
+    """The cache class a sequence keeps for a layer of kind ``kind`` (None: the kind keeps nothing)."""
+    return _KIND_CACHES.get(kind)
 
 
 def cache_nbytes(cache: type[Cache], cfg: HybridConfig, tokens: int, dtype: torch.dtype) -> int:
@@ -198,3 +207,7 @@ class MambaCache:
         """Copy the saved conv and SSM states back in place (buffers a CUDA graph holds stay the same)."""
         self.conv.copy_(saved[0])
         self.ssm.copy_(saved[1])
+
+
+# The layer kinds (see ``kinds``) that keep a per-sequence cache, and its class.
+_KIND_CACHES: dict[str, type[Cache]] = {"*": KVCache, "M": MambaCache}

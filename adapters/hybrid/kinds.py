@@ -2,7 +2,8 @@
 
 ``config.layer_kinds`` spells a model as a string of kind symbols (``M`` Mamba-2, ``*`` attention, ``E``
 routed experts, ``-`` MLP). Everything that differs between kinds is here: how the mixer is built and
-called, and which cache (``caches``) a sequence keeps for it. The block, the sequence state and the KV
+called, and which cache a sequence keeps for it (``caches.cache_of``, which ``HybridState`` reads
+directly: the mixers' modules import the state). The block, the sequence state and the KV
 budget read these specs instead of testing the symbol.
 """
 
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from .attention import DenseAttention, SuperlinearAttention
-from .caches import Cache, KVCache, MambaCache, cache_nbytes
+from .caches import Cache, cache_nbytes, cache_of
 from .config import HybridConfig
 from .mamba import Mamba2Mixer
 from .mlp import ReluSquaredMLP
@@ -29,18 +30,18 @@ Mix = Callable[[nn.Module, torch.Tensor, "Cache | None", "int | torch.Tensor"], 
 
 @attrs.frozen
 class LayerKind:
-    """A layer kind: its symbol and name, how its mixer is built and applied, and its cache class (None:
-    the kind keeps nothing per sequence)."""
+    """A layer kind: its symbol and name, how its mixer is built and applied, and (``cache``) the cache
+    class a sequence keeps for it."""
 
     symbol: str
     name: str
     build: Callable[[HybridConfig], nn.Module]
     mix: Mix
-    cache: type[Cache] | None
 
-    def new_cache(self, cfg: HybridConfig, *, device: torch.device | str, dtype: torch.dtype) -> Cache | None:
-        """The empty cache a new sequence keeps for a layer of this kind (None if it keeps none)."""
-        return None if self.cache is None else self.cache.empty(cfg, device=device, dtype=dtype)
+    @property
+    def cache(self) -> type[Cache] | None:
+        """The class of the cache a sequence keeps for a layer of this kind (None: it keeps nothing)."""
+        return cache_of(self.symbol)
 
 
 def _attention(cfg: HybridConfig) -> nn.Module:
@@ -66,10 +67,10 @@ def _stateless(mixer: nn.Module, hidden: torch.Tensor, cache, pos0) -> torch.Ten
 KINDS: dict[str, LayerKind] = {
     kind.symbol: kind
     for kind in (
-        LayerKind("M", "mamba", Mamba2Mixer, _with_cache, MambaCache),
-        LayerKind("*", "attention", _attention, _with_position, KVCache),
-        LayerKind("E", "moe", MoE, _stateless, None),
-        LayerKind("-", "mlp", _mlp, _stateless, None),
+        LayerKind("M", "mamba", Mamba2Mixer, _with_cache),
+        LayerKind("*", "attention", _attention, _with_position),
+        LayerKind("E", "moe", MoE, _stateless),
+        LayerKind("-", "mlp", _mlp, _stateless),
     )
 }
 

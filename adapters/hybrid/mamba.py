@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...kernels import mamba as mamba_decode
-from .caches import MambaCache
 from .config import HybridConfig
 from .mamba_kernels import MambaSsmOps, fused_ops
+from .state import MambaCache
 
 __all__ = ["Mamba2Mixer", "GatedRMSNorm", "ssd_scan", "ssm_step", "gated_rms_norm"]
 

@@ -9,9 +9,8 @@ import attrs
 import torch
 
 from .caches import MIN_CAPACITY as _MIN_CAPACITY
-from .caches import ArraySpec, KVCache, MambaCache
+from .caches import ArraySpec, KVCache, MambaCache, cache_of
 from .config import HybridConfig
-from .kinds import layer_kind
 
 __all__ = ["KVCache", "MambaCache", "HybridState", "StateCheckpoint"]
 _state_ids = itertools.count(1)
@@ -56,7 +55,8 @@ class HybridState:
         """Create a state holding no tokens; KV buffers start empty and grow with `reserve`."""
         if max_seq_len <= 0:
             raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
-        layers = [layer_kind(kind).new_cache(cfg, device=device, dtype=dtype) for kind in cfg.layer_kinds]
+        caches = (cache_of(kind) for kind in cfg.layer_kinds)
+        layers = [None if cache is None else cache.empty(cfg, device=device, dtype=dtype) for cache in caches]
         return cls(layers=layers, max_seq_len=max_seq_len)
 
     @property
@@ -199,7 +199,7 @@ def _expected_shapes(cfg: HybridConfig, cursor: int, dtype: torch.dtype) -> dict
     """Every array ``export`` yields for a state of ``cursor`` tokens, by full name."""
     specs: dict[str, ArraySpec] = {}
     for i, kind in enumerate(cfg.layer_kinds):
-        cache = layer_kind(kind).cache
+        cache = cache_of(kind)
         if cache is not None:
             specs |= {f"layers.{i}.{name}": spec for name, spec in cache.arrays(cfg, cursor, dtype).items()}
     if cursor:

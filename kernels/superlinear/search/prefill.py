@@ -293,7 +293,7 @@ def _select(keys, positions, starts, tables: RoutingTables, kv_len: int, num_spa
     lo = torch.empty(shape, dtype=torch.int32, device=keys.device)
     hi = torch.empty_like(lo)
     scores = torch.empty(shape, dtype=torch.float32, device=keys.device)
-    n_rows, block_c = batch * q_heads * q_len, padded_block(splits * track)
+    n_rows, block_c = batch * q_heads * q_len, triton.next_power_of_2(splits * track)
     # About 2048 candidates per program: enough rows to fill it, few enough to stay in registers.
     block_r = min(128, max(1, 2048 // block_c))
     # fmt: off
