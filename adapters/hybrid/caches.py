@@ -3,7 +3,8 @@
 Each cache class owns everything about its cache: the named arrays it holds for a number of tokens (shape
 and dtype: one table from which allocation, byte sizes and snapshot checks all come), how it exports those
 arrays, loads them back, forks and saves/restores what an append overwrites. ``HybridState`` and the KV
-budget only go through these methods.
+budget go through these methods (only growing the KV buffers, ``capacity``/``reallocate``, is KV-specific),
+and ``cache_of`` says which layer kind keeps which cache.
 """
 
 from __future__ import annotations
