@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import attrs
 
+from .bodies import BODIES
+from .contract import Components
+from .fields import Id
 from .openapi_extra import extra_paths, extra_schemas
-from .openapi_schemas import ID_PATTERN, ref, schemas
+from .openapi_schemas import ref, schemas
 
 __all__ = ["openapi_document", "OpenApi"]
 
@@ -53,7 +56,7 @@ _EXAMPLES = {"session_id": "my-chat", "snapshot_id": "764cb17e"}
 
 def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "example": _EXAMPLES[name],
-            "schema": {"type": "string", "pattern": ID_PATTERN}}
+            "schema": Id().schema(Components())}
 
 
 def _session_paths() -> dict:
@@ -138,6 +141,14 @@ def _core_paths() -> dict:
     }
 
 
+def _components() -> dict:
+    """Every component schema: the body classes' (generated) and the hand-written ones."""
+    components = Components({**schemas(), **extra_schemas()})
+    for cls in BODIES:
+        components.ref(cls)
+    return components.schemas
+
+
 def openapi_document(secured: bool = False, version: str = "0.1.0") -> dict:
     """Return the OpenAPI 3.1 document of the built-in routes (plugin routes are not described).
 
@@ -150,7 +161,7 @@ def openapi_document(secured: bool = False, version: str = "0.1.0") -> dict:
                                 "Every error body is {\"error\": {message, type, param, code}}."},
         "servers": [{"url": "/"}],
         "paths": {**_core_paths(), **extra_paths(_op), **_session_paths(), **_snapshot_paths()},
-        "components": {"schemas": {**schemas(), **extra_schemas()}},
+        "components": {"schemas": _components()},
     }
     if secured:
         doc["security"] = [{"bearer": []}]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
 from .wire import MAX_STOP_CHARS, MAX_STOP_STRINGS
 
 __all__ = ["schemas", "ID_PATTERN"]
@@ -197,17 +196,6 @@ def _snapshot_info(extra: dict | None = None) -> dict:
     return _obj(fields, tuple(fields), closed=False)
 
 
-def _strategy() -> dict:
-    return {"strategy": {"enum": ["auto", "gpu", "disk", None],
-                         "description": "accepted for the published client; placement is the server's"}}
-
-
-def _metadata() -> dict:
-    tags = {"type": ["array", "null"], "maxItems": MAX_TAGS, "items": {"type": "string", "maxLength": MAX_TAG}}
-    return _obj({"title": {"type": ["string", "null"], "maxLength": MAX_TITLE},
-                 "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION}, "tags": tags})
-
-
 def _transfer(name: str) -> dict:
     return _obj({name: _STR, "tokens": _INT, "bytes": _INT, "seconds": _NUM}, (name, "tokens", "bytes", "seconds"))
 
@@ -231,22 +219,12 @@ def schemas() -> dict:
         "Usage": _usage(),
         "ChatLogprobs": _chat_logprobs(),
         "ChatCompletion": _completion(),
-        "SessionCreate": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]},
-                               "max_seq_len": {"type": ["integer", "null"], "minimum": 1}}),
         "SessionInfo": _session_info(),
         "SessionList": _obj({"sessions": {"type": "array", "items": _STR},
                              "data": {"type": "array", "items": ref("SessionInfo")}}, ("sessions", "data")),
         "SessionHistory": _obj({"session_id": _STR, "messages": {"type": "array", "items": history_message}},
                                ("session_id", "messages")),
-        "SessionResize": _obj({"max_seq_len": {"type": "integer", "minimum": 1}, **_strategy()}, ("max_seq_len",)),
-        "SessionResizeNextPow2": _obj(_strategy()),
-        "SessionRollback": _obj({"keep_messages": {
-            "type": "integer", "minimum": 0,
-            "description": "from 0 to the session's message_count; a larger count is a 400 naming keep_messages"}},
-            ("keep_messages",)),
-        "SessionFork": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}}),
         "Deleted": _obj({"session_id": _STR, "snapshot_id": _STR, "deleted": {"const": True}}, ("deleted",)),
-        "SnapshotMetadata": _metadata(),
         "SaveResult": _transfer("snapshot_id"),
         "SnapshotInfo": _snapshot_info(),
         "SnapshotList": _obj({"object": {"const": "list"},
@@ -254,11 +232,7 @@ def schemas() -> dict:
                               "snapshots": {"type": "array", "items": _snapshot_info({"compatible": _BOOL}),
                                             "description": "the same items as data (published client)"}},
                              ("object", "data", "snapshots")),
-        "SnapshotLoad": _obj({"session_id": {"anyOf": [{"type": "null"}, _ID]}, "force": _BOOL}),
         "LoadResult": _transfer("session_id"),
-        "SnapshotImport": _obj({"path": {**_STR, "description": "absolute path of a published server's "
-                                         "snapshot directory (manifest.json, transcript.json, cache.pt), "
-                                         "read by the server"}}, ("path",)),
         "ImportResult": _obj({"snapshot_id": _STR, "tokens": _INT, "bytes": _INT, "messages": _INT,
                               "logits": {"type": "boolean", "description": "false: the first turn computes them"},
                               "seconds": _NUM},

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams
+from ...core import ChatRequest, InvalidRequest, RepetitionParams, SamplingParams, validate_id
 from ...core.choices import MAX_CHOICES
 from ...core.values import Grammar
 from .structured import forced_tools, response_grammar, tool_grammar
@@ -231,7 +231,7 @@ def parse_chat_request(body: Any, model_name: str, default_max: int, default_tem
             f"model {model!r} is not served here (serving {model_name!r})", "model")
     tools = parse_tools(body.get("tools"))
     sid = body.get("session_id")
-    require(sid is None or isinstance(sid, str), "session_id must be a string", "session_id")
+    sid = None if sid is None else validate_id(sid, "session_id")
     stream, include_usage = _stream_flags(body)
     request = ChatRequest(
         messages=parse_messages(body.get("messages")),
