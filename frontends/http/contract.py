@@ -148,13 +148,16 @@ class Components:
 
 @attrs.frozen
 class Obj:
-    """A nested object of body class `cls`: a named component, or written in place when `inline`."""
+    """A nested object of body class `cls`: a named component, or written in place when `inline`;
+    `build(raw, parsed)`, when given, makes the value the request gets."""
 
     cls: type
     inline: bool = False
+    build: Callable[[Any, Any], Any] | None = None
 
     def check(self, value: Any, where: str) -> Any:
-        return parse(self.cls, value, where)
+        parsed = parse(self.cls, value, where)
+        return parsed if self.build is None else self.build(value, parsed)
 
     def schema(self, refs: Refs) -> dict:
         return schema_of(self.cls, refs) if self.inline else refs.ref(self.cls)

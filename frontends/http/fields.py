@@ -16,7 +16,8 @@ from ...core import InvalidRequest
 from ...core.ids import ID_PATTERN, validate_id
 
 __all__ = ["require", "is_int", "Refs", "FieldType", "Int", "Num", "Bool", "Str", "Id", "OneOf", "Const",
-           "ListOf", "MapOf", "Anything", "Custom", "nullable"]
+           "ListOf", "MapOf", "Anything", "Custom", "Refused",
+           "nullable"]
 
 
 def require(cond: bool, message: str, param: str | None) -> None:
@@ -47,6 +48,8 @@ class FieldType(Protocol):
 def nullable(schema: dict) -> dict:
     """`schema` or null (null means "not given" in every request body)."""
     kind = schema.get("type")
+    if kind == "null":
+        return schema
     if isinstance(kind, str) and set(schema) - {"description"} <= {"type", "minimum", "maximum", "minLength",
                                                                    "maxLength", "pattern", "items", "maxItems",
                                                                    "minItems", "propertyNames", "maxProperties",
@@ -159,7 +162,27 @@ class OneOf:
         return value
 
     def schema(self, refs: Refs) -> dict:
-        return {"enum": list(self.values)}
+        # JSON Schema compares numbers by value: 0 and 0.0 are one enum member.
+        values = [v for i, v in enumerate(self.values) if not any(_same_number(v, w) for w in self.values[:i])]
+        return {"enum": values}
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return numbers and a == b
+
+
+@attrs.frozen
+class Refused:
+    """A field this server does not support: only null (absent) is accepted."""
+
+    message: str = "{where} is not supported by this server"
+
+    def check(self, value: Any, where: str) -> Any:
+        raise InvalidRequest(self.message.format(where=where), param=where)
+
+    def schema(self, refs: Refs) -> dict:
+        return {"type": "null"}
 
 
 def Const(value: Any, message: str = "") -> OneOf:  # noqa: N802 - reads as a type
@@ -175,12 +198,13 @@ class ListOf:
     min_items: int = 0
     max_items: int | None = None
     what: str = ""
+    indexed: bool = True  # a mistake in an item names it (`where[i]`); else the list
 
     def check(self, value: Any, where: str) -> tuple:
         ok = isinstance(value, list) and len(value) >= self.min_items and (
             self.max_items is None or len(value) <= self.max_items)
         require(ok, f"{where} must be {self.what or self._what()}", where)
-        return tuple(self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(self.item.check(v, f"{where}[{i}]" if self.indexed else where) for i, v in enumerate(value))
 
     def _what(self) -> str:
         size = "a non-empty list" if self.min_items else "a list"

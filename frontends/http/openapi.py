@@ -9,6 +9,7 @@ from .contract import Components
 from .fields import Id
 from .openapi_extra import extra_paths, extra_schemas
 from .openapi_schemas import ref, schemas
+from .wire_bodies import ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 
 __all__ = ["openapi_document", "OpenApi"]
 
@@ -144,7 +145,7 @@ def _core_paths() -> dict:
 def _components() -> dict:
     """Every component schema: the body classes' (generated) and the hand-written ones."""
     components = Components({**schemas(), **extra_schemas()})
-    for cls in BODIES:
+    for cls in (ChatCompletionRequest, CompletionRequest, TokenizeRequest, DetokenizeRequest, *BODIES):
         components.ref(cls)
     return components.schemas
 
