@@ -22,7 +22,7 @@ from ...core import InvalidRequest
 from .body import DEFAULT_MAX_BODY_BYTES, read_json
 from .fields import FieldType, Refs, nullable, require
 
-__all__ = ["body", "field", "parse", "schema_of", "Components", "Obj", "UNSET", "given", "read_body"]
+__all__ = ["body", "field", "Rule", "parse", "schema_of", "Components", "Obj", "UNSET", "given", "read_body"]
 
 T = TypeVar("T")
 _SPEC = "superlinear.http.field"
@@ -41,10 +41,18 @@ class _Spec:
 
 
 @attrs.frozen
+class Rule:
+    """A rule between fields: `check(parsed, raw)` enforces it, `schema` states it (JSON Schema keywords)."""
+
+    check: Callable[[Any, dict], None]
+    schema: dict
+
+
+@attrs.frozen
 class _Rules:
     unknown: str
     open: bool
-    extra: dict
+    rules: tuple[Rule, ...]
     doc: str | None
 
 
@@ -58,13 +66,13 @@ def field(kind: FieldType, default: Any = None, *, required: bool = False, nulla
     return attrs.field(default=default, kw_only=True, metadata={_SPEC: spec})
 
 
-def body(unknown: str = _UNKNOWN, open: bool = False, extra: dict | None = None,  # noqa: A002
+def body(unknown: str = _UNKNOWN, open: bool = False, rules: tuple[Rule, ...] = (),  # noqa: A002
          doc: str | None = None) -> Callable[[type[T]], type[T]]:
     """Make a class a frozen body class. `unknown` words the refusal of an unknown field ({name}, {where},
-    {known}); `extra` adds schema keywords (cross-field rules the fields can't state)."""
+    {known}); `rules` are the rules between its fields, checked after the fields."""
 
     def make(cls: type[T]) -> type[T]:
-        setattr(cls, _RULES, _Rules(unknown, open, extra or {}, doc))
+        setattr(cls, _RULES, _Rules(unknown, open, tuple(rules), doc))
         return attrs.frozen(kw_only=True)(cls)
 
     return make
@@ -104,7 +112,10 @@ def parse(cls: type[T], raw: Any, where: str = "") -> T:
     rules: _Rules = getattr(cls, _RULES)
     if not rules.open:
         _refuse_unknown(cls, raw, where, rules)
-    return cls(**{a.name: _value(a, raw, where) for a in attrs.fields(cls)})
+    parsed = cls(**{a.name: _value(a, raw, where) for a in attrs.fields(cls)})
+    for rule in rules.rules:
+        rule.check(parsed, raw)
+    return parsed
 
 
 def read_body(req: Any, cls: type[T], limit: int = DEFAULT_MAX_BODY_BYTES, *, required: bool = False) -> T:
@@ -128,7 +139,11 @@ def schema_of(cls: type, refs: Refs) -> dict:
         out["additionalProperties"] = False
     if rules.doc:
         out["description"] = rules.doc
-    return {**out, **rules.extra}
+    if len(rules.rules) == 1:
+        out.update(rules.rules[0].schema)
+    elif rules.rules:
+        out["allOf"] = [rule.schema for rule in rules.rules]
+    return out
 
 
 @attrs.define

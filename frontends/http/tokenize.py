@@ -39,10 +39,7 @@ def tokenize(raw: Mapping, svc: Services) -> dict:
     body = parse(TokenizeRequest, raw)
     check_model(body.model, svc.model_name)
     # This engine never adds BOS/EOS on its own (the chat template writes them): add_special_tokens does nothing.
-    require((body.prompt is None) != (body.messages is None), "give exactly one of prompt and messages", "prompt")
     if body.prompt is not None:
-        require(not {"add_generation_prompt", "chat_template_kwargs", "tools"} & set(raw),
-                "add_generation_prompt, chat_template_kwargs and tools go with messages", "prompt")
         ids = svc.sessions.tok.encode(body.prompt)
     else:
         ids = _chat_ids(body, svc)

@@ -51,10 +51,8 @@ def check_model(model: str | None, served: str) -> None:
 
 
 def stream_flags(body: SamplingFields) -> tuple[bool, bool]:
-    """(stream, include_usage); stream_options needs stream: true."""
-    options = body.stream_options
-    require(options is None or body.stream, "stream_options is only allowed when stream is true", "stream_options")
-    return body.stream, bool(options and options.include_usage)
+    """(stream, include_usage)."""
+    return body.stream, bool(body.stream_options and body.stream_options.include_usage)
 
 
 def _repetition(body: SamplingFields) -> RepetitionParams:
@@ -91,7 +89,6 @@ def _logprobs(body: ChatCompletionRequest) -> int | None:
     """`logprobs: true` (with `top_logprobs`) -> the number of alternatives; None when off."""
     if body.top_logprobs is None:
         return 0 if body.logprobs else None
-    require(body.logprobs, "top_logprobs needs logprobs: true", "top_logprobs")
     return body.top_logprobs
 
 

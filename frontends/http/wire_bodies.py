@@ -10,7 +10,7 @@ from typing import Any
 
 from ...core.choices import MAX_CHOICES
 from ...core.logprobs import MAX_TOP_LOGPROBS
-from .contract import Obj, body, field
+from .contract import Obj, Rule, body, field
 from .fields import (
     Anything,
     Bool,
@@ -95,8 +95,31 @@ class RepetitionDetection:
     check_every: int | None = field(_BOUNDED)
 
 
-_STREAM_RULE = {"if": {"properties": {"stream_options": {"type": "object"}}, "required": ["stream_options"]},
-                "then": {"properties": {"stream": {"const": True}}, "required": ["stream"]}}
+def _needs(field_: str, kind: str, flag: str) -> dict:
+    """JSON Schema: when `field_` is given (of type `kind`), `flag` must be true."""
+    return {"if": {"properties": {field_: {"type": kind}}, "required": [field_]},
+            "then": {"properties": {flag: {"const": True}}, "required": [flag]}}
+
+
+def _stream_options_need_stream(body: SamplingFields, raw: dict) -> None:
+    require(body.stream_options is None or body.stream, "stream_options is only allowed when stream is true",
+            "stream_options")
+
+
+def _top_logprobs_need_logprobs(body: ChatCompletionRequest, raw: dict) -> None:
+    require(body.top_logprobs is None or body.logprobs, "top_logprobs needs logprobs: true", "top_logprobs")
+
+
+def _no_echo_with_logprobs(body: CompletionRequest, raw: dict) -> None:
+    require(not (body.echo and body.logprobs is not None), "echo with logprobs is not supported: the prompt's "
+            "log-probabilities are not computed", "logprobs")
+
+
+_STREAM_RULE = Rule(_stream_options_need_stream, _needs("stream_options", "object", "stream"))
+_TOP_LOGPROBS_RULE = Rule(_top_logprobs_need_logprobs, _needs("top_logprobs", "integer", "logprobs"))
+_ECHO_RULE = Rule(_no_echo_with_logprobs, {"not": {"properties": {"echo": {"const": True},
+                                                                  "logprobs": {"type": "integer"}},
+                                                   "required": ["echo", "logprobs"]}})
 
 
 @body(unknown=_ARGUMENT)
@@ -123,7 +146,7 @@ class SamplingFields:
     repetition_detection: RepetitionDetection | None = field(Obj(RepetitionDetection))
 
 
-@body(unknown=_ARGUMENT, extra=_STREAM_RULE)
+@body(unknown=_ARGUMENT, rules=(_STREAM_RULE, _TOP_LOGPROBS_RULE))
 class ChatCompletionRequest(SamplingFields):
     messages: tuple[ChatMessage, ...] = field(MESSAGES, required=True)
     max_completion_tokens: int | None = field(Int(1))
@@ -184,7 +207,7 @@ def _suffix(value: Any, where: str) -> str:
     return value
 
 
-@body(unknown=_ARGUMENT, extra=_STREAM_RULE)
+@body(unknown=_ARGUMENT, rules=(_STREAM_RULE, _ECHO_RULE))
 class CompletionRequest(SamplingFields):
     prompt: Any = field(Custom(_prompt, _prompt_schema), required=True)
     echo: bool = field(Bool(), False)
@@ -200,8 +223,18 @@ class CompletionRequest(SamplingFields):
 _PROMPT_ONLY = ("messages", "add_generation_prompt", "chat_template_kwargs", "tools")
 
 
-@body(extra={"oneOf": [{"required": ["prompt"], "not": {"anyOf": [{"required": [k]} for k in _PROMPT_ONLY]}},
-                       {"required": ["messages"], "not": {"required": ["prompt"]}}]},
+def _prompt_or_messages(body: TokenizeRequest, raw: dict) -> None:
+    require((body.prompt is None) != (body.messages is None), "give exactly one of prompt and messages", "prompt")
+    require(body.prompt is None or not set(_PROMPT_ONLY[1:]) & set(raw),
+            "add_generation_prompt, chat_template_kwargs and tools go with messages", "prompt")
+
+
+_PROMPT_OR_MESSAGES = Rule(_prompt_or_messages, {"oneOf": [
+    {"required": ["prompt"], "not": {"anyOf": [{"required": [k]} for k in _PROMPT_ONLY]}},
+    {"required": ["messages"], "not": {"required": ["prompt"]}}]})
+
+
+@body(rules=(_PROMPT_OR_MESSAGES,),
       doc="a prompt as is, or messages rendered by the chat template as a stateless chat turn prefills them "
           "(the generation prompt included unless add_generation_prompt is false); no BOS/EOS is ever added")
 class TokenizeRequest:

@@ -52,8 +52,6 @@ def parse_completion_request(raw: Any, model_name: str, tok: TokenizerPort, voca
     body = parse(CompletionRequest, raw)
     check_model(body.model, model_name)
     ids = _ids(body.prompt, tok, vocab)
-    require(not (body.echo and body.logprobs is not None), "echo with logprobs is not supported: the prompt's "
-            "log-probabilities are not computed", "logprobs")
     stream, include_usage = stream_flags(body)
     sampling = sampling_params(body, DEFAULT_COMPLETION_TOKENS, default_temperature, logprobs=body.logprobs)
     text = (body.prompt if isinstance(body.prompt, str) else tok.decode(ids)) if body.echo else None

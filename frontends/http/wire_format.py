@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import InvalidRequest
-from .contract import Obj, body, field, parse
+from .contract import Obj, Rule, body, field, parse
 from .fields import Anything, Bool, Const, Custom, OneOf, Refs, Str, require
 
 __all__ = ["ResponseFormat", "JsonSchemaFormat", "NamedToolChoice", "RESPONSE_FORMAT", "TOOL_CHOICE"]
@@ -23,9 +23,17 @@ class JsonSchemaFormat:
                                             "being ignored")
 
 
-@body(unknown="response_format has no field {name!r}",
-      extra={"if": {"properties": {"type": {"const": "json_schema"}}},
-             "then": {"required": ["json_schema"]}, "else": {"not": {"required": ["json_schema"]}}},
+def _json_schema_with_its_type(fmt: ResponseFormat, raw: dict) -> None:
+    require((fmt.type == "json_schema") == (fmt.json_schema is not None),
+            "response_format has json_schema exactly when its type is json_schema", "response_format")
+
+
+_WITH_ITS_TYPE = Rule(_json_schema_with_its_type, {
+    "if": {"properties": {"type": {"const": "json_schema"}}},
+    "then": {"required": ["json_schema"]}, "else": {"not": {"required": ["json_schema"]}}})
+
+
+@body(unknown="response_format has no field {name!r}", rules=(_WITH_ITS_TYPE,),
       doc="json_object and json_schema constrain the answer (after any thinking) with a grammar")
 class ResponseFormat:
     type: str = field(OneOf(_KINDS), required=True)
@@ -37,12 +45,11 @@ def _response_format(value: Any, where: str) -> ResponseFormat:
     try:
         fmt = parse(ResponseFormat, value, where)
     except InvalidRequest as exc:
-        if (exc.param or "").startswith(f"{where}.json_schema."):
+        if (exc.param or "").startswith(f"{where}.json_schema"):
             raise
-        raise InvalidRequest(f'{where}.type must be "text", "json_object" or "json_schema", with json_schema '
-                             "exactly when its type is json_schema", param=where) from None
-    require((fmt.type == "json_schema") == (fmt.json_schema is not None),
-            f"{where} has json_schema exactly when its type is json_schema", where)
+        if exc.param == where:
+            raise
+        raise InvalidRequest(f'{where}.type must be "text", "json_object" or "json_schema"', param=where) from None
     return fmt
 
 
