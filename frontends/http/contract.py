@@ -22,7 +22,7 @@ from ...core import InvalidRequest
 from .body import DEFAULT_MAX_BODY_BYTES, read_json
 from .fields import FieldType, Refs, nullable, require
 
-__all__ = ["body", "field", "Rule", "parse", "schema_of", "Components", "Obj", "UNSET", "given", "read_body"]
+__all__ = ["body", "field", "sent", "optional", "to_json", "Rule", "parse", "schema_of", "Components", "Obj", "UNSET", "given", "read_body"]
 
 T = TypeVar("T")
 _SPEC = "superlinear.http.field"
@@ -56,14 +56,33 @@ class _Rules:
     doc: str | None
 
 
-def field(kind: FieldType, default: Any = None, *, required: bool = False, nullable: bool = True,
+def field(kind: FieldType, default: Any = None, *, required: bool = False, nullable: bool | None = None,
           keep_null: bool = False, doc: str | None = None) -> Any:
-    """A body field of type `kind`. `nullable=False` refuses null; `keep_null` checks a given null
-    (it means "clear" rather than "absent"); a field that is absent keeps `default` (UNSET: not given)."""
-    spec = _Spec(kind, required, nullable and not required, keep_null, doc)
+    """A body field of type `kind`. Null means "not given" unless `nullable=False` (or `required`);
+    `keep_null` checks a given null (it means "clear" rather than "absent"); an absent field keeps
+    `default` (UNSET: not given). A response field may be `required` and `nullable` (always sent, maybe null)."""
+    spec = _Spec(kind, required, (not required) if nullable is None else nullable, keep_null, doc)
     if required:
         return attrs.field(kw_only=True, metadata={_SPEC: spec})
     return attrs.field(default=default, kw_only=True, metadata={_SPEC: spec})
+
+
+def sent(kind: FieldType, *, nullable: bool = False, doc: str | None = None) -> Any:
+    """A response field that is always sent (null only when `nullable`)."""
+    return field(kind, required=True, nullable=nullable, doc=doc)
+
+
+def optional(kind: FieldType, *, nullable: bool = False, doc: str | None = None) -> Any:
+    """A response field that may be left out (None: left out by `to_json`)."""
+    return field(kind, nullable=nullable, doc=doc)
+
+
+def to_json(value: Any) -> dict:
+    """A body class instance as JSON; optional fields that are None are left out."""
+    def keep(a: attrs.Attribute, v: Any) -> bool:
+        return v is not None or a.metadata[_SPEC].required
+
+    return attrs.asdict(value, filter=keep)
 
 
 def body(unknown: str = _UNKNOWN, open: bool = False, rules: tuple[Rule, ...] = (),  # noqa: A002

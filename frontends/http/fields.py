@@ -86,12 +86,14 @@ class Int:
 class Num:
     """A number in [lo, hi], returned as a float."""
 
-    lo: float
-    hi: float
+    lo: float | None = None
+    hi: float | None = None
 
     def check(self, value: Any, where: str) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and self.lo <= value <= self.hi
-        require(ok, f"{where} must be a number between {self.lo} and {self.hi}", where)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            (self.lo is None or self.lo <= value) and (self.hi is None or value <= self.hi))
+        bounds = f" between {self.lo} and {self.hi}" if self.lo is not None and self.hi is not None else ""
+        require(ok, f"{where} must be a number{bounds}", where)
         return float(value)
 
     def schema(self, refs: Refs) -> dict:
@@ -223,20 +225,25 @@ class ListOf:
 class MapOf:
     """An object whose keys match `key` (a regex) and whose values are `value`s; at most max_items keys."""
 
-    key: str
     value: FieldType
-    max_items: int
-    what: str
+    key: str = ".*"
+    max_items: int | None = None
+    what: str = "an object"
 
     def check(self, raw: Any, where: str) -> dict:
-        require(isinstance(raw, dict) and len(raw) <= self.max_items, f"{where} must be {self.what}", where)
+        ok = isinstance(raw, dict) and (self.max_items is None or len(raw) <= self.max_items)
+        require(ok, f"{where} must be {self.what}", where)
         for key in raw:
             require(re.fullmatch(self.key, key) is not None, f"{where} key {key[:40]!r} is not valid", where)
         return {k: self.value.check(v, where) for k, v in raw.items()}
 
     def schema(self, refs: Refs) -> dict:
-        return {"type": "object", "maxProperties": self.max_items, "propertyNames": {"pattern": f"^{self.key}$"},
-                "additionalProperties": self.value.schema(refs)}
+        out: dict = {"type": "object", "additionalProperties": self.value.schema(refs)}
+        if self.key != ".*":
+            out["propertyNames"] = {"pattern": f"^{self.key}$"}
+        if self.max_items is not None:
+            out["maxProperties"] = self.max_items
+        return out
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string"}

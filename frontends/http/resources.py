@@ -9,10 +9,12 @@ import falcon
 
 from ...core import validate_id
 from . import bodies
-from .contract import read_body
+from .contract import read_body, to_json
 from .limits import Limits
 from .render import message_json, unstructure
+from .responses import Model, ModelList
 from .services import Get
+from .session_responses import Deleted
 
 __all__ = [
     "Health",
@@ -46,8 +48,8 @@ class Health:
         self.on_get(req, resp)
 
 
-def _model(name: str) -> dict:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "superlinear"}
+def _model(name: str) -> Model:
+    return Model(id=name, object="model", created=0, owned_by="superlinear")
 
 
 @attrs.define
@@ -55,7 +57,7 @@ class Models:
     get: Get
 
     def on_get(self, req, resp):
-        resp.media = {"object": "list", "data": [_model(self.get().model_name)]}
+        resp.media = to_json(ModelList(object="list", data=(_model(self.get().model_name),)))
 
 
 @attrs.define
@@ -66,7 +68,7 @@ class ModelItem:
         name = self.get().model_name
         if model_id != name:
             raise falcon.HTTPNotFound(title="model_not_found", description=f"no model {model_id!r}")
-        resp.media = _model(name)
+        resp.media = to_json(_model(name))
 
 
 def _sid(session_id: str) -> str:
@@ -98,7 +100,7 @@ class SessionItem:
 
     def on_delete(self, req, resp, session_id):
         self.get().sessions.delete(_sid(session_id))
-        resp.media = {"session_id": session_id, "deleted": True}
+        resp.media = to_json(Deleted(session_id=session_id, deleted=True))
 
 
 @attrs.define

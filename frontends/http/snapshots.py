@@ -8,11 +8,12 @@ from ...core import InvalidRequest, validate_id
 from . import bodies
 from .bodies import SnapshotMetadata
 from .body import read_json
-from .contract import parse, read_body
+from .contract import parse, read_body, to_json
 from .limits import Limits
 from .metrics import Metrics
 from .render import unstructure
 from .services import Get
+from .session_responses import Deleted
 
 __all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "both_shapes"]
 
@@ -107,4 +108,4 @@ class SnapshotItem:
 
     def on_delete(self, req, resp, snapshot_id):
         self.get().sessions.store.delete(_snap(snapshot_id))
-        resp.media = {"snapshot_id": snapshot_id, "deleted": True}
+        resp.media = to_json(Deleted(snapshot_id=snapshot_id, deleted=True))

@@ -13,9 +13,10 @@ import attrs
 
 from ...core.prompt import plan_prompt
 from .body import read_json
-from .contract import parse
+from .contract import parse, to_json
 from .fields import require
 from .limits import Limits
+from .responses import DetokenizeResponse, TokenizeResponse
 from .services import Get, Services
 from .wire import check_model
 from .wire_bodies import DetokenizeRequest, TokenizeRequest
@@ -44,7 +45,8 @@ def tokenize(raw: Mapping, svc: Services) -> dict:
     else:
         ids = _chat_ids(body, svc)
     strs = [svc.sessions.tok.decode([i]) for i in ids] if body.return_token_strs else None
-    return {"count": len(ids), "max_model_len": svc.sessions.max_len_limit, "tokens": ids, "token_strs": strs}
+    return to_json(TokenizeResponse(count=len(ids), max_model_len=svc.sessions.max_len_limit, tokens=ids,
+                                    token_strs=strs))
 
 
 def detokenize(raw: Mapping, svc: Services) -> dict:
@@ -53,7 +55,7 @@ def detokenize(raw: Mapping, svc: Services) -> dict:
     check_model(body.model, svc.model_name)
     vocab = svc.sessions.model.info.vocab_size
     require(all(i < vocab for i in body.tokens), f"tokens must be integers in [0, {vocab})", "tokens")
-    return {"prompt": svc.sessions.tok.decode(list(body.tokens))}
+    return to_json(DetokenizeResponse(prompt=svc.sessions.tok.decode(list(body.tokens))))
 
 
 @attrs.define

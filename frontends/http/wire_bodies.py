@@ -136,7 +136,7 @@ class SamplingFields:
     n: int = field(Int(1, MAX_CHOICES), 1, doc="choices from one prefill; more than 1 only without session_id")
     stream: bool = field(Bool(), False)
     stream_options: StreamOptions | None = field(Obj(StreamOptions, inline=True))
-    logit_bias: dict | None = field(MapOf("[0-9]{1,9}", Num(-100, 100), MAX_LOGIT_BIAS,
+    logit_bias: dict | None = field(MapOf(Num(-100, 100), "[0-9]{1,9}", MAX_LOGIT_BIAS,
                                           f"an object of at most {MAX_LOGIT_BIAS} token ids"),
                                     doc="token id -> bias added to its logit before sampling "
                                         "(ids must be in the vocabulary)")
