@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...storage.metadata import MAX_TAG, MAX_TAGS, TEXT_LIMITS, checked_field
-from .contract import UNSET, body, field, given
+from .contract import UNSET, Obj, Rule, body, field, given
 from .fields import Bool, Custom, Id, Int, Str, require
 
 __all__ = ["SessionCreate", "SessionResize", "SessionResizeNextPow2", "SessionRollback", "SessionFork",
-           "SnapshotMetadata", "SnapshotLoad", "SnapshotImport", "BODIES"]
+           "SnapshotMetadata", "SnapshotPatch", "SnapshotLoad", "SnapshotImport", "BODIES"]
 
 _STRATEGIES = ("auto", "gpu", "disk")
 
@@ -77,6 +77,24 @@ class SnapshotMetadata:
                                   ("tags", self.tags)) if given(v)}
 
 
+def _metadata_alone(patch: SnapshotPatch, raw: dict) -> None:
+    require(patch.metadata is None or set(raw) == {"metadata"},
+            "metadata must be an object of title, description and tags, given alone", "metadata")
+
+
+_METADATA_ALONE = Rule(_metadata_alone, {"if": {"required": ["metadata"]}, "then": {"maxProperties": 1}})
+
+
+@body(rules=(_METADATA_ALONE,))
+class SnapshotPatch(SnapshotMetadata):
+    """Flat title, description and tags, or the published client's `{"metadata": {...}}` alone."""
+
+    metadata: SnapshotMetadata | None = field(Obj(SnapshotMetadata, inline=True), nullable=False)
+
+    def changes(self) -> dict[str, Any]:
+        return self.metadata.changes() if self.metadata is not None else super().changes()
+
+
 @body()
 class SnapshotLoad:
     session_id: str | None = field(Id())
@@ -91,5 +109,5 @@ class SnapshotImport:
 
 
 BODIES = (SessionCreate, SessionResize, SessionResizeNextPow2, SessionRollback, SessionFork, SnapshotMetadata,
-          SnapshotLoad, SnapshotImport)
+          SnapshotPatch, SnapshotLoad, SnapshotImport)
 

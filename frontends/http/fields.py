@@ -45,18 +45,19 @@ class FieldType(Protocol):
     def schema(self, refs: Refs) -> dict: ...
 
 
+# Keywords that combine or pin values: a schema holding one is wrapped, not given a second type.
+_COMBINING = frozenset({"anyOf", "oneOf", "allOf", "not", "if", "enum", "const", "$ref"})
+
+
 def nullable(schema: dict) -> dict:
     """`schema` or null (null means "not given" in every request body)."""
     kind = schema.get("type")
     if kind == "null":
         return schema
-    if isinstance(kind, str) and set(schema) - {"description"} <= {"type", "minimum", "maximum", "minLength",
-                                                                   "maxLength", "pattern", "items", "maxItems",
-                                                                   "minItems", "propertyNames", "maxProperties",
-                                                                   "additionalProperties"}:
-        return {**schema, "type": [kind, "null"]}
     if "enum" in schema and len(schema) == 1:
         return {"enum": [*schema["enum"], None]}
+    if isinstance(kind, str) and not _COMBINING & set(schema):
+        return {**schema, "type": [kind, "null"]}
     return {"anyOf": [{"type": "null"}, schema]}
 
 

@@ -116,7 +116,7 @@ def _snapshot_paths() -> dict:
             "parameters": snap,
             "get": _op("Get a snapshot's manifest", 200, ref("SnapshotInfo"), (400, 404, 422)),
             "patch": _op("Edit title, description, tags", 200, ref("SnapshotInfo"), (400, 404, 422),
-                         "SnapshotMetadata"),
+                         "SnapshotPatch"),
             "delete": _op("Delete a snapshot", 200, ref("Deleted"), (400, 404)),
         },
         "/v1/snapshots/import": {

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import attrs
 
-from ...core import InvalidRequest, validate_id
+from ...core import validate_id
 from . import bodies
-from .bodies import SnapshotMetadata
-from .body import read_json
-from .contract import parse, read_body, to_json
+from .bodies import SnapshotMetadata, SnapshotPatch
+from .contract import read_body, to_json
 from .limits import Limits
 from .metrics import Metrics
 from .render import unstructure
@@ -16,8 +15,6 @@ from .services import Get
 from .session_responses import Deleted
 
 __all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "both_shapes"]
-
-_METADATA = ("title", "description", "tags")
 
 
 def both_shapes(info: dict, model_id: str | None) -> dict:
@@ -33,17 +30,6 @@ def both_shapes(info: dict, model_id: str | None) -> dict:
         "session": {"current_pos": info.get("tokens"), "max_seq_len": info.get("max_seq_len")},
         "model_id": model_id,
     }
-
-
-def _flatten_metadata(body: dict) -> dict:
-    """Accept `{"metadata": {...}}` (the published shape) as well as flat title/description/tags."""
-    nested = body.get("metadata")
-    if nested is None:
-        return body
-    if not isinstance(nested, dict) or set(nested) - set(_METADATA) or set(body) - {"metadata"}:
-        raise InvalidRequest("metadata must be an object of title, description and tags, given alone",
-                             param="metadata")
-    return nested
 
 
 def _snap(snapshot_id: str) -> str:
@@ -100,7 +86,7 @@ class SnapshotItem:
 
     def on_patch(self, req, resp, snapshot_id):
         sid = _snap(snapshot_id)
-        fields = parse(SnapshotMetadata, _flatten_metadata(read_json(req, self.limits.max_body_bytes))).changes()
+        fields = read_body(req, SnapshotPatch, self.limits.max_body_bytes).changes()
         store = self.get().sessions.store
         # Ask for the snapshot first so an unknown id is a 404 whatever the store's patch does with it.
         store.get(sid)
