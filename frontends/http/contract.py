@@ -22,12 +22,22 @@ from ...core import InvalidRequest
 from .body import DEFAULT_MAX_BODY_BYTES, read_json
 from .fields import FieldType, Refs, nullable, require
 
-__all__ = ["body", "field", "sent", "optional", "to_json", "Rule", "parse", "schema_of", "Components", "Obj", "UNSET", "given", "read_body"]
+__all__ = ["body", "field", "sent", "optional", "Rule", "parse", "read_body", "to_json", "schema_of", "Components",
+           "Obj", "UNSET", "given"]
 
 T = TypeVar("T")
 _SPEC = "superlinear.http.field"
 _RULES = "__body_rules__"
-UNSET: Any = attrs.make_class("Unset", [], repr=False)()
+
+
+class _Unset:
+    """The default of a field whose absence differs from null (see `given`)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
 _UNKNOWN = "unrecognized field {name!r} (known: {known})"
 
 

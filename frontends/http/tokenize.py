@@ -27,7 +27,7 @@ __all__ = ["Tokenize", "Detokenize", "tokenize", "detokenize"]
 
 def _chat_ids(body: TokenizeRequest, svc: Services) -> list[int]:
     tok = svc.sessions.tok
-    kwargs = dict(body.chat_template_kwargs)
+    kwargs = dict(body.chat_template_kwargs or {})
     if body.tools:
         kwargs["tools"] = list(body.tools)
     plan = plan_prompt(tok, (), tuple(to_message(m) for m in body.messages), "", kwargs)

@@ -106,7 +106,7 @@ def _grammar(body: ChatCompletionRequest, tool_format: str) -> Grammar | None:
 
 
 def _template_kwargs(body: ChatCompletionRequest) -> dict:
-    kwargs = dict(body.chat_template_kwargs)
+    kwargs = dict(body.chat_template_kwargs or {})
     if body.tools:
         kwargs["tools"] = list(body.tools)
     if body.reasoning_budget is not None:

@@ -159,7 +159,7 @@ class ChatCompletionRequest(SamplingFields):
                                      "each position; needs logprobs: true")
     session_id: str | None = field(Id())
     reasoning_budget: int | None = field(Int(1))
-    chat_template_kwargs: dict = field(TEMPLATE_KWARGS, {})
+    chat_template_kwargs: dict | None = field(TEMPLATE_KWARGS)
     discard_thinking: bool = field(Bool(), True)
     stream_thinking: bool = field(Bool(), False, doc="also send each thinking delta as delta.thinking "
                                   "(published client)")
@@ -244,7 +244,7 @@ class TokenizeRequest:
     add_special_tokens: bool = field(Bool(), True)
     add_generation_prompt: bool = field(Bool(), True)
     return_token_strs: bool = field(Bool(), False)
-    chat_template_kwargs: dict = field(TEMPLATE_KWARGS, {})
+    chat_template_kwargs: dict | None = field(TEMPLATE_KWARGS)
     tools: list | None = field(TOOLS)
 
 

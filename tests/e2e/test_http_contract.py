@@ -130,7 +130,7 @@ def test_parse_and_the_schema_accept_the_same_bodies(cls):
     validator = _validator(cls)
 
     @given(raw=_bodies(cls))
-    @settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def agree(raw):
         assert _parses(cls, raw) == validator.is_valid(raw), (raw, [e.message for e in validator.iter_errors(raw)])
 
