@@ -9,34 +9,42 @@ from ..core.errors import InvalidRequest
 from ..core.ports import SnapshotManifest
 from ..core.values import SnapshotInfo
 
-__all__ = ["PATCHABLE_FIELDS", "checked_patch", "info_of"]
+__all__ = ["PATCHABLE_FIELDS", "TEXT_LIMITS", "MAX_TAGS", "MAX_TAG", "checked_field", "checked_patch", "info_of"]
 
 PATCHABLE_FIELDS = ("title", "description", "tags")
+# Sizes in characters; a snapshot's metadata is listed in full by GET /v1/snapshots.
+TEXT_LIMITS = {"title": 256, "description": 4096}
+MAX_TAGS = 64
+MAX_TAG = 64
+
+
+def checked_field(name: str, value: Any) -> Any:
+    """Validate one metadata field and return it normalised (tags as a tuple); raise InvalidRequest."""
+    if name not in PATCHABLE_FIELDS:
+        raise InvalidRequest(f"cannot change {name!r}; only {', '.join(PATCHABLE_FIELDS)} can be edited", param=name)
+    if name == "tags":
+        return _checked_tags(value)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string or null", param=name)
+    if value is not None and len(value) > TEXT_LIMITS[name]:
+        raise InvalidRequest(f"{name} may be at most {TEXT_LIMITS[name]} characters long", param=name)
+    return value
 
 
 def checked_patch(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a metadata patch and return it normalised (tags as a tuple); raise InvalidRequest."""
-    changes: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name not in PATCHABLE_FIELDS:
-            raise InvalidRequest(
-                f"cannot change {name!r}; only {', '.join(PATCHABLE_FIELDS)} can be edited", param=name
-            )
-        if name == "tags":
-            changes[name] = _checked_tags(value)
-        elif value is None or isinstance(value, str):
-            changes[name] = value
-        else:
-            raise InvalidRequest(f"{name} must be a string or null", param=name)
-    return changes
+    return {name: checked_field(name, value) for name, value in fields.items()}
 
 
 def _checked_tags(value: Any) -> tuple[str, ...]:
     # A bare string is iterable too; refuse it rather than store its characters as tags.
     if value is None:
         return ()
-    if isinstance(value, str) or not all(isinstance(tag, str) for tag in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) for tag in value):
         raise InvalidRequest("tags must be a list of strings", param="tags")
+    if len(value) > MAX_TAGS or any(len(tag) > MAX_TAG for tag in value):
+        raise InvalidRequest(f"tags may hold at most {MAX_TAGS} tags of at most {MAX_TAG} characters each",
+                             param="tags")
     return tuple(value)
 
 

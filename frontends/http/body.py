@@ -1,16 +1,15 @@
-"""Read request bodies: bounded in size, parsed as JSON, checked against the fields a route knows."""
+"""Read request bodies: bounded in size, parsed as JSON objects of text (contract.py checks their fields)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from typing import Any
 
 import falcon
 
 from ...core import InvalidRequest
 
-__all__ = ["read_json", "reject_unknown", "DEFAULT_MAX_BODY_BYTES"]
+__all__ = ["read_json", "DEFAULT_MAX_BODY_BYTES"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -93,10 +92,3 @@ def _is_text(text: str) -> bool:
         return False
     return True
 
-
-def reject_unknown(body: dict, known: Collection[str]) -> None:
-    """Refuse fields a route does not understand instead of silently ignoring them."""
-    unknown = sorted(set(body) - set(known))
-    if unknown:
-        raise InvalidRequest(f"unrecognized field {unknown[0]!r} (known: {', '.join(sorted(known))})",
-                             param=unknown[0])

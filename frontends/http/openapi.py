@@ -1,11 +1,17 @@
-"""GET /openapi.json: a hand-written OpenAPI 3.1 description of every built-in route."""
+"""GET /openapi.json: the OpenAPI 3.1 description of every built-in route.
+
+Bodies come from their body classes (bodies.py, wire_bodies.py, responses.py, session_responses.py), the
+same declarations that validate requests; this module adds the routes, their statuses and their errors."""
 
 from __future__ import annotations
 
 import attrs
 
-from .openapi_extra import extra_paths, extra_schemas
-from .openapi_schemas import ID_PATTERN, ref, schemas
+from . import responses, session_responses
+from .bodies import BODIES
+from .contract import Components
+from .fields import Id
+from .wire_bodies import ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 
 __all__ = ["openapi_document", "OpenApi"]
 
@@ -23,6 +29,16 @@ _ERROR_TEXT = {
     503: "Loading, shutting down, or not enough memory (code insufficient_memory); see Retry-After",
 }
 _COMMON = (401, 405, 413, 503)
+
+
+_RESPONSES = (*(getattr(responses, n) for n in responses.__all__),
+              *(getattr(session_responses, n) for n in session_responses.__all__))
+_REQUESTS = (ChatCompletionRequest, CompletionRequest, TokenizeRequest, DetokenizeRequest, *BODIES)
+
+
+def ref(name: str) -> dict:
+    """A reference to a component schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict) -> dict:
@@ -53,7 +69,7 @@ _EXAMPLES = {"session_id": "my-chat", "snapshot_id": "764cb17e"}
 
 def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "example": _EXAMPLES[name],
-            "schema": {"type": "string", "pattern": ID_PATTERN}}
+            "schema": Id().schema(Components())}
 
 
 def _session_paths() -> dict:
@@ -100,7 +116,7 @@ def _snapshot_paths() -> dict:
             "parameters": snap,
             "get": _op("Get a snapshot's manifest", 200, ref("SnapshotInfo"), (400, 404, 422)),
             "patch": _op("Edit title, description, tags", 200, ref("SnapshotInfo"), (400, 404, 422),
-                         "SnapshotMetadata"),
+                         "SnapshotPatch"),
             "delete": _op("Delete a snapshot", 200, ref("Deleted"), (400, 404)),
         },
         "/v1/snapshots/import": {
@@ -113,14 +129,30 @@ def _snapshot_paths() -> dict:
     }
 
 
-def _core_paths() -> dict:
-    # Each server-sent event, as SSE parsers (and OpenAPI 3.2's itemSchema) see it.
+def _events(chunk: str) -> dict:
+    """Server-sent events, as SSE parsers (and OpenAPI 3.2's itemSchema) see each."""
     event = {"type": "object", "required": ["data"],
-             "properties": {"data": {"type": "string", "description": "a chat.completion.chunk as JSON, "
+             "properties": {"data": {"type": "string", "description": f"a {chunk} as JSON, "
                                      "an error object as JSON, or [DONE]"}, "event": {"type": "string"}}}
-    stream = {"text/event-stream": {"schema": event}}
+    return {"text/event-stream": {"schema": event}}
+
+
+def _openai_paths() -> dict:
     chat = _op("Chat completion (stream: true gives server-sent events)", 200, None, (400, 404, 409, 499),
-               "ChatCompletionRequest", True, content={**_json(ref("ChatCompletion")), **stream})
+               "ChatCompletionRequest", True, content={**_json(ref("ChatCompletion")), **_events("chat.completion.chunk")})
+    text = _op("Text completion (stream: true gives server-sent events)", 200, None, (400, 404, 499),
+               "CompletionRequest", True, content={**_json(ref("Completion")), **_events("text_completion chunk")})
+    return {
+        "/v1/chat/completions": {"post": chat},
+        "/v1/completions": {"post": text},
+        "/tokenize": {"post": _op("Token ids of a prompt or of chat messages (vLLM's fields)", 200,
+                                  ref("TokenizeResponse"), (400,), "TokenizeRequest", True)},
+        "/detokenize": {"post": _op("Text of token ids (vLLM's fields)", 200, ref("DetokenizeResponse"), (400,),
+                                    "DetokenizeRequest", True)},
+    }
+
+
+def _core_paths() -> dict:
     text = {"text/plain": {"schema": {"type": "string"}}}
     health = {"summary": "Liveness and readiness (never needs the API key)", "security": [],
               "responses": {"200": {"description": "Ready", "content": _json(ref("Health"))},
@@ -134,8 +166,15 @@ def _core_paths() -> dict:
         "/v1/models/{model_id}": {"parameters": [{"name": "model_id", "in": "path", "required": True,
                                                   "schema": {"type": "string"}}],
                                   "get": _op("Get a model", 200, ref("Model"), (404,))},
-        "/v1/chat/completions": {"post": chat},
     }
+
+
+def _components() -> dict:
+    """Every component schema, from the body classes."""
+    components = Components()
+    for cls in (*_RESPONSES, *_REQUESTS):
+        components.ref(cls)
+    return components.schemas
 
 
 def openapi_document(secured: bool = False, version: str = "0.1.0") -> dict:
@@ -149,8 +188,8 @@ def openapi_document(secured: bool = False, version: str = "0.1.0") -> dict:
                  "description": "OpenAI-compatible chat completions with stateful sessions and snapshots. "
                                 "Every error body is {\"error\": {message, type, param, code}}."},
         "servers": [{"url": "/"}],
-        "paths": {**_core_paths(), **extra_paths(_op), **_session_paths(), **_snapshot_paths()},
-        "components": {"schemas": {**schemas(), **extra_schemas()}},
+        "paths": {**_core_paths(), **_openai_paths(), **_session_paths(), **_snapshot_paths()},
+        "components": {"schemas": _components()},
     }
     if secured:
         doc["security"] = [{"bearer": []}]

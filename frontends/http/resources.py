@@ -7,11 +7,14 @@ from collections.abc import Callable
 import attrs
 import falcon
 
-from ...core import InvalidRequest, validate_id
-from .body import read_json, reject_unknown
+from ...core import validate_id
+from . import bodies
+from .contract import read_body, to_json
 from .limits import Limits
 from .render import message_json, unstructure
+from .responses import Model, ModelList
 from .services import Get
+from .session_responses import Deleted
 
 __all__ = [
     "Health",
@@ -45,8 +48,8 @@ class Health:
         self.on_get(req, resp)
 
 
-def _model(name: str) -> dict:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "superlinear"}
+def _model(name: str) -> Model:
+    return Model(id=name, object="model", created=0, owned_by="superlinear")
 
 
 @attrs.define
@@ -54,7 +57,7 @@ class Models:
     get: Get
 
     def on_get(self, req, resp):
-        resp.media = {"object": "list", "data": [_model(self.get().model_name)]}
+        resp.media = to_json(ModelList(object="list", data=(_model(self.get().model_name),)))
 
 
 @attrs.define
@@ -65,18 +68,11 @@ class ModelItem:
         name = self.get().model_name
         if model_id != name:
             raise falcon.HTTPNotFound(title="model_not_found", description=f"no model {model_id!r}")
-        resp.media = _model(name)
+        resp.media = to_json(_model(name))
 
 
 def _sid(session_id: str) -> str:
     return validate_id(session_id, "session_id")
-
-
-def _int_field(body: dict, key: str, lo: int) -> int:
-    value = body.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise InvalidRequest(f"{key} must be an integer >= {lo}", param=key)
-    return value
 
 
 @attrs.define
@@ -85,9 +81,8 @@ class Sessions:
     limits: Limits
 
     def on_post(self, req, resp):
-        body = read_json(req, self.limits.max_body_bytes)
-        reject_unknown(body, ("session_id", "max_seq_len"))
-        info = self.get().sessions.create(body.get("session_id"), body.get("max_seq_len"))
+        body = read_body(req, bodies.SessionCreate, self.limits.max_body_bytes)
+        info = self.get().sessions.create(body.session_id, body.max_seq_len)
         resp.status = 201
         resp.media = unstructure(info)
 
@@ -105,7 +100,7 @@ class SessionItem:
 
     def on_delete(self, req, resp, session_id):
         self.get().sessions.delete(_sid(session_id))
-        resp.media = {"session_id": session_id, "deleted": True}
+        resp.media = to_json(Deleted(session_id=session_id, deleted=True))
 
 
 @attrs.define
@@ -123,25 +118,8 @@ class SessionResize:
     limits: Limits
 
     def on_post(self, req, resp, session_id):
-        body = read_json(req, self.limits.max_body_bytes, required=True)
-        reject_unknown(body, ("max_seq_len", "strategy"))
-        _strategy(body)
-        cap = _int_field(body, "max_seq_len", 1)
-        resp.media = unstructure(self.get().sessions.resize(_sid(session_id), cap))
-
-
-def _strategy(body: dict) -> str:
-    """Validate the published server's resize `strategy`: "auto", "gpu" or "disk".
-
-    The memory manager places every session's KV cache itself (ARCHITECTURE.md), so each is accepted
-    and the resize runs the same way.
-    """
-    strategy = body.get("strategy", "auto")
-    if strategy is None:
-        return "auto"
-    if not isinstance(strategy, str) or strategy.strip().lower() not in ("auto", "gpu", "disk"):
-        raise InvalidRequest('strategy must be one of "auto", "gpu", "disk"', param="strategy")
-    return strategy.strip().lower()
+        body = read_body(req, bodies.SessionResize, self.limits.max_body_bytes, required=True)
+        resp.media = unstructure(self.get().sessions.resize(_sid(session_id), body.max_seq_len))
 
 
 @attrs.define
@@ -153,9 +131,7 @@ class SessionResizeNextPow2:
 
     def on_post(self, req, resp, session_id):
         sid = _sid(session_id)
-        body = read_json(req, self.limits.max_body_bytes)
-        reject_unknown(body, ("strategy",))
-        _strategy(body)
+        read_body(req, bodies.SessionResizeNextPow2, self.limits.max_body_bytes)
         sessions = self.get().sessions
         current = sessions.info(sid).max_seq_len
         target = 1 << max(current, 1).bit_length()
@@ -172,10 +148,8 @@ class SessionRollback:
 
     def on_post(self, req, resp, session_id):
         sid = _sid(session_id)
-        body = read_json(req, self.limits.max_body_bytes, required=True)
-        reject_unknown(body, ("keep_messages",))
-        keep = _int_field(body, "keep_messages", 0)
-        resp.media = unstructure(self.get().sessions.rollback(sid, keep))
+        body = read_body(req, bodies.SessionRollback, self.limits.max_body_bytes, required=True)
+        resp.media = unstructure(self.get().sessions.rollback(sid, body.keep_messages))
 
 
 @attrs.define
@@ -184,9 +158,8 @@ class SessionFork:
     limits: Limits
 
     def on_post(self, req, resp, session_id):
-        body = read_json(req, self.limits.max_body_bytes)
-        reject_unknown(body, ("session_id",))
-        info = self.get().sessions.fork(_sid(session_id), body.get("session_id"))
+        body = read_body(req, bodies.SessionFork, self.limits.max_body_bytes)
+        info = self.get().sessions.fork(_sid(session_id), body.session_id)
         resp.status = 201
         resp.media = unstructure(info)
 

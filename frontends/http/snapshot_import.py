@@ -17,7 +17,8 @@ import falcon
 
 from ...core import InvalidRequest, PublishedSource, SnapshotError
 from ...storage.published import PublishedSnapshot, read_published_snapshot
-from .body import read_json, reject_unknown
+from . import bodies
+from .contract import read_body
 from .limits import Limits
 from .metrics import Metrics
 from .services import Get
@@ -42,11 +43,7 @@ class SnapshotImport:
             raise falcon.HTTPForbidden(
                 description="snapshot import reads the server's files: it is allowed from loopback clients, "
                             "or from any client when the server requires an API key")
-        body = read_json(req, self.limits.max_body_bytes)
-        reject_unknown(body, ("path",))
-        path = body.get("path")
-        if not isinstance(path, str) or not path:
-            raise InvalidRequest("path must be the snapshot directory's absolute path on the server", param="path")
+        path = read_body(req, bodies.SnapshotImport, self.limits.max_body_bytes).path
         svc = self.get()
         model = svc.sessions.model
         if not hasattr(model, "published_arrays"):

@@ -4,46 +4,17 @@ from __future__ import annotations
 
 import attrs
 
-from ...core import InvalidRequest, validate_id
-from .body import read_json, reject_unknown
+from ...core import validate_id
+from . import bodies
+from .bodies import SnapshotMetadata, SnapshotPatch
+from .contract import read_body, to_json
 from .limits import Limits
 from .metrics import Metrics
 from .render import unstructure
 from .services import Get
+from .session_responses import Deleted
 
-__all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "metadata_fields", "both_shapes"]
-
-_METADATA = ("title", "description", "tags")
-
-
-# Sizes in characters; a snapshot's metadata is listed in full by GET /v1/snapshots.
-MAX_TITLE = 256
-MAX_DESCRIPTION = 4096
-MAX_TAGS = 64
-MAX_TAG = 64
-_TEXT_LIMITS = {"title": MAX_TITLE, "description": MAX_DESCRIPTION}
-
-
-def metadata_fields(body: dict) -> dict:
-    """Validate title, description (string or null) and tags (list of strings); return those present."""
-    out = {}
-    for key, limit in _TEXT_LIMITS.items():
-        if key in body:
-            value = body[key]
-            if value is not None and not isinstance(value, str):
-                raise InvalidRequest(f"{key} must be a string or null", param=key)
-            if value is not None and len(value) > limit:
-                raise InvalidRequest(f"{key} may be at most {limit} characters long", param=key)
-            out[key] = value
-    if "tags" in body:
-        tags = body["tags"]
-        if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
-            raise InvalidRequest("tags must be a list of strings", param="tags")
-        if tags and (len(tags) > MAX_TAGS or any(len(t) > MAX_TAG for t in tags)):
-            raise InvalidRequest(f"tags may hold at most {MAX_TAGS} tags of at most {MAX_TAG} characters each",
-                                 param="tags")
-        out["tags"] = tuple(tags or ())
-    return out
+__all__ = ["SessionSave", "Snapshots", "SnapshotItem", "SnapshotLoad", "both_shapes"]
 
 
 def both_shapes(info: dict, model_id: str | None) -> dict:
@@ -61,17 +32,6 @@ def both_shapes(info: dict, model_id: str | None) -> dict:
     }
 
 
-def _flatten_metadata(body: dict) -> dict:
-    """Accept `{"metadata": {...}}` (the published shape) as well as flat title/description/tags."""
-    nested = body.get("metadata")
-    if nested is None:
-        return body
-    if not isinstance(nested, dict) or set(nested) - set(_METADATA) or set(body) - {"metadata"}:
-        raise InvalidRequest("metadata must be an object of title, description and tags, given alone",
-                             param="metadata")
-    return nested
-
-
 def _snap(snapshot_id: str) -> str:
     return validate_id(snapshot_id, "snapshot_id")
 
@@ -83,9 +43,7 @@ class SessionSave:
     metrics: Metrics
 
     def on_post(self, req, resp, session_id):
-        body = read_json(req, self.limits.max_body_bytes)
-        reject_unknown(body, _METADATA)
-        fields = metadata_fields(body)
+        fields = read_body(req, SnapshotMetadata, self.limits.max_body_bytes).changes()
         result = self.get().sessions.save(validate_id(session_id, "session_id"), fields.get("title"),
                                           fields.get("description"), fields.get("tags", ()))
         self.metrics.snapshot_written.inc(result.get("bytes", 0))
@@ -99,12 +57,8 @@ class SnapshotLoad:
     metrics: Metrics
 
     def on_post(self, req, resp, snapshot_id):
-        body = read_json(req, self.limits.max_body_bytes)
-        reject_unknown(body, ("session_id", "force"))
-        force = body.get("force", False)
-        if not isinstance(force, bool):
-            raise InvalidRequest("force must be a boolean", param="force")
-        result = self.get().sessions.load(_snap(snapshot_id), body.get("session_id"), force)
+        body = read_body(req, bodies.SnapshotLoad, self.limits.max_body_bytes)
+        result = self.get().sessions.load(_snap(snapshot_id), body.session_id, body.force)
         self.metrics.snapshot_read.inc(result.get("bytes", 0))
         resp.media = result
 
@@ -132,9 +86,7 @@ class SnapshotItem:
 
     def on_patch(self, req, resp, snapshot_id):
         sid = _snap(snapshot_id)
-        body = _flatten_metadata(read_json(req, self.limits.max_body_bytes))
-        reject_unknown(body, _METADATA)
-        fields = metadata_fields(body)
+        fields = read_body(req, SnapshotPatch, self.limits.max_body_bytes).changes()
         store = self.get().sessions.store
         # Ask for the snapshot first so an unknown id is a 404 whatever the store's patch does with it.
         store.get(sid)
@@ -142,4 +94,4 @@ class SnapshotItem:
 
     def on_delete(self, req, resp, snapshot_id):
         self.get().sessions.store.delete(_snap(snapshot_id))
-        resp.media = {"snapshot_id": snapshot_id, "deleted": True}
+        resp.media = to_json(Deleted(snapshot_id=snapshot_id, deleted=True))

@@ -11,62 +11,38 @@ and array values as JSON matching their schema, other values as text.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from ...core.values import Grammar
+from .fields import require
 from .toolcalls import CLOSE, OPEN
-from .wire_messages import require
+from .wire_format import NamedToolChoice, ResponseFormat
 
 __all__ = ["response_grammar", "tool_grammar", "forced_tools"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _COMPACT = {"whitespace_flexible": False}
 
 
-def response_grammar(body: Mapping) -> Grammar | None:
-    """The grammar of `response_format`, or None for free text."""
-    fmt = body.get("response_format")
-    if fmt is None:
+def response_grammar(fmt: ResponseFormat | None) -> Grammar | None:
+    """The grammar of a checked `response_format`, or None for free text."""
+    if fmt is None or fmt.type == "text":
         return None
-    require(isinstance(fmt, dict) and fmt.get("type") in ("text", "json_object", "json_schema"),
-            'response_format.type must be "text", "json_object" or "json_schema"', "response_format")
-    kind = fmt["type"]
-    require(set(fmt) <= {"type", "json_schema"} and (kind == "json_schema") == ("json_schema" in fmt),
-            "response_format has json_schema exactly when its type is json_schema", "response_format")
-    if kind == "text":
-        return None
-    if kind == "json_object":
+    if fmt.type == "json_object":
         return Grammar("json_schema", json.dumps({"type": "object"}))
-    spec = fmt["json_schema"]
-    where = "response_format.json_schema"
-    require(isinstance(spec, dict) and set(spec) <= {"name", "description", "schema", "strict"},
-            f"{where} must be an object of name, description, schema and strict", where)
-    require(isinstance(spec.get("name"), str) and bool(_NAME.match(spec["name"])),
-            f"{where}.name must be 1-64 letters, digits, _ or -", f"{where}.name")
-    require(spec.get("description") is None or isinstance(spec["description"], str),
-            f"{where}.description must be a string", f"{where}.description")
-    schema = spec.get("schema", {})
-    require(isinstance(schema, dict), f"{where}.schema must be a JSON Schema object", f"{where}.schema")
-    strict = spec.get("strict")
-    require(strict is None or isinstance(strict, bool), f"{where}.strict must be a boolean", f"{where}.strict")
-    return Grammar("json_schema", json.dumps(schema), bool(strict), f"{where}.schema")
+    spec = fmt.json_schema
+    schema = {} if spec.schema is None else spec.schema
+    return Grammar("json_schema", json.dumps(schema), bool(spec.strict), "response_format.json_schema.schema")
 
 
-def forced_tools(body: Mapping, tools: list | None) -> list[dict] | None:
+def forced_tools(choice: str | NamedToolChoice | None, tools: Sequence[dict] | None) -> list[dict] | None:
     """The tools the answer must call (all for "required", one when named), or None when not forced."""
-    choice = body.get("tool_choice")
     if choice in (None, "auto", "none"):
         return None
     if choice == "required":
         require(bool(tools), 'tool_choice "required" needs tools', "tool_choice")
         return list(tools or ())
-    require(isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict)
-            and isinstance(choice["function"].get("name"), str) and set(choice) == {"type", "function"},
-            'tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": ...}}',
-            "tool_choice")
-    name = choice["function"]["name"]
+    name = choice.function.name
     named = [t for t in tools or () if t["function"]["name"] == name]
     require(bool(named), f"tool_choice names {name[:64]!r}, which is not among the tools", "tool_choice")
     return named[:1]

@@ -12,77 +12,50 @@ from collections.abc import Mapping
 import attrs
 
 from ...core.prompt import plan_prompt
-from .body import read_json, reject_unknown
+from .body import read_json
+from .contract import parse, to_json
+from .fields import require
 from .limits import Limits
+from .responses import DetokenizeResponse, TokenizeResponse
 from .services import Get, Services
-from .wire import model_matches
-from .wire_messages import parse_messages, parse_tools, require
+from .wire import check_model
+from .wire_bodies import DetokenizeRequest, TokenizeRequest
+from .wire_messages import to_message
 
-__all__ = ["Tokenize", "Detokenize", "TOKENIZE_FIELDS", "MAX_DETOKENIZE_IDS"]
-
-TOKENIZE_FIELDS = ("model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
-                   "return_token_strs", "chat_template_kwargs", "tools")
-MAX_DETOKENIZE_IDS = 1 << 20
+__all__ = ["Tokenize", "Detokenize", "tokenize", "detokenize"]
 
 
-def _flag(body: Mapping, key: str, default: bool) -> bool:
-    value = body.get(key)
-    require(value is None or isinstance(value, bool), f"{key} must be a boolean", key)
-    return default if value is None else value
-
-
-def _model(body: Mapping, svc: Services) -> None:
-    model = body.get("model")
-    require(model in (None, "") or (isinstance(model, str) and model_matches(model, svc.model_name)),
-            f"model {model!r} is not served here", "model")
-
-
-def _chat_ids(body: Mapping, svc: Services) -> list[int]:
+def _chat_ids(body: TokenizeRequest, svc: Services) -> list[int]:
     tok = svc.sessions.tok
-    kwargs = body.get("chat_template_kwargs")
-    require(kwargs is None or isinstance(kwargs, dict), "chat_template_kwargs must be an object",
-            "chat_template_kwargs")
-    reserved = sorted(set(kwargs or {}) & {"messages", "add_generation_prompt", "tools", "bos_token", "eos_token"})
-    require(not reserved, f"chat_template_kwargs may not set {', '.join(reserved)}", "chat_template_kwargs")
-    kwargs = dict(kwargs or {})
-    tools = parse_tools(body.get("tools"))
-    if tools:
-        kwargs["tools"] = tools
-    plan = plan_prompt(tok, (), parse_messages(body.get("messages")), "", kwargs)
+    kwargs = dict(body.chat_template_kwargs or {})
+    if body.tools:
+        kwargs["tools"] = list(body.tools)
+    plan = plan_prompt(tok, (), tuple(to_message(m) for m in body.messages), "", kwargs)
     ids = tok.encode(plan.context)
-    return ids + tok.encode(plan.generation) if _flag(body, "add_generation_prompt", True) else ids
+    return ids + tok.encode(plan.generation) if body.add_generation_prompt else ids
 
 
-def tokenize(body: Mapping, svc: Services) -> dict:
+def tokenize(raw: Mapping, svc: Services) -> dict:
     """Answer a /tokenize body: {count, max_model_len, tokens, token_strs}."""
-    reject_unknown(body, TOKENIZE_FIELDS)
-    _model(body, svc)
-    # This engine never adds BOS/EOS on its own (the chat template writes them), so neither does this.
-    _flag(body, "add_special_tokens", True)
-    has_prompt, has_messages = "prompt" in body, "messages" in body
-    require(has_prompt != has_messages, "give exactly one of prompt and messages", "prompt")
-    if has_prompt:
-        require(isinstance(body["prompt"], str), "prompt must be a string", "prompt")
-        require(not {"add_generation_prompt", "chat_template_kwargs", "tools"} & set(body),
-                "add_generation_prompt, chat_template_kwargs and tools go with messages", "prompt")
-        ids = svc.sessions.tok.encode(body["prompt"])
+    body = parse(TokenizeRequest, raw)
+    check_model(body.model, svc.model_name)
+    # This engine never adds BOS/EOS on its own (the chat template writes them): add_special_tokens does nothing.
+    if body.prompt is not None:
+        ids = svc.sessions.tok.encode(body.prompt)
     else:
         ids = _chat_ids(body, svc)
-    strs = [svc.sessions.tok.decode([i]) for i in ids] if _flag(body, "return_token_strs", False) else None
-    return {"count": len(ids), "max_model_len": svc.sessions.max_len_limit, "tokens": ids, "token_strs": strs}
+    strs = [svc.sessions.tok.decode([i]) for i in ids] if body.return_token_strs else None
+    return to_json(TokenizeResponse(count=len(ids), max_model_len=svc.sessions.max_len_limit, tokens=ids,
+                                    token_strs=strs))
 
 
-def detokenize(body: Mapping, svc: Services) -> dict:
+def detokenize(raw: Mapping, svc: Services) -> dict:
     """Answer a /detokenize body: {prompt}; every id must be in the vocabulary."""
-    reject_unknown(body, ("model", "tokens"))
-    _model(body, svc)
-    ids = body.get("tokens")
+    body = parse(DetokenizeRequest, raw)
+    check_model(body.model, svc.model_name)
     vocab = svc.sessions.model.info.vocab_size
-    require(isinstance(ids, list) and len(ids) <= MAX_DETOKENIZE_IDS, "tokens must be a list of token ids",
-            "tokens")
-    require(all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab for i in ids),
-            f"tokens must be integers in [0, {vocab})", "tokens")
-    return {"prompt": svc.sessions.tok.decode(ids)}
+    require(all(i < vocab for i in body.tokens), f"tokens must be integers in [0, {vocab})", "tokens")
+    return to_json(DetokenizeResponse(prompt=svc.sessions.tok.decode(list(body.tokens))))
 
 
 @attrs.define

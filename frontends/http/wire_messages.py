@@ -1,96 +1,103 @@
-"""Parse the `messages` and `tools` of a chat request: shapes the chat template can render safely."""
+"""The `messages` and `tools` of chat requests as body classes: shapes the chat template can render safely."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...core import InvalidRequest, Message
+from ...core import Message
+from .contract import Obj, body, field
+from .fields import Anything, Const, Custom, ListOf, OneOf, Refs, Str, require
 
-__all__ = ["require", "parse_messages", "parse_tools"]
+__all__ = ["ChatMessage", "ToolCall", "FunctionCall", "Tool", "FunctionDef", "MESSAGES", "TOOLS", "to_message",
+           "parse_messages", "parse_tools"]
 
 _ROLES = ("system", "user", "assistant", "tool", "developer")
-_MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "refusal"}
-
-
-def require(cond: bool, message: str, param: str | None) -> None:
-    """Raise a 400 naming `param` unless `cond` holds."""
-    if not cond:
-        raise InvalidRequest(message, param=param)
-
-
-def _optional_str(raw: dict, key: str, where: str) -> str | None:
-    value = raw.get(key)
-    require(value is None or isinstance(value, str), f"{where}.{key} must be a string", f"{where}.{key}")
-    return value
+MAX_TOOLS = 128
 
 
 def _content(value: Any, where: str) -> str:
-    if value is None or isinstance(value, str):
-        return value or ""
-    require(isinstance(value, list), f"{where}.content must be a string or a list of text parts", f"{where}.content")
+    """A string, or a list of text parts (joined)."""
+    if isinstance(value, str):
+        return value
+    require(isinstance(value, list), f"{where} must be a string or a list of text parts", where)
     parts = []
     for part in value:
         ok = isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-        require(ok, "only text content parts are supported", f"{where}.content")
+        require(ok, "only text content parts are supported", where)
         parts.append(part["text"])
     return "".join(parts)
 
 
-def _tool_call(raw: Any, where: str) -> dict:
-    """Normalise an assistant tool call to {id, type, function: {name, arguments: str}}."""
-    require(isinstance(raw, dict), f"{where} must be an object", where)
-    fn = raw.get("function")
-    ok = isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments", ""), str)
-    require(ok, f"{where}.function must have a string name and string arguments", f"{where}.function")
-    require(raw.get("type", "function") == "function", f"{where}.type must be \"function\"", f"{where}.type")
-    call_id = raw.get("id")
-    require(call_id is None or isinstance(call_id, str), f"{where}.id must be a string", f"{where}.id")
-    return {"id": call_id, "type": "function", "function": {"name": fn["name"], "arguments": fn.get("arguments", "")}}
+def _content_schema(refs: Refs) -> dict:
+    part = {"type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+            "required": ["type", "text"]}
+    return {"anyOf": [{"type": "string"}, {"type": "array", "items": part}]}
 
 
-def _message(raw: Any, i: int) -> Message:
-    where = f"messages[{i}]"
-    require(isinstance(raw, dict), f"{where} must be an object", where)
-    unknown = sorted(set(raw) - _MESSAGE_KEYS)
-    if unknown:
-        raise InvalidRequest(f"{where} has an unknown field {unknown[0]!r}", param=f"{where}.{unknown[0]}")
-    role = raw.get("role")
-    require(role in _ROLES, f"{where}.role must be one of {', '.join(_ROLES)}", f"{where}.role")
-    calls = raw.get("tool_calls")
-    require(calls is None or isinstance(calls, list), f"{where}.tool_calls must be a list", f"{where}.tool_calls")
-    _optional_str(raw, "refusal", where)
-    return Message(
-        role="system" if role == "developer" else role,
-        content=_content(raw.get("content"), where),
-        reasoning_content=_optional_str(raw, "reasoning_content", where),
-        name=_optional_str(raw, "name", where),
-        tool_calls=tuple(_tool_call(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(calls or ())),
-        tool_call_id=_optional_str(raw, "tool_call_id", where),
-    )
+# Nested objects are open: the server reads the fields it knows and ignores the rest, as OpenAI does.
+@body(open=True)
+class FunctionCall:
+    name: str = field(Str(), required=True)
+    arguments: str = field(Str(), "")
+
+
+@body(open=True)
+class ToolCall:
+    id: str | None = field(Str())
+    type: str = field(Const("function", '{where} must be "function"'), "function")
+    function: FunctionCall = field(Obj(FunctionCall), required=True)
+
+    def as_dict(self) -> dict:
+        """The call normalised to {id, type, function: {name, arguments: str}}."""
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.function.name, "arguments": self.function.arguments}}
+
+
+@body(unknown="{where} has an unknown field {name!r}")
+class ChatMessage:
+    role: str = field(OneOf(_ROLES), required=True)
+    content: str = field(Custom(_content, _content_schema), "")
+    name: str | None = field(Str())
+    tool_calls: tuple[ToolCall, ...] = field(ListOf(Obj(ToolCall)), ())
+    tool_call_id: str | None = field(Str())
+    reasoning_content: str | None = field(Str())
+    refusal: str | None = field(Str())
+
+
+def to_message(m: ChatMessage) -> Message:
+    """The core's message (a developer message is a system message to the template)."""
+    return Message(role="system" if m.role == "developer" else m.role, content=m.content,
+                   reasoning_content=m.reasoning_content, name=m.name,
+                   tool_calls=tuple(c.as_dict() for c in m.tool_calls), tool_call_id=m.tool_call_id)
+
+
+@body(open=True)
+class FunctionDef:
+    name: str = field(Str(1), required=True)
+    description: str | None = field(Str())
+    parameters: dict | None = field(Anything(dict), doc="a JSON Schema object")
+
+
+@body(open=True)
+class Tool:
+    type: str = field(Const("function", "{where} must be a function tool"), required=True)
+    function: FunctionDef = field(Obj(FunctionDef), required=True)
+
+
+def _tool_dict(raw: dict, tool: Tool) -> dict:
+    """The tool as the chat template gets it: the client's function object without null fields."""
+    return {"type": "function", "function": {k: v for k, v in raw["function"].items() if v is not None}}
+
+
+MESSAGES = ListOf(Obj(ChatMessage), min_items=1)
+TOOLS = ListOf(Obj(Tool, build=_tool_dict), max_items=MAX_TOOLS)
 
 
 def parse_messages(raw: Any) -> tuple[Message, ...]:
-    """Validate the message list; roles, contents and tool calls must be well-formed."""
-    require(isinstance(raw, list) and raw, "messages must be a non-empty list", "messages")
-    return tuple(_message(m, i) for i, m in enumerate(raw))
-
-
-def _tool(raw: Any, i: int) -> dict:
-    where = f"tools[{i}]"
-    require(isinstance(raw, dict) and raw.get("type") == "function", f"{where} must be a function tool", where)
-    fn = raw.get("function")
-    require(isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"],
-            f"{where}.function must have a name", f"{where}.function")
-    require(fn.get("description") is None or isinstance(fn["description"], str),
-            f"{where}.function.description must be a string", f"{where}.function.description")
-    require(fn.get("parameters") is None or isinstance(fn["parameters"], dict),
-            f"{where}.function.parameters must be a JSON schema object", f"{where}.function.parameters")
-    return {"type": "function", "function": {k: v for k, v in fn.items() if v is not None}}
+    """Check a `messages` list and return the core's messages."""
+    return tuple(to_message(m) for m in MESSAGES.check(raw, "messages"))
 
 
 def parse_tools(raw: Any) -> list[dict] | None:
-    """Validate `tools`; they reach the chat template as its `tools` variable."""
-    if raw is None:
-        return None
-    require(isinstance(raw, list) and len(raw) <= 128, "tools must be a list of at most 128 tools", "tools")
-    return [_tool(t, i) for i, t in enumerate(raw)] or None
+    """Check `tools` (null: none) and return them as the chat template gets them (None when empty)."""
+    return None if raw is None else list(TOOLS.check(raw, "tools")) or None

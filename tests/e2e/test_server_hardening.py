@@ -16,7 +16,6 @@ from superlinear.frontends.http.disconnect import ClientWatch
 from superlinear.frontends.http.metrics import Metrics
 from superlinear.frontends.http.openapi import openapi_document
 from superlinear.frontends.http.server import parse_settings
-from superlinear.frontends.http.snapshots import MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE
 from superlinear.frontends.http.streaming import ClosingBody, SseBody
 from superlinear.frontends.http.wire import MAX_STOP_CHARS, parse_chat_request
 from superlinear.plugins import build_plugin_manager
@@ -28,6 +27,7 @@ from superlinear.storage import (
     state_file,
 )
 from superlinear.storage.manifest import decode_record, encode_record
+from superlinear.storage.metadata import MAX_TAG, MAX_TAGS, TEXT_LIMITS
 
 from .test_server_inprocess import USER, chat, fake_services
 
@@ -314,12 +314,12 @@ def test_a_full_disk_is_507_on_save_and_patch_and_changes_nothing(model, tmp_pat
 def test_snapshot_metadata_has_size_limits(served):
     client, _ = served
     assert client.simulate_post("/v1/sessions", json={"session_id": "meta"}).status_code == 201
-    too_big = [{"title": "t" * (MAX_TITLE + 1)}, {"description": "d" * (MAX_DESCRIPTION + 1)},
+    too_big = [{"title": "t" * (TEXT_LIMITS["title"] + 1)}, {"description": "d" * (TEXT_LIMITS["description"] + 1)},
                {"tags": ["x"] * (MAX_TAGS + 1)}, {"tags": ["x" * (MAX_TAG + 1)]}]
     for body in too_big:
         result = client.simulate_post("/v1/sessions/meta/save", json=body)
         assert result.status_code == 400 and result.json["error"]["param"] == next(iter(body)), body
-    fits = {"title": "t" * MAX_TITLE, "description": "d" * MAX_DESCRIPTION, "tags": ["x" * MAX_TAG] * MAX_TAGS}
+    fits = {"title": "t" * TEXT_LIMITS["title"], "description": "d" * TEXT_LIMITS["description"], "tags": ["x" * MAX_TAG] * MAX_TAGS}
     saved = client.simulate_post("/v1/sessions/meta/save", json=fits)
     assert saved.status_code == 200
     for body in too_big:

@@ -1,0 +1,168 @@
+"""The response bodies, declared once as body classes: /openapi.json states them, and the routes that build
+a response from values (models, tokenize, deletions) build it as one of these.
+
+Every field is sent unless declared `optional`; `nullable` ones may be null. Objects with extra fields for
+the published client (session and snapshot infos, health) are open.
+"""
+
+from __future__ import annotations
+
+from .contract import Obj, body, optional, sent
+from .fields import Anything, Bool, Const, Int, ListOf, MapOf, Num, OneOf, Str
+
+__all__ = ["Error", "Health", "Model", "ModelList", "Usage", "ChatLogprobs", "ChatCompletion", "Completion",
+           "TokenizeResponse", "DetokenizeResponse"]
+
+
+
+_STR, _INT, _NUM, _BOOL = Str(), Int(), Num(), Bool()
+
+
+@body()
+class ErrorDetail:
+    message: str = sent(_STR)
+    type: str = sent(_STR)
+    param: str | None = sent(_STR, nullable=True)
+    code: str | None = sent(_STR, nullable=True)
+
+
+@body()
+class Error:
+    error: ErrorDetail = sent(Obj(ErrorDetail, inline=True))
+
+
+@body(open=True)
+class Health:
+    status: str = sent(OneOf(("ok", "loading", "error", "stopping")))
+    model: str = optional(_STR)
+    sessions: int = optional(_INT)
+    error: str | None = optional(_STR, nullable=True)
+
+
+@body()
+class Model:
+    id: str = sent(_STR)
+    object: str = sent(Const("model"))
+    created: int = sent(_INT)
+    owned_by: str = sent(_STR)
+
+
+@body()
+class ModelList:
+    object: str = sent(Const("list"))
+    data: tuple[Model, ...] = sent(ListOf(Obj(Model)))
+
+
+@body()
+class PromptDetails:
+    cached_tokens: int = sent(_INT)
+
+
+@body()
+class CompletionDetails:
+    reasoning_tokens: int = sent(_INT)
+
+
+@body()
+class Usage:
+    prompt_tokens: int = sent(_INT)
+    completion_tokens: int = sent(_INT)
+    total_tokens: int = sent(_INT)
+    prompt_tokens_details: PromptDetails = sent(Obj(PromptDetails, inline=True))
+    completion_tokens_details: CompletionDetails = sent(Obj(CompletionDetails, inline=True))
+
+
+@body()
+class TokenLogprob:
+    token: str = sent(_STR)
+    logprob: float = sent(_NUM)
+    bytes: list | None = sent(ListOf(_INT), nullable=True)
+
+
+@body()
+class TokenLogprobs(TokenLogprob):
+    top_logprobs: list = sent(ListOf(Obj(TokenLogprob, inline=True)))
+
+
+@body()
+class ChatLogprobs:
+    content: list | None = sent(ListOf(Obj(TokenLogprobs, inline=True)), nullable=True)
+    refusal: list | None = optional(ListOf(Anything(dict)), nullable=True)
+
+
+@body()
+class CalledFunction:
+    name: str = sent(_STR)
+    arguments: str = sent(_STR)
+
+
+@body()
+class MadeToolCall:
+    id: str = sent(_STR)
+    type: str = sent(Const("function"))
+    function: CalledFunction = sent(Obj(CalledFunction, inline=True))
+
+
+@body()
+class AssistantMessage:
+    role: str = sent(Const("assistant"))
+    content: str | None = sent(_STR, nullable=True)
+    reasoning_content: str = optional(_STR)
+    tool_calls: list = optional(ListOf(Obj(MadeToolCall, inline=True)))
+
+
+@body()
+class ChatChoice:
+    index: int = sent(_INT)
+    message: AssistantMessage = sent(Obj(AssistantMessage, inline=True))
+    logprobs: ChatLogprobs | None = optional(Obj(ChatLogprobs), nullable=True)
+    finish_reason: str = sent(OneOf(("stop", "length", "tool_calls", "repetition")))
+
+
+@body()
+class ChatCompletion:
+    id: str = sent(_STR)
+    object: str = sent(Const("chat.completion"))
+    created: int = sent(_INT)
+    model: str = sent(_STR)
+    choices: list = sent(ListOf(Obj(ChatChoice, inline=True)))
+    usage: Usage = sent(Obj(Usage))
+
+
+@body()
+class TextLogprobs:
+    tokens: list = sent(ListOf(_STR))
+    token_logprobs: list = sent(ListOf(_NUM))
+    top_logprobs: list = sent(ListOf(MapOf(_NUM)))
+    text_offset: list = sent(ListOf(_INT))
+
+
+@body()
+class TextChoice:
+    index: int = sent(_INT)
+    text: str = sent(_STR)
+    logprobs: TextLogprobs | None = sent(Obj(TextLogprobs, inline=True), nullable=True)
+    finish_reason: str = sent(OneOf(("stop", "length", "repetition")))
+
+
+@body()
+class Completion:
+    id: str = sent(_STR)
+    object: str = sent(Const("text_completion"))
+    created: int = sent(_INT)
+    model: str = sent(_STR)
+    choices: list = sent(ListOf(Obj(TextChoice, inline=True)))
+    usage: Usage = sent(Obj(Usage))
+
+
+@body()
+class TokenizeResponse:
+    count: int = sent(_INT)
+    max_model_len: int = sent(_INT)
+    tokens: list = sent(ListOf(_INT))
+    token_strs: list | None = sent(ListOf(_STR), nullable=True)
+
+
+@body()
+class DetokenizeResponse:
+    prompt: str = sent(_STR)
