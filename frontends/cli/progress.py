@@ -1,6 +1,7 @@
-"""Progress display for long work: a spinner for waits without a measure, a tqdm bar for ingest.
+"""Progress display for long work, drawn by rich: a spinner for waits without a measure, bars for ingest.
 
-Both draw on stderr and only when it is a terminal, so pipes and --json output stay clean.
+All draw on stderr and only when it is a terminal, so pipes and --json output stay clean; each clears its
+line when its block ends.
 """
 
 from __future__ import annotations
@@ -8,47 +9,58 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as _Progress
+
 __all__ = ["spinner", "byte_bar", "prefill_watch"]
 
-_FRAMES = "|/-\\"
+
+def _live(out: TextIO, *columns: ProgressColumn, refresh: float = 10.0) -> _Progress:
+    console = Console(file=out, markup=False, highlight=False, emoji=False)
+    return _Progress(*columns, console=console, transient=True, refresh_per_second=refresh)
 
 
 @contextlib.contextmanager
 def spinner(label: str, stream: TextIO | None = None, interval: float = 0.1) -> Iterator[None]:
-    """Show `label` with a spinner and the elapsed seconds until the block ends."""
+    """Show `label` with a spinner and the elapsed time until the block ends."""
     out = stream or sys.stderr
     if not out.isatty():
         yield
         return
-    stop = threading.Event()
-    start = time.monotonic()
-
-    def draw() -> None:
-        i = 0
-        while not stop.wait(interval):
-            out.write(f"\r{_FRAMES[i % len(_FRAMES)]} {label} {time.monotonic() - start:.1f}s\x1b[K")
-            out.flush()
-            i += 1
-
-    try:
-        with _in_background(draw, stop):
-            yield
-    finally:
-        out.write("\r\x1b[K")
-        out.flush()
+    with _live(out, SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+               refresh=1 / interval) as progress:
+        progress.add_task(label, total=None)
+        yield
 
 
-def byte_bar(total: int, label: str, enabled: bool, stream: TextIO | None = None):
-    """Return a tqdm bar counting bytes (a disabled one when `enabled` is false or stderr is no terminal)."""
-    from tqdm import tqdm
+@contextlib.contextmanager
+def byte_bar(total: int, label: str, enabled: bool, stream: TextIO | None = None) -> Iterator[Callable[[int], None]]:
+    """Draw a bar counting bytes while the block runs; yield the function that advances it by n bytes.
 
+    Nothing is drawn when `enabled` is false or stderr is no terminal (the function then does nothing).
+    """
     out = stream or sys.stderr
-    return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=out,
-                disable=not (enabled and out.isatty()), leave=False, dynamic_ncols=True)
+    if not (enabled and out.isatty()):
+        yield lambda n: None
+        return
+    with _live(out, TextColumn("{task.description}:"), TaskProgressColumn(), BarColumn(),
+               DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn()) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 @contextlib.contextmanager
@@ -56,17 +68,19 @@ def prefill_watch(read: Callable[[], dict | None], label: str, enabled: bool, in
                   stream: TextIO | None = None) -> Iterator[None]:
     """While the block runs, poll `read()` (a session's `prefill` field) and draw a bar in tokens.
 
-    The bar appears once a prefill is reported: tokens done of the total, the chunk, tokens per second and the
-    time left. Errors of `read` (a busy or restarting server) only skip that poll.
+    The bar appears once a prefill is reported: tokens done of the total, the server's tokens per second and
+    time left, and the chunk. Errors of `read` (a busy or restarting server) only skip that poll.
     """
     out = stream or sys.stderr
     if not (enabled and out.isatty()):
         yield
         return
     stop = threading.Event()
+    progress = _live(out, TextColumn("{task.description}:"), TaskProgressColumn(), BarColumn(),
+                     TextColumn("{task.completed:,.0f}/{task.total:,.0f} tok"), TextColumn("{task.fields[detail]}"))
 
     def watch() -> None:
-        bar = None
+        task = None
         while not stop.wait(interval):
             try:
                 prefill = read()
@@ -74,15 +88,21 @@ def prefill_watch(read: Callable[[], dict | None], label: str, enabled: bool, in
                 continue
             if not prefill:
                 continue
-            bar = bar or _token_bar(prefill["total"], label, out)
-            bar.total = prefill["total"]
-            bar.update(prefill["done"] - bar.n)
-            bar.set_postfix_str(f"chunk {prefill['chunks_done']}/{prefill['chunks_total']}")
-        if bar is not None:
-            bar.close()
+            if task is None:
+                progress.start()
+                task = progress.add_task(label, total=prefill["total"], detail="")
+            progress.update(task, total=prefill["total"], completed=prefill["done"], detail=_detail(prefill))
+        if task is not None:
+            progress.stop()
 
     with _in_background(watch, stop):
         yield
+
+
+def _detail(prefill: dict) -> str:
+    rate, left = prefill.get("tokens_per_second") or 0, prefill.get("seconds_left")
+    return ((f"{rate:,.0f} tok/s, " if rate else "") + (f"{left:.0f}s left, " if left is not None else "")
+            + f"chunk {prefill.get('chunks_done', 0)}/{prefill.get('chunks_total', 0)}")
 
 
 @contextlib.contextmanager
@@ -95,9 +115,3 @@ def _in_background(work: Callable[[], None], stop: threading.Event) -> Iterator[
     finally:
         stop.set()
         thread.join()
-
-
-def _token_bar(total: int, label: str, out: TextIO):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=label, unit="tok", unit_scale=True, file=out, leave=False, dynamic_ncols=True)
