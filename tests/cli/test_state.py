@@ -91,3 +91,19 @@ def test_workspaces_are_created_once_with_a_nonce_and_updated_under_lock(config_
 @pytest.mark.parametrize("name", ["../x", "", "a/b", ".hidden", "x" * 65, "sp ace"])
 def test_bad_workspace_names_are_refused(name):
     assert not valid_name(name)
+
+
+def test_the_config_folder_follows_xdg_config_home_else_the_platform_default(monkeypatch, tmp_path):
+    from platformdirs import user_config_path
+    from superlinear.frontends.cli.config import client_state_path, config_dir, server_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert config_dir() == tmp_path / "cfg" / "spl" and server_dir() == tmp_path / "cfg" / "spl" / "server"
+    assert client_state_path() == tmp_path / "cfg" / "spl" / "client.json"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/dir")  # not absolute: ignored, as the XDG spec says
+    assert config_dir() == user_config_path("spl", appauthor=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert config_dir() == user_config_path("spl", appauthor=False)
+    if sys.platform.startswith("linux"):
+        assert config_dir() == tmp_path / "home" / ".config" / "spl"
