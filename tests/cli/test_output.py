@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from superlinear.frontends.cli.output import human_bytes, table
+from superlinear.frontends.cli.infra.output import human_bytes, table
 from wcwidth import wcswidth
 
 

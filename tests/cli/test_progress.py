@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from superlinear.frontends.cli.progress import byte_bar, spinner
+from superlinear.frontends.cli.infra.progress import byte_bar, spinner
 
 
 class FakeTerminal(io.StringIO):
@@ -41,7 +41,7 @@ def test_the_spinner_shows_elapsed_time_on_a_terminal_and_clears_its_line():
 
 
 def test_the_live_thinking_line_fits_wide_characters_in_its_columns():
-    from superlinear.frontends.cli.terminal import cell_width, fit_tail
+    from superlinear.frontends.cli.infra.terminal import cell_width, fit_tail
 
     assert [cell_width(c) for c in "a風\u0301"] == [1, 2, 0]
     assert cell_width("\u200b") == 0 and cell_width("\U0001F600") == 2  # zero-width space, an emoji
@@ -50,14 +50,14 @@ def test_the_live_thinking_line_fits_wide_characters_in_its_columns():
 
 
 def test_no_echo_is_a_no_op_without_a_terminal():
-    from superlinear.frontends.cli.terminal import no_echo
+    from superlinear.frontends.cli.infra.terminal import no_echo
 
     with no_echo(io.StringIO()):
         pass
 
 
 def test_the_prefill_bar_counts_tokens_and_chunks_from_the_session_info():
-    from superlinear.frontends.cli.progress import prefill_watch
+    from superlinear.frontends.cli.infra.progress import prefill_watch
 
     reports = iter([None, {"done": 0, "total": 46000, "chunks_done": 0, "chunks_total": 6},
                     {"done": 16384, "total": 46000, "chunks_done": 2, "chunks_total": 6,
@@ -84,7 +84,7 @@ def test_the_prefill_bar_counts_tokens_and_chunks_from_the_session_info():
 
 
 def test_prefill_text_humanises_the_progress_field():
-    from superlinear.frontends.cli.output import prefill_text
+    from superlinear.frontends.cli.infra.output import prefill_text
 
     assert prefill_text(None) == "-"
     text = prefill_text({"done": 12288, "total": 46000, "chunks_done": 3, "chunks_total": 6,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx2
 import pytest
-from superlinear.frontends.cli.client import ApiError, Client
-from superlinear.frontends.cli.turn import TurnView, run_turn
+from superlinear.frontends.cli.infra.client import ApiError, Client
+from superlinear.frontends.cli.repl.turn import TurnView, run_turn
 
 USAGE = {"prompt_tokens": 20, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 12},
          "completion_tokens_details": {"reasoning_tokens": 3}}
@@ -168,7 +168,7 @@ def test_control_characters_in_model_text_never_reach_the_terminal():
 
 
 def test_a_failing_slash_command_does_not_end_the_repl():
-    from superlinear.frontends.cli.repl import Repl
+    from superlinear.frontends.cli.repl.base import Repl
     from superlinear.plugins import ReplCommand
 
     def boom(repl, arg):

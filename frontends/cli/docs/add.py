@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .client import ApiError, Client
+from ..infra.client import ApiError, Client
+from ..infra.progress import byte_bar, prefill_watch
+from ..infra.workspace import Source
+from .files import Document, NotText, TooManyFiles, expand_paths, read_document
 from .framing import frame_document
-from .ingest import Document, NotText, TooManyFiles, expand_paths, read_document
-from .progress import byte_bar, prefill_watch
-from .workspace import Source
 
 __all__ = ["add_documents", "parse_add_args", "AddArgs"]
 
