@@ -29,6 +29,7 @@ AUTOSAVE_TAG = "spl:autosave"
 MARKER = "spl-persist:"
 
 
+@attrs.define(eq=False)
 class AutosaveSpill:
     """The session service's spill store, which also serves the autosaves of sessions restored lazily.
 
@@ -38,11 +39,10 @@ class AutosaveSpill:
     spill store's.
     """
 
-    def __init__(self, spill: SnapshotStore, store: SnapshotStore):
-        self.spill = spill
-        self.store = store
-        self._waiting: set[str] = set()
-        self._lock = threading.Lock()
+    spill: SnapshotStore
+    store: SnapshotStore
+    _waiting: set[str] = attrs.Factory(set)
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
 
     def wait_for_use(self, snapshot_id: str) -> None:
         """Serve `snapshot_id` from the snapshot store until it is deleted through this store."""
