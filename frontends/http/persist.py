@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 
 import attrs
-from superlinear.core import Conflict, SessionService
+from superlinear.core import Conflict, NotFound, SessionService
 from superlinear.core.ports import SnapshotManifest, SnapshotStore
 
 __all__ = ["AUTOSAVE_TAG", "MARKER", "AutosaveSpill", "Kept", "persist_sessions", "restore_sessions"]
@@ -66,7 +66,13 @@ class AutosaveSpill:
         return self.spill.save(manifest, arrays)
 
     def load(self, snapshot_id: str):
-        return self._owner(snapshot_id).load(snapshot_id)
+        try:
+            return self._owner(snapshot_id).load(snapshot_id)
+        except NotFound:
+            if not self.waiting(snapshot_id):
+                raise
+            raise NotFound(f"this session was kept at the last stop in snapshot {snapshot_id!r}, which has been "
+                           "removed from the snapshot store since; delete the session") from None
 
     def get(self, snapshot_id: str):
         return self._owner(snapshot_id).get(snapshot_id)
@@ -81,7 +87,11 @@ class AutosaveSpill:
         with self._lock:
             waited = snapshot_id in self._waiting
             self._waiting.discard(snapshot_id)
-        (self.store if waited else self.spill).delete(snapshot_id)
+        try:
+            (self.store if waited else self.spill).delete(snapshot_id)
+        except NotFound:
+            if not waited:
+                raise  # an autosave removed by hand is already gone: its session can still be deleted
 
 
 @attrs.frozen

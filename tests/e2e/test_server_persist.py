@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService
+from superlinear.core import ChatRequest, Engine, Message, NotFound, SamplingParams, SessionService
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 from superlinear.frontends.http.persist import AUTOSAVE_TAG, AutosaveSpill, persist_sessions, restore_sessions
 
@@ -99,6 +99,29 @@ def test_deleting_a_kept_session_before_its_first_use_removes_its_autosave(engin
     again.delete("alice")
     assert not again.exists("alice") and len(autosaves(store)) == 1
     assert restore_sessions(service(engines(), store)) == ["bob"]
+
+
+class PortStore(FakeSnapshotStore):
+    """The fake store, raising NotFound for a missing snapshot on delete as the port says (the fake's KeyError)."""
+
+    def delete(self, snapshot_id):
+        if snapshot_id not in self._items:
+            raise NotFound(f"no snapshot {snapshot_id!r}")
+        super().delete(snapshot_id)
+
+
+def test_a_kept_session_whose_autosave_was_removed_by_hand_says_so_and_can_be_deleted(engines):
+    store = PortStore()
+    first = service(engines(), store)
+    talk(first, "alice", "Hello")
+    persist_sessions(first)
+    again = service(engines(), store)
+    restore_sessions(again)
+    store.delete(autosaves(store)[0])  # as `spl snapshot rm` of the autosave would
+    with pytest.raises(NotFound, match="kept at the last stop .* removed"):
+        again.exclusive("alice", lambda s: None)
+    again.delete("alice")
+    assert not again.exists("alice")
 
 
 def test_restoring_needs_the_autosave_spill(engines):
