@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 import synthetic  # noqa: E402
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
 from superlinear.core import SamplingParams  # noqa: E402
-from superlinear.frontends.cli.framing import framed_documents  # noqa: E402
+from superlinear.frontends.cli.docs.framing import framed_documents  # noqa: E402
 
 GREEDY = SamplingParams(max_tokens=1, temperature=0.0)
 

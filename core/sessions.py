@@ -111,6 +111,11 @@ class SessionService:
         state, start = self.admit(build)
         return self._register(sid, cap, state, start, replace, record)
 
+    def adopt_offloaded(self, sid: str, cap: int, spilled: str, **record) -> Session:
+        """Register a session whose state waits in the spill store under `spilled`, as an offloaded one:
+        listed at once, its state brought in by the memory manager on first use. No engine call."""
+        return self._register(sid, cap, None, None, False, {**record, "spilled": spilled})
+
     def _register(self, sid: str, cap: int, state: object, start: object, replace: bool, record: dict) -> Session:
         now = self.clock.now()
         s = Session(sid, state, cap, now, now, **record)

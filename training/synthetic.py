@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 
 from superlinear.core.ports import Passage
-from superlinear.frontends.cli.framing import frame_document, frame_question
+from superlinear.frontends.cli.docs.framing import frame_document, frame_question
 
 __all__ = [
     "Segment",

@@ -5,6 +5,6 @@ REPLs with `for_repls("chat")` or `for_repls("docs")`.
 """
 
 from .main import build_parser, main
-from .repl import Repl, for_repls
+from .repl.base import Repl, for_repls
 
 __all__ = ["Repl", "build_parser", "for_repls", "main"]

@@ -8,10 +8,11 @@ import os
 import sys
 from collections.abc import Iterable
 
-from ...plugins import DuplicateRegistration, collect
+from superlinear.plugins import DuplicateRegistration, collect
+
 from .builtin import BUILTIN_CLI_COMMANDS
-from .client import ApiError
-from .locks import SessionLocked
+from .infra.client import ApiError
+from .infra.locks import SessionLocked
 from .registry import make_plugin_manager
 
 __all__ = ["main", "build_parser"]
@@ -24,9 +25,8 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser(pm=None) -> argparse.ArgumentParser:
-    """Build the `spl` parser from the commands plugins register (built-ins first, then by name)."""
-    pm = pm or make_plugin_manager(load_entrypoints=False)
+def build_parser(pm) -> argparse.ArgumentParser:
+    """Build the `spl` parser from the commands plugins register in `pm` (built-ins first, then by name)."""
     parser = argparse.ArgumentParser(prog="spl", description="Superlinear: chat, documents, sessions, snapshots "
                                      "and the server.")
     parser.add_argument("--version", action="version", version=f"spl {_version()}")

@@ -1,16 +1,20 @@
-"""The CLI's plugin manager: built-in commands, third-party plugins, and what they register."""
+"""The CLI's plugin manager: built-in commands, third-party plugins, and what they register.
+
+`main` builds it once per run and attaches it to the parsed arguments (`args.plugin_manager`); commands
+read what they need from there (`repl.base.plugins_registered`).
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any
 
-from ...plugins import build_plugin_manager, collect
+from superlinear.plugins import build_plugin_manager
 
-__all__ = ["make_plugin_manager", "plugin_manager_of", "registered_repl_commands", "registered_retrievers"]
+from . import builtin
+
+__all__ = ["make_plugin_manager"]
 
 
 def make_plugin_manager(extra_plugins: Iterable[object] = (), load_entrypoints: bool | None = None):
@@ -19,8 +23,6 @@ def make_plugin_manager(extra_plugins: Iterable[object] = (), load_entrypoints: 
     Entry points are skipped when $SPL_NO_PLUGINS is set; a plugin that fails to load is reported and
     skipped, so one broken package does not take the whole CLI down.
     """
-    from . import builtin
-
     plugins = [builtin, *extra_plugins]
     if load_entrypoints is None:
         load_entrypoints = not os.environ.get("SPL_NO_PLUGINS")
@@ -32,22 +34,3 @@ def make_plugin_manager(extra_plugins: Iterable[object] = (), load_entrypoints: 
         print(f"warning: a plugin failed to load and plugins are skipped ({type(exc).__name__}: {exc}); "
               "set SPL_NO_PLUGINS=1 to silence this", file=sys.stderr)
         return build_plugin_manager(load_entrypoints=False, extra_plugins=plugins)
-
-
-def plugin_manager_of(args: argparse.Namespace):
-    """Return the manager main() attached to the parsed arguments, or build one (direct calls, tests)."""
-    pm = getattr(args, "plugin_manager", None)
-    if pm is None:
-        pm = make_plugin_manager(load_entrypoints=False)
-        args.plugin_manager = pm
-    return pm
-
-
-def registered_repl_commands(args: argparse.Namespace) -> dict[str, Any]:
-    """Return every registered slash command, by name."""
-    return collect(plugin_manager_of(args), "superlinear_repl_commands")
-
-
-def registered_retrievers(args: argparse.Namespace) -> dict[str, Any]:
-    """Return every registered retriever factory, by name."""
-    return collect(plugin_manager_of(args), "superlinear_retrievers")

@@ -28,7 +28,7 @@ from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
 from .origin import is_loopback_name
-from .persist import persist_sessions, restore_sessions
+from .persist import AutosaveSpill, persist_sessions, restore_sessions
 from .services import ServiceHolder, Services
 from .toolcalls import split_tool_calls
 
@@ -112,17 +112,19 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     # Offloaded sessions live only as long as this process: a private directory, removed at shutdown and
     # swept at the next start after a crash.
     spill = SpillDir(default_spill_root(dict(os.environ)))
+    store = FilesystemSnapshotStore(root)
     sessions = SessionService(
         model=model,
         tok=tok,
         engine=engine,
-        store=FilesystemSnapshotStore(root),
+        store=store,
         clock=SystemClock(),
         ids=RandomIds(),
         stop_rules=stop_rules,
         entropy=lambda: secrets.randbits(63),
         default_max_seq_len=settings.max_seq_len or model.info.max_seq_len,
-        spill=FilesystemSnapshotStore(spill.path),
+        # Also serves the autosaves of sessions kept at the last stop until their first use (persist.py).
+        spill=AutosaveSpill(FilesystemSnapshotStore(spill.path), store),
         kv_budget=budget,
         # Tool calls are read in the format the loaded chat template writes them.
         reply_parser=functools.partial(split_tool_calls, fmt=getattr(tok, "tool_call_format", "json")),

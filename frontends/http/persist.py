@@ -1,27 +1,97 @@
-"""Sessions survive a graceful stop: written to the snapshot store at shutdown, brought back at the next start.
+"""Sessions survive a graceful stop: written to the snapshot store at shutdown, brought back lazily at start.
 
 At shutdown every live session is saved as an ordinary snapshot (checksummed like any other) tagged
-`spl:autosave` and `session:<id>`. At start each newest autosave of a session is loaded back under the same
-session id and then deleted; one that does not fit the loaded model (another model, another tokenizer) stays
-in the store, listed by `spl snapshot ls`, until it is loaded by hand or removed. The one-line summary is
-logged with the `spl-persist:` marker, which `spl server stop` reads back from the log to say what it kept.
+`spl:autosave` and `session:<id>`. At start each newest autosave of a session is read and checked, and the
+session is registered under the same id as an offloaded one: listed at once with its messages and tokens,
+its state imported into the model only on first use (through `AutosaveSpill`, the session service's spill
+store), which uses the autosave up. A session nobody touched before the next stop keeps its autosave as it
+is. An autosave that does not fit the loaded model (another model, another tokenizer) stays in the store,
+listed by `spl snapshot ls`, until it is loaded by hand or removed. The one-line summaries are logged with
+the `spl-persist:` marker, which `spl server start|stop` read back from the log.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterable
 
 import attrs
+from superlinear.core import Conflict, NotFound, SessionService
+from superlinear.core.ports import SnapshotManifest, SnapshotStore
 
-from ...core import Conflict, SessionService
-
-__all__ = ["AUTOSAVE_TAG", "MARKER", "Kept", "persist_sessions", "restore_sessions"]
+__all__ = ["AUTOSAVE_TAG", "MARKER", "AutosaveSpill", "Kept", "persist_sessions", "restore_sessions"]
 
 log = logging.getLogger(__name__)
 
 AUTOSAVE_TAG = "spl:autosave"
 MARKER = "spl-persist:"
+
+
+@attrs.define(eq=False)
+class AutosaveSpill:
+    """The session service's spill store, which also serves the autosaves of sessions restored lazily.
+
+    A restored session is registered as offloaded under its autosave's id (`wait_for_use`); the memory
+    manager loads it from here on first use (read from the snapshot store, verified as always) and then
+    deletes it, which removes the autosave; so does deleting the session. Every other id is the private
+    spill store's.
+    """
+
+    spill: SnapshotStore
+    store: SnapshotStore
+    _waiting: set[str] = attrs.Factory(set)
+    _lock: threading.Lock = attrs.Factory(threading.Lock)
+
+    def wait_for_use(self, snapshot_id: str) -> None:
+        """Serve `snapshot_id` from the snapshot store until it is deleted through this store."""
+        with self._lock:
+            self._waiting.add(snapshot_id)
+
+    def stop_waiting(self, snapshot_id: str) -> None:
+        """Leave `snapshot_id` to the snapshot store alone again (its session could not be registered)."""
+        with self._lock:
+            self._waiting.discard(snapshot_id)
+
+    def waiting(self, snapshot_id: str | None) -> bool:
+        """Say whether `snapshot_id` is an autosave still waiting for its session's first use."""
+        with self._lock:
+            return snapshot_id in self._waiting
+
+    def _owner(self, snapshot_id: str) -> SnapshotStore:
+        return self.store if self.waiting(snapshot_id) else self.spill
+
+    def save(self, manifest: SnapshotManifest, arrays: Iterable):
+        return self.spill.save(manifest, arrays)
+
+    def load(self, snapshot_id: str):
+        try:
+            return self._owner(snapshot_id).load(snapshot_id)
+        except NotFound:
+            if not self.waiting(snapshot_id):
+                raise
+            raise NotFound(f"this session was kept at the last stop in snapshot {snapshot_id!r}, which has been "
+                           "removed from the snapshot store since; delete the session") from None
+
+    def get(self, snapshot_id: str):
+        return self._owner(snapshot_id).get(snapshot_id)
+
+    def list(self):
+        return self.spill.list()
+
+    def patch(self, snapshot_id: str, **fields):
+        return self.spill.patch(snapshot_id, **fields)
+
+    def delete(self, snapshot_id: str) -> None:
+        with self._lock:
+            waited = snapshot_id in self._waiting
+            self._waiting.discard(snapshot_id)
+        try:
+            (self.store if waited else self.spill).delete(snapshot_id)
+        except NotFound:
+            if not waited:
+                raise  # an autosave removed by hand is already gone: its session can still be deleted
 
 
 @attrs.frozen
@@ -55,7 +125,15 @@ def _autosaves(sessions: SessionService) -> list[tuple[str, str, bool]]:
     return out
 
 
+def _still_in_its_autosave(sessions: SessionService, sid: str) -> bool:
+    """A session restored lazily and not used since: its autosave already holds it."""
+    spill, session = sessions.spill, sessions.find(sid)
+    return isinstance(spill, AutosaveSpill) and session is not None and spill.waiting(session.spilled)
+
+
 def _save_one(sessions: SessionService, sid: str) -> int:
+    if _still_in_its_autosave(sessions, sid):
+        return sessions.info(sid).cached_tokens
     out = sessions.save(sid, title=f"{sid} (kept at shutdown)",
                         description="saved by a graceful stop; loaded back and removed at the next start",
                         tags=(AUTOSAVE_TAG, _session_tag(sid)))
@@ -66,7 +144,10 @@ def _save_one(sessions: SessionService, sid: str) -> int:
 
 
 def persist_sessions(sessions: SessionService, wait_busy: float = 5.0, sleep=time.sleep) -> Kept:
-    """Save every live session; a session still running a turn is retried until `wait_busy` seconds pass."""
+    """Save every live session; a session still running a turn is retried until `wait_busy` seconds pass.
+
+    A session restored lazily and not used since is kept as it is: its autosave already holds it.
+    """
     pending = [info.session_id for info in sessions.list()]
     kept, lost = [], []
     deadline = time.monotonic() + wait_busy
@@ -92,8 +173,16 @@ def persist_sessions(sessions: SessionService, wait_busy: float = 5.0, sleep=tim
 
 
 def restore_sessions(sessions: SessionService) -> list[str]:
-    """Load each session's newest autosave back under its id, then delete those used; return the restored ids."""
-    restored, used, seen = [], [], set()
+    """Register each session's newest autosave under its id as an offloaded session; return the ids.
+
+    Nothing is imported into the model here: the memory manager does it on the session's first use, from
+    the autosave (the service's spill store must be an AutosaveSpill). A damaged autosave, or one of another
+    model, is logged and left in the store; the server starts all the same.
+    """
+    spill = sessions.spill
+    if not isinstance(spill, AutosaveSpill):
+        raise TypeError("kept sessions are restored through an AutosaveSpill as the service's spill store")
+    restored, seen = [], set()
     for snap, sid, ok in _autosaves(sessions):
         if sid in seen:
             continue
@@ -104,15 +193,29 @@ def restore_sessions(sessions: SessionService) -> list[str]:
         if sessions.exists(sid):
             continue
         try:
-            sessions.load(snap, sid)
+            _register_lazily(sessions, spill, snap, sid)
         except Exception:  # noqa: BLE001 - a damaged snapshot stays for inspection; the server still starts
             log.exception("could not restore session %s from snapshot %s; left in the store", sid, snap)
             continue
-        used.append(snap)
         restored.append(sid)
-    # Only now: a stop in the middle of restoring leaves every autosave for the next start.
-    for snap in used:
-        sessions.store.delete(snap)
     if restored:
-        log.info("%s restored %d session(s) kept at the last stop: %s", MARKER, len(restored), ", ".join(restored))
+        log.info("%s restored %d session(s) kept at the last stop, loaded on first use: %s", MARKER,
+                 len(restored), ", ".join(restored))
     return restored
+
+
+def _register_lazily(sessions: SessionService, spill: AutosaveSpill, snap: str, sid: str) -> None:
+    # Read and verified now (checksum, vocabulary), so that a damaged autosave shows at start; the arrays
+    # are dropped at once and read again on first use.
+    manifest, _arrays = sessions.store.load(snap)
+    del _arrays
+    sessions.snapshots_service.check_ledger(manifest)
+    cap = min(manifest.max_seq_len, sessions.max_len_limit)
+    spill.wait_for_use(snap)
+    try:
+        sessions.adopt_offloaded(sid, cap, snap, ledger=list(manifest.ledger),
+                                 transcript=list(manifest.transcript),
+                                 trailer=str(manifest.extra.get("trailer", "")))
+    except BaseException:
+        spill.stop_waiting(snap)
+        raise

@@ -14,6 +14,7 @@ import sys
 import threading
 
 import attrs
+import bitmath
 from gunicorn.app.base import BaseApplication
 
 from ...adapters.cpu_threads import DEFAULT_TORCH_THREADS, resolve_torch_threads
@@ -27,19 +28,27 @@ __all__ = ["main", "parse_settings", "parse_size"]
 
 log = logging.getLogger(__name__)
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+_DECIMAL_UNIT = re.compile(r"[kmgtpe]b", re.IGNORECASE)
 
 
 def parse_size(text: str) -> int:
-    """Parse a byte size: "8GiB", "8G" and "8gb" style; K/M/G/T and KiB... are binary, KB/MB/GB/TB decimal."""
-    match = _SIZE.match(text)
-    if not match:
+    """Parse a byte size: "8GiB", "8G" and "8gb" style; K/M/G/T and KiB... are binary, KB/MB/GB/TB decimal.
+
+    bitmath parses; the unit is read as bytes whatever its case (bitmath's "Gb" would be gigabits), binary
+    when it is a bare prefix or has an "i" (8G = 8Gi = 8GiB), decimal when it is a prefix and B (8GB, 8gb).
+    """
+    number = text.strip()
+    unit = number.lstrip("0123456789.").strip()
+    if unit[-1:] == "b":
+        number = number[:-1] + "B"
+    system = bitmath.SI if _DECIMAL_UNIT.fullmatch(unit) else bitmath.NIST
+    try:
+        size = bitmath.parse_string(number, strict=False, system=system)
+    except ValueError:
+        size = None
+    if size is None or not size.bytes >= 0 or size.bytes == float("inf"):
         raise ValueError(f"not a size: {text!r} (try 8GiB, 512MiB or a number of bytes)")
-    number, unit, binary, b = match.groups()
-    decimal = bool(unit) and bool(b) and not binary
-    value = float(number) * (1000 if decimal else 1024) ** _POWERS[unit.lower()]
-    return int(value)
+    return int(size.bytes)
 
 
 def _size_arg(text: str) -> int:

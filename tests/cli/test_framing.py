@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from superlinear.core.ports import Passage
-from superlinear.frontends.cli.framing import escape, frame_document, frame_question, framed_documents
+from superlinear.frontends.cli.docs.framing import escape, frame_document, frame_question, framed_documents
 
 NONCE = "0123abcd0123abcd"
 # Text rich in the characters that matter: angle brackets, marker words, quotes, newlines.

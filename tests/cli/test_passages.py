@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from superlinear.frontends.cli.passages import split_passages
+from superlinear.frontends.cli.docs.passages import split_passages
 
 
 def test_paragraphs_become_passages_and_headings_join_the_next_one():

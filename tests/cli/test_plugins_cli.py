@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from superlinear.frontends.cli.main import build_parser, main
 from superlinear.frontends.cli.registry import make_plugin_manager
-from superlinear.frontends.cli.repl import for_repls, repl_commands
+from superlinear.frontends.cli.repl.base import for_repls, repl_commands
 from superlinear.plugins import collect, hookimpl
 
 
@@ -48,7 +48,7 @@ def test_a_plugin_object_adds_a_cli_command(capsys):
 def test_built_in_commands_come_through_the_hook():
     commands = collect(make_plugin_manager(load_entrypoints=False), "superlinear_cli_commands")
     assert {"server", "chat", "docs", "ls", "rm", "session", "snapshot"} <= set(commands)
-    help_text = build_parser().format_help()
+    help_text = build_parser(make_plugin_manager(load_entrypoints=False)).format_help()
     assert help_text.index("\n    server ") < help_text.index("\n    chat ") < help_text.index("\n    snapshot ")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from superlinear.frontends.cli.passages import split_passages
+from superlinear.frontends.cli.docs.passages import split_passages
 from superlinear.plugins import build_plugin_manager, collect
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"

@@ -1,8 +1,13 @@
 """`spl server start` hands its flags to spl-server unchanged."""
 
-from superlinear.frontends.cli.main import build_parser
-from superlinear.frontends.cli.server_cmd import _server_args
+from superlinear.frontends.cli.commands.server import _server_args
+from superlinear.frontends.cli.main import build_parser as _build_parser
+from superlinear.frontends.cli.registry import make_plugin_manager
 from superlinear.frontends.http.server import parse_settings
+
+
+def build_parser():
+    return _build_parser(make_plugin_manager(load_entrypoints=False))
 
 
 def test_start_flags_reach_the_server_settings():

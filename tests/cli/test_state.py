@@ -8,10 +8,19 @@ import sys
 import textwrap
 
 import pytest
-from superlinear.frontends.cli.config import load_client_config, save_client_config, update_client_config
-from superlinear.frontends.cli.jsonstore import read_json, write_json
-from superlinear.frontends.cli.locks import SessionLock, SessionLocked, holder_of
-from superlinear.frontends.cli.workspace import load_workspace, open_workspace, update_workspace, valid_name
+from superlinear.frontends.cli.infra.config import (
+    load_client_config,
+    save_client_config,
+    update_client_config,
+)
+from superlinear.frontends.cli.infra.jsonstore import read_json, write_json
+from superlinear.frontends.cli.infra.locks import SessionLock, SessionLocked, holder_of
+from superlinear.frontends.cli.infra.workspace import (
+    load_workspace,
+    open_workspace,
+    update_workspace,
+    valid_name,
+)
 
 
 def _bump(n: int) -> None:
@@ -62,7 +71,7 @@ def test_a_second_lock_on_a_session_is_refused_with_the_holders_pid(config_home)
 def test_a_lock_held_by_another_process_is_seen_and_dies_with_it(config_home):
     code = textwrap.dedent("""
         import sys, time
-        from superlinear.frontends.cli.locks import SessionLock
+        from superlinear.frontends.cli.infra.locks import SessionLock
         lock = SessionLock("shared").acquire()
         print("locked", flush=True)
         time.sleep(30)
@@ -91,3 +100,19 @@ def test_workspaces_are_created_once_with_a_nonce_and_updated_under_lock(config_
 @pytest.mark.parametrize("name", ["../x", "", "a/b", ".hidden", "x" * 65, "sp ace"])
 def test_bad_workspace_names_are_refused(name):
     assert not valid_name(name)
+
+
+def test_the_config_folder_follows_xdg_config_home_else_the_platform_default(monkeypatch, tmp_path):
+    from platformdirs import user_config_path
+    from superlinear.frontends.cli.infra.config import client_state_path, config_dir, server_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert config_dir() == tmp_path / "cfg" / "spl" and server_dir() == tmp_path / "cfg" / "spl" / "server"
+    assert client_state_path() == tmp_path / "cfg" / "spl" / "client.json"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/dir")  # not absolute: ignored, as the XDG spec says
+    assert config_dir() == user_config_path("spl", appauthor=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert config_dir() == user_config_path("spl", appauthor=False)
+    if sys.platform.startswith("linux"):
+        assert config_dir() == tmp_path / "home" / ".config" / "spl"

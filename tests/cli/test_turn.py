@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import httpx2
 import pytest
-from superlinear.frontends.cli.client import ApiError
-from superlinear.frontends.cli.turn import TurnView, run_turn
+from superlinear.frontends.cli.infra.client import ApiError, Client
+from superlinear.frontends.cli.repl.turn import TurnView, run_turn
 
 USAGE = {"prompt_tokens": 20, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 12},
          "completion_tokens_details": {"reasoning_tokens": 3}}
@@ -110,13 +111,53 @@ def test_other_errors_are_not_retried():
     assert len(client.bodies) == 1
 
 
-def test_sse_lines_split_only_at_newlines_and_decode_utf8_across_chunks():
-    from superlinear.frontends.cli.client import sse_lines
+def _sse_client(pieces: list[bytes], status: int = 200) -> Client:
+    """A Client whose server answers every request with `pieces` as one streamed event-stream body."""
 
-    payload = 'data: {"t": "a\u2028b\x85c é"}\n\ndata: [DONE]\n'.encode()
-    cut = payload.index("é".encode()) + 1
-    pieces = [payload[:5], payload[5:cut], payload[cut:]]
-    assert list(sse_lines(pieces)) == ['data: {"t": "a\u2028b\x85c é"}', "", "data: [DONE]"]
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, headers={"content-type": "text/event-stream"},
+                               stream=httpx2.ByteStream(b"".join(pieces)) if status >= 400 else _Chunks(pieces))
+
+    return Client("http://spl.test", transport=httpx2.MockTransport(answer))
+
+
+class _Chunks(httpx2.SyncByteStream):
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = pieces
+
+    def __iter__(self):
+        yield from self.pieces
+
+
+def test_streamed_events_split_only_at_newlines_and_decode_utf8_across_chunks():
+    payload = ('data: {"t": "a\u2028b\x85c é"}\n\n: keep-alive\n\ndata: {"t": "2"}\r\n\r\n'
+               'data: [DONE]\n\ndata: {"t": "after"}\n\n').encode()
+    cut = payload.index("é".encode()) + 1  # inside the two bytes of é
+    client = _sse_client([payload[:5], payload[5:cut], payload[cut:]])
+    assert list(client.stream_chat({})) == [{"t": "a\u2028b\x85c é"}, {"t": "2"}]
+
+
+def test_an_error_event_and_a_malformed_event_become_api_errors():
+    err = b'data: {"error": {"message": "engine stopped", "code": "unavailable"}}\n\n'
+    with pytest.raises(ApiError, match="engine stopped") as exc:
+        list(_sse_client([err]).stream_chat({}))
+    assert exc.value.code == "unavailable"
+    with pytest.raises(ApiError, match="malformed event"):
+        list(_sse_client([b"data: {not json\n\n"]).stream_chat({}))
+
+
+def test_an_http_error_before_the_stream_carries_the_openai_error_object():
+    body = b'{"error": {"message": "session busy", "code": "session_busy", "type": "x"}}'
+    with pytest.raises(ApiError, match="session busy") as exc:
+        list(_sse_client([body], status=409).stream_chat({}))
+    assert (exc.value.status, exc.value.code) == (409, "session_busy")
+
+
+def test_no_server_and_a_bad_url_are_told_apart():
+    with pytest.raises(ApiError, match="cannot reach the server"):
+        Client("http://127.0.0.1:9", timeout=2.0).sessions()
+    with pytest.raises(ApiError, match="not a usable server URL"):
+        Client("ftp://127.0.0.1:9").sessions()
 
 
 def test_control_characters_in_model_text_never_reach_the_terminal():
@@ -127,7 +168,7 @@ def test_control_characters_in_model_text_never_reach_the_terminal():
 
 
 def test_a_failing_slash_command_does_not_end_the_repl():
-    from superlinear.frontends.cli.repl import Repl
+    from superlinear.frontends.cli.repl.base import Repl
     from superlinear.plugins import ReplCommand
 
     def boom(repl, arg):

@@ -7,8 +7,11 @@ import requests
 from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from superlinear.frontends.cli.chat import ChatRepl, open_session
-from superlinear.frontends.cli.client import Client
+from superlinear.frontends.cli.infra.client import Client
+from superlinear.frontends.cli.registry import make_plugin_manager
+from superlinear.frontends.cli.repl.base import repl_commands
+from superlinear.frontends.cli.repl.chat import ChatRepl, open_session
+from superlinear.plugins import collect
 
 
 def spl(env, *args, timeout=240):
@@ -54,7 +57,9 @@ def test_chat_repl_streams_answers_and_reuses_the_session(server):
     client = Client(server)
     sid = open_session(client, "repl-test")
     out = []
-    repl = ChatRepl(client, sid, write=out.append, max_tokens=12)
+    pm = make_plugin_manager(load_entrypoints=False)
+    commands = repl_commands(collect(pm, "superlinear_repl_commands"), "chat")
+    repl = ChatRepl(client, sid, commands=commands, write=out.append, max_tokens=12)
     with create_pipe_input() as pipe:
         pipe.send_text("/help\nHello there\nAnd again\n/stats\n/exit\n")
         code = repl.run(PromptSession(input=pipe, output=DummyOutput()))

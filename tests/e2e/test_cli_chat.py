@@ -10,11 +10,11 @@ import pytest
 import requests
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from superlinear.frontends.cli.chat import ChatRepl
-from superlinear.frontends.cli.client import Client
-from superlinear.frontends.cli.locks import SessionLock
+from superlinear.frontends.cli.infra.client import Client
+from superlinear.frontends.cli.infra.locks import SessionLock
 from superlinear.frontends.cli.main import build_parser
 from superlinear.frontends.cli.registry import make_plugin_manager
+from superlinear.frontends.cli.repl.chat import ChatRepl
 from superlinear.plugins import hookimpl
 
 

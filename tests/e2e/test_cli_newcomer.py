@@ -240,12 +240,18 @@ def test_sessions_survive_a_graceful_stop_and_restart(env, free_port):
         after = requests.get(f"{url}/v1/sessions/keep-me", timeout=10).json()
         assert (after["message_count"], after["cached_tokens"]) == (before["message_count"], before["cached_tokens"])
         assert requests.get(f"{url}/v1/sessions/keep-me/history", timeout=10).json()["messages"] == history
-        assert requests.get(f"{url}/v1/snapshots", timeout=10).json()["data"] == []  # the autosave was used up
+        # Brought back lazily: listed (offloaded) at once, the state still in its autosave until first use.
+        assert after["resident"] is False
+        listed = spl(env, "ls", "--url", url)
+        assert "keep-me" in listed.stdout and "offloaded" in listed.stdout, listed.stdout
+        assert [s["title"] for s in requests.get(f"{url}/v1/snapshots", timeout=10).json()["data"]] == \
+            ["keep-me (kept at shutdown)"]
         # the restored state is the real one: the next turn reuses every token of it
         body = {"session_id": "keep-me", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}],
                 "chat_template_kwargs": {"enable_thinking": False}}
         usage = requests.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()["usage"]
         assert usage["prompt_tokens_details"]["cached_tokens"] == before["cached_tokens"]
+        assert requests.get(f"{url}/v1/snapshots", timeout=10).json()["data"] == []  # the autosave was used up
     finally:
         spl(env, "server", "stop")
 
@@ -258,25 +264,30 @@ def test_a_stop_without_keeping_says_so(env, free_port):
     assert stopped.returncode == 0 and "no sessions were kept" in stopped.stdout, stopped.stdout
 
 
-def test_a_docs_workspace_reloads_its_last_saved_snapshot_by_itself(server, tmp_path, monkeypatch, capsys):
+def _docs_repl(url, capsys, text):
+    """Run `spl docs shelf` in this process (as main would), typing `text`; return what it printed."""
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
     from superlinear.frontends.cli.main import build_parser
     from superlinear.frontends.cli.registry import make_plugin_manager
 
+    pm = make_plugin_manager(load_entrypoints=False)
+    args = build_parser(pm).parse_args(["docs", "shelf", "--url", url, "--max-tokens", "4"])
+    args.plugin_manager = pm
+    with create_pipe_input() as pipe:
+        pipe.send_text(text)
+        assert args.func(args, input=pipe, output=DummyOutput()) == 0
+    return capsys.readouterr().out
+
+
+def test_a_docs_workspace_reloads_its_last_saved_snapshot_by_itself(server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     monkeypatch.delenv("SPL_API_KEY", raising=False)
     doc = tmp_path / "ferry.md"
     doc.write_text("The ferry Brenna Maud leaves for Skeld at noon from pier nine.\n")
 
     def docs(text):
-        pm = make_plugin_manager(load_entrypoints=False)
-        args = build_parser(pm).parse_args(["docs", "shelf", "--url", server, "--max-tokens", "4"])
-        args.plugin_manager = pm
-        with create_pipe_input() as pipe:
-            pipe.send_text(text)
-            assert args.func(args, input=pipe, output=DummyOutput()) == 0
-        return capsys.readouterr().out
+        return _docs_repl(server, capsys, text)
 
     docs(f"/add {doc}\n/save shelf notes\n/exit\n")  # saved by hand: no base snapshot
     ws = json.loads((tmp_path / "cfg" / "spl" / "workspaces" / "shelf.json").read_text())
@@ -286,6 +297,35 @@ def test_a_docs_workspace_reloads_its_last_saved_snapshot_by_itself(server, tmp_
     assert f"is gone; loading the last saved snapshot {ws['last_snapshot_id']}" in out, out
     assert "forgotten" not in out and "1 sources" in out and "ferry.md" in out
     requests.delete(f"{server}/v1/snapshots/{ws['last_snapshot_id']}", timeout=10)
+
+
+def test_a_docs_workspace_comes_back_whole_after_a_server_restart(env, free_port, tmp_path, monkeypatch, capsys):
+    env = {**env, "SPL_KEEP_SESSIONS": "1"}
+    monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
+    monkeypatch.delenv("SPL_API_KEY", raising=False)
+    port = str(free_port())
+    url = f"http://127.0.0.1:{port}"
+    doc = tmp_path / "ferry.md"
+    doc.write_text("The ferry Brenna Maud leaves for Skeld at noon from pier nine.\n")
+    assert spl(env, "server", "start", "--port", port).returncode == 0
+    try:
+        _docs_repl(url, capsys, f"/add {doc}\n/exit\n")  # no snapshot saved: only the session holds it
+        ws = json.loads((tmp_path / "cfg" / "spl" / "workspaces" / "shelf.json").read_text())
+        assert ws["last_snapshot_id"] is None and ws["base_snapshot_id"] is None and len(ws["sources"]) == 1
+        held = requests.get(f"{url}/v1/sessions/{ws['session_id']}", timeout=10).json()["cached_tokens"]
+    finally:
+        stopped = spl(env, "server", "stop")
+    assert ws["session_id"] in stopped.stdout, stopped.stdout
+    assert spl(env, "server", "start", "--port", port).returncode == 0
+    try:
+        out = _docs_repl(url, capsys, "/sources\n/exit\n")
+        assert "forgotten" not in out and "is gone" not in out, out
+        assert f"session {ws['session_id']}, 1 sources" in out and "ferry.md" in out, out
+        info = requests.get(f"{url}/v1/sessions/{ws['session_id']}", timeout=10).json()
+        history = requests.get(f"{url}/v1/sessions/{ws['session_id']}/history", timeout=10).json()["messages"]
+        assert info["cached_tokens"] == held and "Brenna Maud" in history[0]["content"]
+    finally:
+        spl(env, "server", "stop")
 
 
 def test_a_long_prefill_reports_progress_in_the_session_the_metrics_and_spl_session_info(env, tmp_path,

@@ -27,12 +27,16 @@ def test_the_api_key_comes_from_the_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("text,value", [("8GiB", 8 * 2**30), ("8G", 8 * 2**30), ("8GB", 8 * 10**9),
-                                        ("512MiB", 512 * 2**20), ("1.5k", 1536), ("1000", 1000)])
+                                        ("512MiB", 512 * 2**20), ("1.5k", 1536), ("1000", 1000),
+                                        # a lowercase b is bytes, not bits; case never changes the base
+                                        ("8gb", 8 * 10**9), ("8Gb", 8 * 10**9), (" 8 gib ", 8 * 2**30),
+                                        ("2TB", 2 * 10**12), ("8kB", 8000), ("8K", 8192), ("0", 0)])
 def test_sizes_parse_binary_and_decimal(text, value):
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("argv", [["--kv-budget", "lots"], ["--chunk-size", "0"], ["--threads", "-1"]])
+@pytest.mark.parametrize("argv", [["--kv-budget", "lots"], ["--kv-budget", "-1GiB"], ["--kv-budget", "8 Mi B"],
+                                  ["--kv-budget", "nan"], ["--chunk-size", "0"], ["--threads", "-1"]])
 def test_bad_flags_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         parse_settings(argv)

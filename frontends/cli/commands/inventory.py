@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import attrs
 
-from .client import ApiError, Client
-from .config import load_client_config
-from .locks import holder_of
-from .output import session_rows, snapshot_rows
-from .workspace import list_workspaces
+from ..infra.client import ApiError, Client
+from ..infra.config import load_client_config
+from ..infra.locks import holder_of
+from ..infra.output import session_rows, snapshot_rows
+from ..infra.workspace import list_workspaces
 
 __all__ = ["Item", "resolve", "delete_item", "session_notes", "note_for", "listing_text"]
 

@@ -15,7 +15,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History
 from prompt_toolkit.key_binding import KeyBindings
 
-from .config import history_dir
+from ..infra.config import history_dir
 
 __all__ = ["SlashCompleter", "make_prompt_session", "history_file"]
 

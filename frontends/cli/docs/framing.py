@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from ...core.ports import Passage
+from superlinear.core.ports import Passage
 
 __all__ = ["escape", "frame_document", "frame_question", "framed_documents"]
 

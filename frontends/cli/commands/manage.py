@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .connection import add_connection_args, client_from_args
+from ..infra.connection import add_connection_args, client_from_args
+from ..infra.locks import holder_of
+from ..infra.output import confirm, print_json
 from .inventory import Item, delete_item, listing_text, resolve
-from .locks import holder_of
-from .output import confirm, print_json
 
 __all__ = ["add_ls_parser", "add_rm_parser", "cmd_ls", "cmd_rm", "delete_many", "report_deletions"]
 

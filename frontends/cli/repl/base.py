@@ -7,6 +7,7 @@ with a `repl_kinds` attribute (see `for_repls`) only appears in REPLs of those k
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import secrets
 import sys
@@ -15,13 +16,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
+from superlinear.plugins import collect
 
-from .client import CREATE_TIMEOUT, ApiError, Client
-from .locks import SessionLock, SessionLocked
-from .terminal import no_echo
+from ..infra.client import CREATE_TIMEOUT, ApiError, Client
+from ..infra.locks import SessionLock, SessionLocked
+from ..infra.terminal import no_echo
 from .turn import TurnResult, TurnStats, TurnView, dim, run_turn
 
-__all__ = ["Repl", "for_repls", "repl_commands", "new_session_id", "write_stdout"]
+__all__ = ["Repl", "for_repls", "repl_commands", "plugins_registered", "new_session_id", "write_stdout"]
 
 
 def for_repls(*kinds: str) -> Callable[[Callable], Callable]:
@@ -44,12 +46,10 @@ def repl_commands(registered: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return out
 
 
-def builtin_commands(kind: str) -> dict[str, Any]:
-    """The slash commands a REPL of `kind` has without third-party plugins."""
-    from ...plugins import collect
-    from .registry import make_plugin_manager
-
-    return repl_commands(collect(make_plugin_manager(load_entrypoints=False), "superlinear_repl_commands"), kind)
+def plugins_registered(args: argparse.Namespace, hook: str) -> dict[str, Any]:
+    """Return what plugins registered through `hook`, from the plugin manager `main` built and attached to
+    the parsed arguments (the one manager of a run: it is never built twice)."""
+    return collect(args.plugin_manager, hook)
 
 
 def write_stdout(text: str) -> None:
@@ -69,7 +69,8 @@ class Repl:
 
     client: Client
     session_id: str
-    commands: Mapping[str, Any] = attrs.Factory(lambda self: builtin_commands(type(self).kind), takes_self=True)
+    # "/name" -> registered command; the command builds them from the plugin manager (repl_commands).
+    commands: Mapping[str, Any] = attrs.Factory(dict)
     write: Callable[[str], object] = write_stdout
     color: bool = False
     live: bool = False

@@ -10,13 +10,14 @@ import time
 
 import attrs
 
-from .client import CREATE_TIMEOUT, ApiError, Client
-from .connection import add_connection_args, client_from_args
+from ..infra.client import CREATE_TIMEOUT, ApiError, Client
+from ..infra.connection import add_connection_args, client_from_args
+from ..infra.locks import SessionLock, SessionLocked
+from ..infra.workspace import Source, Workspace, open_workspace, update_workspace, valid_name
+from ..repl.base import Repl, new_session_id, plugins_registered, repl_commands
 from .framing import frame_question, framed_documents
-from .locks import SessionLock, SessionLocked
-from .repl import Repl, new_session_id, repl_commands
 from .retrieval import UnknownRetriever, WorkspaceIndex
-from .workspace import Source, Workspace, open_workspace, update_workspace, valid_name
+from .slash import reset_workspace
 
 __all__ = ["DocsRepl", "add_docs_parser", "cmd_docs", "sources_from_session"]
 
@@ -52,8 +53,6 @@ class DocsRepl(Repl):
         self.change_workspace(lambda ws: setattr(ws, "sources", sources))
 
     def start_over(self) -> None:
-        from .docs_slash import reset_workspace
-
         reset_workspace(self, delete_old=False)
 
     def user_content(self, text: str) -> str:
@@ -160,8 +159,7 @@ def _record_origin(repl: DocsRepl, origin: str | None, explicit: str | None) -> 
 
 def cmd_docs(a: argparse.Namespace, **prompt_kwargs) -> int:
     """Run the docs REPL; `prompt_kwargs` (input, output) let tests drive it through a pipe."""
-    from .prompt_ui import history_file, make_prompt_session
-    from .registry import registered_repl_commands, registered_retrievers
+    from ..repl.prompt_ui import history_file, make_prompt_session  # here: prompt_toolkit only for the REPL
 
     if not valid_name(a.name):
         print(f"error: bad workspace name {a.name!r}: use letters, digits, '.', '_' or '-'", file=sys.stderr)
@@ -174,9 +172,9 @@ def cmd_docs(a: argparse.Namespace, **prompt_kwargs) -> int:
         print(f"error: workspace {a.name}: {exc}", file=sys.stderr)
         return 1
     tty = sys.stdout.isatty()
-    repl = DocsRepl(client, sid, commands=repl_commands(registered_repl_commands(a), "docs"),
+    repl = DocsRepl(client, sid, commands=repl_commands(plugins_registered(a, "superlinear_repl_commands"), "docs"),
                     color=tty and "NO_COLOR" not in os.environ, live=tty, max_tokens=a.max_tokens,
-                    thinking=not a.no_thinking, workspace=ws, index=WorkspaceIndex(registered_retrievers(a)))
+                    thinking=not a.no_thinking, workspace=ws, index=WorkspaceIndex(plugins_registered(a, "superlinear_retrievers")))
     repl.lock = lock
     repl.on_attach(sid)
     _record_origin(repl, origin, a.load)

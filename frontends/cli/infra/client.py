@@ -1,14 +1,19 @@
-"""A small HTTP client of the server's API, used by every command. Ids in paths are URL-encoded."""
+"""A small HTTP client of the server's API, used by every command. Ids in paths are URL-encoded.
+
+HTTP is httpx2's, server-sent events are decoded by its EventSource (lines split at CR/LF only, so the
+U+2028 that JSON leaves unescaped in a string stays inside its event; bodies decoded as UTF-8).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
-import requests
+import httpx2
 
-__all__ = ["Client", "ApiError", "sse_lines", "CONNECT_TIMEOUT", "CREATE_TIMEOUT"]
+__all__ = ["Client", "ApiError", "CONNECT_TIMEOUT", "CREATE_TIMEOUT"]
 
 # Seconds to wait for the TCP connection: a server that is up accepts at once, even while it works.
 CONNECT_TIMEOUT = 5.0
@@ -29,13 +34,13 @@ class ApiError(Exception):
 class Client:
     """Talk to one server over HTTP; every method returns the decoded JSON body."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0):
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0,
+                 transport: httpx2.BaseTransport | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.api_key = api_key
-        self._http = requests.Session()
-        if api_key:
-            self._http.headers["Authorization"] = f"Bearer {api_key}"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx2.Client(headers=headers, transport=transport)
 
     def _url(self, *parts: str) -> str:
         return self.base_url + "/" + "/".join(quote(p, safe="") for p in parts)
@@ -49,8 +54,8 @@ class Client:
         route = "/" + "/".join(parts)
         try:
             resp = self._http.get(self._url("health"), timeout=CONNECT_TIMEOUT)
-            health = resp.json() if resp.ok else {}
-        except (requests.RequestException, ValueError):
+            health = resp.json() if resp.is_success else {}
+        except (httpx2.HTTPError, ValueError):
             return ApiError(f"the server at {self.base_url} stopped answering: no reply to {method} {route} in "
                             f"{waited:.0f}s, and /health does not answer either", None, "unresponsive")
         if not isinstance(health, dict) or not health.get("status"):
@@ -66,21 +71,34 @@ class Client:
                         f"try http://127.0.0.1:8787")
 
     def request(self, method: str, *parts: str, json_body: dict | None = None, stream: bool = False,
-                timeout: float | None = None):
-        """Send a request and return the response; raise ApiError for 4xx/5xx or no connection."""
+                timeout: float | None = None) -> httpx2.Response:
+        """Send a request and return the response; raise ApiError for 4xx/5xx or no connection.
+
+        A streamed response waits without limit between events (a long prefill sends none); close it.
+        """
         wait = timeout or self.timeout
-        try:
-            resp = self._http.request(method, self._url(*parts), json=json_body, stream=stream,
-                                      timeout=(min(CONNECT_TIMEOUT, wait), None if stream else wait))
-        except requests.ReadTimeout as exc:
-            raise self._busy_or_stuck(method, parts, wait) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise self._unreachable(exc) from exc
-        except requests.RequestException as exc:
-            raise self._bad_url(exc) from exc
+        limit = httpx2.Timeout(None if stream else wait, connect=min(CONNECT_TIMEOUT, wait))
+        with self._translated(method, parts, wait):
+            req = self._http.build_request(method, self._url(*parts), json=json_body, timeout=limit)
+            resp = self._http.send(req, stream=stream)
         if resp.status_code >= 400:
+            if stream:
+                resp.read()
+                resp.close()
             raise self._error(resp)
         return resp
+
+    @contextlib.contextmanager
+    def _translated(self, method: str, parts: tuple[str, ...], wait: float) -> Iterator[None]:
+        """Turn httpx2's errors into ApiErrors that say what to do: busy, down, or a bad URL."""
+        try:
+            yield
+        except httpx2.ReadTimeout as exc:
+            raise self._busy_or_stuck(method, parts, wait) from exc
+        except (httpx2.UnsupportedProtocol, httpx2.InvalidURL) as exc:
+            raise self._bad_url(exc) from exc
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from exc
 
     def get(self, *parts: str) -> dict:
         return self.request("GET", *parts).json()
@@ -95,10 +113,10 @@ class Client:
         """Return /health's body, also while the server is loading (503)."""
         try:
             resp = self._http.get(self._url("health"), timeout=self.timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise self._unreachable(exc) from exc
-        except requests.RequestException as exc:
+        except (httpx2.UnsupportedProtocol, httpx2.InvalidURL) as exc:
             raise self._bad_url(exc) from exc
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from exc
         try:
             body = resp.json()
         except ValueError:
@@ -133,30 +151,28 @@ class Client:
         Closing the generator (or dropping it) closes the connection, which makes the server cancel the turn.
         """
         resp = self.request("POST", "v1", "chat", "completions", json_body={**body, "stream": True}, stream=True)
-        with resp:
-            try:
-                yield from _events(sse_lines(resp.iter_content(chunk_size=None)))
-            except requests.RequestException as exc:
-                raise ApiError(f"the connection to {self.base_url} broke during the answer: {exc}") from exc
+        try:
+            yield from _events(event.data for event in httpx2.EventSource(resp))
+        except httpx2.HTTPError as exc:
+            raise ApiError(f"the connection to {self.base_url} broke during the answer: {exc}") from exc
+        finally:
+            resp.close()
 
-    def _error(self, resp: requests.Response) -> ApiError:
+    def _error(self, resp: httpx2.Response) -> ApiError:
         if resp.status_code == 401:
             hint = ("the API key was refused" if self.api_key else
                     "it requires an API key: pass --api-key or set SPL_API_KEY")
             return ApiError(f"the server at {self.base_url} said 401 Unauthorized: {hint}", 401, "invalid_api_key")
         try:
             err = resp.json()["error"]
-            return ApiError(err.get("message") or resp.reason, resp.status_code, err.get("code"))
+            return ApiError(err.get("message") or resp.reason_phrase, resp.status_code, err.get("code"))
         except (ValueError, KeyError, TypeError, AttributeError):
             return ApiError(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
 
 
-def _events(lines: Iterable[str]) -> Iterator[dict]:
-    """Decode `data:` events until [DONE]; an error event becomes ApiError."""
-    for line in lines:
-        if not line.startswith("data: "):
-            continue
-        data = line[len("data: "):]
+def _events(datas: Iterable[str]) -> Iterator[dict]:
+    """Decode the events' data until [DONE]; an error event becomes ApiError."""
+    for data in datas:
         if data == "[DONE]":
             return
         try:
@@ -167,19 +183,3 @@ def _events(lines: Iterable[str]) -> Iterator[dict]:
             err = chunk["error"]
             raise ApiError(err.get("message", "error"), None, err.get("code"))
         yield chunk
-
-
-def sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Split a byte stream into UTF-8 lines at "\n" only.
-
-    requests' iter_lines would also split at Unicode line separators (U+2028, U+0085) that JSON leaves
-    unescaped inside strings, and would decode event streams as Latin-1.
-    """
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
-    if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", errors="replace")

@@ -1,26 +1,30 @@
-"""How commands print: aligned tables, sizes, ages, JSON, and yes/no confirmation."""
+"""How commands print: aligned tables, sizes, ages, JSON, and yes/no confirmation.
+
+Tables and sizes come from rich: cell widths count wide characters as two columns, and sizes are in
+decimal units (1 kB = 1000 bytes) named as such.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.filesize import decimal
+from rich.table import Table
 
 __all__ = ["table", "human_bytes", "age", "print_json", "confirm", "session_rows", "snapshot_rows",
            "prefill_text"]
 
 
 def human_bytes(n: int | float | None) -> str:
-    """Render a byte count as 1.2 MB."""
+    """Render a byte count in decimal units: 1.2 MB, 512 bytes; "-" when unknown."""
     if n is None:
         return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
+    return decimal(int(n))
 
 
 def age(ts: float | None, now: float | None = None) -> str:
@@ -47,11 +51,20 @@ def prefill_text(prefill: dict | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Render rows as a left-aligned text table with a header line."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
+    """Render rows as a left-aligned plain-text table with a header line, never wrapped or cut.
+
+    Cells are taken as plain text (no rich markup), so ids and paths with brackets print as they are.
+    """
+    grid = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0), header_style=None)
+    for header in headers:
+        grid.add_column(str(header), no_wrap=True, overflow="ignore")
+    for row in rows:
+        grid.add_row(*(str(cell) for cell in row))
+    buffer = io.StringIO()
+    # A wide virtual console: the table takes its natural width; a pipe gets no colour or control codes.
+    Console(file=buffer, width=1 << 16, color_system=None, markup=False, highlight=False, emoji=False,
+            soft_wrap=True).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
 def session_rows(sessions: Sequence[dict], note: Callable[[str], str] = lambda sid: "") -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .client import ApiError, Client
+from ..infra.client import ApiError, Client
+from ..infra.progress import byte_bar, prefill_watch
+from ..infra.workspace import Source
+from .files import Document, NotText, TooManyFiles, expand_paths, read_document
 from .framing import frame_document
-from .ingest import Document, NotText, TooManyFiles, expand_paths, read_document
-from .progress import byte_bar, prefill_watch
-from .workspace import Source
 
 __all__ = ["add_documents", "parse_add_args", "AddArgs"]
 
@@ -99,7 +99,7 @@ def _ingest(repl, docs: list[Document]) -> int:
     """Send the documents one by one; return how many got in."""
     total = sum(d.bytes for d in docs)
     added = 0
-    with byte_bar(total, "ingest", enabled=total > 256 * 1024 or len(docs) > 10) as bar:
+    with byte_bar(total, "ingest", enabled=total > 256 * 1024 or len(docs) > 10) as advance:
         for doc in docs:
             try:
                 _send(repl, doc)
@@ -112,7 +112,7 @@ def _ingest(repl, docs: list[Document]) -> int:
             source = Source(doc.path, doc.bytes, doc.sha256, time.time())
             repl.change_workspace(lambda ws, s=source: ws.sources.append(s))
             added += 1
-            bar.update(doc.bytes)
+            advance(doc.bytes)
     return added
 
 

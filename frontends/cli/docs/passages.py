@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ...core.ports import Passage
+from superlinear.core.ports import Passage
 
 __all__ = ["split_passages"]
 

@@ -8,11 +8,11 @@ import sys
 
 import attrs
 
-from .client import CREATE_TIMEOUT, ApiError, Client
-from .config import load_client_config, update_client_config
-from .connection import add_connection_args, client_from_args
-from .locks import SessionLock, SessionLocked
-from .repl import Repl, new_session_id, repl_commands, write_stdout
+from ..infra.client import CREATE_TIMEOUT, ApiError, Client
+from ..infra.config import load_client_config, update_client_config
+from ..infra.connection import add_connection_args, client_from_args
+from ..infra.locks import SessionLock, SessionLocked
+from .base import Repl, new_session_id, plugins_registered, repl_commands, write_stdout
 from .turn import printable
 
 __all__ = ["ChatRepl", "add_chat_parser", "cmd_chat", "one_shot", "open_session", "choose_chat_session"]
@@ -118,8 +118,7 @@ def one_shot(client: Client, a: argparse.Namespace, question: str) -> int:
 
 def cmd_chat(a: argparse.Namespace, **prompt_kwargs) -> int:
     """Run the chat REPL; `prompt_kwargs` (input, output) let tests drive it through a pipe."""
-    from .prompt_ui import history_file, make_prompt_session
-    from .registry import registered_repl_commands
+    from .prompt_ui import history_file, make_prompt_session  # here: prompt_toolkit only for the REPL
 
     client = client_from_args(a)
     question = a.message if a.message is not None else (None if prompt_kwargs else _piped_question())
@@ -131,7 +130,7 @@ def cmd_chat(a: argparse.Namespace, **prompt_kwargs) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     tty = sys.stdout.isatty()
-    repl = ChatRepl(client, sid, commands=repl_commands(registered_repl_commands(a), "chat"),
+    repl = ChatRepl(client, sid, commands=repl_commands(plugins_registered(a, "superlinear_repl_commands"), "chat"),
                     color=tty and "NO_COLOR" not in os.environ, live=tty, max_tokens=a.max_tokens,
                     thinking=not a.no_thinking)
     repl.lock = lock

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import attrs
 
-from .client import ApiError, Client
-from .terminal import columns, fit_tail
+from ..infra.client import ApiError, Client
+from ..infra.terminal import columns, fit_tail
 
 __all__ = ["TurnStats", "TurnView", "TurnResult", "run_turn", "dim", "printable"]
 

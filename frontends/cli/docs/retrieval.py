@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ...core.ports import Passage, Retriever
-from .client import Client
+from superlinear.core.ports import Passage, Retriever
+
+from ..infra.client import Client
 from .framing import framed_documents
 from .passages import split_passages
 

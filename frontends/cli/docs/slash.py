@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .client import ApiError
-from .docs_ingest import add_documents
-from .output import age, human_bytes, table
-from .repl import for_repls
-from .workspace import workspace_path
+from ..infra.client import ApiError
+from ..infra.output import age, human_bytes, table
+from ..infra.workspace import workspace_path
+from ..repl.base import for_repls
+from ..repl.slash import cmd_load
+from .add import add_documents
 
 __all__ = ["DOCS_COMMANDS", "reset_workspace"]
 
@@ -75,8 +76,6 @@ def reset_workspace(repl, delete_old: bool) -> None:
     base = repl.workspace.base_snapshot_id
     if base:
         try:
-            from .slash import cmd_load
-
             cmd_load(repl, base)
         except ApiError as exc:
             repl.write(f"cannot load the base snapshot {base} ({exc}); starting empty\n")

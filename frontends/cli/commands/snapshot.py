@@ -7,12 +7,12 @@ import os
 import sys
 import time
 
-from .client import ApiError
-from .connection import add_connection_args, client_from_args
-from .manage_cmd import delete_many, report_deletions
-from .output import age, confirm, human_bytes, print_json, snapshot_rows
-from .progress import spinner
-from .session_cmd import not_found_hint
+from ..infra.client import ApiError
+from ..infra.connection import add_connection_args, client_from_args
+from ..infra.output import age, confirm, human_bytes, print_json, snapshot_rows
+from ..infra.progress import spinner
+from .manage import delete_many, report_deletions
+from .session import not_found_hint
 
 __all__ = ["add_snapshot_parser"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .client import ApiError
-from .connection import add_connection_args, client_from_args
+from ..infra.client import ApiError
+from ..infra.connection import add_connection_args, client_from_args
+from ..infra.locks import holder_of
+from ..infra.output import age, human_bytes, prefill_text, print_json, session_rows
 from .inventory import note_for, session_notes
-from .locks import holder_of
-from .output import age, human_bytes, prefill_text, print_json, session_rows
 
 __all__ = ["add_session_parser", "not_found_hint"]
 

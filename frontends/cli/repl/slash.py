@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from .inventory import listing_text
-from .manage_cmd import delete_many, report_deletions
-from .output import human_bytes
-from .repl import for_repls, new_session_id
+from ..commands.inventory import listing_text
+from ..commands.manage import delete_many, report_deletions
+from ..infra.output import human_bytes
+from .base import for_repls, new_session_id
 from .turn import printable
 
 __all__ = ["BUILTIN_COMMANDS"]

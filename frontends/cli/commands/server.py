@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from .client import ApiError, Client
-from .config import normalize_url, save_client_config, server_dir, server_url
-from .output import print_json
+from ..infra.client import ApiError, Client
+from ..infra.config import normalize_url, save_client_config, server_dir, server_url
+from ..infra.output import print_json
 from .ports import describe_holder, listening_pid, port_in_use
 
 __all__ = ["add_server_parser"]

@@ -1,11 +1,14 @@
-"""Client-side state under $XDG_CONFIG_HOME/spl: the server URL, the last chat session, the folders of
-workspaces, REPL locks, input history and the background server's pid and log files."""
+"""Client-side state in the user's config folder for spl (platformdirs: $XDG_CONFIG_HOME/spl, else
+~/.config/spl on Linux; the platform's own place elsewhere): the server URL, the last chat session, the
+folders of workspaces, REPL locks, input history and the background server's pid and log files."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
+
+from platformdirs import user_config_path
 
 from .jsonstore import read_json, update_json
 
@@ -27,16 +30,18 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:8787"
 
 
-def config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Return $XDG_CONFIG_HOME/spl, else ~/.config/spl."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "spl"
+def config_dir() -> Path:
+    """Return the folder of spl's client state: $XDG_CONFIG_HOME/spl when that names an absolute folder (on
+    every platform, so a test or a user can move it), else platformdirs' user config folder for spl."""
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "spl"
+    return user_config_path("spl", appauthor=False)
 
 
-def server_dir(environ: Mapping[str, str] | None = None) -> Path:
+def server_dir() -> Path:
     """Return the folder of the background server's pid and log files."""
-    return config_dir(environ) / "server"
+    return config_dir() / "server"
 
 
 def workspaces_dir() -> Path:
