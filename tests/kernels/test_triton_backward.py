@@ -64,11 +64,15 @@ CUDA_CASES = {
 }
 
 
-def _checks():
-    spec = importlib.util.spec_from_file_location("backward_checks", CHECKS_PATH)
+def _sibling(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _checks():
+    return _sibling("backward_checks")
 
 
 def _assert_within_bounds(results: dict, case: dict) -> None:
@@ -107,3 +111,26 @@ def test_the_triton_gradients_match_the_reference_under_the_interpreter(interpre
 @pytest.mark.parametrize("name", list(CUDA_CASES))
 def test_the_triton_gradients_match_the_reference_on_cuda(name):
     _assert_within_bounds(_checks().gradient_errors(CUDA_CASES[name], "cuda"), CUDA_CASES[name])
+
+
+def test_the_entry_point_is_differentiable_through_the_reference_on_cpu(make_inputs):
+    # Without CUDA or the interpreter (and for float64) the entry point runs the reference: gradcheck it.
+    from superlinear.kernels import superlinear_attention_trainable
+    helpers = _sibling("test_reference_gradients")
+    TINY = helpers.TINY
+    inputs = [x.requires_grad_() for x in helpers.well_separated_inputs(make_inputs, 13, 3)]
+
+    def attention(Q1, Q2, K, V):
+        return superlinear_attention_trainable(Q1, Q2, K, V, torch.arange(13), params=TINY)
+
+    assert torch.autograd.gradcheck(attention, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("block_m", [0, 8, 32.0])
+def test_a_bad_block_size_is_refused(make_inputs, block_m):
+    from superlinear.kernels import SuperlinearParams, superlinear_attention_trainable
+
+    Q1, Q2, K, V = make_inputs(1, 2, 1, 8, 4)
+    params = SuperlinearParams(sw_index=1, num_spans=2, backward_factor=1.0, forward_factor=1.0)
+    with pytest.raises(ValueError, match="block_m"):
+        superlinear_attention_trainable(Q1, Q2, K, V, torch.arange(8), params=params, block_m=block_m)

@@ -1,7 +1,8 @@
 """Differentiable Superlinear attention prefill: Triton forward that keeps its statistics, Triton backward.
 
-``superlinear_attention_trainable`` is the training entry point beside ``superlinear_attention``: the same
-arguments and result, and gradients for Q1, Q2, K and V (docs/attention-backward.md). The forward runs
+``triton_trainable`` serves ``attention.trainable.superlinear_attention_trainable`` (the training entry
+point beside ``superlinear_attention``): the same arguments and result, and gradients for Q1, Q2, K and V
+(docs/attention-backward.md). The forward runs
 the span search (``search.prefill.search_spans``, which records each slot's anchor), then attends the
 window and the k spans as k + 1 interval rows per query in one ``span.prefill.span_attention`` pass, and
 merges and gates them here. It keeps each interval's normalized output and log2-sum-exp (O(LQ * HQ *
@@ -19,7 +20,6 @@ import math
 
 import torch
 
-from ..arguments import validate_call
 from ..params import SuperlinearParams
 from ..search.backward import score_backward
 from ..search.prefill import TRITON_DTYPES, SpanRoutes, interpreting, search_spans, supports
@@ -38,15 +38,13 @@ def trainable_on_triton(Q2: torch.Tensor, K: torch.Tensor) -> bool:
     return supports(Q2, K) and Q2.dtype in TRITON_DTYPES
 
 
-def superlinear_attention_trainable(
-    Q1, Q2, K, V, cache_position, attention_mask=None, *, params: SuperlinearParams, block_m: int = 64
-) -> torch.Tensor:
-    """Superlinear attention with gradients for Q1, Q2, K and V (Triton where supported).
+def triton_trainable(
+    Q1, Q2, K, V, cache_position, attention_mask, params: SuperlinearParams, block_m: int = 64
+):
+    """Superlinear attention with gradients through the Triton kernels; the reference where unsupported.
 
-    Arguments and result as ``superlinear_attention``: Q1, Q2 [B, HQ, LQ, D]; K, V [B, HKV, LKV, D];
-    cache_position [LQ]; attention_mask None or [B, LKV]. Raises ValueError naming a bad argument.
+    Arguments as ``superlinear_attention_reference`` (assumed validated); returns [B, HQ, LQ, D].
     """
-    validate_call(Q1, Q2, K, V, cache_position, attention_mask, params)
     if not trainable_on_triton(Q2, K) or Q2.shape[2] == 0:
         return superlinear_attention_reference(Q1, Q2, K, V, cache_position, attention_mask, params)
     positions = cache_position.to(device=Q2.device, dtype=torch.int64)
