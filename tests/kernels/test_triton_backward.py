@@ -116,6 +116,7 @@ def test_the_triton_gradients_match_the_reference_on_cuda(name):
 def test_the_entry_point_is_differentiable_through_the_reference_on_cpu(make_inputs):
     # Without CUDA or the interpreter (and for float64) the entry point runs the reference: gradcheck it.
     from superlinear.kernels import superlinear_attention_trainable
+
     helpers = _sibling("test_reference_gradients")
     TINY = helpers.TINY
     inputs = [x.requires_grad_() for x in helpers.well_separated_inputs(make_inputs, 13, 3)]
