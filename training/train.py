@@ -127,12 +127,15 @@ def build_model(seed: int, device: str) -> HybridLM:
     return lm.to(device)
 
 
-def tune_for_training(lm: HybridLM, block_q: int, mamba_chunk: int) -> None:
+def tune_for_training(lm: HybridLM, block_q: int, mamba_chunk: int, attention: str = "reference") -> None:
     """Fewer, larger blocks for the attention reference and longer Mamba chunks: the same math in far fewer
-    kernel launches, which is what bounds a model this small on a GPU."""
+    kernel launches, which is what bounds a model this small on a GPU. ``attention="triton"`` runs the
+    differentiable Triton kernels instead of the reference (CUDA, bf16 inside the attention; elsewhere it
+    falls back to the reference), which is what reaches packs of 64K to 256K tokens."""
     for module in lm.modules():
         if isinstance(module, SuperlinearAttention):
             module.block_q = block_q
+            module.triton_training = attention == "triton"
         elif isinstance(module, Mamba2Mixer):
             module.chunk_size = mamba_chunk
 
@@ -296,7 +299,7 @@ def train(args: argparse.Namespace) -> Path:
         from superlinear.adapters import TorchModel
 
         lm.load_state_dict(TorchModel.from_dir(args.init_from, device=device).lm.state_dict())
-    tune_for_training(lm, args.block_q, args.mamba_chunk)
+    tune_for_training(lm, args.block_q, args.mamba_chunk, args.attention)
     balancer = ExpertBalancer(lm)
     n_params = sum(p.numel() for p in lm.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters on {device}; resuming at step {progress['step']}", flush=True)
@@ -356,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="shares of chat and of short-document conversations, e.g. 0.55,0.15 (the rest: long"
                         " documents)")
     parser.add_argument("--block-q", type=int, default=4096, help="attention queries per reference block")
+    parser.add_argument("--attention", choices=("reference", "triton"), default="reference",
+                        help="attention kernels under autograd: the PyTorch reference (exact, fp32; up to ~32K"
+                        " tokens) or the Triton forward/backward (CUDA, bf16; long packs)")
     parser.add_argument("--mamba-chunk", type=int, default=256, help="Mamba-2 scan chunk while training")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--phase-lr", type=float, default=0.0,
