@@ -486,19 +486,27 @@ def conversation(
     mix: tuple[float, float] = DEFAULT_MIX,
     sum_in_pieces: bool = True,
     filler=filler_document,
+    retrieval_share: float = 0.0,
 ) -> Conversation:
     """One training conversation of at most about ``max_tokens`` tokens, its kind drawn at random.
 
-    ``filler`` writes the long-document conversations' haystacks (``text_filler``: a user's own texts)."""
+    ``filler`` writes the long-document conversations' haystacks (``text_filler``: a user's own texts).
+    ``retrieval_share`` of the document conversations take the forms of ``retrieval`` (pasted documents,
+    varied facts and questions, several needles); at 0 no extra random draw is made."""
     roll = rng.random()
     if roll < mix[0] or max_tokens < 400:
         return chat_conversation(rng, rng.randint(1, 10), sum_in_pieces)
+    make = docs_conversation
+    if retrieval_share > 0 and rng.random() < retrieval_share:
+        from retrieval import retrieval_conversation  # a sibling module that builds on this one
+
+        make = retrieval_conversation
     if roll < mix[0] + mix[1]:
         # Short documents: the question sits within the attention window or just past it.
-        return docs_conversation(rng, rng.randint(150, 600))
+        return make(rng, rng.randint(150, 600))
     # Long documents: log-uniform sizes up to the pack, so every distance gets trained.
     low, high = 400, max(401, int(max_tokens * 0.95))
-    return docs_conversation(rng, int(low * (high / low) ** rng.random()), filler=filler)
+    return make(rng, int(low * (high / low) ** rng.random()), filler=filler)
 
 
 def all_text(segments: Conversation) -> str:

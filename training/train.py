@@ -155,13 +155,14 @@ class Packer:
     the positions whose next token is trained (the assistant replies)."""
 
     def __init__(self, tokenizer: Tokenizer, seq_len: int, seed: int, mix: tuple[float, float] = synthetic.DEFAULT_MIX,
-                 documents: list[str] | None = None):
+                 documents: list[str] | None = None, retrieval: float = 0.0):
         self.tok = tokenizer
         self.seq_len = seq_len
         self.rng = random.Random(seed)
         self.mix = mix
         # A user's own texts become the long-document conversations' haystacks (``--documents``).
         self.filler = synthetic.text_filler(documents) if documents else synthetic.filler_document
+        self.retrieval = retrieval
 
     def encode(self, conversation: synthetic.Conversation) -> tuple[list[int], list[bool]]:
         ids: list[int] = []
@@ -177,7 +178,7 @@ class Packer:
         ids, train = [ENDOFTEXT_ID], [False]
         while len(ids) < self.seq_len + 1:
             room = self.seq_len + 1 - len(ids)
-            conv = synthetic.conversation(self.rng, room, self.mix, filler=self.filler)
+            conv = synthetic.conversation(self.rng, room, self.mix, filler=self.filler, retrieval_share=self.retrieval)
             conv_ids, conv_train = self.encode(conv)
             if len(conv_ids) > room and len(ids) > 1:
                 if room < 400:
@@ -193,14 +194,16 @@ class Packer:
 class PackStream(torch.utils.data.IterableDataset):
     """Packs from several worker processes, each with its own seed."""
 
-    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float], documents: list[str] | None = None):
-        self.seq_len, self.seed, self.mix, self.documents = seq_len, seed, mix, documents
+    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float], documents: list[str] | None = None,
+                 retrieval: float = 0.0):
+        self.seq_len, self.seed, self.mix, self.documents, self.retrieval = seq_len, seed, mix, documents, retrieval
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
         seed = self.seed * 1000 + worker
-        packer = Packer(Tokenizer.from_file(str(TOKENIZER)), self.seq_len, seed, self.mix, self.documents)
+        packer = Packer(Tokenizer.from_file(str(TOKENIZER)), self.seq_len, seed, self.mix, self.documents,
+                        self.retrieval)
         while True:
             yield packer.pack()
 
@@ -323,7 +326,7 @@ def train(args: argparse.Namespace) -> Path:
     n_params = sum(p.numel() for p in lm.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters on {device}; resuming at step {progress['step']}", flush=True)
     seed = args.seed + 7919 * (progress["runs"] + 1)
-    stream = PackStream(args.seq_len, seed, args.mix, read_documents(args.documents))
+    stream = PackStream(args.seq_len, seed, args.mix, read_documents(args.documents), args.retrieval)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers,
                                          prefetch_factor=4 if args.workers else None)
     start = time.monotonic()
@@ -393,6 +396,9 @@ def main(argv: list[str] | None = None) -> None:
                         " documents)")
     parser.add_argument("--documents", help="a text file or folder of .txt/.md files: your own texts become the"
                         " haystacks of the long-document conversations (needles and questions stay synthetic)")
+    parser.add_argument("--retrieval", type=float, default=0.0,
+                        help="share of document conversations in the varied retrieval forms of retrieval.py (pasted"
+                        " documents, other facts and phrasings, several needles); 0 keeps the original data")
     parser.add_argument("--block-q", type=int, default=4096, help="attention queries per reference block")
     parser.add_argument("--attention", choices=("reference", "triton"), default="reference",
                         help="attention kernels under autograd: the PyTorch reference (exact, fp32; up to ~32K"
