@@ -10,7 +10,7 @@ gradients enabled (it keeps its statistics), the backward (``out.backward(dO)``)
 ``superlinear_attention`` for comparison, and the peak CUDA memory above the inputs of each phase. With
 ``--dense``, dense SDPA forward + backward (flash backend, causal, GQA) on the same queries, where it fits.
 Times are medians of CUDA-event timings after a warm-up; inputs are N(0, 1). ``--smoke`` checks that the
-script runs (seed configuration, fp32, L = 48): its times are interpreter times, not measurements.
+script runs (seed configuration, fp32, L = 32): its times are interpreter times, not measurements.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.smoke:
-        args.lengths, args.heads, args.reps, args.chunk = [48], [4, 2, 16], 1, args.chunk and 16
+        args.lengths, args.heads, args.reps, args.chunk = [32], [4, 2, 16], 1, args.chunk and 8
         params, dtype, device = SuperlinearParams(**SEED), torch.float32, torch.device("cpu")
     elif not torch.cuda.is_available():
         print("needs a CUDA device (or --smoke)", file=sys.stderr)

@@ -135,3 +135,18 @@ def test_a_bad_block_size_is_refused(make_inputs, block_m):
     params = SuperlinearParams(sw_index=1, num_spans=2, backward_factor=1.0, forward_factor=1.0)
     with pytest.raises(ValueError, match="block_m"):
         superlinear_attention_trainable(Q1, Q2, K, V, torch.arange(8), params=params, block_m=block_m)
+
+
+def test_the_backward_benchmark_runs_its_smoke_size(tmp_path):
+    # benchmarks/backward.py is for the GPU; --smoke runs it tiny under the interpreter so it cannot rot.
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "backward.py"
+    out = tmp_path / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["L"] == 32 and rows[0]["backward_ms"] > 0 and rows[0]["forward_ms"] > 0
