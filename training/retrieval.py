@@ -30,7 +30,8 @@ THINGS = (
 # (fact, questions) per kind; {k}: the key, {v}: the value. Each question asks for exactly that value.
 NUMBER_FORMS = (
     ("The secret code for the {k} is {v}.", (
-        "What is the secret code for the {k}?", "Which code opens the {k}?", "Tell me the secret code for the {k}.",
+        "What is the secret code for the {k}?", "Which code opens the {k}?",
+        "Tell me the secret code for the {k}.",
         "I need the code for the {k}. What is it?", "Do you know the secret code for the {k}?",
         "What did the documents say the code for the {k} was?",
     )),

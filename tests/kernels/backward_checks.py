@@ -1,4 +1,4 @@
-"""Checks of the Triton backward against autograd through the reference, for the CUDA tests and the interpreter.
+"""Checks of the Triton backward against autograd through the reference (CUDA tests and interpreter run).
 
 Each check draws fresh N(0, 1) inputs and a random output gradient, runs ``superlinear_attention_trainable``
 (the Triton forward and backward) and autograd through ``superlinear_attention_reference`` in float64 on
@@ -29,8 +29,8 @@ def _run(function, inputs, positions, mask, params, d_out=None):
 
 
 def gradient_errors(case: dict, device) -> dict:
-    """Triton forward + backward on a chunk ``[offset, offset + q_len)`` of ``length`` keys vs float64 autograd
-    through the reference; returns ``{name: errors}`` for the output and the four gradients."""
+    """Triton forward + backward on a chunk ``[offset, offset + q_len)`` of ``length`` keys vs float64
+    autograd through the reference; returns ``{name: errors}`` for the output and the four gradients."""
     import torch
     from superlinear.kernels import SuperlinearParams, superlinear_attention_trainable
     from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference

@@ -57,7 +57,8 @@ def test_a_run_on_a_folder_of_documents_writes_its_config_and_exports_it(tmp_pat
     (docs / "skip.bin").write_bytes(b"\x00\x01")
     common = ["--seq-len", "512", "--workers", "0", "--device", "cpu", "--max-steps", "1", "--mix", "0,0"]
     train.main(["--out", str(tmp_path / "a"), "--documents", str(docs), *common])
-    assert json.loads((tmp_path / "a" / "config.json").read_text()) == json.loads(json.dumps(train.MODEL_CONFIG))
+    written = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert written == json.loads(json.dumps(train.MODEL_CONFIG))
     # A model directory of the same family with another shape: training follows its config.json.
     other = {**train.MODEL_CONFIG, "hidden_size": 128, "intermediate_size": 384}
     (tmp_path / "a" / "config.json").write_text(json.dumps(other))

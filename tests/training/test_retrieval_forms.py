@@ -1,4 +1,4 @@
-"""The varied retrieval forms (training/retrieval.py): answers true to the documents, every depth, every form."""
+"""The varied retrieval forms (training/retrieval.py): true answers, every depth, every form."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _draw(seed: int, count: int, tokens=(300, 6000)):
 
 
 def _replies(conv):
-    """(the user turns' text before the reply, the reply's answer) for each trained reply that is not an OK."""
+    """(the user turns' text before it, its answer) for each trained reply that is not an OK."""
     out, users = [], ""
     for seg in conv:
         if seg.train and seg.text != "OK<|im_end|>":

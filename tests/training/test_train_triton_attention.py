@@ -1,10 +1,11 @@
 """Training with ``--attention triton`` computes the same gradients as training through the reference.
 
 The tiny default model (with a 15-token window instead of 255, to stay small under the interpreter) is
-differentiated on the loss of a random 96-token sequence, where the span search and the gate take part, twice: with the attention layers on the differentiable Triton
-kernels (``tune_for_training(..., attention="triton")``) and on the PyTorch reference. Under the Triton CPU
-interpreter (a fresh process: ``TRITON_INTERPRET`` is read when Triton is imported) both run in fp32, so
-every parameter's gradient must agree to fp32 rounding.
+differentiated on the loss of a random 96-token sequence, where the span search and the gate take part,
+twice: with the attention layers on the differentiable Triton kernels (``tune_for_training(...,
+attention="triton")``) and on the PyTorch reference. Under the Triton CPU interpreter (a fresh process:
+``TRITON_INTERPRET`` is read when Triton is imported) both run in fp32, so every parameter's gradient must
+agree to fp32 rounding.
 """
 
 import json

@@ -43,7 +43,7 @@ def _score_backward_kernel(
         d_q += ds[:, None] * b_k
         # dk: [B, HKV, LKV, D] fp32, contiguous
         p_dk = dk_ptr + ((i_b * HKV + i_g) * LKV + a)[:, None] * D + o_d[None, :]
-        tl.atomic_add(p_dk, ds[:, None] * b_q, mask=m_a)
+        tl.atomic_add(p_dk, ds[:, None] * b_q, mask=m_a, sem="relaxed")
     tl.store(dq1_ptr + o_r[:, None] * D + o_d[None, :], d_q, mask=m_r[:, None] & m_d[None, :])
 
 

@@ -133,7 +133,7 @@ def _dq_kernel(
         acc += _dot(b_ds.to(b_k.dtype), b_k, F32)
     # dq: [B, HQ, LQ, D] fp32, contiguous
     p_dq = dq_ptr + ((i_b * HQ + o_h) * LQ + o_q)[:, None] * D + o_d[None, :]
-    tl.atomic_add(p_dq, acc * sm_scale, mask=live[:, None] & m_d[None, :])
+    tl.atomic_add(p_dq, acc * sm_scale, mask=live[:, None] & m_d[None, :], sem="relaxed")
 
 
 @triton.jit
