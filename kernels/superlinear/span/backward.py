@@ -194,22 +194,11 @@ def interval_backward(Q2, K, V, dO, lo, hi, lse2, delta, longest: int, block_m: 
     kv_heads, kv_len = K.shape[1], K.shape[2]
     slots = lo.shape[-1]
     n_rows = (q_heads // kv_heads) * q_len * slots
-    dead = lo > hi
-    lo = torch.where(dead, NO_KEY.value, lo).to(torch.int32).reshape(batch * kv_heads, n_rows)
-    hi = hi.to(torch.int32).reshape(batch * kv_heads, n_rows).contiguous()
-    lse2 = torch.where(dead, 0.0, lse2).float().reshape(batch * kv_heads, n_rows).contiguous()
-    delta = torch.where(dead, 0.0, delta).float().reshape(batch * kv_heads, n_rows).contiguous()
-    lo_sorted, order = torch.sort(lo, dim=1, stable=True)
-    order = order.to(torch.int32)
+    lo_sorted, order, hi, lse2, delta = _row_tables(lo, hi, lse2, delta, batch * kv_heads)
+    begin, end = _key_block_rows(lo_sorted, kv_len, block_n, longest)
     dq = torch.zeros(batch, q_heads, q_len, dim, dtype=torch.float32, device=Q2.device)
     dk = torch.empty(batch, kv_heads, kv_len, dim, dtype=torch.float32, device=Q2.device)
     dv = torch.empty_like(dk)
-    n_blocks = triton.cdiv(kv_len, block_n)
-    first = torch.arange(n_blocks, device=Q2.device, dtype=torch.int32) * block_n
-    bounds = torch.stack([first - longest + 1, first + block_n]).repeat(batch * kv_heads, 1, 1)
-    begin, end = (
-        torch.searchsorted(lo_sorted, bounds.reshape(batch * kv_heads, -1)).view(-1, 2, n_blocks).unbind(1)
-    )
     common = dict(
         G=q_heads // kv_heads, D=dim, NUM_SLOTS=slots, BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_D=max(16, triton.next_power_of_2(dim)), F32=interpreting(), num_warps=4, num_stages=2,
@@ -220,8 +209,40 @@ def interval_backward(Q2, K, V, dO, lo, hi, lse2, delta, longest: int, block_m: 
         Q2, K, V, dO, lo_sorted, order, hi, lse2, delta, dq, *strides,
         kv_heads, q_heads, q_len, n_rows, qk_scale, sm_scale, **common,
     )  # fmt: skip
-    _dkdv_kernel[(n_blocks, batch * kv_heads)](
-        Q2, K, V, dO, lo_sorted, order, hi, lse2, delta, begin.contiguous(), end.contiguous(), dk, dv,
-        *strides, kv_heads, q_len, kv_len, n_rows, n_blocks, qk_scale, sm_scale, **common,
+    _dkdv_kernel[(begin.shape[1], batch * kv_heads)](
+        Q2, K, V, dO, lo_sorted, order, hi, lse2, delta, begin, end, dk, dv,
+        *strides, kv_heads, q_len, kv_len, n_rows, begin.shape[1], qk_scale, sm_scale, **common,
     )  # fmt: skip
     return dq, dk, dv
+
+
+def _row_tables(lo, hi, lse2, delta, sequences: int):
+    """Each (batch, KV group) sequence's rows sorted by interval start, dead rows (``lo > hi``) last.
+
+    Returns lo_sorted [S, N] int32, order [S, N] int32 (row index of each sorted position) and hi, lse2,
+    delta [S, N] in row order (dead rows get finite statistics; they are masked anyway).
+    """
+    dead = lo > hi
+    lo = torch.where(dead, NO_KEY.value, lo).to(torch.int32).reshape(sequences, -1)
+    lo_sorted, order = torch.sort(lo, dim=1, stable=True)
+
+    def flat(x, dtype):
+        return x.to(dtype).reshape(sequences, -1).contiguous()
+
+    lse2 = flat(torch.where(dead, 0.0, lse2), torch.float32)
+    delta = flat(torch.where(dead, 0.0, delta), torch.float32)
+    return lo_sorted, order.to(torch.int32), flat(hi, torch.int32), lse2, delta
+
+
+def _key_block_rows(lo_sorted, kv_len: int, block_n: int, longest: int):
+    """For each block of ``block_n`` keys, the range of sorted rows whose interval can meet it.
+
+    An interval ``[lo, hi]`` with ``hi - lo < longest`` meets keys ``[n0, n0 + block_n)`` only if
+    ``n0 - longest < lo < n0 + block_n``. Returns begin, end [S, NB] int64 (sorted row positions).
+    """
+    sequences = lo_sorted.shape[0]
+    n_blocks = triton.cdiv(kv_len, block_n)
+    first = torch.arange(n_blocks, device=lo_sorted.device, dtype=torch.int32) * block_n
+    bounds = torch.stack([first - longest + 1, first + block_n]).repeat(sequences, 1, 1)
+    found = torch.searchsorted(lo_sorted, bounds.reshape(sequences, -1)).view(sequences, 2, n_blocks)
+    return found[:, 0].contiguous(), found[:, 1].contiguous()
