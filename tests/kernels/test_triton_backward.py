@@ -26,11 +26,13 @@ import pytest
 import torch
 
 CHECKS_PATH = Path(__file__).with_name("backward_checks.py")
-# (max-abs, relative RMS) per dtype, for the output and each gradient. fp32: summation order only.
+# (max-abs, relative RMS) per dtype, for the output and each gradient. fp32: summation order only; the
+# fp32 reference itself is off from float64 by up to 2.3e-6 relative RMS in dQ1 (the gate's gradient
+# g_i (Delta_i - sum_j g_j Delta_j) cancels when the spans overlap), so the bound is 1e-5.
 # fp16/bf16: inputs and dO are rounded alike for both sides, so the errors are the kernels' rounding
 # of probabilities and dS to the input dtype before the tensor-core products (FlashAttention-2 does
 # the same), relative to the float64 reference.
-BOUNDS = {"float32": (2e-5, 2e-6), "float16": (2e-2, 4e-3), "bfloat16": (1.5e-1, 3e-2)}
+BOUNDS = {"float32": (2e-5, 1e-5), "float16": (2e-2, 4e-3), "bfloat16": (1.5e-1, 3e-2)}
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
