@@ -83,8 +83,13 @@ def make_fact(rng: random.Random, used_keys: set[str]) -> Fact:
         if key not in used_keys:
             break
     used_keys.add(key)
-    value = str(rng.randint(10 ** (d := rng.randint(3, 7)) // 10, 10**d - 1)) if number else made_up_word(rng)
-    return Fact(form.format(k=key, v=value), tuple(q.format(k=key) for q in questions), value, key)
+    asked = tuple(q.format(k=key) for q in questions)
+    while True:  # a value that no question (or key) already spells, so no question gives the answer away
+        value = (
+            str(rng.randint(10 ** (d := rng.randint(3, 7)) // 10, 10**d - 1)) if number else made_up_word(rng)
+        )
+        if not any(value in q.lower() for q in asked):
+            return Fact(form.format(k=key, v=value), asked, value, key)
 
 
 def place_facts(rng: random.Random, docs: list[str], facts: list[Fact]) -> list[float]:
