@@ -7,6 +7,7 @@ from .superlinear import (
     decode_span_attention_staged_gqa,
     fused_prefill_with_swtriton_gqa,
     superlinear_attention,
+    superlinear_attention_trainable,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "decode_span_attention_staged_gqa",
     "fused_prefill_with_swtriton_gqa",
     "superlinear_attention",
+    "superlinear_attention_trainable",
 ]

@@ -23,13 +23,13 @@ sys.path.insert(0, str(HERE.parent / "benchmarks"))
 import synthetic  # noqa: E402
 from niah import answer, answer_of  # noqa: E402
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
-from train import build_model  # noqa: E402
+from train import build_model, model_config  # noqa: E402
 
 
 def load(path: Path, device: str) -> TorchModel:
     """A checkpoint folder (model.pt) or an exported model directory (model.safetensors)."""
     if (path / "model.pt").is_file():
-        lm = build_model(0, device)
+        lm = build_model(0, device, model_config(path))
         lm.load_state_dict(torch.load(path / "model.pt", map_location=device))
         return TorchModel(lm.eval(), name=str(path), fingerprint={})
     return TorchModel.from_dir(path, device=device)

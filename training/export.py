@@ -2,7 +2,7 @@
 
     python training/export.py CHECKPOINT [--out adapters/default_model] [--dtype bfloat16]
 
-Writes ``config.json`` (``train.MODEL_CONFIG``), ``generation_config.json`` and ``model.safetensors``
+Writes ``config.json`` (the checkpoint's own, else ``train.MODEL_CONFIG``), ``generation_config.json`` and ``model.safetensors``
 under the checkpoint's names prefixed with ``backbone.`` (stacked experts, as the loader reads them). The
 weights are stored in bf16 by default to keep the package small; the loader casts them to whatever dtype
 the server runs in (fp32 on CPU by default). The tokenizer files come from ``tools/build_tokenizer.py``.
@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from superlinear.adapters.hybrid.loader import param_dtype  # noqa: E402
-from train import ENDOFTEXT_ID, IM_END_ID, MODEL_CONFIG  # noqa: E402
+from train import ENDOFTEXT_ID, IM_END_ID, model_config  # noqa: E402
 
 GENERATION_CONFIG = {
     "eos_token_id": [IM_END_ID, ENDOFTEXT_ID],
@@ -41,7 +41,7 @@ def export(checkpoint: Path, out: Path, dtype: torch.dtype) -> None:
         # The tensors the loader holds in fp32 (router, A_log, dt_bias, D, norms) are stored in fp32 too.
         tensors[on_disk] = tensor.to(param_dtype(name, dtype)).contiguous()
     out.mkdir(parents=True, exist_ok=True)
-    config = {**MODEL_CONFIG, "torch_dtype": str(dtype).removeprefix("torch.")}
+    config = {**model_config(checkpoint), "torch_dtype": str(dtype).removeprefix("torch.")}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2) + "\n")
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})

@@ -151,6 +151,29 @@ def filler_document(rng: random.Random, n_sentences: int) -> str:
     return title + "\n\n" + "\n\n".join(paragraphs)
 
 
+def text_filler(texts: list[str]):
+    """A ``filler_document`` stand-in that cuts haystacks out of ``texts`` (a user's own documents).
+
+    ``filler(rng, n_sentences)`` returns about ``n_sentences`` sentences' worth of characters (60 each) of
+    one text, from a random sentence start; a text shorter than that is returned whole.
+    """
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError("text_filler needs at least one non-empty text")
+
+    def filler(rng: random.Random, n_sentences: int) -> str:
+        text = rng.choice(texts)
+        size = n_sentences * 60
+        if len(text) <= size:
+            return text
+        begin = rng.randrange(len(text) - size)
+        stop = text.find(". ", begin)
+        begin = stop + 2 if 0 <= stop < begin + size // 2 else begin
+        return text[begin : begin + size].strip()
+
+    return filler
+
+
 # ------------------------------------------------------------------------------------------------ needles
 
 
@@ -222,8 +245,12 @@ def needle_answer(needle: Needle, source: str | None) -> tuple[str, str]:
     return f"{where}: {lowered}", needle.answer
 
 
-def docs_conversation(rng: random.Random, target_tokens: int, chars_per_token: float = 3.2) -> Conversation:
-    """Filler documents of about ``target_tokens`` tokens in all, one needle, then questions about it."""
+def docs_conversation(
+    rng: random.Random, target_tokens: int, chars_per_token: float = 3.2, filler=filler_document
+) -> Conversation:
+    """Filler documents of about ``target_tokens`` tokens in all, one needle, then questions about it.
+
+    ``filler(rng, n_sentences)`` writes each document (``text_filler`` cuts them from a user's texts)."""
     tag = nonce(rng)
     n_docs = max(1, min(40, round(target_tokens / rng.choice([300, 600, 1200]))))
     sentences_per_doc = max(3, round(target_tokens * chars_per_token / 60 / n_docs))
@@ -233,7 +260,7 @@ def docs_conversation(rng: random.Random, target_tokens: int, chars_per_token: f
     long = target_tokens >= 2000
     distractors = [make_needle(rng) for _ in range(rng.choice([0, 1, 2, 3] if long else [0, 0, 1, 2]))]
     distractors = [d for d in distractors if d.key != needle.key]
-    docs = [filler_document(rng, max(3, sentences_per_doc + rng.randint(-2, 2))) for _ in range(n_docs)]
+    docs = [filler(rng, max(3, sentences_per_doc + rng.randint(-2, 2))) for _ in range(n_docs)]
     sources = [source_name(rng, i) for i in range(n_docs)]
     home = rng.randrange(n_docs)
     docs[home] = hide(rng, docs[home], needle.sentence, rng.random())
@@ -454,18 +481,32 @@ DEFAULT_MIX = (0.55, 0.15)
 
 
 def conversation(
-    rng: random.Random, max_tokens: int, mix: tuple[float, float] = DEFAULT_MIX, sum_in_pieces: bool = True
+    rng: random.Random,
+    max_tokens: int,
+    mix: tuple[float, float] = DEFAULT_MIX,
+    sum_in_pieces: bool = True,
+    filler=filler_document,
+    retrieval_share: float = 0.0,
 ) -> Conversation:
-    """One training conversation of at most about ``max_tokens`` tokens, its kind drawn at random."""
+    """One training conversation of at most about ``max_tokens`` tokens, its kind drawn at random.
+
+    ``filler`` writes the long-document conversations' haystacks (``text_filler``: a user's own texts).
+    ``retrieval_share`` of the document conversations take the forms of ``retrieval`` (pasted documents,
+    varied facts and questions, several needles); at 0 no extra random draw is made."""
     roll = rng.random()
     if roll < mix[0] or max_tokens < 400:
         return chat_conversation(rng, rng.randint(1, 10), sum_in_pieces)
+    make = docs_conversation
+    if retrieval_share > 0 and rng.random() < retrieval_share:
+        from retrieval import retrieval_conversation  # a sibling module that builds on this one
+
+        make = retrieval_conversation
     if roll < mix[0] + mix[1]:
         # Short documents: the question sits within the attention window or just past it.
-        return docs_conversation(rng, rng.randint(150, 600))
+        return make(rng, rng.randint(150, 600))
     # Long documents: log-uniform sizes up to the pack, so every distance gets trained.
     low, high = 400, max(401, int(max_tokens * 0.95))
-    return docs_conversation(rng, int(low * (high / low) ** rng.random()))
+    return make(rng, int(low * (high / low) ** rng.random()), filler=filler)
 
 
 def all_text(segments: Conversation) -> str:

@@ -99,9 +99,10 @@ MODEL_CONFIG = {
 # ------------------------------------------------------------------------------------------------ model
 
 
-def build_model(seed: int, device: str) -> HybridLM:
-    """A freshly initialised model: small normal matrices, scaled residual outputs, Mamba-2 decay ranges."""
-    cfg = HybridConfig.from_dict(MODEL_CONFIG)
+def build_model(seed: int, device: str, config: dict | None = None) -> HybridLM:
+    """A freshly initialised model of ``config`` (default ``MODEL_CONFIG``): small normal matrices, scaled
+    residual outputs, Mamba-2 decay ranges."""
+    cfg = HybridConfig.from_dict(config or MODEL_CONFIG)
     torch.manual_seed(seed)
     lm = HybridLM(cfg)
     residual_scale = 1.0 / math.sqrt(2 * len(cfg.layer_kinds))
@@ -127,12 +128,15 @@ def build_model(seed: int, device: str) -> HybridLM:
     return lm.to(device)
 
 
-def tune_for_training(lm: HybridLM, block_q: int, mamba_chunk: int) -> None:
+def tune_for_training(lm: HybridLM, block_q: int, mamba_chunk: int, attention: str = "reference") -> None:
     """Fewer, larger blocks for the attention reference and longer Mamba chunks: the same math in far fewer
-    kernel launches, which is what bounds a model this small on a GPU."""
+    kernel launches, which is what bounds a model this small on a GPU. ``attention="triton"`` runs the
+    differentiable Triton kernels instead of the reference (CUDA, bf16 inside the attention; elsewhere it
+    falls back to the reference), which is what reaches packs of 64K to 256K tokens."""
     for module in lm.modules():
         if isinstance(module, SuperlinearAttention):
             module.block_q = block_q
+            module.triton_training = attention == "triton"
         elif isinstance(module, Mamba2Mixer):
             module.chunk_size = mamba_chunk
 
@@ -150,11 +154,15 @@ class Packer:
     """Endless packs of ``seq_len`` tokens: whole conversations separated by <|endoftext|>, with a mask of
     the positions whose next token is trained (the assistant replies)."""
 
-    def __init__(self, tokenizer: Tokenizer, seq_len: int, seed: int, mix: tuple[float, float] = synthetic.DEFAULT_MIX):
+    def __init__(self, tokenizer: Tokenizer, seq_len: int, seed: int, mix: tuple[float, float] = synthetic.DEFAULT_MIX,
+                 documents: list[str] | None = None, retrieval: float = 0.0):
         self.tok = tokenizer
         self.seq_len = seq_len
         self.rng = random.Random(seed)
         self.mix = mix
+        # A user's own texts become the long-document conversations' haystacks (``--documents``).
+        self.filler = synthetic.text_filler(documents) if documents else synthetic.filler_document
+        self.retrieval = retrieval
 
     def encode(self, conversation: synthetic.Conversation) -> tuple[list[int], list[bool]]:
         ids: list[int] = []
@@ -170,7 +178,8 @@ class Packer:
         ids, train = [ENDOFTEXT_ID], [False]
         while len(ids) < self.seq_len + 1:
             room = self.seq_len + 1 - len(ids)
-            conv_ids, conv_train = self.encode(synthetic.conversation(self.rng, room, self.mix))
+            conv = synthetic.conversation(self.rng, room, self.mix, filler=self.filler, retrieval_share=self.retrieval)
+            conv_ids, conv_train = self.encode(conv)
             if len(conv_ids) > room and len(ids) > 1:
                 if room < 400:
                     break
@@ -185,13 +194,16 @@ class Packer:
 class PackStream(torch.utils.data.IterableDataset):
     """Packs from several worker processes, each with its own seed."""
 
-    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float]):
-        self.seq_len, self.seed, self.mix = seq_len, seed, mix
+    def __init__(self, seq_len: int, seed: int, mix: tuple[float, float], documents: list[str] | None = None,
+                 retrieval: float = 0.0):
+        self.seq_len, self.seed, self.mix, self.documents, self.retrieval = seq_len, seed, mix, documents, retrieval
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
-        packer = Packer(Tokenizer.from_file(str(TOKENIZER)), self.seq_len, self.seed * 1000 + worker, self.mix)
+        seed = self.seed * 1000 + worker
+        packer = Packer(Tokenizer.from_file(str(TOKENIZER)), self.seq_len, seed, self.mix, self.documents,
+                        self.retrieval)
         while True:
             yield packer.pack()
 
@@ -260,9 +272,21 @@ def train_step(lm: HybridLM, opt: torch.optim.AdamW, balancer: ExpertBalancer, i
     return loss.item()
 
 
-def save_checkpoint(out: Path, lm: HybridLM, opt: torch.optim.AdamW, progress: dict) -> None:
-    """Write the model, the optimizer's two moments (by parameter index) and the progress record."""
+def model_config(folder: str | Path | None) -> dict:
+    """The model config of a checkpoint or model directory (its ``config.json``), else ``MODEL_CONFIG``.
+
+    A model directory of the same family (superlinear-exp hybrid, another size) trains as its config says.
+    """
+    path = Path(folder) / "config.json" if folder else None
+    if path is None or not path.is_file():
+        return MODEL_CONFIG
+    return {**json.loads(path.read_text()), "torch_dtype": "float32"}
+
+
+def save_checkpoint(out: Path, lm: HybridLM, opt: torch.optim.AdamW, progress: dict, config: dict | None = None) -> None:
+    """Write the model, its config, the optimizer's two moments (by parameter index) and the progress record."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config or MODEL_CONFIG, indent=2) + "\n")
     torch.save({k: v.detach().cpu() for k, v in lm.state_dict().items()}, out / "model.pt")
     params = [p for g in opt.param_groups for p in g["params"]]
     for key, file in (("exp_avg", "optim_m.pt"), ("exp_avg_sq", "optim_v.pt")):
@@ -286,7 +310,8 @@ def train(args: argparse.Namespace) -> Path:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    lm = build_model(args.seed, device)
+    config = model_config(args.resume or args.init_from)
+    lm = build_model(args.seed, device, config)
     opt = torch.optim.AdamW(param_groups(lm, 0.1), lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     progress = {"step": 0, "train_seconds": 0.0, "tokens": 0, "runs": 0, "log": []}
     if args.resume:
@@ -296,12 +321,13 @@ def train(args: argparse.Namespace) -> Path:
         from superlinear.adapters import TorchModel
 
         lm.load_state_dict(TorchModel.from_dir(args.init_from, device=device).lm.state_dict())
-    tune_for_training(lm, args.block_q, args.mamba_chunk)
+    tune_for_training(lm, args.block_q, args.mamba_chunk, args.attention)
     balancer = ExpertBalancer(lm)
     n_params = sum(p.numel() for p in lm.parameters())
     print(f"model: {n_params / 1e6:.2f} M parameters on {device}; resuming at step {progress['step']}", flush=True)
     seed = args.seed + 7919 * (progress["runs"] + 1)
-    loader = torch.utils.data.DataLoader(PackStream(args.seq_len, seed, args.mix), batch_size=None, num_workers=args.workers,
+    stream = PackStream(args.seq_len, seed, args.mix, read_documents(args.documents), args.retrieval)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers,
                                          prefetch_factor=4 if args.workers else None)
     start = time.monotonic()
     window_loss, window_tokens = 0.0, 0
@@ -328,11 +354,24 @@ def train(args: argparse.Namespace) -> Path:
     progress["train_seconds"] += time.monotonic() - start
     progress["runs"] += 1
     out = Path(args.out)
-    save_checkpoint(out, lm, opt, progress)
+    save_checkpoint(out, lm, opt, progress, config)
     print(f"saved {out} at step {progress['step']} after {progress['train_seconds']:.0f}s of training", flush=True)
     if device.startswith("cuda"):
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
     return out
+
+
+def read_documents(path: str | None) -> list[str] | None:
+    """The texts of ``--documents``: a text file, or every ``.txt``/``.md`` file under a folder (UTF-8)."""
+    if not path:
+        return None
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in (".txt", ".md"))
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    if not any(t.strip() for t in texts):
+        raise SystemExit(f"--documents {path}: no non-empty .txt or .md file found")
+    print(f"documents: {len(files)} files, {sum(map(len, texts)) / 1e6:.1f} M characters", flush=True)
+    return texts
 
 
 def _mix(text: str) -> tuple[float, float]:
@@ -355,7 +394,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mix", type=_mix, default=synthetic.DEFAULT_MIX,
                         help="shares of chat and of short-document conversations, e.g. 0.55,0.15 (the rest: long"
                         " documents)")
+    parser.add_argument("--documents", help="a text file or folder of .txt/.md files: your own texts become the"
+                        " haystacks of the long-document conversations (needles and questions stay synthetic)")
+    parser.add_argument("--retrieval", type=float, default=0.0,
+                        help="share of document conversations in the varied retrieval forms of retrieval.py (pasted"
+                        " documents, other facts and phrasings, several needles); 0 keeps the original data")
     parser.add_argument("--block-q", type=int, default=4096, help="attention queries per reference block")
+    parser.add_argument("--attention", choices=("reference", "triton"), default="reference",
+                        help="attention kernels under autograd: the PyTorch reference (exact, fp32; up to ~32K"
+                        " tokens) or the Triton forward/backward (CUDA, bf16; long packs)")
     parser.add_argument("--mamba-chunk", type=int, default=256, help="Mamba-2 scan chunk while training")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--phase-lr", type=float, default=0.0,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...kernels import SuperlinearParams, superlinear_attention
+from ...kernels import SuperlinearParams, superlinear_attention, superlinear_attention_trainable
 from .config import HybridConfig
 from .state import KVCache
 
@@ -73,6 +73,9 @@ class SuperlinearAttention(DenseAttention):
         # Queries per block of the attention call (None: the kernel's default). Training raises it: fewer,
         # larger blocks cost more memory and far fewer kernel launches.
         self.block_q: int | None = None
+        # Training sets this to run the differentiable Triton kernels (docs/attention-backward.md) instead
+        # of autograd through the reference: on CUDA in bf16 (fp32 weights and outputs around it).
+        self.triton_training: bool = False
         self.q1_proj = nn.Linear(cfg.hidden_size, self.num_heads * self.head_dim, bias=cfg.attention_bias)
 
     def forward(self, hidden: torch.Tensor, cache: KVCache, pos0: int | torch.Tensor) -> torch.Tensor:
@@ -88,8 +91,17 @@ class SuperlinearAttention(DenseAttention):
             positions = pos0
         else:
             positions = torch.arange(pos0, pos0 + hidden.shape[1], device=hidden.device)
+        if self.triton_training and not isinstance(pos0, torch.Tensor):
+            return self._merge(self._trainable(q1, q2, keys, values, positions))
         out = superlinear_attention(q1, q2, keys, values, positions, params=self.params, block_q=self.block_q)
         return self._merge(out)
+
+    def _trainable(self, q1, q2, keys, values, positions) -> torch.Tensor:
+        """The differentiable Triton attention; fp32 tensors on CUDA go through bf16 (its kernels' dtype)."""
+        dtype = q2.dtype
+        low = torch.bfloat16 if q2.is_cuda and dtype == torch.float32 else dtype
+        q1, q2, keys, values = (x.to(low) for x in (q1, q2, keys, values))
+        return superlinear_attention_trainable(q1, q2, keys, values, positions, params=self.params).to(dtype)
 
 
 def dense_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos0: int) -> torch.Tensor:

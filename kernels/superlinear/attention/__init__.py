@@ -26,6 +26,7 @@ from .published import (
     prefill_mha,
 )
 from .reference import superlinear_attention_reference
+from .trainable import superlinear_attention_trainable
 
 __all__ = [
     "SlidingWindowMask",
@@ -48,4 +49,5 @@ __all__ = [
     "prefill_mha",
     "superlinear_attention",
     "superlinear_attention_reference",
+    "superlinear_attention_trainable",
 ]

@@ -48,13 +48,16 @@ class SpanRoutes:
     """The selected spans of every (batch, query head, query, slot), best slot first.
 
     lo, hi: [B, HQ, LQ, K] int32 inclusive key positions (``lo > hi``: invalid slot, ``lo`` = LKV);
-    scores: [B, HQ, LQ, K] fp32 search scores (0 for an invalid slot); starts: [B] int64 first valid key.
+    scores: [B, HQ, LQ, K] fp32 search scores (0 for an invalid slot); starts: [B] int64 first valid key;
+    anchors: [B, HQ, LQ, K] int32 selected anchor positions (-1 for an invalid slot; the backward pass
+    sends the gate's gradient to ``K`` there), or None where not recorded.
     """
 
     lo: torch.Tensor
     hi: torch.Tensor
     scores: torch.Tensor
     starts: torch.Tensor
+    anchors: torch.Tensor | None = None
 
 
 @triton.jit
@@ -196,6 +199,7 @@ def _select_kernel(
     lo_ptr,
     hi_ptr,
     score_ptr,
+    anchor_ptr,
     n_rows,
     HQ,
     LQ,
@@ -229,6 +233,7 @@ def _select_kernel(
         tl.store(lo_ptr + p_i, tl.where(valid, lo, KV_LEN).to(tl.int32), mask=m_r)
         tl.store(hi_ptr + p_i, tl.where(valid, hi, -1).to(tl.int32), mask=m_r)
         tl.store(score_ptr + p_i, tl.where(valid, score, 0.0), mask=m_r)
+        tl.store(anchor_ptr + p_i, tl.where(valid, a, -1).to(tl.int32), mask=m_r)
 
 
 def sequence_starts(attention_mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
@@ -293,14 +298,15 @@ def _select(keys, positions, starts, tables: RoutingTables, kv_len: int, num_spa
     lo = torch.empty(shape, dtype=torch.int32, device=keys.device)
     hi = torch.empty_like(lo)
     scores = torch.empty(shape, dtype=torch.float32, device=keys.device)
+    anchors = torch.empty_like(lo)
     n_rows, block_c = batch * q_heads * q_len, triton.next_power_of_2(splits * track)
     # About 2048 candidates per program: enough rows to fill it, few enough to stay in registers.
     block_r = min(128, max(1, 2048 // block_c))
     # fmt: off
     _select_kernel[(triton.cdiv(n_rows, block_r),)](
-        keys, positions, starts, tables.back, tables.forward, lo, hi, scores,
+        keys, positions, starts, tables.back, tables.forward, lo, hi, scores, anchors,
         n_rows, q_heads, q_len, tables.window, tables.capacity, kv_len,
         NUM_SPANS=num_spans, N_CAND=splits * track, BLOCK_C=block_c, BLOCK_R=block_r, num_warps=4,
     )
     # fmt: on
-    return SpanRoutes(lo, hi, scores, starts)
+    return SpanRoutes(lo, hi, scores, starts, anchors)
