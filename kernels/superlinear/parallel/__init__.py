@@ -1,6 +1,12 @@
 """Context-parallel Superlinear attention over torch.distributed: a session's keys sharded by position."""
 
-from .attention import context_parallel_attention, local_top_k, merge_partials, merge_top_k
+from .attention import (
+    context_parallel_attention,
+    context_parallel_dense_attention,
+    local_top_k,
+    merge_partials,
+    merge_top_k,
+)
 from .collectives import all_gather_stacked, world_of
 from .layout import DEFAULT_BLOCK, PositionShards
 
@@ -9,6 +15,7 @@ __all__ = [
     "PositionShards",
     "all_gather_stacked",
     "context_parallel_attention",
+    "context_parallel_dense_attention",
     "local_top_k",
     "merge_partials",
     "merge_top_k",

@@ -171,3 +171,34 @@ def merge_partials(out: torch.Tensor, lse: torch.Tensor, group=None) -> tuple[to
     safe = torch.where(nonempty, total, 1.0)
     merged = (weight[..., None] * outs).sum(dim=0) / safe[..., None]
     return merged, torch.where(nonempty, top + torch.log(safe), NEG_INF)
+
+
+def context_parallel_dense_attention(
+    Q: torch.Tensor,
+    K: torch.Tensor,
+    V: torch.Tensor,
+    cache_position: torch.Tensor,
+    *,
+    shards: PositionShards,
+    group=None,
+) -> torch.Tensor:
+    """Causal dense GQA attention (scale D ** -0.5) with this rank's keys, merged over the ranks.
+
+    Q [B, HQ, LQ, D], the same on every rank; K, V [B, HKV, LKV_local, D], this rank's keys in position
+    order; cache_position [LQ]. Each query attends to keys ``0 .. q``. Returns [B, HQ, LQ, D] in Q's dtype.
+    """
+    batch, q_heads, q_len, dim = Q.shape
+    if q_len == 0:
+        return Q.new_empty(batch, q_heads, 0, dim)
+    positions = cache_position.to(device=Q.device, dtype=torch.int64)
+    local_len = shards.count_below(int(positions.max()) + 1)
+    require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
+    kv = tile_keys_values(K[:, :, :local_len], V[:, :, :local_len])
+    outputs = []
+    for i in range(0, q_len, DEFAULT_BLOCK_Q):
+        rows = positions[i : i + DEFAULT_BLOCK_Q]
+        first = torch.zeros(batch, rows.numel(), dtype=torch.int64, device=Q.device)
+        none = first[:, None, :, None].expand(batch, q_heads, rows.numel(), 0)
+        out, lse = local_partials(Q[:, :, i : i + DEFAULT_BLOCK_Q], kv, shards, first, rows, none, none)
+        outputs.append(merge_partials(out, lse, group)[0][..., 0, :])
+    return torch.cat(outputs, dim=2).to(Q.dtype)

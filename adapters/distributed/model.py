@@ -1,0 +1,74 @@
+"""Shard a loaded hybrid model over the ranks of a process group, and make states for it.
+
+Attention layers become context parallel (each rank keeps the KV of its positions), MoE layers expert
+parallel (each rank keeps its share of the experts). Embeddings, norms, Mamba layers, dense MLPs and the
+LM head stay replicated: every rank computes every token's hidden state, so each rank returns the same
+logits and any rank can sample. ``HybridLM.forward`` and ``HybridState`` work unchanged on the result.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ...kernels.superlinear.parallel import DEFAULT_BLOCK, PositionShards
+from ..hybrid.attention import DenseAttention
+from ..hybrid.model import HybridLM
+from ..hybrid.moe import MoE
+from ..hybrid.state import HybridState, KVCache
+from .attention import ContextParallelAttention
+from .cache import ShardedKVCache
+from .moe import ExpertParallelMoE
+
+__all__ = ["ShardPlan", "shard_model", "sharded_state"]
+
+
+@attrs.frozen
+class ShardPlan:
+    """Where this process sits: ``rank`` of ``world``, positions dealt in blocks of ``block``."""
+
+    rank: int
+    world: int
+    block: int = DEFAULT_BLOCK
+    group: object = None
+
+    @property
+    def shards(self) -> PositionShards:
+        return PositionShards(self.world, self.rank, self.block)
+
+
+def shard_model(model: HybridLM, plan: ShardPlan) -> HybridLM:
+    """Swap ``model``'s attention and MoE mixers for their parallel forms in place; return ``model``.
+
+    The full expert weights are dropped once this rank's share is copied out.
+    """
+    for block in model.layers:
+        if isinstance(block.mixer, DenseAttention):
+            block.mixer = ContextParallelAttention(block.mixer, plan.group)
+        elif isinstance(block.mixer, MoE):
+            block.mixer = ExpertParallelMoE(block.mixer, plan.rank, plan.world, plan.group)
+    model.shard_plan = plan
+    return model
+
+
+def sharded_state(model: HybridLM, max_seq_len: int) -> HybridState:
+    """Return an empty state for a model sharded by ``shard_model``: its KV caches hold this rank's part."""
+    plan: ShardPlan = model.shard_plan
+    state = HybridState.empty(model.config, max_seq_len, device=model.device, dtype=model.dtype)
+    state.layers = [_sharded(cache, plan.shards) for cache in state.layers]
+    return state
+
+
+def _sharded(cache, shards: PositionShards):
+    if not isinstance(cache, KVCache):
+        return cache
+    return ShardedKVCache(cache.k, cache.v, shards=shards, global_capacity=cache.capacity)
+
+
+def is_sharded(model: HybridLM) -> bool:
+    """Whether ``shard_model`` has sharded ``model``."""
+    return getattr(model, "shard_plan", None) is not None
+
+
+def model_bytes(model: HybridLM) -> int:
+    """Bytes of this rank's parameters."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
