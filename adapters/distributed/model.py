@@ -8,32 +8,15 @@ logits and any rank can sample. ``HybridLM.forward`` and ``HybridState`` work un
 
 from __future__ import annotations
 
-import attrs
-
-from ...kernels.superlinear.parallel import DEFAULT_BLOCK, PositionShards
 from ..hybrid.attention import DenseAttention
 from ..hybrid.model import HybridLM
 from ..hybrid.moe import MoE
-from ..hybrid.state import HybridState, KVCache
 from .attention import ContextParallelAttention
-from .cache import ShardedKVCache
 from .moe import ExpertParallelMoE
+from .plan import ShardPlan
+from .state import ShardedState
 
 __all__ = ["ShardPlan", "shard_model", "sharded_state"]
-
-
-@attrs.frozen
-class ShardPlan:
-    """Where this process sits: ``rank`` of ``world``, positions dealt in blocks of ``block``."""
-
-    rank: int
-    world: int
-    block: int = DEFAULT_BLOCK
-    group: object = None
-
-    @property
-    def shards(self) -> PositionShards:
-        return PositionShards(self.world, self.rank, self.block)
 
 
 def shard_model(model: HybridLM, plan: ShardPlan) -> HybridLM:
@@ -50,18 +33,11 @@ def shard_model(model: HybridLM, plan: ShardPlan) -> HybridLM:
     return model
 
 
-def sharded_state(model: HybridLM, max_seq_len: int) -> HybridState:
+def sharded_state(model: HybridLM, max_seq_len: int) -> ShardedState:
     """Return an empty state for a model sharded by ``shard_model``: its KV caches hold this rank's part."""
-    plan: ShardPlan = model.shard_plan
-    state = HybridState.empty(model.config, max_seq_len, device=model.device, dtype=model.dtype)
-    state.layers = [_sharded(cache, plan.shards) for cache in state.layers]
-    return state
-
-
-def _sharded(cache, shards: PositionShards):
-    if not isinstance(cache, KVCache):
-        return cache
-    return ShardedKVCache(cache.k, cache.v, shards=shards, global_capacity=cache.capacity)
+    return ShardedState.empty_sharded(
+        model.config, max_seq_len, model.shard_plan, device=model.device, dtype=model.dtype
+    )
 
 
 def is_sharded(model: HybridLM) -> bool:

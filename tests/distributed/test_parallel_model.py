@@ -1,16 +1,19 @@
 """The hybrid model sharded over 2 and 3 gloo ranks (context-parallel attention, expert-parallel MoE)
-gives the single-process logits and greedy tokens, in chunked prefill and in decode."""
+gives the single-process logits and greedy tokens, in chunked prefill and in decode; a sharded state's
+snapshot loads into a single-process model and the other way round, through the filesystem store."""
 
 import pytest
 import torch
-from superlinear.adapters.distributed import spawn_ranks
+from superlinear.adapters.distributed import import_sharded, spawn_ranks
 from superlinear.adapters.distributed.model import ShardPlan, shard_model, sharded_state
 from superlinear.adapters.distributed.moe import ExpertParallelMoE, share
 from superlinear.adapters.hybrid import HybridConfig, HybridState
 from superlinear.adapters.hybrid.random_weights import random_model
 from superlinear.adapters.hybrid.testing import random_ids, tiny_config
+from superlinear.core.ports.snapshots import SnapshotManifest
+from superlinear.storage.filesystem import FilesystemSnapshotStore
 
-PROMPT, CHUNKS, STEPS = 70, (41, 29), 6
+PROMPT, CHUNKS, STEPS, MORE = 70, (41, 29), 6, 3
 
 
 def _model(model_type: str):
@@ -32,26 +35,70 @@ def _generate(model, state, prompt: torch.Tensor):
     return tokens, logits
 
 
-def _in_ranks(rank: int, world: int, model_type: str, prompt: torch.Tensor, hidden: torch.Tensor):
-    """Everything one rank checks, in one spawn: the sharded generation and one expert-parallel MoE."""
+def _continue(model, state, steps: int) -> list[int]:
+    """Greedy tokens from ``state``'s logits on."""
+    tokens = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            tokens.append(int(state.logits.argmax()))
+            model(torch.tensor([[tokens[-1]]]), state)
+    return tokens
+
+
+def _in_ranks(rank: int, world: int, model_type: str, prompt, hidden, snapshot):
+    """Everything one rank checks, in one spawn: one expert-parallel MoE, the sharded generation, the
+    gathered export, a fork, and a single-process snapshot loaded into the sharded model."""
     model = _model(model_type)
     moe = ExpertParallelMoE(model.layers[1].mixer, rank, world)
     with torch.inference_mode():
         moe_out = moe(hidden)
     model = shard_model(model, ShardPlan(rank, world, block=8))
-    tokens, logits = _generate(model, sharded_state(model, 256), prompt)
-    return {"tokens": tokens, "logits": logits, "moe": moe_out, "experts": moe.stop - moe.first}
+    state = sharded_state(model, 256)
+    tokens, logits = _generate(model, state, prompt)
+    exported = list(state.export())
+    fork = state.fork()
+    from_fork, after_fork = _continue(model, fork, MORE), _continue(model, state, MORE)
+    loaded = import_sharded(model, snapshot, 256)
+    return {
+        "tokens": tokens,
+        "logits": logits,
+        "moe": moe_out,
+        "experts": moe.stop - moe.first,
+        "export": exported,
+        "fork": from_fork,
+        "after_fork": after_fork,
+        "from_snapshot": _continue(model, loaded, MORE),
+    }
+
+
+def _through_store(root, name: str, arrays) -> dict[str, torch.Tensor]:
+    """Save ``arrays`` as a snapshot in a filesystem store and read them back."""
+    store = FilesystemSnapshotStore(root)
+    manifest = SnapshotManifest(
+        snapshot_id=name,
+        created_at=1.0,
+        model={"dtype": "float32"},
+        ledger=(),
+        transcript=(),
+        max_seq_len=256,
+    )
+    store.save(manifest, arrays)
+    return {key: torch.as_tensor(value) for key, value in store.load(name)[1].items()}
 
 
 @pytest.mark.parametrize(("world", "model_type"), [(2, "superlinear-exp"), (3, "nemotron_h")])
-def test_sharded_model_generates_the_single_process_tokens(world, model_type):
+def test_sharded_model_generates_the_single_process_tokens(world, model_type, tmp_path):
     prompt, hidden = random_ids(PROMPT, seed=world), torch.randn(1, 23, 64)
     model = _model(model_type)
     with torch.inference_mode():
         want_moe = model.layers[1].mixer(hidden)
     state = HybridState.empty(model.config, 256, device="cpu", dtype=torch.float32)
     want_tokens, want_logits = _generate(model, state, prompt)
-    ranks = spawn_ranks(_in_ranks, world, model_type, prompt, hidden, timeout_s=90)
+    want_export = list(state.export())
+    snapshot = _through_store(tmp_path, "single", want_export)
+    want_more = _continue(model, state, MORE)
+
+    ranks = spawn_ranks(_in_ranks, world, model_type, prompt, hidden, snapshot, timeout_s=90)
     assert [r["experts"] for r in ranks] == [
         share(8, r, world)[1] - share(8, r, world)[0] for r in range(world)
     ]
@@ -60,7 +107,21 @@ def test_sharded_model_generates_the_single_process_tokens(world, model_type):
         assert got["tokens"] == want_tokens
         for logits, want in zip(got["logits"], want_logits, strict=True):
             torch.testing.assert_close(logits, want, rtol=1e-4, atol=1e-4)
+        assert got["fork"] == got["after_fork"] == got["from_snapshot"] == want_more
     assert all(torch.equal(a, b) for a, b in zip(ranks[0]["logits"], ranks[-1]["logits"], strict=True))
+
+    gathered = ranks[0]["export"]
+    assert [name for name, _ in gathered] == [name for name, _ in want_export]
+    for (name, got), (_, want) in zip(gathered, want_export, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+    single = HybridState.from_arrays(
+        model.config,
+        _through_store(tmp_path, "sharded", gathered),
+        max_seq_len=256,
+        device="cpu",
+        dtype=torch.float32,
+    )
+    assert _continue(model, single, MORE) == want_more
 
 
 def test_shares_cover_every_item_once():
