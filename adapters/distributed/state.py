@@ -29,6 +29,8 @@ class ShardedState(HybridState):
     """A state whose KV caches (``ShardedKVCache``) hold this rank's positions of the sequence."""
 
     plan: ShardPlan | None = attrs.field(default=None, kw_only=True)
+    # The id every rank knows this sequence by (given by rank 0 when a server drives the ranks).
+    handle: int = attrs.field(default=0, kw_only=True)
 
     @classmethod
     def empty_sharded(

@@ -1,0 +1,108 @@
+"""A worker rank of a sharded server: load the model's shard, then run rank 0's operations until told to stop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+import torch
+import torch.distributed as dist
+
+from ..hybrid.state import StateCheckpoint
+from .launch import init_rank
+from .link import STOP, receive
+from .model import shard_model, sharded_state
+from .plan import ShardPlan
+from .state import ShardedState, import_sharded
+from .steps import append_tokens, decode_rows
+
+__all__ = ["LaunchSpec", "worker_main", "rank_device", "load_shard"]
+
+log = logging.getLogger(__name__)
+# An idle server leaves the workers waiting for the next operation for as long as it stays idle.
+SERVING_TIMEOUT = timedelta(days=30)
+
+
+@attrs.frozen
+class LaunchSpec:
+    """What every rank needs to load its shard."""
+
+    path: str
+    world: int
+    device: str
+    dtype: str
+    chunk_size: int
+    block: int
+    init_method: str
+
+
+def rank_device(device: str, rank: int) -> str:
+    """The device of ``rank``: ``cuda:rank`` when serving on CUDA, else ``device`` (all CPU ranks share it)."""
+    return f"cuda:{rank}" if torch.device(device).type == "cuda" else device
+
+
+def load_shard(spec: LaunchSpec, rank: int):
+    """Load the checkpoint on this rank's device and shard it; returns the single-process port's model."""
+    from ..torch_model import TorchModel
+
+    model = TorchModel.from_dir(
+        Path(spec.path), device=rank_device(spec.device, rank), dtype=spec.dtype, chunk_size=spec.chunk_size
+    )
+    shard_model(model.lm, ShardPlan(rank, spec.world, spec.block))
+    return model
+
+
+@attrs.define(eq=False)
+class _Worker:
+    lm: torch.nn.Module
+    chunk_size: int
+    states: dict[int, ShardedState] = attrs.field(factory=dict)
+    checkpoints: dict[int, StateCheckpoint] = attrs.field(factory=dict)
+
+    def forget(self, forgotten) -> None:
+        for kind, handle in forgotten:
+            (self.states if kind == "state" else self.checkpoints).pop(handle, None)
+
+    def table(self) -> dict[str, Callable]:
+        s = self.states
+        return {
+            "new": lambda h, n: s.__setitem__(h, sharded_state(self.lm, n)),
+            "append": lambda h, ids: append_tokens(self.lm, s[h], ids, self.chunk_size),
+            "decode": lambda hs, ids: decode_rows(self.lm, [s[h] for h in hs], ids),
+            "checkpoint": lambda h, c: self.checkpoints.__setitem__(c, s[h].checkpoint()),
+            "restore": lambda h, c: s[h].restore(self.checkpoints[c]),
+            "fork": lambda h, new: s.__setitem__(new, s[h].fork()),
+            "resize": lambda h, n: s[h].resize(n),
+            "release": lambda h: s.pop(h).release(),
+            "export": lambda h: [None for _ in s[h].export()],
+            "import": lambda h, arrays, n: s.__setitem__(h, import_sharded(self.lm, arrays, n)),
+        }
+
+
+def worker_main(index: int, spec: LaunchSpec) -> None:
+    """Entry point of spawned worker ``index`` (rank ``index + 1``): serve until rank 0 says stop."""
+    rank = index + 1
+    torch.set_num_threads(1)
+    init_rank(
+        rank, spec.world, spec.init_method, rank_device(spec.device, rank), SERVING_TIMEOUT.total_seconds()
+    )
+    try:
+        model = load_shard(spec, rank)
+        worker = _Worker(model.lm, spec.chunk_size)
+        table = worker.table()
+        with torch.inference_mode():
+            while True:
+                op, args, forgotten = receive()
+                worker.forget(forgotten)
+                if op == STOP:
+                    break
+                try:
+                    table[op](*args)
+                except Exception:
+                    # Rank 0 ran the same operation on the same inputs and reports the error to its caller.
+                    log.exception("rank %d: operation %s failed", rank, op)
+    finally:
+        dist.destroy_process_group()
