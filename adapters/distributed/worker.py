@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -85,7 +86,22 @@ class _Worker:
 def worker_main(index: int, spec: LaunchSpec) -> None:
     """Entry point of spawned worker ``index`` (rank ``index + 1``): serve until rank 0 says stop."""
     rank = index + 1
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s"
+    )
     torch.set_num_threads(1)
+    # Rank 0 stops the workers (a "stop" operation, or its exit closing the connections); an interrupt
+    # meant for the server's process group must not end a worker in the middle of an operation.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(rank, spec)
+    except BaseException:
+        # The spawn wrapper hands a worker's traceback only to a parent that joins; ours runs a server.
+        log.exception("rank %d stopped on an error", rank)
+        raise
+
+
+def _serve(rank: int, spec: LaunchSpec) -> None:
     init_rank(
         rank, spec.world, spec.init_method, rank_device(spec.device, rank), SERVING_TIMEOUT.total_seconds()
     )
