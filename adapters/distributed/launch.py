@@ -74,11 +74,13 @@ def _resolve(reference: tuple[str, str | None, str]) -> Callable:
 
 
 def _rank_main(
-    rank: int, reference: tuple, world: int, init_method: str, out_dir: str, threads: int, args: tuple
+    rank: int, reference: tuple, world: int, init_method: str, out_dir: str, threads: int, args: tuple,
+    device: str = "cpu",
 ) -> None:
     torch.set_num_threads(threads)
     fn = _resolve(reference)
-    init_rank(rank, world, init_method)
+    device = f"cuda:{rank}" if torch.device(device).type == "cuda" else device
+    init_rank(rank, world, init_method, device)
     try:
         result = fn(rank, world, *args)
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
@@ -87,9 +89,11 @@ def _rank_main(
 
 
 def spawn_ranks(
-    fn: Callable[..., Any], world: int, *args: Any, timeout_s: float = 60.0, threads: int = 1
+    fn: Callable[..., Any], world: int, *args: Any, timeout_s: float = 60.0, threads: int = 1, device: str = "cpu"
 ) -> list[Any]:
-    """Run ``fn(rank, world, *args)`` in ``world`` spawned gloo ranks; return the results in rank order.
+    """Run ``fn(rank, world, *args)`` in ``world`` spawned ranks; return the results in rank order.
+
+    On ``device="cuda"`` rank r drives ``cuda:r`` over NCCL; otherwise the ranks use gloo on the CPU.
 
     ``fn`` must be importable by name (a module-level function); its result must be picklable by
     ``torch.save``. Raises RanksFailed when a rank fails or ``timeout_s`` passes; no rank outlives the call.
@@ -98,7 +102,7 @@ def spawn_ranks(
         init_method = "file://" + os.path.join(tmp, "rendezvous")
         context = mp.start_processes(
             _rank_main,
-            args=(_reference(fn), world, init_method, tmp, threads, args),
+            args=(_reference(fn), world, init_method, tmp, threads, args, device),
             nprocs=world,
             join=False,
             start_method="spawn",
