@@ -6,7 +6,7 @@ builds the same random-weights model and shards it (world 1: the unsharded model
 session's context is either prefilled for real (``--fill prefill``, timed) or filled with random keys,
 values and recurrent state (``--fill random``: decode cost depends on the length, not on the content, so
 a 10M-token decode can be timed without a 10M-token prefill). Then every session decodes ``--decode``
-greedy tokens, one session after another per step; the table reports the aggregate decode rate.
+greedy tokens, all sessions batched in each step; the table reports the aggregate decode rate.
 
     python benchmarks/gpu_parallel.py --smoke                                   # CPU, gloo, tiny sizes
     python benchmarks/gpu_parallel.py --worlds 1,2 --context 1048576 --decode 32 --out 1m.json
@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from superlinear.adapters.distributed import ShardPlan, shard_model, sharded_state, spawn_ranks
+from superlinear.adapters.distributed.steps import decode_rows
+from superlinear.adapters.hybrid.batch import decode_step
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.random_weights import random_model
 from superlinear.adapters.hybrid.state import HybridState, KVCache, MambaCache
@@ -121,13 +123,12 @@ def _fill(model, state: HybridState, opts: dict, gen: torch.Generator, device: t
 
 
 def _decode(model, states: list[HybridState], steps: int, device: torch.device) -> float:
-    """Decode ``steps`` greedy tokens in every state, one state after another; returns the seconds taken."""
+    """Decode ``steps`` greedy tokens in every state, all sessions in one batched step; returns the seconds."""
+    step = decode_rows if hasattr(model, "shard_plan") else decode_step
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        for state in states:
-            token = state.logits.argmax().view(1, 1)
-            model(token, state)
+        step(model, states, [int(state.logits.argmax()) for state in states])
     _sync(device)
     return time.perf_counter() - start
 

@@ -74,7 +74,13 @@ def _resolve(reference: tuple[str, str | None, str]) -> Callable:
 
 
 def _rank_main(
-    rank: int, reference: tuple, world: int, init_method: str, out_dir: str, threads: int, args: tuple,
+    rank: int,
+    reference: tuple,
+    world: int,
+    init_method: str,
+    out_dir: str,
+    threads: int,
+    args: tuple,
     device: str = "cpu",
 ) -> None:
     torch.set_num_threads(threads)
@@ -89,7 +95,12 @@ def _rank_main(
 
 
 def spawn_ranks(
-    fn: Callable[..., Any], world: int, *args: Any, timeout_s: float = 60.0, threads: int = 1, device: str = "cpu"
+    fn: Callable[..., Any],
+    world: int,
+    *args: Any,
+    timeout_s: float = 60.0,
+    threads: int = 1,
+    device: str = "cpu",
 ) -> list[Any]:
     """Run ``fn(rank, world, *args)`` in ``world`` spawned ranks; return the results in rank order.
 

@@ -35,6 +35,9 @@ def test_the_sharded_port_generates_like_the_single_process_port(ports):
     mark = single.checkpoint(want)
     want_tokens = _greedy(single, want, 5)
     single.restore(want, mark)
+    shorter = single.new_state(256)
+    single.append(shorter, prompt[:20])
+    want_shorter = _greedy(single, shorter, 2)
 
     state = sharded.new_state(256)
     sharded.append(state, prompt)
@@ -45,6 +48,7 @@ def test_the_sharded_port_generates_like_the_single_process_port(ports):
     first = [int(state.logits.argmax()), int(other.logits.argmax())]
     sharded.decode_batch([state, other], first)
     assert [first[0], *_greedy(sharded, state, 4)] == want_tokens
+    assert [first[1], *_greedy(sharded, other, 1)] == want_shorter
     sharded.restore(state, checkpoint)
     fork = sharded.fork(state)
     assert _greedy(sharded, fork, 5) == want_tokens
