@@ -1,8 +1,8 @@
-"""The hybrid model sharded over 2 and 3 gloo ranks (context-parallel attention, expert-parallel MoE)
-gives the single-process logits and greedy tokens, in chunked prefill and in decode; a sharded state's
-snapshot loads into a single-process model and the other way round, through the filesystem store."""
+"""The hybrid model sharded over 2 gloo ranks (context-parallel attention, expert-parallel MoE) gives the
+single-process logits and greedy tokens, in chunked prefill and in decode, for Superlinear and dense
+attention (the dense model with 7 experts, shared 4 + 3); a sharded state's snapshot loads into a
+single-process model and the other way round, through the filesystem store. One spawn runs both models."""
 
-import pytest
 import torch
 from superlinear.adapters.distributed import import_sharded, spawn_ranks
 from superlinear.adapters.distributed.model import ShardPlan, shard_model, sharded_state
@@ -14,10 +14,12 @@ from superlinear.core.ports.snapshots import SnapshotManifest
 from superlinear.storage.filesystem import FilesystemSnapshotStore
 
 PROMPT, CHUNKS, STEPS, MORE = 70, (41, 29), 6, 3
+WORLD = 2
+OVERRIDES = {"superlinear-exp": {}, "nemotron_h": {"n_routed_experts": 7}}
 
 
 def _model(model_type: str):
-    cfg = HybridConfig.from_dict(tiny_config(model_type))
+    cfg = HybridConfig.from_dict(tiny_config(model_type, **OVERRIDES[model_type]))
     return random_model(cfg, device="cpu", dtype=torch.float32, seed=7)
 
 
@@ -45,7 +47,7 @@ def _continue(model, state, steps: int) -> list[int]:
     return tokens
 
 
-def _in_ranks(rank: int, world: int, model_type: str, prompt, hidden, snapshot):
+def _one_model(rank: int, world: int, model_type: str, prompt, hidden, snapshot):
     """Everything one rank checks, in one spawn: one expert-parallel MoE, the sharded generation, the
     gathered export, a fork, and a single-process snapshot loaded into the sharded model."""
     model = _model(model_type)
@@ -71,6 +73,10 @@ def _in_ranks(rank: int, world: int, model_type: str, prompt, hidden, snapshot):
     }
 
 
+def _in_ranks(rank: int, world: int, inputs: dict) -> dict:
+    return {model_type: _one_model(rank, world, model_type, *args) for model_type, args in inputs.items()}
+
+
 def _through_store(root, name: str, arrays) -> dict[str, torch.Tensor]:
     """Save ``arrays`` as a snapshot in a filesystem store and read them back."""
     store = FilesystemSnapshotStore(root)
@@ -86,42 +92,62 @@ def _through_store(root, name: str, arrays) -> dict[str, torch.Tensor]:
     return {key: torch.as_tensor(value) for key, value in store.load(name)[1].items()}
 
 
-@pytest.mark.parametrize(("world", "model_type"), [(2, "superlinear-exp"), (3, "nemotron_h")])
-def test_sharded_model_generates_the_single_process_tokens(world, model_type, tmp_path):
-    prompt, hidden = random_ids(PROMPT, seed=world), torch.randn(1, 23, 64)
+def _single_process(model_type: str, tmp_path) -> tuple[dict, tuple]:
+    """The single-process results of one model, and the inputs its ranks get."""
+    prompt, hidden = random_ids(PROMPT, seed=len(model_type)), torch.randn(1, 23, 64)
     model = _model(model_type)
     with torch.inference_mode():
-        want_moe = model.layers[1].mixer(hidden)
+        moe = model.layers[1].mixer(hidden)
     state = HybridState.empty(model.config, 256, device="cpu", dtype=torch.float32)
-    want_tokens, want_logits = _generate(model, state, prompt)
-    want_export = list(state.export())
-    snapshot = _through_store(tmp_path, "single", want_export)
-    want_more = _continue(model, state, MORE)
+    tokens, logits = _generate(model, state, prompt)
+    export = list(state.export())
+    snapshot = _through_store(tmp_path, f"single-{model_type}", export)
+    want = {
+        "model": model,
+        "moe": moe,
+        "tokens": tokens,
+        "logits": logits,
+        "export": export,
+        "more": _continue(model, state, MORE),
+    }
+    return want, (prompt, hidden, snapshot)
 
-    ranks = spawn_ranks(_in_ranks, world, model_type, prompt, hidden, snapshot, timeout_s=90)
-    assert [r["experts"] for r in ranks] == [
-        share(8, r, world)[1] - share(8, r, world)[0] for r in range(world)
-    ]
-    for got in ranks:
-        torch.testing.assert_close(got["moe"], want_moe, rtol=1e-5, atol=1e-5)
-        assert got["tokens"] == want_tokens
-        for logits, want in zip(got["logits"], want_logits, strict=True):
-            torch.testing.assert_close(logits, want, rtol=1e-4, atol=1e-4)
-        assert got["fork"] == got["after_fork"] == got["from_snapshot"] == want_more
-    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["logits"], ranks[-1]["logits"], strict=True))
 
-    gathered = ranks[0]["export"]
-    assert [name for name, _ in gathered] == [name for name, _ in want_export]
-    for (name, got), (_, want) in zip(gathered, want_export, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
-    single = HybridState.from_arrays(
-        model.config,
-        _through_store(tmp_path, "sharded", gathered),
-        max_seq_len=256,
-        device="cpu",
-        dtype=torch.float32,
-    )
-    assert _continue(model, single, MORE) == want_more
+def test_sharded_models_generate_the_single_process_tokens(tmp_path):
+    wants, inputs = {}, {}
+    for model_type in OVERRIDES:
+        wants[model_type], inputs[model_type] = _single_process(model_type, tmp_path)
+    ranks = spawn_ranks(_in_ranks, WORLD, inputs, timeout_s=90)
+    for model_type, want in wants.items():
+        experts = want["model"].config.n_routed_experts
+        got_ranks = [r[model_type] for r in ranks]
+        assert [r["experts"] for r in got_ranks] == [
+            share(experts, r, WORLD)[1] - share(experts, r, WORLD)[0] for r in range(WORLD)
+        ]
+        _check_ranks(got_ranks, want)
+        _check_snapshot(got_ranks[0]["export"], want, tmp_path / model_type)
+
+
+def _check_ranks(got_ranks: list[dict], want: dict) -> None:
+    for got in got_ranks:
+        torch.testing.assert_close(got["moe"], want["moe"], rtol=1e-5, atol=1e-5)
+        assert got["tokens"] == want["tokens"]
+        for logits, expected in zip(got["logits"], want["logits"], strict=True):
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+        assert got["fork"] == got["after_fork"] == got["from_snapshot"] == want["more"]
+    first, last = got_ranks[0]["logits"], got_ranks[-1]["logits"]
+    assert all(torch.equal(a, b) for a, b in zip(first, last, strict=True))
+
+
+def _check_snapshot(gathered: list, want: dict, root) -> None:
+    """The gathered export is the single-process export, and continues in a single-process model."""
+    assert [name for name, _ in gathered] == [name for name, _ in want["export"]]
+    for (name, got), (_, expected) in zip(gathered, want["export"], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4, msg=name)
+    model = want["model"]
+    arrays = _through_store(root, "sharded", gathered)
+    single = HybridState.from_arrays(model.config, arrays, max_seq_len=256, device="cpu", dtype=torch.float32)
+    assert _continue(model, single, MORE) == want["more"]
 
 
 def test_shares_cover_every_item_once():
