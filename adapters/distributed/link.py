@@ -9,6 +9,7 @@ by the workers on the next operation, never from a garbage-collector callback in
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,14 +29,14 @@ class RankLink:
         self.world = world
         self.group = group
         self._lock = threading.RLock()
-        self._forgotten: list[tuple[str, int]] = []
-        self._forget_lock = threading.Lock()
+        # Appended from garbage-collector callbacks, which may run inside ``command`` on the same thread:
+        # a deque's append and popleft are atomic, so no lock is needed (one could deadlock there).
+        self._forgotten: deque[tuple[str, int]] = deque()
         self.closed = False
 
     def forget(self, kind: str, handle: int) -> None:
         """Let the workers drop object ``handle`` of ``kind`` ("state", "checkpoint") with the next op."""
-        with self._forget_lock:
-            self._forgotten.append((kind, handle))
+        self._forgotten.append((kind, handle))
 
     @contextmanager
     def command(self, op: str, *args: Any) -> Iterator[None]:
@@ -43,8 +44,7 @@ class RankLink:
         with self._lock:
             if self.closed:
                 raise RuntimeError("the ranks have been stopped")
-            with self._forget_lock:
-                forgotten, self._forgotten = self._forgotten, []
+            forgotten = [self._forgotten.popleft() for _ in range(len(self._forgotten))]
             dist.broadcast_object_list([(op, args, forgotten)], src=0, group=self.group)
             yield
 

@@ -180,7 +180,11 @@ class ShardedTorchModel(TorchModel):
         """Stop the worker ranks and leave the process group (idempotent)."""
         if self.link.closed:
             return
-        self.link.stop()
+        try:
+            self.link.stop()
+        except RuntimeError:
+            # A worker is gone already (its connection closed); stop the others below.
+            self.link.closed = True
         for process in self._workers.processes if self._workers else []:
             process.join(30)
             if process.is_alive():

@@ -96,6 +96,9 @@ class ServiceHolder:
         ranks = getattr(svc.sessions.model, "ranks_status", None)
         if ranks is not None:
             info["ranks"] = ranks()
+            stopped = [row["rank"] for row in info["ranks"] if not row["alive"]]
+            if stopped:
+                info.update(status="error", error=f"rank(s) {stopped} of the sharded model stopped")
         return info
 
     def close(self, timeout: float = 10.0) -> None:

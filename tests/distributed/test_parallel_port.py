@@ -65,3 +65,16 @@ def test_the_sharded_port_generates_like_the_single_process_port(ports):
     assert _greedy(single, into_single, 5) == want_tokens
     status = sharded.ranks_status()
     assert [row["rank"] for row in status] == [0, 1] and all(row["alive"] for row in status)
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_worker_shows_in_the_status_and_the_port_still_closes(ports):
+    _, sharded = ports
+    worker = sharded._workers.processes[0]
+    worker.kill()
+    worker.join(10)
+    assert [row["alive"] for row in sharded.ranks_status()] == [True, False]
+    with pytest.raises(RuntimeError):
+        sharded.new_state(64)
+    sharded.close()
+    assert sharded.link.closed

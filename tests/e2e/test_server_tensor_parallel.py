@@ -1,6 +1,11 @@
 """`spl-server --tensor-parallel 2` on CPU (two gloo ranks, the default model) answers like the
 single-process server, reports both ranks in /health and /metrics, and its session snapshots load into
-the single-process server and the other way round (both servers share one snapshot directory)."""
+the single-process server and the other way round (both servers share one snapshot directory); when a
+rank dies, /health says so."""
+
+import os
+import signal
+import time
 
 import requests
 from openai import OpenAI
@@ -52,3 +57,10 @@ def test_a_server_sharded_over_two_gloo_ranks_answers_like_one_process(
         from_single, single_next = saved_after_a_turn(server, "tp-single")
         assert single_next == sharded_next
         assert loaded_turn(url, from_single, "tp-into-sharded") == single_next
+
+        # A rank that dies turns /health to 503, naming it.
+        os.kill(health["ranks"][1]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (r := requests.get(f"{url}/health", timeout=5)).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert r.status_code == 503 and "rank(s) [1]" in r.json()["error"]
