@@ -25,7 +25,7 @@ from ..torch_model import TorchModel
 from .launch import init_rank
 from .link import RankLink
 from .model import model_bytes, sharded_state
-from .state import ShardedState, import_sharded
+from .state import ShardedState, import_sharded, rank_arrays
 from .steps import append_tokens, decode_rows
 from .worker import SERVING_TIMEOUT, LaunchSpec, load_shard, rank_device, worker_main
 
@@ -135,18 +135,25 @@ class ShardedTorchModel(TorchModel):
         yield from arrays
 
     def import_state(self, arrays: Mapping[str, Any], max_seq_len: int) -> ShardedState:
-        """Build a sharded state on every rank from single-process snapshot arrays."""
+        """Build a sharded state on every rank from single-process snapshot arrays.
+
+        Rank 0 checks them (building its own part) before any worker hears of them; each worker then
+        receives only its positions' keys and values.
+        """
         tensors = {name: torch.as_tensor(value) for name, value in arrays.items()}
-        handle = next(self._ids)
-        with self.link.command("import", handle, tensors, max_seq_len), torch.inference_mode():
-            try:
+        try:
+            with torch.inference_mode():
                 state = import_sharded(self.lm, tensors, max_seq_len)
-            except ValueError as exc:
-                if "max_seq_len" in str(exc):
-                    raise ContextLengthExceeded(str(exc)) from exc
-                raise SnapshotError(f"state arrays don't fit this model: {exc}") from exc
-        state.handle = handle
-        weakref.finalize(state, self.link.forget, "state", handle)
+        except ValueError as exc:
+            if "max_seq_len" in str(exc):
+                raise ContextLengthExceeded(str(exc)) from exc
+            raise SnapshotError(f"state arrays don't fit this model: {exc}") from exc
+        state.handle = next(self._ids)
+        plan = self.lm.shard_plan
+        with self.link.command("import", state.handle, max_seq_len):
+            parts = [{}] + [rank_arrays(tensors, plan, rank) for rank in range(1, plan.world)]
+            dist.scatter_object_list([None], parts, src=0)
+        weakref.finalize(state, self.link.forget, "state", state.handle)
         return state
 
     def bytes_for(self, tokens: int) -> int:

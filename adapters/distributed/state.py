@@ -21,7 +21,7 @@ from ..hybrid.state import HybridState, KVCache, MambaCache
 from .cache import ShardedKVCache
 from .plan import ShardPlan
 
-__all__ = ["ShardedState", "import_sharded"]
+__all__ = ["ShardedState", "import_local", "import_sharded", "rank_arrays"]
 
 
 @attrs.define(eq=False)
@@ -90,6 +90,38 @@ def import_sharded(model, arrays: Mapping[str, torch.Tensor], max_seq_len: int) 
     return HybridState.from_arrays(
         model.config, arrays, max_seq_len=max_seq_len, device=model.device, dtype=model.dtype, empty=empty
     )
+
+
+def rank_arrays(arrays: Mapping[str, torch.Tensor], plan: ShardPlan, rank: int) -> dict[str, torch.Tensor]:
+    """The part of single-process ``export()`` arrays that ``rank`` keeps: KV of its positions, the rest."""
+    cursor = int(arrays["cursor"].reshape(()))
+    positions = plan.shards.positions(0, cursor, rank=rank)
+    return {
+        name: array[:, :, positions].clone() if name.endswith((".k", ".v")) else array
+        for name, array in arrays.items()
+    }
+
+
+def import_local(model, arrays: Mapping[str, torch.Tensor], max_seq_len: int) -> ShardedState:
+    """Build this rank's sharded state from its ``rank_arrays`` (checked by rank 0 already)."""
+    plan: ShardPlan = model.shard_plan
+    cursor = int(arrays["cursor"].reshape(()))
+    state = ShardedState.empty_sharded(
+        model.config, max(max_seq_len, 1), plan, device=model.device, dtype=model.dtype
+    )
+    state.reserve(cursor)
+    for i, cache in enumerate(state.layers):
+        if isinstance(cache, ShardedKVCache):
+            held = plan.shards.count_below(cursor)
+            cache.k[:, :, :held].copy_(arrays[f"layers.{i}.k"])
+            cache.v[:, :, :held].copy_(arrays[f"layers.{i}.v"])
+        elif isinstance(cache, MambaCache):
+            cache.conv.copy_(arrays[f"layers.{i}.conv"])
+            cache.ssm.copy_(arrays[f"layers.{i}.ssm"])
+    if cursor and "logits" in arrays:
+        state.logits = arrays["logits"].to(device=model.device, dtype=torch.float32).clone()
+    state.cursor = cursor
+    return state
 
 
 def _shard_cache(cache, plan: ShardPlan):

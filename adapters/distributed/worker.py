@@ -17,7 +17,7 @@ from .launch import init_rank
 from .link import STOP, receive
 from .model import shard_model, sharded_state
 from .plan import ShardPlan
-from .state import ShardedState, import_sharded
+from .state import ShardedState, import_local
 from .steps import append_tokens, decode_rows
 
 __all__ = ["LaunchSpec", "worker_main", "rank_device", "load_shard"]
@@ -79,8 +79,15 @@ class _Worker:
             "resize": lambda h, n: s[h].resize(n),
             "release": lambda h: s.pop(h).release(),
             "export": lambda h: [None for _ in s[h].export()],
-            "import": lambda h, arrays, n: s.__setitem__(h, import_sharded(self.lm, arrays, n)),
+            "import": lambda h, n: s.__setitem__(h, import_local(self.lm, _scattered(), n)),
         }
+
+
+def _scattered() -> dict:
+    """Receive this rank's part of rank 0's ``scatter_object_list``."""
+    box: list = [None]
+    dist.scatter_object_list(box, None, src=0)
+    return box[0]
 
 
 def worker_main(index: int, spec: LaunchSpec) -> None:

@@ -6,7 +6,7 @@ import pytest
 from superlinear.adapters.distributed.port import launch_sharded_model
 from superlinear.adapters.hybrid.testing import random_ids, tiny_config, write_random_checkpoint
 from superlinear.adapters.torch_model import TorchModel
-from superlinear.core.errors import InvalidRequest
+from superlinear.core.errors import InvalidRequest, SnapshotError
 
 
 def _greedy(port, state, steps: int) -> list[int]:
@@ -63,6 +63,12 @@ def test_the_sharded_port_generates_like_the_single_process_port(ports):
     sharded.restore(state, checkpoint)
     into_single = single.import_state(dict(sharded.export_state(state)), 256)
     assert _greedy(single, into_single, 5) == want_tokens
+    # A snapshot that doesn't fit is refused before any worker hears of it; the ranks stay in step.
+    broken = dict(single.export_state(want))
+    broken.pop("layers.3.k")
+    with pytest.raises(SnapshotError, match="layers.3.k"):
+        sharded.import_state(broken, 256)
+    assert _greedy(sharded, sharded.fork(into_sharded), 2) == _greedy(single, single.fork(into_single), 2)
     status = sharded.ranks_status()
     assert [row["rank"] for row in status] == [0, 1] and all(row["alive"] for row in status)
 
