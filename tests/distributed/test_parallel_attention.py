@@ -1,4 +1,5 @@
-"""Context-parallel Superlinear attention in 2 and 3 gloo ranks equals the single-process reference.
+"""Context-parallel Superlinear attention in 2 and 3 gloo ranks equals the single-process reference (and
+context-parallel dense attention equals SDPA).
 
 Each case runs the sharded prefill (in several query blocks), a chunk at the end and two decode steps in
 spawned ranks, and compares the anchors each rank selects and its outputs with the reference's.
@@ -12,6 +13,7 @@ from superlinear.kernels.superlinear.attention.reference import superlinear_atte
 from superlinear.kernels.superlinear.parallel import (
     PositionShards,
     context_parallel_attention,
+    context_parallel_dense_attention,
     local_top_k,
     merge_top_k,
 )
@@ -49,7 +51,7 @@ def _sharded(rank: int, world: int, cases: list[dict]) -> list[dict]:
     for case in cases:
         shards = PositionShards(world, rank, case["block"])
         params, q1, q2 = case["params"], case["q1"], case["q2"]
-        outputs, selected = [], []
+        outputs, selected, dense = [], [], []
         for first, stop in _calls(q1.shape[2]):
             mine = shards.positions(0, stop)
             k, v = case["k"][:, :, mine], case["v"][:, :, mine]
@@ -70,13 +72,16 @@ def _sharded(rank: int, world: int, cases: list[dict]) -> list[dict]:
             offsets = all_stripe_offsets(params, stop - 1)
             local = local_top_k(q1[:, :, first:stop], k, positions, starts, offsets, params, shards)
             selected.append(merge_top_k(*local, params.num_spans)[0])
-        results.append({"outputs": outputs, "anchors": selected})
+            dense.append(
+                context_parallel_dense_attention(q2[:, :, first:stop], k, v, positions, shards=shards)
+            )
+        results.append({"outputs": outputs, "anchors": selected, "dense": dense})
     return results
 
 
 def _reference(case: dict) -> dict:
     params, q1, q2, k, v = case["params"], case["q1"], case["q2"], case["k"], case["v"]
-    outputs, anchors = [], []
+    outputs, anchors, dense = [], [], []
     starts = torch.zeros(q1.shape[0], dtype=torch.int64)
     for first, stop in _calls(q1.shape[2]):
         positions = torch.arange(first, stop)
@@ -94,7 +99,13 @@ def _reference(case: dict) -> dict:
         offsets = all_stripe_offsets(params, stop - 1)
         routing = route(q1[:, :, first:stop], k, positions, starts, None, params, offsets)
         anchors.append(routing.anchors)
-    return {"outputs": outputs, "anchors": anchors}
+        visible = torch.arange(stop)[None, :] <= positions[:, None]  # [LQ, stop]
+        dense.append(
+            torch.nn.functional.scaled_dot_product_attention(
+                q2[:, :, first:stop], k[:, :, :stop], v[:, :, :stop], attn_mask=visible, enable_gqa=True
+            )
+        )
+    return {"outputs": outputs, "anchors": anchors, "dense": dense}
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -113,6 +124,8 @@ def test_sharded_attention_selects_and_computes_what_one_process_does(world):
             for anchors, want in zip(got["anchors"], expected["anchors"], strict=True):
                 assert torch.equal(anchors, want)
             for out, want in zip(got["outputs"], expected["outputs"], strict=True):
+                torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+            for out, want in zip(got["dense"], expected["dense"], strict=True):
                 torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
         for other in per_rank[1:]:
             for out, first_rank in zip(other["outputs"], per_rank[0]["outputs"], strict=True):
