@@ -124,8 +124,11 @@ def _serve(rank: int, spec: LaunchSpec) -> None:
                     break
                 try:
                     table[op](*args)
-                except Exception:
-                    # Rank 0 ran the same operation on the same inputs and reports the error to its caller.
-                    log.exception("rank %d: operation %s failed", rank, op)
+                except ValueError as exc:
+                    # A refused argument (say, a stale checkpoint): rank 0 checked the same inputs the same
+                    # way, refused them too and tells its caller. Any other error ends the worker, so rank 0
+                    # fails on a closed connection instead of pairing the next operation's collectives
+                    # with what is left of this one.
+                    log.warning("rank %d: operation %s refused: %s", rank, op, exc)
     finally:
         dist.destroy_process_group()

@@ -49,7 +49,11 @@ def test_the_sharded_port_generates_like_the_single_process_port(ports):
     sharded.decode_batch([state, other], first)
     assert [first[0], *_greedy(sharded, state, 4)] == want_tokens
     assert [first[1], *_greedy(sharded, other, 1)] == want_shorter
+    late = sharded.checkpoint(state)
     sharded.restore(state, checkpoint)
+    # Refused on every rank alike (the KV past the earlier checkpoint may be overwritten); all stay in step.
+    with pytest.raises(ValueError, match="no longer valid"):
+        sharded.restore(state, late)
     fork = sharded.fork(state)
     assert _greedy(sharded, fork, 5) == want_tokens
     assert _greedy(sharded, state, 5) == want_tokens
