@@ -20,12 +20,15 @@ from superlinear.kernels.superlinear.parallel import (
 from superlinear.kernels.superlinear.search.reference import all_stripe_offsets, route
 
 TINY = SuperlinearParams(sw_index=1, num_spans=2, backward_factor=3.0, forward_factor=1.0)
+RELEASED = SuperlinearParams(
+    sw_index=65, num_spans=3, backward_factor=3.0, forward_factor=1.0, search_power=0.55, span_power=0.55
+)
 POWER_055 = SuperlinearParams(
     sw_index=3, num_spans=3, backward_factor=3.0, forward_factor=1.0, search_power=0.55, span_power=0.55
 )
 
 
-def _case(params, length, shard_block, *, ties=False, batch=2, q_heads=4, kv_heads=2, dim=16):
+def _case(params, length, shard_block, *, ties=False, batch=2, q_heads=4, kv_heads=2, dim=16, calls=None):
     gen = torch.Generator().manual_seed(length * 31 + shard_block)
     if ties:
         # Small integer entries: many anchors score exactly alike, so tie-breaking decides the selection.
@@ -38,7 +41,8 @@ def _case(params, length, shard_block, *, ties=False, batch=2, q_heads=4, kv_hea
 
     q1, q2 = make(q_heads, length), make(q_heads, length)
     k, v = make(kv_heads, length), torch.randn(batch, kv_heads, length, dim, generator=gen)
-    return {"params": params, "block": shard_block, "q1": q1, "q2": q2, "k": k, "v": v}
+    calls = calls or _calls(length)
+    return {"params": params, "block": shard_block, "q1": q1, "q2": q2, "k": k, "v": v, "calls": calls}
 
 
 def _calls(length: int) -> list[tuple[int, int]]:
@@ -52,7 +56,7 @@ def _sharded(rank: int, world: int, cases: list[dict]) -> list[dict]:
         shards = PositionShards(world, rank, case["block"])
         params, q1, q2 = case["params"], case["q1"], case["q2"]
         outputs, selected, dense = [], [], []
-        for first, stop in _calls(q1.shape[2]):
+        for first, stop in case["calls"]:
             mine = shards.positions(0, stop)
             k, v = case["k"][:, :, mine], case["v"][:, :, mine]
             positions = torch.arange(first, stop)
@@ -83,7 +87,7 @@ def _reference(case: dict) -> dict:
     params, q1, q2, k, v = case["params"], case["q1"], case["q2"], case["k"], case["v"]
     outputs, anchors, dense = [], [], []
     starts = torch.zeros(q1.shape[0], dtype=torch.int64)
-    for first, stop in _calls(q1.shape[2]):
+    for first, stop in case["calls"]:
         positions = torch.arange(first, stop)
         outputs.append(
             superlinear_attention_reference(
@@ -116,6 +120,8 @@ def test_sharded_attention_selects_and_computes_what_one_process_does(world):
         _case(TINY, 200, 5, ties=True),
         # Fewer positions than one cycle of blocks: the last rank holds no key at all.
         _case(TINY, 40, 32, batch=1),
+        # The released model's settings (window 2032, p = s = 0.55) past the window: a chunk and a decode.
+        _case(RELEASED, 3001, 256, batch=1, q_heads=2, kv_heads=1, calls=[(2990, 3001), (2500, 2501)]),
     ]
     ranks = spawn_ranks(_sharded, world, cases, timeout_s=60)
     for case, *per_rank in zip(cases, *ranks, strict=True):
