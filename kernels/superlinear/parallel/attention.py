@@ -33,8 +33,11 @@ from ..search.reference import (
 from ..span.reference import TiledKV, gate, interval_attention, merge_by_lse, tile_keys_values
 from .collectives import all_gather_stacked
 from .layout import PositionShards
+from .tiles import lazy_tiles
 
 DEFAULT_BLOCK_Q = 256
+# Calls with at most this many queries gather key tiles on demand instead of copying the whole cache.
+LAZY_MAX_QUERIES = 64
 NEG_INF = float("-inf")
 
 
@@ -72,7 +75,8 @@ def context_parallel_attention(
     local_len = shards.count_below(last + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
-    kv = tile_keys_values(K, V)
+    # A few queries (decode) read a small part of the cache: gather just those tiles.
+    kv = lazy_tiles(K, V) if q_len <= LAZY_MAX_QUERIES and local_len else tile_keys_values(K, V)
     offsets = all_stripe_offsets(params, last)
     block = block_q or DEFAULT_BLOCK_Q
     outputs = []
@@ -193,7 +197,8 @@ def context_parallel_dense_attention(
     positions = cache_position.to(device=Q.device, dtype=torch.int64)
     local_len = shards.count_below(int(positions.max()) + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
-    kv = tile_keys_values(K[:, :, :local_len], V[:, :, :local_len])
+    K, V = K[:, :, :local_len], V[:, :, :local_len]
+    kv = lazy_tiles(K, V) if q_len <= LAZY_MAX_QUERIES and local_len else tile_keys_values(K, V)
     outputs = []
     for i in range(0, q_len, DEFAULT_BLOCK_Q):
         rows = positions[i : i + DEFAULT_BLOCK_Q]
