@@ -22,12 +22,11 @@ import torch.multiprocessing as mp
 from ...core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
 from ..hybrid.state import StateCheckpoint
 from ..torch_model import TorchModel
-from .launch import init_rank
 from .link import RankLink
 from .model import model_bytes, sharded_state
 from .state import ShardedState, import_sharded, rank_arrays
 from .steps import append_tokens, decode_rows
-from .worker import SERVING_TIMEOUT, LaunchSpec, load_shard, rank_device, worker_main
+from .worker import LaunchSpec, join_ranks, load_shard, rank_device, worker_main
 
 __all__ = ["ShardedTorchModel", "launch_sharded_model"]
 
@@ -152,7 +151,7 @@ class ShardedTorchModel(TorchModel):
         plan = self.lm.shard_plan
         with self.link.command("import", state.handle, max_seq_len):
             parts = [{}] + [rank_arrays(tensors, plan, rank) for rank in range(1, plan.world)]
-            dist.scatter_object_list([None], parts, src=0)
+            dist.scatter_object_list([None], parts, src=0, group=self.link.group)
         weakref.finalize(state, self.link.forget, "state", state.handle)
         return state
 
@@ -206,10 +205,15 @@ def launch_sharded_model(
 ) -> ShardedTorchModel:
     """Spawn ``world - 1`` worker ranks, join them as rank 0 here, load every rank's shard; return the port.
 
-    NCCL on CUDA (rank r on ``cuda:r``), gloo on CPU.
+    NCCL on CUDA (rank r on ``cuda:r``), gloo on CPU. Raises ValueError when CUDA has fewer than ``world``
+    devices; if rank 0 cannot load the model, the workers are stopped before the error propagates.
     """
     from .plan import ShardPlan
 
+    if torch.device(device).type == "cuda" and torch.cuda.device_count() < world:
+        raise ValueError(
+            f"--tensor-parallel {world} needs {world} CUDA devices, found {torch.cuda.device_count()}"
+        )
     rendezvous = tempfile.TemporaryDirectory(prefix="spl-ranks-")
     spec = LaunchSpec(
         path=str(path),
@@ -223,6 +227,14 @@ def launch_sharded_model(
     workers = mp.start_processes(
         worker_main, args=(spec,), nprocs=world - 1, join=False, start_method="spawn"
     )
-    init_rank(0, world, spec.init_method, rank_device(device, 0), SERVING_TIMEOUT.total_seconds())
-    model = load_shard(spec, 0)
-    return ShardedTorchModel(model, RankLink(world), workers, rendezvous)
+    try:
+        group = join_ranks(spec, 0)
+        model = load_shard(spec, 0, group)
+    except BaseException:
+        for process in workers.processes:
+            process.kill()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        rendezvous.cleanup()
+        raise
+    return ShardedTorchModel(model, RankLink(world, group), workers, rendezvous)

@@ -20,10 +20,12 @@ from .plan import ShardPlan
 from .state import ShardedState, import_local
 from .steps import append_tokens, decode_rows
 
-__all__ = ["LaunchSpec", "worker_main", "rank_device", "load_shard"]
+__all__ = ["LaunchSpec", "worker_main", "rank_device", "join_ranks", "load_shard"]
 
 log = logging.getLogger(__name__)
-# An idle server leaves the workers waiting for the next operation for as long as it stays idle.
+# Joining: every rank must arrive within this, or the start fails (a worker that died can't hang it).
+STARTUP_TIMEOUT = timedelta(minutes=5)
+# Serving: an idle server leaves the workers waiting for the next operation as long as it stays idle.
 SERVING_TIMEOUT = timedelta(days=30)
 
 
@@ -45,14 +47,22 @@ def rank_device(device: str, rank: int) -> str:
     return f"cuda:{rank}" if torch.device(device).type == "cuda" else device
 
 
-def load_shard(spec: LaunchSpec, rank: int):
-    """Load the checkpoint on this rank's device and shard it; returns the single-process port's model."""
+def join_ranks(spec: LaunchSpec, rank: int):
+    """Join the default group within STARTUP_TIMEOUT; return the group the server runs on (SERVING_TIMEOUT)."""
+    init_rank(
+        rank, spec.world, spec.init_method, rank_device(spec.device, rank), STARTUP_TIMEOUT.total_seconds()
+    )
+    return dist.new_group(timeout=SERVING_TIMEOUT)
+
+
+def load_shard(spec: LaunchSpec, rank: int, group=None):
+    """Load the checkpoint on this rank's device and shard it over ``group``; returns the port's model."""
     from ..torch_model import TorchModel
 
     model = TorchModel.from_dir(
         Path(spec.path), device=rank_device(spec.device, rank), dtype=spec.dtype, chunk_size=spec.chunk_size
     )
-    shard_model(model.lm, ShardPlan(rank, spec.world, spec.block))
+    shard_model(model.lm, ShardPlan(rank, spec.world, spec.block, group))
     return model
 
 
@@ -60,6 +70,7 @@ def load_shard(spec: LaunchSpec, rank: int):
 class _Worker:
     lm: torch.nn.Module
     chunk_size: int
+    group: object
     states: dict[int, ShardedState] = attrs.field(factory=dict)
     checkpoints: dict[int, StateCheckpoint] = attrs.field(factory=dict)
 
@@ -79,14 +90,14 @@ class _Worker:
             "resize": lambda h, n: s[h].resize(n),
             "release": lambda h: s.pop(h).release(),
             "export": lambda h: [None for _ in s[h].export()],
-            "import": lambda h, n: s.__setitem__(h, import_local(self.lm, _scattered(), n)),
+            "import": lambda h, n: s.__setitem__(h, import_local(self.lm, _scattered(self.group), n)),
         }
 
 
-def _scattered() -> dict:
+def _scattered(group) -> dict:
     """Receive this rank's part of rank 0's ``scatter_object_list``."""
     box: list = [None]
-    dist.scatter_object_list(box, None, src=0)
+    dist.scatter_object_list(box, None, src=0, group=group)
     return box[0]
 
 
@@ -109,16 +120,14 @@ def worker_main(index: int, spec: LaunchSpec) -> None:
 
 
 def _serve(rank: int, spec: LaunchSpec) -> None:
-    init_rank(
-        rank, spec.world, spec.init_method, rank_device(spec.device, rank), SERVING_TIMEOUT.total_seconds()
-    )
+    group = join_ranks(spec, rank)
     try:
-        model = load_shard(spec, rank)
-        worker = _Worker(model.lm, spec.chunk_size)
+        model = load_shard(spec, rank, group)
+        worker = _Worker(model.lm, spec.chunk_size, group)
         table = worker.table()
         with torch.inference_mode():
             while True:
-                op, args, forgotten = receive()
+                op, args, forgotten = receive(group)
                 worker.forget(forgotten)
                 if op == STOP:
                     break
