@@ -26,7 +26,7 @@ from .link import RankLink
 from .model import model_bytes, sharded_state
 from .state import ShardedState, import_sharded, rank_arrays
 from .steps import append_tokens, decode_rows
-from .worker import LaunchSpec, join_ranks, load_shard, rank_device, worker_main
+from .worker import LaunchSpec, join_ranks, load_shard, rank_device, weight_bytes_of_ranks, worker_main
 
 __all__ = ["ShardedTorchModel", "launch_sharded_model"]
 
@@ -34,7 +34,14 @@ __all__ = ["ShardedTorchModel", "launch_sharded_model"]
 class ShardedTorchModel(TorchModel):
     """A ``TorchModel`` whose model is sharded over ``link.world`` ranks, driven from rank 0."""
 
-    def __init__(self, model: TorchModel, link: RankLink, workers=None, rendezvous=None):
+    def __init__(
+        self,
+        model: TorchModel,
+        link: RankLink,
+        workers=None,
+        rendezvous=None,
+        weight_bytes: list[int] | None = None,
+    ):
         super().__init__(
             model.lm, name=model.info.name, fingerprint=model.info.fingerprint, chunk_size=model.chunk_size
         )
@@ -43,6 +50,7 @@ class ShardedTorchModel(TorchModel):
         self.link = link
         self._workers = workers
         self._rendezvous = rendezvous
+        self._weight_bytes = weight_bytes or [model_bytes(model.lm)]
         self._ids = itertools.count(1)
         self._checkpoint_ids: weakref.WeakKeyDictionary[StateCheckpoint, int] = weakref.WeakKeyDictionary()
 
@@ -160,7 +168,7 @@ class ShardedTorchModel(TorchModel):
         return super().bytes_for(self.lm.shard_plan.shards.count_below(tokens, rank=0))
 
     def ranks_status(self) -> list[dict]:
-        """Per rank: whether it runs, its process id and device, and its weight bytes (never waits on a rank)."""
+        """Per rank: whether it runs, its process id, device and parameter bytes (never waits on a rank)."""
         plan = self.lm.shard_plan
         rows = [
             {
@@ -168,7 +176,6 @@ class ShardedTorchModel(TorchModel):
                 "alive": not self.link.closed,
                 "pid": os.getpid(),
                 "device": str(self.lm.device),
-                "weight_bytes": model_bytes(self.lm),
             }
         ]
         for rank, process in enumerate(self._workers.processes if self._workers else [], start=1):
@@ -180,6 +187,8 @@ class ShardedTorchModel(TorchModel):
                     "device": rank_device(str(self.lm.device), rank),
                 }
             )
+        for row, size in zip(rows, self._weight_bytes, strict=False):
+            row["weight_bytes"] = size
         return rows[: plan.world]
 
     def close(self) -> None:
@@ -230,6 +239,7 @@ def launch_sharded_model(
     try:
         group = join_ranks(spec, 0)
         model = load_shard(spec, 0, group)
+        weights = weight_bytes_of_ranks(model.lm, group)
     except BaseException:
         for process in workers.processes:
             process.kill()
@@ -237,4 +247,4 @@ def launch_sharded_model(
             dist.destroy_process_group()
         rendezvous.cleanup()
         raise
-    return ShardedTorchModel(model, RankLink(world, group), workers, rendezvous)
+    return ShardedTorchModel(model, RankLink(world, group), workers, rendezvous, weights)

@@ -15,12 +15,12 @@ import torch.distributed as dist
 from ..hybrid.state import StateCheckpoint
 from .launch import init_rank
 from .link import STOP, receive
-from .model import shard_model, sharded_state
+from .model import model_bytes, shard_model, sharded_state
 from .plan import ShardPlan
 from .state import ShardedState, import_local
 from .steps import append_tokens, decode_rows
 
-__all__ = ["LaunchSpec", "worker_main", "rank_device", "join_ranks", "load_shard"]
+__all__ = ["LaunchSpec", "worker_main", "rank_device", "join_ranks", "load_shard", "weight_bytes_of_ranks"]
 
 log = logging.getLogger(__name__)
 # Joining: every rank must arrive within this, or the start fails (a worker that died can't hang it).
@@ -64,6 +64,13 @@ def load_shard(spec: LaunchSpec, rank: int, group=None):
     )
     shard_model(model.lm, ShardPlan(rank, spec.world, spec.block, group))
     return model
+
+
+def weight_bytes_of_ranks(lm, group) -> list[int]:
+    """Every rank's parameter bytes, in rank order (a collective: every rank calls it once after loading)."""
+    sizes: list = [None] * dist.get_world_size(group)
+    dist.all_gather_object(sizes, model_bytes(lm), group=group)
+    return sizes
 
 
 @attrs.define(eq=False)
@@ -123,6 +130,7 @@ def _serve(rank: int, spec: LaunchSpec) -> None:
     group = join_ranks(spec, rank)
     try:
         model = load_shard(spec, rank, group)
+        weight_bytes_of_ranks(model.lm, group)
         worker = _Worker(model.lm, spec.chunk_size, group)
         table = worker.table()
         with torch.inference_mode():

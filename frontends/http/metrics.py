@@ -80,9 +80,12 @@ def _rank_metrics(service: SessionService) -> Iterator[GaugeMetricFamily]:
     if ranks is None:
         return
     alive = GaugeMetricFamily("spl_rank_alive", "Whether each rank of the sharded model runs", labels=["rank"])
+    weights = GaugeMetricFamily("spl_rank_weight_bytes", "Parameter bytes each rank holds", labels=["rank"])
     for row in ranks():
         alive.add_metric([str(row["rank"])], 1 if row["alive"] else 0)
+        weights.add_metric([str(row["rank"])], row.get("weight_bytes", 0))
     yield alive
+    yield weights
 
 
 class Metrics:

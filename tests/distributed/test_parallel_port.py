@@ -75,6 +75,12 @@ def test_the_sharded_port_generates_like_the_single_process_port(ports):
     assert _greedy(sharded, sharded.fork(into_sharded), 2) == _greedy(single, single.fork(into_single), 2)
     status = sharded.ranks_status()
     assert [row["rank"] for row in status] == [0, 1] and all(row["alive"] for row in status)
+    # Each rank holds half the routed experts (8 of them, 4 + 4): equal shares, less than the whole model.
+    assert (
+        status[0]["weight_bytes"]
+        == status[1]["weight_bytes"]
+        < sum(p.numel() * p.element_size() for p in single.lm.parameters())
+    )
 
 
 @pytest.mark.timeout(120)

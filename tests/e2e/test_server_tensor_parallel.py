@@ -44,7 +44,9 @@ def test_a_server_sharded_over_two_gloo_ranks_answers_like_one_process(
     with launch_server(server_env, tmp_path / "server.log", *flags) as (url, _proc):
         health = requests.get(f"{url}/health", timeout=5).json()
         assert [(r["rank"], r["alive"]) for r in health["ranks"]] == [(0, True), (1, True)]
-        assert 'spl_rank_alive{rank="1"} 1.0' in requests.get(f"{url}/metrics", timeout=5).text
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        assert 'spl_rank_alive{rank="1"} 1.0' in metrics and 'spl_rank_weight_bytes{rank="1"}' in metrics
+        assert all(row["weight_bytes"] > 0 for row in health["ranks"])
 
         sharded, single = (OpenAI(base_url=f"{u}/v1", api_key="x", max_retries=0, timeout=120) for u in (url, server))
         args = dict(messages=FIRST, max_tokens=12, temperature=0, extra_body={"chat_template_kwargs": NO_THINK})
