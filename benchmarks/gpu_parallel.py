@@ -42,19 +42,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", choices=sorted(PRESETS), default="nano30b")
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    p.add_argument("--worlds", default="1,2", help="comma-separated world sizes to compare")
+    p.add_argument("--worlds", default=None, help="comma-separated world sizes to compare (default: 1,2)")
     p.add_argument("--context", type=int, default=65536, help="tokens held by each session before decoding")
     p.add_argument("--sessions", type=int, default=1, help="concurrent sessions")
     p.add_argument("--decode", type=int, default=32, help="tokens decoded per session")
     p.add_argument("--fill", choices=["random", "prefill"], default=None, help="default: random (--smoke: prefill)")
     p.add_argument("--chunk", type=int, default=8192, help="prefill chunk size (--fill prefill)")
     p.add_argument("--block", type=int, default=256, help="positions per block dealt to the ranks")
+    p.add_argument("--shard-single", action="store_true",
+                   help="run world 1 through the sharded path too (one NCCL rank: its overhead alone)")
     p.add_argument("--timeout-s", type=float, default=570.0, help="limit per world size")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     args = p.parse_args(argv)
     args.fill = args.fill or ("prefill" if args.smoke else "random")
+    args.worlds = args.worlds or "1,2"
     if args.smoke:
-        args.preset, args.device, args.dtype, args.worlds = "tiny", "cpu", "fp32", "1,2"
+        args.preset, args.device, args.dtype = "tiny", "cpu", "fp32"
         args.context, args.sessions, args.decode, args.chunk, args.block = 300, 2, 4, 128, 32
     return args
 
@@ -87,7 +90,7 @@ def _rank(rank: int, world: int, opts: dict) -> dict:
     device = torch.device(f"cuda:{rank}" if opts["device"] == "cuda" else opts["device"])
     cfg = HybridConfig.from_dict(PRESETS[opts["preset"]]())
     model = random_model(cfg, device=device, dtype=DTYPES[opts["dtype"]], seed=0)
-    if world > 1:
+    if world > 1 or opts["shard_single"]:
         shard_model(model, ShardPlan(rank, world, opts["block"]))
     gen = torch.Generator(device=device).manual_seed(1)
     record = {"rank": rank, "device": str(device)}
@@ -107,7 +110,7 @@ def _rank(rank: int, world: int, opts: dict) -> dict:
 
 
 def _new_state(model, world: int, length: int) -> HybridState:
-    if world > 1:
+    if hasattr(model, "shard_plan"):
         return sharded_state(model, length)
     return HybridState.empty(model.config, length, device=model.device, dtype=model.dtype)
 
@@ -135,7 +138,7 @@ def _decode(model, states: list[HybridState], steps: int, device: torch.device) 
 
 def run(args: argparse.Namespace) -> dict:
     opts = {k: getattr(args, k) for k in ("device", "preset", "dtype", "context", "sessions", "decode", "fill",
-                                          "chunk", "block")}
+                                          "chunk", "block", "shard_single")}
     record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host": platform.node(),
               "torch": torch.__version__, "options": opts, "runs": []}
     if args.device == "cuda":

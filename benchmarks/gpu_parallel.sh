@@ -15,11 +15,16 @@ if [ "${1:-}" = "--smoke" ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 GPUS=$(nvidia-smi -L | wc -l)
-STEPS=${STEPS:-tests 1m 10m sessions}
+STEPS=${STEPS:-tests nccl1 1m 10m sessions}
 for step in $STEPS; do
   case $step in
     # The gloo tests, then the same checks would need NCCL ranks: the bench's own runs compare worlds.
     tests) timeout 300 python3 -m pytest -q -p no:cacheprovider tests/distributed 2>&1 | tail -20 | tee "$OUT/tests.log" ;;
+    # One GPU: the plain model against the sharded path with one NCCL rank (the path's own overhead).
+    nccl1) timeout 900 python3 benchmarks/gpu_parallel.py --worlds 1 --context 65536 --decode 32 \
+             --out "$OUT/ctx64k_plain.json" 2>&1 | tee "$OUT/nccl1.log"
+           timeout 900 python3 benchmarks/gpu_parallel.py --worlds 1 --shard-single --context 65536 --decode 32 \
+             --out "$OUT/ctx64k_nccl1.json" 2>&1 | tee -a "$OUT/nccl1.log" ;;
     # 1M context, batch-1 decode, 2 GPUs vs 1 (target >= 1.3x).
     1m) timeout 1200 python3 benchmarks/gpu_parallel.py --worlds 1,2 --context 1048576 --decode 32 \
           --out "$OUT/ctx1m.json" 2>&1 | tee "$OUT/ctx1m.log" ;;
