@@ -1,17 +1,20 @@
 """Shard a loaded hybrid model over the ranks of a process group, and make states for it.
 
 Attention layers become context parallel (each rank keeps the KV of its positions), MoE layers expert
-parallel (each rank keeps its share of the experts). Embeddings, norms, Mamba layers, dense MLPs and the
-LM head stay replicated: every rank computes every token's hidden state, so each rank returns the same
-logits and any rank can sample. ``HybridLM.forward`` and ``HybridState`` work unchanged on the result.
+parallel (each rank keeps its share of the experts), Mamba-2 layers head parallel when their SSM groups
+divide evenly (each rank keeps its groups of heads and their recurrent state). Embeddings, norms, dense
+MLPs and the LM head stay replicated: every rank computes every token's hidden state, so each rank returns
+the same logits and any rank can sample. ``HybridLM.forward`` and ``HybridState`` work unchanged on the result.
 """
 
 from __future__ import annotations
 
 from ..hybrid.attention import DenseAttention
+from ..hybrid.mamba import Mamba2Mixer
 from ..hybrid.model import HybridLM
 from ..hybrid.moe import MoE
 from .attention import ContextParallelAttention
+from .mamba import HeadParallelMamba
 from .moe import ExpertParallelMoE
 from .plan import ShardPlan
 from .state import ShardedState
@@ -29,6 +32,8 @@ def shard_model(model: HybridLM, plan: ShardPlan) -> HybridLM:
             block.mixer = ContextParallelAttention(block.mixer, plan.group)
         elif isinstance(block.mixer, MoE):
             block.mixer = ExpertParallelMoE(block.mixer, plan.rank, plan.world, plan.group)
+        elif isinstance(block.mixer, Mamba2Mixer) and plan.splits_mamba(model.config):
+            block.mixer = HeadParallelMamba(block.mixer, model.config, plan.rank, plan.world, plan.group)
     model.shard_plan = plan
     return model
 

@@ -158,7 +158,7 @@ class ShardedTorchModel(TorchModel):
         state.handle = next(self._ids)
         plan = self.lm.shard_plan
         with self.link.command("import", state.handle, max_seq_len):
-            parts = [{}] + [rank_arrays(tensors, plan, rank) for rank in range(1, plan.world)]
+            parts = [{}] + [rank_arrays(tensors, self.config, plan, rank) for rank in range(1, plan.world)]
             dist.scatter_object_list([None], parts, src=0, group=self.link.group)
         weakref.finalize(state, self.link.forget, "state", state.handle)
         return state

@@ -15,10 +15,11 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from ...kernels.superlinear.parallel import world_of
+from ...kernels.superlinear.parallel import gather_to_first, world_of
 from ..hybrid.config import HybridConfig
 from ..hybrid.state import HybridState, KVCache, MambaCache
 from .cache import ShardedKVCache
+from .mamba import assemble_mamba, local_mamba_config, slice_mamba_arrays
 from .plan import ShardPlan
 
 __all__ = ["ShardedState", "import_local", "import_sharded", "rank_arrays"]
@@ -29,6 +30,8 @@ class ShardedState(HybridState):
     """A state whose KV caches (``ShardedKVCache``) hold this rank's positions of the sequence."""
 
     plan: ShardPlan | None = attrs.field(default=None, kw_only=True)
+    # The whole model's config (Mamba layers may hold only this rank's heads).
+    config: HybridConfig | None = attrs.field(default=None, kw_only=True)
     # The id every rank knows this sequence by (given by rank 0 when a server drives the ranks).
     handle: int = attrs.field(default=0, kw_only=True)
 
@@ -37,9 +40,10 @@ class ShardedState(HybridState):
         cls, cfg: HybridConfig, max_seq_len: int, plan: ShardPlan, *, device, dtype
     ) -> ShardedState:
         """Create a sharded state holding no tokens."""
-        full = HybridState.empty(cfg, max_seq_len, device=device, dtype=dtype)
+        local_cfg = local_mamba_config(cfg, plan.world) if plan.splits_mamba(cfg) else cfg
+        full = HybridState.empty(local_cfg, max_seq_len, device=device, dtype=dtype)
         layers = [_shard_cache(cache, plan) for cache in full.layers]
-        return cls(layers=layers, max_seq_len=max_seq_len, plan=plan)
+        return cls(layers=layers, max_seq_len=max_seq_len, plan=plan, config=cfg)
 
     def fork(self) -> ShardedState:
         """Return an independent copy; each rank copies its own positions (no communication)."""
@@ -55,7 +59,12 @@ class ShardedState(HybridState):
                 layers.append(None)
         logits = None if self.logits is None else self.logits.clone()
         return ShardedState(
-            layers=layers, max_seq_len=self.max_seq_len, cursor=self.cursor, logits=logits, plan=self.plan
+            layers=layers,
+            max_seq_len=self.max_seq_len,
+            cursor=self.cursor,
+            logits=logits,
+            plan=self.plan,
+            config=self.config,
         )
 
     def export(self) -> Iterator[tuple[str, torch.Tensor | None]]:
@@ -70,10 +79,17 @@ class ShardedState(HybridState):
                 yield f"layers.{i}.k", _gather_positions(cache.k, self.cursor, self.plan)
                 yield f"layers.{i}.v", _gather_positions(cache.v, self.cursor, self.plan)
             elif isinstance(cache, MambaCache):
-                yield f"layers.{i}.conv", cache.conv.to("cpu", copy=True)
-                yield f"layers.{i}.ssm", cache.ssm.to("cpu", copy=True)
+                yield f"layers.{i}.conv", self._recurrent(cache.conv, "conv")
+                yield f"layers.{i}.ssm", self._recurrent(cache.ssm, "ssm")
         if self.logits is not None:
             yield "logits", self.logits.to("cpu", copy=True)
+
+    def _recurrent(self, local: torch.Tensor, part: str) -> torch.Tensor | None:
+        """A Mamba conv or SSM state in the single-process layout (gathered to rank 0 when split)."""
+        if not self.plan.splits_mamba(self.config):
+            return local.to("cpu", copy=True)
+        parts = gather_to_first(local, self.plan.group, self.plan.rank)
+        return None if parts is None else assemble_mamba(parts, self.config, part)
 
 
 def import_sharded(model, arrays: Mapping[str, torch.Tensor], max_seq_len: int) -> ShardedState:
@@ -83,19 +99,31 @@ def import_sharded(model, arrays: Mapping[str, torch.Tensor], max_seq_len: int) 
     ``HybridState.from_arrays``.
     """
     plan: ShardPlan = model.shard_plan
+    cfg = model.config
 
-    def empty(cfg, length, *, device, dtype):
+    def empty(_cfg, length, *, device, dtype):
         return ShardedState.empty_sharded(cfg, length, plan, device=device, dtype=dtype)
 
+    if plan.splits_mamba(cfg):
+        # Checked against the whole layout here; from_arrays then checks the rest against this rank's.
+        arrays = slice_mamba_arrays(arrays, cfg, plan.rank, plan.world)
+        cfg_arrays = local_mamba_config(cfg, plan.world)
+    else:
+        cfg_arrays = cfg
     return HybridState.from_arrays(
-        model.config, arrays, max_seq_len=max_seq_len, device=model.device, dtype=model.dtype, empty=empty
+        cfg_arrays, arrays, max_seq_len=max_seq_len, device=model.device, dtype=model.dtype, empty=empty
     )
 
 
-def rank_arrays(arrays: Mapping[str, torch.Tensor], plan: ShardPlan, rank: int) -> dict[str, torch.Tensor]:
-    """The part of single-process ``export()`` arrays that ``rank`` keeps: KV of its positions, the rest."""
+def rank_arrays(
+    arrays: Mapping[str, torch.Tensor], cfg: HybridConfig, plan: ShardPlan, rank: int
+) -> dict[str, torch.Tensor]:
+    """The part of checked single-process ``export()`` arrays that ``rank`` keeps: KV of its positions,
+    its Mamba slice when Mamba is split, the rest whole."""
     cursor = int(arrays["cursor"].reshape(()))
     positions = plan.shards.positions(0, cursor, rank=rank)
+    if plan.splits_mamba(cfg):
+        arrays = slice_mamba_arrays(arrays, cfg, rank, plan.world)
     return {
         name: array[:, :, positions].clone() if name.endswith((".k", ".v")) else array
         for name, array in arrays.items()

@@ -34,7 +34,8 @@ def decode_rows(lm: HybridLM, states: Sequence[HybridState], ids: Sequence[int])
                 [block.mixer(normed[b : b + 1], cache, pos) for b, (cache, pos) in enumerate(rows)]
             )
         elif block.kind == "M":
-            mixed = mamba_rows(block.mixer, normed, caches)
+            rows = getattr(block.mixer, "rows", None)
+            mixed = rows(normed, caches) if rows is not None else mamba_rows(block.mixer, normed, caches)
         else:
             mixed = block.mixer(normed)
         hidden = hidden + mixed

@@ -1,6 +1,7 @@
 """The hybrid model sharded over 2 gloo ranks (context-parallel attention, expert-parallel MoE) gives the
 single-process logits and greedy tokens, in chunked prefill and in decode, for Superlinear and dense
-attention (the dense model with 7 experts, shared 4 + 3); a sharded state's snapshot loads into a
+attention (the dense model with 7 experts, shared 4 + 3; Mamba-2 split by heads in the Superlinear model,
+replicated in the dense one); a sharded state's snapshot loads into a
 single-process model and the other way round, through the filesystem store. One spawn runs both models."""
 
 import torch
@@ -16,6 +17,8 @@ from superlinear.storage.filesystem import FilesystemSnapshotStore
 PROMPT, CHUNKS, STEPS, MORE = 70, (41, 29), 6, 3
 WORLD = 2
 OVERRIDES = {"superlinear-exp": {}, "nemotron_h": {"n_routed_experts": 7}}
+# Mamba-2 split by heads (2 SSM groups, one per rank) in one model, replicated in the other.
+SPLIT_MAMBA = {"superlinear-exp": True, "nemotron_h": False}
 
 
 def _model(model_type: str):
@@ -54,7 +57,8 @@ def _one_model(rank: int, world: int, model_type: str, prompt, hidden, snapshot)
     moe = ExpertParallelMoE(model.layers[1].mixer, rank, world)
     with torch.inference_mode():
         moe_out = moe(hidden)
-    model = shard_model(model, ShardPlan(rank, world, block=8))
+    model = shard_model(model, ShardPlan(rank, world, block=8, split_mamba=SPLIT_MAMBA[model_type]))
+    mamba_kinds = {type(block.mixer).__name__ for block in model.layers if block.kind == "M"}
     state = sharded_state(model, 256)
     tokens, logits = _generate(model, state, prompt)
     exported = list(state.export())
@@ -66,6 +70,7 @@ def _one_model(rank: int, world: int, model_type: str, prompt, hidden, snapshot)
         "logits": logits,
         "moe": moe_out,
         "experts": moe.stop - moe.first,
+        "mamba": mamba_kinds,
         "export": exported,
         "fork": from_fork,
         "after_fork": after_fork,
@@ -124,6 +129,8 @@ def test_sharded_models_generate_the_single_process_tokens(tmp_path):
         assert [r["experts"] for r in got_ranks] == [
             share(experts, r, WORLD)[1] - share(experts, r, WORLD)[0] for r in range(WORLD)
         ]
+        want_kind = "HeadParallelMamba" if SPLIT_MAMBA[model_type] else "Mamba2Mixer"
+        assert all(r["mamba"] == {want_kind} for r in got_ranks)
         _check_ranks(got_ranks, want)
         _check_snapshot(got_ranks[0]["export"], want, tmp_path / model_type)
 

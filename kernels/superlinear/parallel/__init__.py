@@ -7,7 +7,7 @@ from .attention import (
     merge_partials,
     merge_top_k,
 )
-from .collectives import all_gather_stacked, world_of
+from .collectives import all_gather_stacked, gather_to_first, world_of
 from .layout import DEFAULT_BLOCK, PositionShards
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "all_gather_stacked",
     "context_parallel_attention",
     "context_parallel_dense_attention",
+    "gather_to_first",
     "local_top_k",
     "merge_partials",
     "merge_top_k",

@@ -24,3 +24,14 @@ def all_gather_stacked(tensor: torch.Tensor, group=None) -> torch.Tensor:
     parts = [torch.empty_like(tensor) for _ in range(world)]
     dist.all_gather(parts, tensor, group=group)
     return torch.stack(parts)
+
+
+def gather_to_first(tensor: torch.Tensor, group=None, rank: int = 0) -> list[torch.Tensor] | None:
+    """Gather every rank's ``tensor`` (one shape on all ranks) to rank 0: the list in rank order there,
+    None on the other ranks; ``rank`` is the caller's rank."""
+    world = world_of(group)
+    if world == 1:
+        return [tensor]
+    parts = [torch.empty_like(tensor) for _ in range(world)] if rank == 0 else None
+    dist.gather(tensor.contiguous(), parts, dst=0, group=group)
+    return parts
