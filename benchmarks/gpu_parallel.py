@@ -102,7 +102,7 @@ def _rank(rank: int, world: int, opts: dict) -> dict:
             _fill(model, state, opts, gen, device)
         _sync(device)
         record["fill_s"] = time.perf_counter() - start
-        record["decode_s"] = _decode(model, states, opts["decode"], device)
+        record["decode_s"], record["tokens"] = _decode(model, states, opts["decode"], device)
     record["decode_tok_s"] = opts["sessions"] * opts["decode"] / record["decode_s"]
     if device.type == "cuda":
         record["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -125,15 +125,19 @@ def _fill(model, state: HybridState, opts: dict, gen: torch.Generator, device: t
         model(ids[:, start : start + opts["chunk"]], state)
 
 
-def _decode(model, states: list[HybridState], steps: int, device: torch.device) -> float:
-    """Decode ``steps`` greedy tokens in every state, all sessions in one batched step; returns the seconds."""
+def _decode(model, states: list[HybridState], steps: int, device: torch.device) -> tuple[float, list[int]]:
+    """Decode ``steps`` greedy tokens in every state, all sessions in one batched step; returns the seconds
+    and the first session's tokens."""
     step = decode_rows if hasattr(model, "shard_plan") else decode_step
+    tokens = []
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        step(model, states, [int(state.logits.argmax()) for state in states])
+        chosen = [int(state.logits.argmax()) for state in states]
+        tokens.append(chosen[0])
+        step(model, states, chosen)
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, tokens
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -152,8 +156,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def summary_row(base: dict, run: dict) -> str:
     speedup = run["decode_tok_s"] / base["decode_tok_s"]
+    # With a real prefill both runs decode the same text, so the greedy tokens should agree (fp32 exactly;
+    # bf16 may part at a near tie); with random contexts they differ by construction.
+    same = "same tokens" if run["tokens"] == base["tokens"] else "other tokens"
     return (f"world {run['world']}: fill {run['fill_s']:.2f} s, decode {run['decode_tok_s']:.1f} tok/s "
-            f"aggregate ({speedup:.2f}x world {base['world']})"
+            f"aggregate ({speedup:.2f}x world {base['world']}, {same})"
             + (f", peak {run['peak_gib']:.1f} GiB on rank 0" if "peak_gib" in run else ""))
 
 
