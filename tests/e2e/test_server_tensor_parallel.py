@@ -6,6 +6,7 @@ rank dies, /health says so."""
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from openai import OpenAI
@@ -19,6 +20,14 @@ def greedy_turn(url: str, sid: str, messages: list, n: int = 8) -> list[str]:
     r = requests.post(f"{url}/v1/chat/completions", timeout=120, json={
         "session_id": sid, "messages": messages, "max_tokens": n, "temperature": 0,
         "chat_template_kwargs": NO_THINK, "logprobs": True})
+    assert r.status_code == 200, r.text
+    return [t["token"] for t in r.json()["choices"][0]["logprobs"]["content"]]
+
+
+def stateless_turn(url: str, messages: list, n: int = 10) -> list[str]:
+    r = requests.post(f"{url}/v1/chat/completions", timeout=120, json={
+        "messages": messages, "max_tokens": n, "temperature": 0, "chat_template_kwargs": NO_THINK,
+        "logprobs": True})
     assert r.status_code == 200, r.text
     return [t["token"] for t in r.json()["choices"][0]["logprobs"]["content"]]
 
@@ -53,6 +62,12 @@ def test_a_server_sharded_over_two_gloo_ranks_answers_like_one_process(
         one = single.chat.completions.create(model=single.models.list().data[0].id, **args)
         two = sharded.chat.completions.create(model=sharded.models.list().data[0].id, **args)
         assert two.choices[0].message.content == one.choices[0].message.content
+
+        # Two requests at once: the engine interleaves (and may batch) their steps on every rank.
+        prompts = [[{"role": "user", "content": f"Count to {n}."}] for n in (3, 7)]
+        with ThreadPoolExecutor(2) as pool:
+            both = list(pool.map(lambda m: stateless_turn(url, m), prompts))
+        assert both == [stateless_turn(server, m) for m in prompts]
 
         from_sharded, sharded_next = saved_after_a_turn(url, "tp-sharded")
         assert loaded_turn(server, from_sharded, "tp-into-single") == sharded_next
