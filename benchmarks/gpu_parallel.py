@@ -38,7 +38,9 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--smoke", action="store_true", help="tiny model on CPU with gloo: worlds 1,2, short context")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny model on CPU with gloo: worlds 1,2, short context"
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), default="nano30b")
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
@@ -46,11 +48,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--context", type=int, default=65536, help="tokens held by each session before decoding")
     p.add_argument("--sessions", type=int, default=1, help="concurrent sessions")
     p.add_argument("--decode", type=int, default=32, help="tokens decoded per session")
-    p.add_argument("--fill", choices=["random", "prefill"], default=None, help="default: random (--smoke: prefill)")
+    p.add_argument(
+        "--fill", choices=["random", "prefill"], default=None, help="default: random (--smoke: prefill)"
+    )
     p.add_argument("--chunk", type=int, default=8192, help="prefill chunk size (--fill prefill)")
     p.add_argument("--block", type=int, default=256, help="positions per block dealt to the ranks")
-    p.add_argument("--shard-single", action="store_true",
-                   help="run world 1 through the sharded path too (one NCCL rank: its overhead alone)")
+    p.add_argument(
+        "--shard-single",
+        action="store_true",
+        help="run world 1 through the sharded path too (one NCCL rank: its overhead alone)",
+    )
     p.add_argument("--timeout-s", type=float, default=570.0, help="limit per world size")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     args = p.parse_args(argv)
@@ -95,7 +102,9 @@ def _rank(rank: int, world: int, opts: dict) -> dict:
     gen = torch.Generator(device=device).manual_seed(1)
     record = {"rank": rank, "device": str(device)}
     with torch.inference_mode():
-        states = [_new_state(model, world, opts["context"] + opts["decode"] + 1) for _ in range(opts["sessions"])]
+        states = [
+            _new_state(model, world, opts["context"] + opts["decode"] + 1) for _ in range(opts["sessions"])
+        ]
         _sync(device)
         start = time.perf_counter()
         for state in states:
@@ -141,10 +150,28 @@ def _decode(model, states: list[HybridState], steps: int, device: torch.device) 
 
 
 def run(args: argparse.Namespace) -> dict:
-    opts = {k: getattr(args, k) for k in ("device", "preset", "dtype", "context", "sessions", "decode", "fill",
-                                          "chunk", "block", "shard_single")}
-    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host": platform.node(),
-              "torch": torch.__version__, "options": opts, "runs": []}
+    opts = {
+        k: getattr(args, k)
+        for k in (
+            "device",
+            "preset",
+            "dtype",
+            "context",
+            "sessions",
+            "decode",
+            "fill",
+            "chunk",
+            "block",
+            "shard_single",
+        )
+    }
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "options": opts,
+        "runs": [],
+    }
     if args.device == "cuda":
         record["gpu"] = torch.cuda.get_device_name(0)
     for world in (int(w) for w in args.worlds.split(",")):
@@ -159,15 +186,20 @@ def summary_row(base: dict, run: dict) -> str:
     # With a real prefill both runs decode the same text, so the greedy tokens should agree (fp32 exactly;
     # bf16 may part at a near tie); with random contexts they differ by construction.
     same = "same tokens" if run["tokens"] == base["tokens"] else "other tokens"
-    return (f"world {run['world']}: fill {run['fill_s']:.2f} s, decode {run['decode_tok_s']:.1f} tok/s "
-            f"aggregate ({speedup:.2f}x world {base['world']}, {same})"
-            + (f", peak {run['peak_gib']:.1f} GiB on rank 0" if "peak_gib" in run else ""))
+    return (
+        f"world {run['world']}: fill {run['fill_s']:.2f} s, decode {run['decode_tok_s']:.1f} tok/s "
+        f"aggregate ({speedup:.2f}x world {base['world']}, {same})"
+        + (f", peak {run['peak_gib']:.1f} GiB on rank 0" if "peak_gib" in run else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"{args.preset} {args.dtype} on {args.device}: {args.sessions} session(s) x {args.context} tokens "
-          f"({args.fill}), {args.decode} decode steps, worlds {args.worlds}", flush=True)
+    print(
+        f"{args.preset} {args.dtype} on {args.device}: {args.sessions} session(s) x {args.context} tokens "
+        f"({args.fill}), {args.decode} decode steps, worlds {args.worlds}",
+        flush=True,
+    )
     record = run(args)
     if args.out:
         args.out.write_text(json.dumps(record, indent=2) + "\n")
