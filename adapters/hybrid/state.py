@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 import torch
@@ -150,14 +150,16 @@ class HybridState:
         max_seq_len: int,
         device: torch.device | str,
         dtype: torch.dtype,
+        empty: Callable[..., HybridState] | None = None,
     ) -> HybridState:
         """Rebuild a state from `export()` output; raise ValueError naming a missing, extra or bad array.
 
         `logits` may be absent (a state imported from a published server's snapshot holds none): the state
-        then has no logits until its next append.
+        then has no logits until its next append. `empty(cfg, max_seq_len, device=, dtype=)` makes the state
+        to fill (default `cls.empty`; a sharded model passes one whose KV caches hold its positions only).
         """
         cursor = _read_cursor(arrays)
-        state = cls.empty(cfg, max(max_seq_len, 1), device=device, dtype=dtype)
+        state = (empty or cls.empty)(cfg, max(max_seq_len, 1), device=device, dtype=dtype)
         if cursor > max_seq_len:
             raise ValueError(f"the arrays hold {cursor} tokens, more than max_seq_len {max_seq_len}")
         state.reserve(cursor)

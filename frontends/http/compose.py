@@ -15,11 +15,13 @@ import pluggy
 
 from ...adapters import default_model_dir, load_model_from_dir, resolve_model_dir
 from ...adapters.cpu_threads import set_torch_threads
+from ...adapters.generation import generation_defaults
 from ...adapters.grammar import LLGuidanceGrammars
 from ...adapters.memory import default_kv_budget
 from ...adapters.placement import resolve_placement
+from ...adapters.tokenizer import HFTokenizer
 from ...core import ChatRequest, Engine, SessionService
-from ...core.ports import RandomIds, StopRule, SystemClock
+from ...core.ports import LoadedModel, RandomIds, StopRule, SystemClock
 from ...core.prefix_cache import PrefixCache
 from ...plugins import build_plugin_manager, collect
 from ...storage import FilesystemSnapshotStore, default_snapshot_root
@@ -67,6 +69,8 @@ class Settings:
     keep_sessions: bool = True
     # Host names allowed in Host/Origin besides loopback ones (--allow-host); "*" allows any.
     allowed_hosts: tuple[str, ...] = ()
+    # Ranks the model is sharded over (context-parallel attention, expert-parallel MoE); 1: no sharding.
+    tensor_parallel: int = 1
 
     @property
     def host_check(self) -> tuple[str, ...] | None:
@@ -101,8 +105,15 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     settings = attrs.evolve(settings, device=device, dtype=dtype)
     set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
-    loaded = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
-                                 chunk_size=settings.chunk_size)
+    if settings.tensor_parallel > 1:
+        from ...adapters.distributed.port import launch_sharded_model
+
+        sharded = launch_sharded_model(path, settings.tensor_parallel, device=settings.device,
+                                       dtype=settings.dtype, chunk_size=settings.chunk_size)
+        loaded = LoadedModel(sharded, HFTokenizer.from_dir(path), generation_defaults(path))
+    else:
+        loaded = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
+                                     chunk_size=settings.chunk_size)
     model, tok = loaded.model, loaded.tokenizer
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)
@@ -138,7 +149,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     log.info("model %s ready; snapshots in %s; KV budget %.2f GiB%s; %d torch thread(s)", model.info.name, root,
              budget / 2**30, "" if settings.kv_budget is not None else " (free memory after the weights, less headroom)",
              threads)
-    on_close = [spill.close]
+    on_close = [spill.close, *([model.close] if hasattr(model, "close") else [])]
     return Services(sessions=sessions, model_name=model.info.name, default_max_tokens=settings.max_tokens,
                     default_temperature=loaded.defaults.temperature, on_close=on_close,
                     torch_threads=threads,

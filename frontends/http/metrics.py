@@ -64,6 +64,7 @@ class _SessionCollector:
                                       value=cache.misses)
             yield GaugeMetricFamily("spl_prefix_cache_bytes", "Bytes of state held by the stateless prefix cache",
                                     value=cache.nbytes())
+        yield from _rank_metrics(service)
         if service.kv_budget is not None:
             yield GaugeMetricFamily("spl_kv_budget_bytes", "The KV budget (--kv-budget, else free memory after "
                                     "the weights less headroom)", value=service.kv_budget)
@@ -71,6 +72,20 @@ class _SessionCollector:
     def describe(self) -> list:
         # Describing without collecting keeps registration from calling list() before the model loads.
         return []
+
+
+def _rank_metrics(service: SessionService) -> Iterator[GaugeMetricFamily]:
+    """Per-rank gauges of a model sharded over ranks (--tensor-parallel); nothing otherwise."""
+    ranks = getattr(service.model, "ranks_status", None)
+    if ranks is None:
+        return
+    alive = GaugeMetricFamily("spl_rank_alive", "Whether each rank of the sharded model runs", labels=["rank"])
+    weights = GaugeMetricFamily("spl_rank_weight_bytes", "Parameter bytes each rank holds", labels=["rank"])
+    for row in ranks():
+        alive.add_metric([str(row["rank"])], 1 if row["alive"] else 0)
+        weights.add_metric([str(row["rank"])], row.get("weight_bytes", 0))
+    yield alive
+    yield weights
 
 
 class Metrics:

@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=None, metavar="NAME",
                    help="also accept this host name in Host and Origin headers (repeatable, comma-separated; '*' for "
                         f"any); loopback names always pass (default: ${ALLOWED_HOSTS_ENV})")
+    p.add_argument("--tensor-parallel", type=_positive, default=1, metavar="N",
+                   help="shard the model over N ranks: one per GPU on CUDA, gloo processes on CPU (default: 1)")
     p.add_argument("--no-plugins", action="store_true", help="don't load third-party plugins (built-ins stay)")
     return p
 
@@ -131,7 +133,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         max_seq_len=a.max_seq_len, max_tokens=a.max_tokens, threads=a.threads, api_key=a.api_key or None,
         load_plugins=not a.no_plugins, kv_budget=a.kv_budget, max_prompt_tokens=a.max_prompt_tokens,
         max_body_bytes=a.max_body_bytes, prefix_cache=max(0, a.prefix_cache), torch_threads=torch_threads,
-        keep_sessions=not a.no_keep_sessions,
+        keep_sessions=not a.no_keep_sessions, tensor_parallel=a.tensor_parallel,
         allowed_hosts=parse_allowed_hosts(",".join(a.allow_host or ()) or os.environ.get(ALLOWED_HOSTS_ENV)),
     )
 

@@ -90,8 +90,16 @@ class ServiceHolder:
             return {"status": "stopping", "error": None}
         if svc is None:
             return {"status": "error" if self._error else "loading", "error": self._error}
-        return {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list()),
+        info = {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list()),
                 "torch_threads": svc.torch_threads}
+        # A model sharded over ranks (--tensor-parallel) reports each of them.
+        ranks = getattr(svc.sessions.model, "ranks_status", None)
+        if ranks is not None:
+            info["ranks"] = ranks()
+            stopped = [row["rank"] for row in info["ranks"] if not row["alive"]]
+            if stopped:
+                info.update(status="error", error=f"rank(s) {stopped} of the sharded model stopped")
+        return info
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work and stop the engine: running turns are cancelled and their sessions restored."""

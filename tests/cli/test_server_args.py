@@ -60,3 +60,10 @@ def test_every_flag_of_server_start_says_its_default():
     assert len(flags) >= 12
     missing = [a.option_strings[0] for a in flags if "default" not in (a.help or "")]
     assert missing == []
+
+
+def test_gpus_becomes_the_servers_tensor_parallel_count():
+    assert parse_settings([]).tensor_parallel == 1
+    for flag in ("--gpus", "--tensor-parallel"):
+        args = build_parser().parse_args(["server", "start", flag, "2"])
+        assert parse_settings(_server_args(args)).tensor_parallel == 2

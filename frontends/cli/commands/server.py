@@ -43,6 +43,9 @@ def add_server_parser(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--no-keep-sessions", action="store_true",
                        help="don't keep live sessions across a stop (default: kept as snapshots and loaded back "
                        "at the next start)")
+    start.add_argument("--gpus", "--tensor-parallel", dest="gpus", type=int, default=None, metavar="N",
+                       help="shard the model over N ranks: one per GPU (cuda:0..N-1), or N gloo processes on CPU "
+                       "(default: 1, no sharding)")
     start.add_argument("--foreground", action="store_true", help="run in this terminal (default: in the background)")
     start.add_argument("--wait", type=float, default=300.0, help="seconds to wait for readiness (default: 300)")
     start.set_defaults(func=cmd_start)
@@ -78,7 +81,7 @@ def _server_args(a: argparse.Namespace) -> list[str]:
     for flag, value in (("--model", a.model), ("--chunk-size", a.chunk_size), ("--dtype", a.dtype),
                         ("--device", a.device), ("--api-key", a.api_key),
                         ("--kv-budget", a.kv_budget), ("--max-seq-len", a.max_seq_len),
-                        ("--torch-threads", a.torch_threads)):
+                        ("--torch-threads", a.torch_threads), ("--tensor-parallel", getattr(a, "gpus", None))):
         if value is not None:
             args += [flag, str(value)]
     return args + (["--no-keep-sessions"] if getattr(a, "no_keep_sessions", False) else [])
