@@ -10,7 +10,7 @@ import attrs
 from . import responses, session_responses
 from .bodies import BODIES
 from .contract import Components
-from .fields import Id
+from .path_ids import PATH_IDS
 from .wire_bodies import ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 
 __all__ = ["openapi_document", "OpenApi"]
@@ -69,7 +69,7 @@ _EXAMPLES = {"session_id": "my-chat", "snapshot_id": "764cb17e"}
 
 def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "example": _EXAMPLES[name],
-            "schema": Id().schema(Components())}
+            "schema": PATH_IDS[name].schema(Components())}
 
 
 def _session_paths() -> dict:
