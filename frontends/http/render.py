@@ -13,9 +13,10 @@ import cattrs
 from ...core import Message, Usage
 from . import responses as r
 from .contract import UNSET
+from .session_responses import HistoryMessage
 
 __all__ = ["usage_body", "chat_completion", "ChunkMaker", "made_call", "make_converter", "unstructure",
-           "message_json"]
+           "history_message"]
 
 
 def make_converter() -> cattrs.Converter:
@@ -42,18 +43,10 @@ def unstructure(value: Any, converter: cattrs.Converter | None = None) -> dict:
     return data
 
 
-def message_json(m: Message) -> dict:
-    """Render a transcript message the way clients sent it."""
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.reasoning_content:
-        out["reasoning_content"] = m.reasoning_content
-    if m.tool_calls:
-        out["tool_calls"] = list(m.tool_calls)
-    if m.tool_call_id is not None:
-        out["tool_call_id"] = m.tool_call_id
-    if m.name is not None:
-        out["name"] = m.name
-    return out
+def history_message(m: Message) -> HistoryMessage:
+    """A transcript message the way clients sent it."""
+    return HistoryMessage(role=m.role, content=m.content, reasoning_content=m.reasoning_content or None,
+                          tool_calls=list(m.tool_calls) or None, tool_call_id=m.tool_call_id, name=m.name)
 
 
 def usage_body(usage: Usage) -> r.Usage:

@@ -8,9 +8,10 @@ import attrs
 import falcon
 
 from . import bodies
+from . import session_responses as sr
 from .contract import read_body, to_json
 from .limits import Limits
-from .render import message_json, unstructure
+from .render import history_message, unstructure
 from .responses import Model, ModelList
 from .services import Get
 from .session_responses import Deleted
@@ -104,7 +105,7 @@ class SessionHistory:
 
     def on_get(self, req, resp, session_id):
         messages = self.get().sessions.history(session_id)
-        resp.media = {"session_id": session_id, "messages": [message_json(m) for m in messages]}
+        resp.media = to_json(sr.SessionHistory(session_id=session_id, messages=[history_message(m) for m in messages]))
 
 
 @attrs.define

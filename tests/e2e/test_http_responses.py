@@ -79,3 +79,19 @@ def test_an_optional_field_is_left_out_at_its_default_and_sent_when_null_is_a_va
     assert chunk(None)["usage"] is None
     assert to_json(Delta(content="x")) == {"content": "x"}
     assert to_json(Delta(role="assistant", content="")) == {"role": "assistant", "content": ""}
+
+
+def test_a_session_history_with_tool_calls_comes_back_as_sent_and_matches_its_schema(client):  # noqa: F811
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    sent = [{"role": "user", "content": "weather?", "name": "ann"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+            {"role": "user", "content": "thanks"}]
+    assert client.simulate_post("/v1/sessions", json={"session_id": "h"}).status_code == 201
+    turn = client.simulate_post("/v1/chat/completions", json={"messages": sent, "session_id": "h", "max_tokens": 3,
+                                                               "tools": [TOOL], "chat_template_kwargs": NO_THINK})
+    assert turn.status_code == 200, turn.text
+    history = client.simulate_get("/v1/sessions/h/history").json
+    _validator("SessionHistory").validate(history)
+    assert history["session_id"] == "h" and history["messages"][:4] == sent
+    assert history["messages"][4]["role"] == "assistant"
