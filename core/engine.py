@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, plan_step, run_decode
+from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, plan_step, run_decode, run_prompts
 from .values import StreamEvent
 
 __all__ = ["Engine", "TurnHandle", "TurnCancelled"]
@@ -156,14 +156,12 @@ class Engine:
         self._prefill_round(plan.prefill, self.prefill_budget)
 
     def _prefill_round(self, chunks: list[tuple[_Task, int]], left: int) -> None:
-        """Run the step's prompt chunks; a turn whose prompt is done moves on to its next prompt feed (a
-        chat turn has two: context, then the generation prompt) within the same budget."""
+        """Run the step's prompt chunks, one batched forward per round; a turn whose prompt is done moves on
+        to its next prompt feed (a chat turn has two: context, then the generation prompt) within the same
+        budget, in the next round."""
         while chunks:
-            finished = []
-            for task, count in chunks:
-                left -= count
-                if self._prefill(task, count):
-                    finished.append(task)
+            left -= sum(count for _, count in chunks)
+            finished = self._prefill(chunks)
             if left <= 0:
                 return
             for task in finished:
@@ -205,20 +203,29 @@ class Engine:
         elif task.pending is not None and task.pending.remaining == 0:
             task.pending = None
 
-    def _prefill(self, task: _Task, count: int) -> bool:
-        """Feed `count` more prompt tokens; return True when the feed is complete."""
-        p = task.pending
-        ids = p.feed.ids[p.done : p.done + count]
-        try:
-            if p.feed.progress is not None:
-                p.feed.progress(p.done, min(p.feed.chunk or self.prefill_budget, self.prefill_budget))
-            p.feed.model.append(p.feed.state, ids)
-        except BaseException as exc:  # noqa: BLE001 - raised inside the turn, which restores its session
-            self._fed(task, exc)
-            return False
-        p.done += len(ids)
-        self._fed(task, None)
-        return task.pending is None
+    def _prefill(self, chunks: list[tuple[_Task, int]]) -> list[_Task]:
+        """Feed each turn `count` more prompt tokens (together); return the turns whose feed is complete.
+
+        Each feed's progress is reported first; a model error is raised inside the turn, which restores
+        its session.
+        """
+        rows = []
+        for task, count in chunks:
+            p = task.pending
+            try:
+                if p.feed.progress is not None:
+                    p.feed.progress(p.done, min(p.feed.chunk or self.prefill_budget, self.prefill_budget))
+            except BaseException as exc:  # noqa: BLE001 - raised inside the turn
+                self._fed(task, exc)
+                continue
+            rows.append((task, count))
+        errors = run_prompts([(task.pending, count) for task, count in rows])
+        finished = []
+        for (task, _), err in zip(rows, errors, strict=True):
+            self._fed(task, err)
+            if err is None and task.pending is None:
+                finished.append(task)
+        return finished
 
     def _finish(self, task: _Task, error: BaseException | None, close: bool = False) -> None:
         if task in self._active:

@@ -11,6 +11,7 @@ import attrs
 
 from .errors import Conflict, ContextLengthExceeded, NotFound
 from .logprobs import logprobs_of
+from .ports.model import RowRejected
 from .values import Message, ModelInfo, RawLogprob, SamplingParams, SnapshotInfo
 
 __all__ = ["FakeTokenizer", "FakeModel", "FakeState", "FakeSnapshotStore", "FixedClock", "SequentialIds"]
@@ -102,6 +103,7 @@ class FakeModel:
         self.gate = None
         self.appended = 0
         self.batch_sizes: list[int] = []
+        self.prompt_batches: list[list[int]] = []
         self._info = ModelInfo(name="fake", vocab_size=0x110000 + _OFFSET, max_seq_len=max_seq_len,
                                fingerprint={"model": "fake-v1"})
 
@@ -121,6 +123,16 @@ class FakeModel:
             raise RuntimeError("injected model failure")
         state.ids.extend(token_ids)
         self.appended += len(token_ids)
+
+    def append_batch(self, states: Sequence[FakeState], runs: Sequence[Sequence[int]]) -> None:
+        """Each run appended in turn, as one batch (its run lengths in `prompt_batches`); a run past its
+        state's capacity is rejected (`RowRejected`) before any state changes."""
+        for row, (state, run) in enumerate(zip(states, runs, strict=True)):
+            if len(state.ids) + len(run) > state.cap:
+                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
+        self.prompt_batches.append([len(run) for run in runs])
+        for state, run in zip(states, runs, strict=True):
+            self.append(state, run)
 
     def decode_batch(self, states: Sequence[FakeState], token_ids: Sequence[int]) -> None:
         """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`)."""

@@ -8,7 +8,16 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..values import ModelInfo, RawLogprob, SamplingParams
 
-__all__ = ["ModelPort"]
+__all__ = ["ModelPort", "RowRejected"]
+
+
+class RowRejected(Exception):
+    """`append_batch` refused row `row` (its `error`) before running anything: no state changed."""
+
+    def __init__(self, row: int, error: BaseException):
+        super().__init__(f"row {row}: {error}")
+        self.row = row
+        self.error = error
 
 
 @runtime_checkable
@@ -33,6 +42,14 @@ class ModelPort(Protocol):
         """Append one token to each state in one forward (states of any lengths); same result as `append`.
 
         Either every state advances or, on an error, none is left half-fed in a way `restore` can't undo.
+        """
+
+    def append_batch(self, states: Sequence[Any], runs: Sequence[Sequence[int]]) -> None:
+        """Append `runs[b]` to `states[b]` for every b, in as few forwards as the model allows; the same
+        result as `append` on each (optional: the engine runs `append` row by row without it).
+
+        A row that `append` would refuse raises `RowRejected` before any state changes; any other error
+        may leave the rows half-fed in a way `restore` undoes.
         """
 
     def sample(self, state: Any, params: SamplingParams, rng: random.Random, allowed: bytes | None = None) -> int:
