@@ -50,7 +50,7 @@ def _admitted(service: SessionService, request: ChatRequest, n: int):
     now = service.clock.now()
     s = Session("stateless", None, service.default_max_seq_len, now, now)
     service.memory.make_room(0)
-    s.state = service.model.new_state(service.default_max_seq_len)
+    s.allocate(service.model)
     release = service.hold(s.state)
     try:
         turn = service.runner.prepare(s, request)

@@ -272,7 +272,7 @@ class SessionService:
         if keep is not None:
             rollback(self.model, self.tok, s, keep, request.template_kwargs)
         turn = self.runner.prepare(s, request)
-        total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+        total = s.held + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
         self._check_fits(total, "messages")
         self.memory.make_room(self.memory.growth(s, total), keep=s)
         self.memory.reserve(s, total)
@@ -353,12 +353,12 @@ class SessionService:
             if hit is not None:
                 cache.resume(hit, s)
             else:
-                s.state = self.model.new_state(self.default_max_seq_len)
+                s.allocate(self.model)
             turn = self.runner.prepare(s, request)
             primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else []
             if primed:
                 turn = self.runner.prepare(s, request)
-            total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+            total = s.held + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
             self._check_fits(total, "messages")
             self.memory.make_room(self.memory.growth(s, total), keep=s)
             self.memory.reserve(s, total)
@@ -371,7 +371,7 @@ class SessionService:
         """A stateless turn's steps: first the long system prompt the prefix cache primes (through the
         scheduler like any prompt; a copy is then kept for other conversations), then the turn itself."""
         if ids:
-            yield Feed(self.model, s.state, ids)
+            yield from s.feed_expected(self.model)
             self.prefix_cache.keep_primed(s, request.template_kwargs)
             self.prefix_cache.evict(self._over_budget())
         yield from self.runner.run(turn)
@@ -389,13 +389,12 @@ class SessionService:
         cap = self.check_len(max_seq_len if max_seq_len is not None else -1)
 
         def apply(s: Session) -> None:
-            if cap < len(s.ledger) + 1:
+            if cap < s.held + 1:
                 raise InvalidRequest(
-                    f"max_seq_len {cap} is below the {len(s.ledger)} tokens the session holds (plus one to answer)",
+                    f"max_seq_len {cap} is below the {s.held} tokens the session holds (plus one to answer)",
                     param="max_seq_len",
                 )
-            self.model.resize(s.state, cap)
-            s.max_seq_len = cap
+            s.resize(self.model, cap)
 
         self.exclusive(session_id, apply)
         return self.info(session_id)
@@ -409,7 +408,7 @@ class SessionService:
 
         def copy(s: Session):
             # Everything is read under the source's lock, so a turn that starts right after can't leak in.
-            self.memory.make_room(self.model.bytes_for(len(s.ledger)), keep=s)
+            self.memory.make_room(self.model.bytes_for(s.held), keep=s)
             state = self.model.fork(s.state)
             record = {"ledger": list(s.ledger), "transcript": list(s.transcript), "trailer": s.trailer}
             return s.max_seq_len, state, self.model.checkpoint(state), record

@@ -88,7 +88,7 @@ class SnapshotService:
                       replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
                       trailer=str(manifest.extra.get("trailer", "")))
         state = s.state  # another request may offload the new session at once (state None)
-        return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(state) if state is not None else 0,
+        return {"session_id": sid, "tokens": s.held, "bytes": svc.model.nbytes(state) if state is not None else 0,
                 "seconds": svc.clock.now() - start}
 
     def _import(self, manifest: SnapshotManifest, arrays, cap: int):
