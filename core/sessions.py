@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import attrs
 
@@ -30,6 +31,8 @@ from .turn import TurnRunner
 from .values import ChatRequest, Message, SessionInfo, SnapshotInfo, StreamEvent
 
 __all__ = ["SessionService", "validate_id"]
+
+_T = TypeVar("_T")
 
 @attrs.define(eq=False)
 class SessionService:
@@ -60,6 +63,9 @@ class SessionService:
     # budget bounds it too); prefill progress is published per piece. None: only the engine's budget.
     prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
+    # The chat and snapshot use cases, built once with the service (their settings are the fields above).
+    runner: TurnRunner = attrs.field(init=False)
+    snapshots_service: SnapshotService = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     # Stateless turns in flight: their state counts against the KV budget like a session's.
     _stateless_turns: list[Session] = attrs.Factory(list)
@@ -72,15 +78,9 @@ class SessionService:
             raise ValueError("a KV budget needs a spill store to offload sessions to")
         self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget,
                                     cache=self.prefix_cache)
-
-    @property
-    def runner(self) -> TurnRunner:
-        return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens, self.grammars, self.prefill_chunk)
-
-    @property
-    def snapshots_service(self) -> SnapshotService:
-        return SnapshotService(self)
+        self.runner = TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy,
+                                 self.reply_parser, self.max_prompt_tokens, self.grammars, self.prefill_chunk)
+        self.snapshots_service = SnapshotService(self)
 
     def _all(self) -> list[Session]:
         with self._lock:
@@ -207,7 +207,7 @@ class SessionService:
 
         self.engine.call(free)
 
-    def exclusive(self, session_id: str, fn: Callable[[Session], object]) -> object:
+    def exclusive(self, session_id: str, fn: Callable[[Session], _T]) -> _T:
         """Run `fn(session)` on the engine thread with the session resident and locked."""
         s = self.session(session_id)
         s.acquire()

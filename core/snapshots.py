@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from .errors import Conflict, ModelMismatch, NotFound, SnapshotError
 from .ids import validate_id
-from .ports import SnapshotManifest
+from .ports import Clock, IdSource, ModelPort, SnapshotManifest, SnapshotStore, TokenizerPort
 from .prompt import closing_text
+from .session import Session
 from .values import Message, SnapshotInfo
 
-if TYPE_CHECKING:
-    from .sessions import SessionService
+__all__ = ["SnapshotService", "PublishedSource", "SessionHost"]
 
-__all__ = ["SnapshotService", "PublishedSource"]
+_T = TypeVar("_T")
+
+
+class SessionHost(Protocol):
+    """What the snapshot use cases need of the session registry (`SessionService` provides it)."""
+
+    model: ModelPort
+    tok: TokenizerPort
+    store: SnapshotStore
+    clock: Clock
+    ids: IdSource
+
+    @property
+    def max_len_limit(self) -> int:
+        """The longest session the server allows."""
+
+    def exists(self, session_id: str) -> bool:
+        """Whether a live session has this id."""
+
+    def exclusive(self, session_id: str, fn: Callable[[Session], _T]) -> _T:
+        """Run `fn(session)` on the engine thread with the session resident and locked."""
+
+    def adopt(self, sid: str, cap: int, make_state: Callable[[], Any], replace: bool = False,
+              **record: Any) -> Session:
+        """Build a state on the engine thread and register a session holding it."""
 
 
 @attrs.frozen
@@ -42,7 +66,7 @@ def _usable_id(snapshot_id: str) -> bool:
 class SnapshotService:
     """Snapshot use cases over a session service."""
 
-    svc: SessionService
+    svc: SessionHost
 
     def fingerprint(self) -> dict[str, str]:
         """Identify model, kernels and tokenizer: a snapshot only loads where these are equal."""

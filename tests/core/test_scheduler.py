@@ -208,7 +208,7 @@ def test_per_turn_sampling_features_ride_the_batch_and_give_what_they_give_alone
               ("grammar", stateless(grammar=Grammar("lark", "digits"))), ("plain", stateless())]
 
     def run(svc, batched):
-        svc.grammars = Grammars()
+        svc.runner.grammars = Grammars()
         handles = (all_at_once(svc, starts) if batched else {k: svc.chat(r) for k, r in starts})
         got = {k: [(e.kind, e.text, e.logprobs) for e in h.events(timeout=20)] for k, h in handles.items()}
         forks = start_choices(svc, stateless(logprobs=1), 3)
@@ -218,7 +218,7 @@ def test_per_turn_sampling_features_ride_the_batch_and_give_what_they_give_alone
     alone = make_service(RecordingModel(reply_len=20))
     expected = {}
     for key, req in starts:  # one at a time: never batched
-        alone.grammars = Grammars()
+        alone.runner.grammars = Grammars()
         expected[key] = [(e.kind, e.text, e.logprobs) for e in alone.chat(req).events(timeout=20)]
     alone.engine.stop()
     svc = make_service(RecordingModel(reply_len=20), budget=4096)  # every prompt in the first step
