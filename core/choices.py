@@ -9,7 +9,7 @@ engine's scheduler and forks it for the others, which wait for it a step at a ti
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -17,9 +17,11 @@ import attrs
 from .engine import TurnCancelled, TurnHandle
 from .errors import InvalidRequest
 from .generation import Generation
-from .scheduler import WAIT, Feed
+from .ports import TokenMatcher
+from .scheduler import WAIT, Feed, Steps
 from .session import Session
 from .sessions import SessionService
+from .turn import PreparedTurn
 from .values import ChatRequest, SamplingParams, StreamEvent, Usage
 
 __all__ = ["start_choices", "choice_rngs", "fan_out", "MAX_CHOICES"]
@@ -33,8 +35,9 @@ def choice_rngs(seed: int | None, n: int, entropy: Callable[[], int]) -> list[ra
     return [random.Random(base.getrandbits(64)) for _ in range(n)]
 
 
-def _choice(service: SessionService, state, params: SamplingParams, request: ChatRequest, rng: random.Random,
-            thinking: bool, room: int, prompt_tokens: int, matcher) -> Iterator[StreamEvent | Feed]:
+def _choice(service: SessionService, state: Any, params: SamplingParams, request: ChatRequest,
+            rng: random.Random, thinking: bool, room: int, prompt_tokens: int,
+            matcher: TokenMatcher | None) -> Steps:
     gen = Generation(model=service.model, tok=service.tok, state=state, params=params,
                      rules=service.stop_rules(request), rng=rng, thinking=thinking,
                      max_new=min(params.max_tokens, room), matcher=matcher)
@@ -44,7 +47,8 @@ def _choice(service: SessionService, state, params: SamplingParams, request: Cha
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def _admitted(service: SessionService, request: ChatRequest, n: int):
+def _admitted(service: SessionService, request: ChatRequest,
+              n: int) -> tuple[PreparedTurn, Any, Callable[[], None], int]:
     """On the engine thread: the prepared turn and a fresh state for its prompt, held under the KV budget
     with room for n copies of the whole turn; with the function that releases it and the turn's length."""
     now = service.clock.now()
@@ -77,8 +81,8 @@ class _Forks:
             self.error = TurnCancelled("the turn that prefilled the shared prompt was cancelled") if cancelled else exc
 
 
-def _first(service: SessionService, state, prompt_ids: list[int], total: int, n: int, forks: _Forks,
-           run: Callable[[Any, int], Iterator]) -> Iterator:
+def _first(service: SessionService, state: Any, prompt_ids: list[int], total: int, n: int, forks: _Forks,
+           run: Callable[[Any, int], Steps]) -> Steps:
     """Turn 0: prefill the prompt through the scheduler (in chunks, between other turns' steps), fork it
     for the others still waiting, then run its own choice."""
     try:
@@ -97,7 +101,7 @@ def _first(service: SessionService, state, prompt_ids: list[int], total: int, n:
     yield from run(state, 0)
 
 
-def _other(forks: _Forks, k: int, run: Callable[[Any, int], Iterator]) -> Iterator:
+def _other(forks: _Forks, k: int, run: Callable[[Any, int], Steps]) -> Steps:
     """Turn k > 0: wait (a step at a time) for turn 0's prefill, then run its choice on its fork."""
     while forks.states is None and forks.error is None:
         yield WAIT
@@ -106,8 +110,8 @@ def _other(forks: _Forks, k: int, run: Callable[[Any, int], Iterator]) -> Iterat
     yield from run(forks.states[k], k)
 
 
-def fan_out(service: SessionService, state, release: Callable[[], None], prompt_ids: list[int], total: int,
-            n: int, run: Callable[[Any, int], Iterator]) -> list[TurnHandle]:
+def fan_out(service: SessionService, state: Any, release: Callable[[], None], prompt_ids: list[int],
+            total: int, n: int, run: Callable[[Any, int], Steps]) -> list[TurnHandle]:
     """Submit n turns sharing one prefill of `prompt_ids` into the held `state`: turn k runs `run(its state,
     k)`. The prefill goes through the engine's scheduler like any prompt; every turn decodes batched."""
     forks = _Forks()
@@ -138,7 +142,7 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
     matchers = [turn.matcher] + [service.runner.matcher(request.sampling) for _ in range(n - 1)]
 
-    def run(st, k: int) -> Iterator[StreamEvent | Feed]:
+    def run(st: Any, k: int) -> Steps:
         return _choice(service, st, request.sampling, request, rngs[k], thinking, turn.room, prompt_tokens,
                        matchers[k])
 

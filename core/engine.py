@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, plan_step, run_decode, run_prompts
+from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, Steps, plan_step, run_decode, run_prompts
 from .values import StreamEvent
 
 __all__ = ["Engine", "TurnHandle", "TurnCancelled"]
@@ -26,7 +26,7 @@ class TurnCancelled(Exception):
 class TurnHandle:
     """The caller's side of a running turn: read its events, or cancel it."""
 
-    _events: queue.Queue = attrs.Factory(queue.Queue)
+    _events: queue.Queue[Any] = attrs.Factory(queue.Queue)
     _cancel: threading.Event = attrs.Factory(threading.Event)
     submitted_at: float = attrs.Factory(time.monotonic)
     started_at: float | None = None
@@ -61,7 +61,7 @@ class TurnHandle:
 @attrs.define(eq=False)
 class _Task:
     handle: TurnHandle
-    steps: Iterator[StreamEvent | Feed]
+    steps: Steps
     on_exit: Callable[[], None]
     pending: PendingFeed | None = None
     error: BaseException | None = None  # the model's error on the last feed, raised inside the turn next
@@ -78,7 +78,7 @@ class Engine:
         if prefill_budget < 1:
             raise ValueError(f"prefill_budget must be positive, got {prefill_budget}")
         self.prefill_budget = prefill_budget
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue[Any] = queue.Queue()
         self._active: list[_Task] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -95,7 +95,7 @@ class Engine:
         self._thread.join(timeout)
 
     def submit(
-        self, steps: Iterator[StreamEvent | Feed], on_exit: Callable[[], None] = lambda: None
+        self, steps: Steps, on_exit: Callable[[], None] = lambda: None
     ) -> TurnHandle:
         """Schedule a turn; `on_exit` runs on the engine thread when it ends in any way."""
         handle = TurnHandle()
@@ -106,7 +106,7 @@ class Engine:
         """Run `fn` on the engine thread between steps and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn()
-        box: queue.Queue = queue.Queue(maxsize=1)
+        box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
         self._inbox.put((fn, box))
         ok, value = box.get(timeout=timeout)
         if ok:
@@ -209,19 +209,21 @@ class Engine:
         Each feed's progress is reported first; a model error is raised inside the turn, which restores
         its session.
         """
-        rows = []
+        rows: list[tuple[_Task, PendingFeed, int]] = []
         for task, count in chunks:
             p = task.pending
+            if p is None:
+                continue
             try:
                 if p.feed.progress is not None:
                     p.feed.progress(p.done, min(p.feed.chunk or self.prefill_budget, self.prefill_budget))
             except BaseException as exc:  # noqa: BLE001 - raised inside the turn
                 self._fed(task, exc)
                 continue
-            rows.append((task, count))
-        errors = run_prompts([(task.pending, count) for task, count in rows])
+            rows.append((task, p, count))
+        errors = run_prompts([(p, count) for _, p, count in rows])
         finished = []
-        for (task, _), err in zip(rows, errors, strict=True):
+        for (task, _, _), err in zip(rows, errors, strict=True):
             self._fed(task, err)
             if err is None and task.pending is None:
                 finished.append(task)

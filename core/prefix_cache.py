@@ -13,14 +13,14 @@ thread only.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from .ports import ModelPort, TokenizerPort
 from .prompt import plan_prompt
-from .scheduler import Feed
+from .scheduler import Steps
 from .session import Session
 from .values import ChatRequest, Message, StreamEvent
 
@@ -143,8 +143,9 @@ class PrefixCache:
         self.model.release(entry.state)
 
 
-def cached_turn(cache: PrefixCache | None, steps: Iterator[StreamEvent | Feed], session: Session,
-                request: ChatRequest, over_budget: Callable[[], int], primed: int = 0) -> Iterator[StreamEvent | Feed]:
+def cached_turn(cache: PrefixCache | None, steps: Steps, session: Session,
+                request: ChatRequest, over_budget: Callable[[], int],
+                primed: int = 0) -> Steps:
     """Run a stateless turn's steps; once it is done, the cache adopts its state (if there is a cache) and
     gives back what the KV budget can't hold (`over_budget`: bytes in use past the budget). `primed`
     tokens were prefilled for this request before the turn began: they are not reported as cached.

@@ -11,14 +11,15 @@ chunks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import attrs
 
 from .ports.model import RowRejected
+from .values import StreamEvent
 
-__all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "run_prompts", "DEFAULT_PREFILL_BUDGET", "WAIT"]
+__all__ = ["Feed", "PendingFeed", "plan_step", "run_decode", "run_prompts", "DEFAULT_PREFILL_BUDGET", "WAIT", "Steps"]
 
 # Prompt tokens per engine step (all prefilling turns together). Measured on a 2-core CPU with the default
 # model: 128 tokens at a 32K-token position take about 0.4 s (256: 0.7 s, 512: 1.5 s), and prefill throughput
@@ -43,6 +44,9 @@ class Feed:
 
 
 WAIT = Feed(None, None, ())
+
+# What a turn is: a generator of events for its client and feeds for the engine (which may throw into it).
+Steps = Generator[StreamEvent | Feed, None, None]
 
 
 @attrs.define(eq=False)
@@ -154,7 +158,7 @@ def run_prompts(chunks: Sequence[tuple[PendingFeed, int]]) -> list[BaseException
     return errors
 
 
-def _run_batch(batch: Callable, chunks: Sequence[tuple[PendingFeed, int]], runs: Sequence[Sequence[int]],
+def _run_batch(batch: Callable[..., Any], chunks: Sequence[tuple[PendingFeed, int]], runs: Sequence[Sequence[int]],
                rows: list[int], errors: list[BaseException | None]) -> None:
     """One `append_batch` call over `rows`, retried without each row it rejects up front."""
     while rows:

@@ -101,7 +101,7 @@ class Session:
         holds them on disk, or none)."""
         if self._state is None:
             return self._spilled is not None or not self._ledger
-        return model.length(self._state) == len(self._ledger)
+        return bool(model.length(self._state) == len(self._ledger))
 
     # Feeding tokens.
 

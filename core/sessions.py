@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import attrs
@@ -24,11 +24,11 @@ from .memory import MemoryManager
 from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
 from .prefix_cache import PrefixCache, cached_turn
 from .rewind import edited_prefix, rollback
-from .scheduler import Feed
+from .scheduler import Steps
 from .session import Session
 from .snapshots import SnapshotService
-from .turn import TurnRunner
-from .values import ChatRequest, Message, SessionInfo, SnapshotInfo, StreamEvent
+from .turn import PreparedTurn, TurnRunner
+from .values import ChatRequest, Message, SessionInfo, SnapshotInfo
 
 __all__ = ["SessionService", "validate_id"]
 
@@ -367,7 +367,7 @@ class SessionService:
             finish()
             raise
 
-    def _primed(self, s: Session, ids: list[int], request: ChatRequest, turn) -> Iterator[StreamEvent | Feed]:
+    def _primed(self, s: Session, ids: list[int], request: ChatRequest, turn: PreparedTurn) -> Steps:
         """A stateless turn's steps: first the long system prompt the prefix cache primes (through the
         scheduler like any prompt; a copy is then kept for other conversations), then the turn itself."""
         if ids:

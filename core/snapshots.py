@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -73,11 +73,11 @@ class SnapshotService:
         svc = self.svc
         return {**svc.model.info.fingerprint, **{f"tokenizer.{k}": v for k, v in svc.tok.fingerprint.items()}}
 
-    def save(self, session_id: str, title: str | None, description: str | None, tags: Sequence[str]) -> dict:
+    def save(self, session_id: str, title: str | None, description: str | None, tags: Sequence[str]) -> dict[str, Any]:
         svc = self.svc
         start = svc.clock.now()
 
-        def write(s):
+        def write(s: Session) -> tuple[SnapshotManifest, SnapshotInfo]:
             manifest = SnapshotManifest(
                 snapshot_id=svc.ids.new_id(""),
                 created_at=start,
@@ -96,7 +96,7 @@ class SnapshotService:
         return {"snapshot_id": info.snapshot_id, "tokens": len(manifest.ledger), "bytes": info.bytes,
                 "seconds": svc.clock.now() - start}
 
-    def load(self, snapshot_id: str, session_id: str | None, force: bool) -> dict:
+    def load(self, snapshot_id: str, session_id: str | None, force: bool) -> dict[str, Any]:
         svc = self.svc
         start = svc.clock.now()
         manifest, arrays = svc.store.load(snapshot_id)
@@ -115,7 +115,7 @@ class SnapshotService:
         return {"session_id": sid, "tokens": s.held, "bytes": svc.model.nbytes(state) if state is not None else 0,
                 "seconds": svc.clock.now() - start}
 
-    def _import(self, manifest: SnapshotManifest, arrays, cap: int):
+    def _import(self, manifest: SnapshotManifest, arrays: Mapping[str, Any], cap: int) -> Any:
         """Import the state; refuse one whose length is not the ledger's (the record would lie about it)."""
         model = self.svc.model
         state = model.import_state(arrays, cap)
@@ -134,7 +134,7 @@ class SnapshotService:
             raise SnapshotError(f"snapshot {manifest.snapshot_id!r} is inconsistent: its ledger holds token id "
                                 f"{bad!r}, outside the vocabulary of {vocab}", param="snapshot_id")
 
-    def import_published(self, source: PublishedSource, arrays) -> dict:
+    def import_published(self, source: PublishedSource, arrays: Mapping[str, Any]) -> dict[str, Any]:
         """Store a published server's snapshot (its arrays already re-laid by the model) as one of ours.
 
         The published cache holds no token ids: the ledger is the transcript rendered by the loaded

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -11,7 +12,7 @@ from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation, GenerationOutcome
 from .ports import GrammarPort, ModelPort, StopRule, TokenizerPort, TokenMatcher
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
-from .scheduler import Feed
+from .scheduler import Feed, Steps
 from .session import Session, TurnMark
 from .values import ChatRequest, Message, PrefillProgress, SamplingParams, StreamEvent, Usage
 
@@ -25,7 +26,7 @@ class PreparedTurn:
     session: Session
     request: ChatRequest
     new: tuple[Message, ...]
-    kwargs: dict
+    kwargs: dict[str, Any]
     context_ids: list[int]
     gen_ids: list[int]
     gen_text: str
@@ -44,7 +45,7 @@ class TurnRunner:
     now: Callable[[], float]
     entropy: Callable[[], int]
     # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
-    reply_parser: Callable[[str], tuple[str, tuple]] | None = None
+    reply_parser: Callable[[str], tuple[str, tuple[Any, ...]]] | None = None
     max_prompt_tokens: int | None = None
     grammars: GrammarPort | None = None
     # Prefill new context in pieces of this many tokens (the model's own chunk size, so the work is the same)
@@ -93,7 +94,7 @@ class TurnRunner:
             raise InvalidRequest(f"logit_bias names token {bad[0]}, outside the vocabulary of {vocab} ids",
                                  param="logit_bias")
 
-    def run(self, turn: PreparedTurn) -> Iterator[StreamEvent | Feed]:
+    def run(self, turn: PreparedTurn) -> Steps:
         """Yield the turn's events and its model work (feeds, for the engine); the last event is "done".
 
         The engine prefills in pieces between other turns' steps and ends a cancelled turn between them, so
@@ -116,7 +117,7 @@ class TurnRunner:
         )
         yield StreamEvent("done", finish_reason=out.finish_reason, usage=usage)
 
-    def _run(self, turn: PreparedTurn):
+    def _run(self, turn: PreparedTurn) -> Generator[StreamEvent | Feed, None, GenerationOutcome]:
         """Prefill, generate and commit; yield text events and return the generation's outcome."""
         session, request, kwargs = turn.session, turn.request, turn.kwargs
         yield from self._prefill(session, turn.context_ids)
@@ -130,7 +131,7 @@ class TurnRunner:
             params=request.sampling,
             rules=self.stop_rules(request),
             rng=random.Random(request.sampling.seed if request.sampling.seed is not None else self.entropy()),
-            thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open),
+            thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open or ""),
             max_new=min(request.sampling.max_tokens, room),
             matcher=turn.matcher,
         )
@@ -165,7 +166,7 @@ class TurnRunner:
             session.prefill = None
 
     def _rewrite_without_thinking(self, session: Session, after_context: TurnMark, before: list[Message],
-                                  reply: Message, kwargs: dict) -> Iterator[Feed]:
+                                  reply: Message, kwargs: dict[str, Any]) -> Iterator[Feed]:
         """Replace the generated message in the state by its template rendering, which drops thinking."""
         session.restore(self.model, after_context)
         text = canonical_assistant_text(self.tok, before, reply, kwargs)
