@@ -8,6 +8,7 @@ engine's scheduler and forks it for the others, which wait for it a step at a ti
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -107,7 +108,8 @@ def _other(forks: _Forks, k: int, run: Callable[[Any, int], Steps]) -> Steps:
         yield WAIT
     if forks.error is not None:
         raise forks.error
-    yield from run(forks.states[k], k)
+    states = forks.states or {}
+    yield from run(states[k], k)
 
 
 def fan_out(service: SessionService, state: Any, release: Callable[[], None], prompt_ids: list[int],
@@ -125,7 +127,8 @@ def fan_out(service: SessionService, state: Any, release: Callable[[], None], pr
         forks.releases.pop(k, lambda: None)()
 
     handles = [service.engine.submit(_first(service, state, prompt_ids, total, n, forks, run), on_exit=first_done)]
-    handles += [service.engine.submit(_other(forks, k, run), on_exit=lambda k=k: other_done(k)) for k in range(1, n)]
+    handles += [service.engine.submit(_other(forks, k, run), on_exit=functools.partial(other_done, k))
+                for k in range(1, n)]
     return handles
 
 
@@ -137,7 +140,7 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
         raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
     turn, state, release, total = service.admit(lambda: _admitted(service, request, n))
     tok = service.tok
-    thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open)
+    thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open or "")
     prompt_tokens = len(turn.context_ids) + len(turn.gen_ids)
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
     matchers = [turn.matcher] + [service.runner.matcher(request.sampling) for _ in range(n - 1)]

@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -16,6 +16,7 @@ from .values import StreamEvent
 __all__ = ["Engine", "TurnHandle", "TurnCancelled"]
 
 _END = object()
+_T = TypeVar("_T")
 
 
 class TurnCancelled(Exception):
@@ -102,7 +103,7 @@ class Engine:
         self._inbox.put(_Task(handle, steps, on_exit))
         return handle
 
-    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+    def call(self, fn: Callable[[], _T], timeout: float | None = None) -> _T:
         """Run `fn` on the engine thread between steps and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn()
@@ -110,7 +111,7 @@ class Engine:
         self._inbox.put((fn, box))
         ok, value = box.get(timeout=timeout)
         if ok:
-            return value
+            return cast(_T, value)
         raise value
 
     def _loop(self) -> None:

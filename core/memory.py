@@ -24,7 +24,7 @@ class MemoryManager:
     """
 
     model: ModelPort
-    spill: SnapshotStore
+    spill: SnapshotStore | None
     clock: Clock
     ids: IdSource
     sessions: Callable[[], Iterable[Session]]

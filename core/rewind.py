@@ -31,7 +31,7 @@ def edited_prefix(transcript: Sequence[Message], messages: Sequence[Message]) ->
     return p if p >= 2 else None
 
 
-def rollback(model: ModelPort, tok: TokenizerPort, session: Session, keep: int,
+def rollback(model: ModelPort, tok: TokenizerPort, session: Session, keep: object,
              kwargs: Mapping[str, object] | None = None) -> None:
     """Cut `session` back to its first `keep` messages. Run on the engine thread.
 
