@@ -26,6 +26,11 @@ class ModelPort(Protocol):
 
     States and checkpoints are opaque to the core. Token ids are plain ints. The arrays that
     `export_state` yields are opaque too: the core hands them to a snapshot store unread.
+
+    Optional, not part of the protocol (the engine looks for it and runs `append` row by row without it):
+    `append_batch(states, runs)` appends `runs[b]` to `states[b]` for every b in as few forwards as the
+    model allows, with the result of `append` on each; a row `append` would refuse raises `RowRejected`
+    before any state changes, and any other error may leave rows half-fed in a way `restore` undoes.
     """
 
     @property
@@ -42,14 +47,6 @@ class ModelPort(Protocol):
         """Append one token to each state in one forward (states of any lengths); same result as `append`.
 
         Either every state advances or, on an error, none is left half-fed in a way `restore` can't undo.
-        """
-
-    def append_batch(self, states: Sequence[Any], runs: Sequence[Sequence[int]]) -> None:
-        """Append `runs[b]` to `states[b]` for every b, in as few forwards as the model allows; the same
-        result as `append` on each (optional: the engine runs `append` row by row without it).
-
-        A row that `append` would refuse raises `RowRejected` before any state changes; any other error
-        may leave the rows half-fed in a way `restore` undoes.
         """
 
     def sample(self, state: Any, params: SamplingParams, rng: random.Random, allowed: bytes | None = None) -> int:
