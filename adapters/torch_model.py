@@ -196,18 +196,18 @@ class TorchModel:
     def decode_batch(self, states: Sequence[HybridState], token_ids: Sequence[int]) -> None:
         """Append one token to each state in one batched forward (states of any lengths); as `append` each.
 
-        Every row is checked before the forward, so a bad row changes no state.
+        Every row is checked before the forward: a bad row raises `RowRejected` naming it, and no state
+        has changed.
         """
         if len(states) != len(token_ids):
             raise ValueError(f"{len(states)} states but {len(token_ids)} tokens")
         if len({id(s) for s in states}) != len(states):
             raise ValueError("a state appears twice in one batch")
-        vocab = self.config.vocab_size
-        for state, tid in zip(states, token_ids, strict=True):
-            if state.cursor + 1 > state.max_seq_len:
-                raise ContextLengthExceeded(f"{state.cursor} tokens held + 1 new exceed the maximum of {state.max_seq_len}")
-            if not isinstance(tid, int) or not 0 <= tid < vocab:
-                raise InvalidRequest(f"token id {tid!r} outside the vocabulary [0, {vocab})")
+        for row, (state, tid) in enumerate(zip(states, token_ids, strict=True)):
+            try:
+                self._check_append(state, [tid])
+            except (ContextLengthExceeded, InvalidRequest) as exc:
+                raise RowRejected(row, exc) from exc
         if states:
             decode_step(self.lm, states, token_ids)
 

@@ -11,6 +11,7 @@ chunks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -102,8 +103,9 @@ def plan_step(pending: Sequence[tuple[Any, PendingFeed]], budget: int, full: int
 def run_decode(feeds: Sequence[PendingFeed]) -> list[BaseException | None]:
     """Feed one token to each state, one batched call per model; return each row's error (None: done).
 
-    A model without `decode_batch` (or a batch of one) is run row by row, each row failing alone. A batch
-    that fails fails all of its rows: each turn restores its session from its own checkpoint.
+    A model without `decode_batch` (or a batch of one) is run row by row, each row failing alone. A row the
+    model rejects up front (`RowRejected`) fails alone and the others run without it; a batch that fails
+    otherwise fails all of its rows: each turn restores its session from its own checkpoint.
     """
     errors: list[BaseException | None] = [None] * len(feeds)
     groups: dict[int, list[int]] = {}
@@ -113,11 +115,7 @@ def run_decode(feeds: Sequence[PendingFeed]) -> list[BaseException | None]:
         model = feeds[rows[0]].feed.model
         batch = getattr(model, "decode_batch", None)
         if batch is not None and len(rows) > 1:
-            try:
-                batch([feeds[i].feed.state for i in rows], [feeds[i].feed.ids[0] for i in rows])
-            except BaseException as exc:  # noqa: BLE001 - handed to the rows' turns
-                for i in rows:
-                    errors[i] = exc
+            _run_batch(functools.partial(_decode_rows, batch, feeds), rows, errors)
             continue
         for i in rows:
             try:
@@ -151,19 +149,27 @@ def run_prompts(chunks: Sequence[tuple[PendingFeed, int]]) -> list[BaseException
                 except BaseException as exc:  # noqa: BLE001 - handed to the row's turn
                     errors[i] = exc
             continue
-        _run_batch(batch, chunks, runs, rows, errors)
+        _run_batch(functools.partial(_prompt_rows, batch, chunks, runs), rows, errors)
     for (p, _), run, err in zip(chunks, runs, errors, strict=True):
         if err is None:
             p.done += len(run)
     return errors
 
 
-def _run_batch(batch: Callable[..., Any], chunks: Sequence[tuple[PendingFeed, int]], runs: Sequence[Sequence[int]],
-               rows: list[int], errors: list[BaseException | None]) -> None:
-    """One `append_batch` call over `rows`, retried without each row it rejects up front."""
+def _decode_rows(batch: Callable[..., None], feeds: Sequence[PendingFeed], part: list[int]) -> None:
+    batch([feeds[i].feed.state for i in part], [feeds[i].feed.ids[0] for i in part])
+
+
+def _prompt_rows(batch: Callable[..., None], chunks: Sequence[tuple[PendingFeed, int]],
+                 runs: Sequence[Sequence[int]], part: list[int]) -> None:
+    batch([chunks[i][0].feed.state for i in part], [runs[i] for i in part])
+
+
+def _run_batch(call: Callable[[list[int]], None], rows: list[int], errors: list[BaseException | None]) -> None:
+    """One batched model call over `rows` (`call(rows)`), retried without each row it rejects up front."""
     while rows:
         try:
-            batch([chunks[i][0].feed.state for i in rows], [runs[i] for i in rows])
+            call(rows)
             return
         except RowRejected as exc:
             errors[rows[exc.row]] = exc.error
