@@ -17,6 +17,7 @@ from ..core.ports.model import RowRejected
 from ..core.values import ModelInfo, RawLogprob, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.batch import decode_step
+from .hybrid.batch_graphs import BatchedGraphs
 from .hybrid.config import HybridConfig, parse_config_text
 from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.kinds import state_nbytes
@@ -88,6 +89,8 @@ class TorchModel:
         # On CUDA a one-token append is one graph replay (SUPERLINEAR_CUDA_GRAPHS=0 turns that off).
         use_graphs = graphable(lm) and os.environ.get("SUPERLINEAR_CUDA_GRAPHS", "1") != "0"
         self.graphs: GraphedDecoder | None = GraphedDecoder(lm) if use_graphs else None
+        # ... and a batched decode step one replay per batch-size bucket (hybrid/batch_graphs.py).
+        self.batch_graphs: BatchedGraphs | None = BatchedGraphs(lm) if use_graphs else None
 
     @classmethod
     def from_dir(
@@ -198,7 +201,8 @@ class TorchModel:
         """Append one token to each state in one batched forward (states of any lengths); as `append` each.
 
         Every row is checked before the forward: a bad row raises `RowRejected` naming it, and no state
-        has changed.
+        has changed. On CUDA (unless SUPERLINEAR_CUDA_GRAPHS=0) the step is a graph replay of the batch
+        padded to its bucket, at most the largest bucket of rows a replay.
         """
         if len(states) != len(token_ids):
             raise ValueError(f"{len(states)} states but {len(token_ids)} tokens")
@@ -209,7 +213,11 @@ class TorchModel:
                 self._check_append(state, [tid])
             except (ContextLengthExceeded, InvalidRequest) as exc:
                 raise RowRejected(row, exc) from exc
-        if states:
+        if self.batch_graphs is not None:
+            step = self.batch_graphs.largest
+            for start in range(0, len(states), step):
+                self.batch_graphs.step(states[start : start + step], token_ids[start : start + step])
+        elif states:
             decode_step(self.lm, states, token_ids)
 
     def sample(self, state: HybridState, params: SamplingParams, rng: random.Random,

@@ -1,0 +1,212 @@
+"""Batched decode as one CUDA-graph replay per batch-size bucket: `BatchedGraphs`.
+
+`decode_rows` is the batched decode step with nothing that syncs with the host: B token ids and B device
+positions in static buffers, embeddings, norms, projections and MoE on [B, 1, H] together, and per row
+what only a row can do: its KV write and its attention over its own whole KV buffer (the position read
+on the device, as in `HybridLM.decode_logits`), and on CUDA its Mamba-2 conv/SSM/norm kernels on its own
+state (`kernels.mamba`; elsewhere the rows' stacked PyTorch update of `batch.mamba_rows`).
+
+`BatchedGraphs.step` pads a batch of n rows to the smallest bucket >= n (1, 2, 4, ... 64) with inert rows:
+they run on a small scratch state that is zeroed at the start of every step, at position 0, and their
+outputs are dropped, so they never touch a real state (the tests check that the padded step gives every
+real row what the eager unpadded step gives it). A graph holds the addresses of the rows' buffers, so
+graphs are keyed by the bucket and every row's buffers (as `GraphedDecoder` keys by one state's): a new
+batch composition, or a row whose KV grew, captures a new graph after one eager step; up to `max_graphs`
+are kept (LRU). With `capture=False` (CPU, tests) a "graph" is the same function replayed eagerly on the
+same static buffers, so the bookkeeping is the same on any device.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Sequence
+
+import attrs
+import torch
+
+from ...kernels import mamba as mamba_decode
+from ...kernels import superlinear_attention
+from .attention import DenseAttention, SuperlinearAttention
+from .batch import mamba_rows
+from .graphs import BufferKey, buffer_key
+from .mamba import Mamba2Mixer
+from .model import HybridLM
+from .state import HybridState, KVCache, MambaCache
+
+__all__ = ["BUCKETS", "BatchedGraphs", "bucket_for", "decode_rows"]
+
+log = logging.getLogger(__name__)
+
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+SCRATCH_TOKENS = 256  # the scratch state's KV capacity: padded rows write at position 0 only
+
+
+def bucket_for(rows: int, buckets: Sequence[int] = BUCKETS) -> int:
+    """The smallest bucket that holds `rows` rows; ValueError past the largest (callers split first)."""
+    if rows < 1:
+        raise ValueError(f"a batch needs at least one row, got {rows}")
+    for size in sorted(buckets):
+        if size >= rows:
+            return size
+    raise ValueError(f"{rows} rows exceed the largest bucket {max(buckets)}")
+
+
+def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states: Sequence[HybridState]) -> torch.Tensor:
+    """One token per row: `ids` [B, 1], device `positions` [B], `states[b]` with KV room for its token.
+
+    Updates every row's caches; returns fp32 logits [B, V]. Leaves cursors and logits alone and never syncs
+    with the host (capturable); a state may appear more than once (the padded rows share the scratch).
+    """
+    hidden = lm.embeddings(ids)  # [B, 1, H]
+    for i, block in enumerate(lm.layers):
+        caches = [state.layers[i] for state in states]
+        normed = block.norm(hidden)
+        if block.kind == "*":
+            mixed = attention_rows_at(block.mixer, normed, caches, positions)
+        elif block.kind == "M":
+            mixed = mamba_rows_fused(block.mixer, normed, caches)
+        else:
+            mixed = block.mixer(normed)
+        hidden = hidden + mixed
+    return lm.lm_head(lm.norm_f(hidden)).float()[:, 0]
+
+
+def attention_rows_at(
+    att: DenseAttention, hidden: torch.Tensor, caches: Sequence[KVCache], positions: torch.Tensor
+) -> torch.Tensor:
+    """Projections of all rows together; each row's KV write and attention at its device position [1]."""
+    batch = hidden.shape[0]
+    k = att.k_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
+    v = att.v_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
+    q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
+    superlinear = isinstance(att, SuperlinearAttention)
+    q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
+    outs = []
+    for b, cache in enumerate(caches):
+        where = positions[b : b + 1]
+        keys, values = cache.write_at(where, k[b : b + 1], v[b : b + 1])
+        if superlinear:
+            outs.append(superlinear_attention(q1[b : b + 1], q2[b : b + 1], keys, values, where,
+                                              params=att.params, block_q=att.block_q))
+        else:
+            visible = (torch.arange(keys.shape[2], device=keys.device) <= where)[None, :]
+            outs.append(torch.nn.functional.scaled_dot_product_attention(
+                q2[b : b + 1], keys, values, attn_mask=visible, enable_gqa=True))
+    out = torch.cat(outs).to(q2.dtype)  # [B, HQ, 1, D]
+    return att.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
+
+
+def mamba_rows_fused(m: Mamba2Mixer, hidden: torch.Tensor, caches: Sequence[MambaCache]) -> torch.Tensor:
+    """One token per row through a Mamba-2 mixer; in_proj/out_proj for all rows together, and on CUDA
+    (or under the Triton interpreter) each row's three decode kernels on its own state in place."""
+    if not (m.fused_decode and mamba_decode.supported(hidden)):
+        return mamba_rows(m, hidden, caches)
+    batch = hidden.shape[0]
+    proj = m.in_proj(hidden).reshape(batch, -1)
+    groups_n = m.n_groups * m.state_size
+    rows = []
+    for b, cache in enumerate(caches):
+        z, xbc, dt = proj[b].split([m.inner, m.conv_dim, m.num_heads])
+        xbc = mamba_decode.conv_step(xbc, cache.conv[0], m.conv1d.weight[:, 0], m.conv1d.bias)
+        x, bm, cm = xbc.split([m.inner, groups_n, groups_n])
+        y = mamba_decode.ssm_step_fused(x, dt, bm, cm, cache.ssm[0], m.A_log, m.D, m.dt_bias, m.time_step_limit)
+        rows.append(mamba_decode.gated_rms_norm_rows(y, z, m.norm.weight, m.n_groups, m.eps, hidden.dtype))
+    return m.out_proj(torch.stack(rows).view(batch, 1, m.inner))
+
+
+@attrs.define(eq=False)
+class _Recorded:
+    replay: Callable[[Sequence[HybridState]], object]  # given the rows (a graph ignores them)
+    logits: torch.Tensor  # [bucket, V] fp32, written by each replay
+
+
+class BatchedGraphs:
+    """Batched one-token decode steps of `lm` as graph replays, one static buffer set per bucket."""
+
+    def __init__(self, lm: HybridLM, *, buckets: Sequence[int] = BUCKETS, max_graphs: int = 8,
+                 capture: bool | None = None):
+        self.lm = lm
+        self.buckets = tuple(sorted(buckets))
+        self.max_graphs = max_graphs
+        self.capture = lm.device.type == "cuda" if capture is None else capture
+        if self.capture and lm.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a model on CUDA, not {lm.device}")
+        self.scratch = HybridState.empty(lm.config, SCRATCH_TOKENS, device=lm.device, dtype=lm.dtype)
+        self.scratch.reserve(SCRATCH_TOKENS)
+        self._ids = {n: torch.zeros(n, 1, dtype=torch.long, device=lm.device) for n in self.buckets}
+        self._positions = {n: torch.zeros(n, dtype=torch.long, device=lm.device) for n in self.buckets}
+        self._graphs: collections.OrderedDict[tuple[int, BufferKey], _Recorded] = collections.OrderedDict()
+        self.captures = 0  # graphs recorded so far (for tests and benchmarks)
+
+    @property
+    def largest(self) -> int:
+        return self.buckets[-1]
+
+    def step(self, states: Sequence[HybridState], tokens: Sequence[int]) -> torch.Tensor:
+        """Append `tokens[b]` to `states[b]` (at most `largest` rows, distinct states, checked by the
+        caller); return fp32 logits [n, V], also each state's new logits."""
+        n = len(states)
+        size = bucket_for(n, self.buckets)
+        for state in states:
+            state.reserve(state.cursor + 1)
+        cursors = [state.cursor for state in states]
+        pad = size - n
+        host = torch.tensor([list(tokens) + [0] * pad, cursors + [0] * pad], dtype=torch.long)
+        self._ids[size].copy_(host[0, :, None])
+        self._positions[size].copy_(host[1])
+        rows = [*states, *([self.scratch] * pad)]
+        key = (size, tuple(buffer_key(s) for s in rows))
+        recorded = self._graphs.get(key)
+        if recorded is None:
+            logits = self._eager_then_record(size, rows, key)[:n]
+        else:
+            self._graphs.move_to_end(key)
+            recorded.replay(rows)
+            logits = recorded.logits[:n].clone()
+        for state, pos, row in zip(states, cursors, logits, strict=False):
+            state.cursor = pos + 1
+            state.logits = row.clone()
+        return logits
+
+    def _run(self, size: int, rows: Sequence[HybridState]) -> torch.Tensor:
+        """The step on the static buffers of `size`: zero the scratch (padded rows start clean), decode."""
+        for buf in buffer_key_tensors(self.scratch):
+            buf.zero_()
+        return decode_rows(self.lm, self._ids[size], self._positions[size], rows)
+
+    def _eager_then_record(self, size: int, rows: Sequence[HybridState], key) -> torch.Tensor:
+        """Run the step eagerly (the real result; warms every kernel), then record it for replays."""
+        if not self.capture:
+            logits = self._run(size, rows).clone()
+            out = torch.empty_like(logits)
+            self._keep(key, _Recorded(lambda now: out.copy_(self._run(size, now)), out))
+            return logits
+        device = self.lm.device
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            logits = self._run(size, rows).clone()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # Capture records the kernels without running them, so no state advances twice.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            out = self._run(size, rows)
+        self._keep(key, _Recorded(lambda now: graph.replay(), out))
+        return logits
+
+    def _keep(self, key, recorded: _Recorded) -> None:
+        self._graphs[key] = recorded
+        self.captures += 1
+        while len(self._graphs) > self.max_graphs:
+            self._graphs.popitem(last=False)
+        log.debug("recorded a batched decode graph for %d rows (%d kept)", key[0], len(self._graphs))
+
+    def clear(self) -> None:
+        """Drop every recorded graph (and the memory it holds)."""
+        self._graphs.clear()
+
+
+def buffer_key_tensors(state: HybridState) -> list[torch.Tensor]:
+    """Every buffer of `state`'s caches, in layer order (the tensors `buffer_key` names)."""
+    return [t for cache in state.layers if cache is not None for t in cache.buffers()]

@@ -1,0 +1,214 @@
+"""The bucketed batched decode step (`hybrid/batch_graphs.py`) gives every row what its own step gives.
+
+On CPU (fp32, fresh random tiny models, dense and Superlinear): bucket choice; the padded step against each
+row's eager one-token forward (logits and every cache buffer), the padded against the unpadded step, the
+replay bookkeeping (keys, LRU, growth); `TorchModel.decode_batch` split over buckets. Under the Triton
+interpreter (subprocess): the per-row Mamba-2 decode kernels inside the batched step. On CUDA (marked
+``gpu``): captured graph replays against eager per-row decode on fresh random inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from superlinear.adapters import TorchModel
+from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs, bucket_for
+from superlinear.adapters.hybrid.config import HybridConfig
+from superlinear.adapters.hybrid.testing import nano_30b_narrow_config, random_model, tiny_config
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _seed() -> int:
+    seed = random.SystemRandom().randrange(2**31)
+    print(f"seed={seed}")
+    return seed
+
+
+def _model(model_type: str, seed: int, device="cpu", dtype=torch.float32):
+    return random_model(HybridConfig.from_dict(tiny_config(model_type)), device=device, dtype=dtype, seed=seed)
+
+
+def _prefilled(lm, lengths, seed, max_len=1024):
+    """States holding random prompts of `lengths`, and independent copies for the reference."""
+    model = TorchModel(lm, name="random", fingerprint={})
+    gen = torch.Generator().manual_seed(seed)
+    states = []
+    for n in lengths:
+        state = model.new_state(max_len)
+        model.append(state, torch.randint(0, lm.config.vocab_size, (n,), generator=gen).tolist())
+        states.append(state)
+    with torch.inference_mode():
+        copies = [s.fork() for s in states]
+    return model, states, copies
+
+
+def _eager_row(lm, state, token):
+    with torch.inference_mode():
+        return lm(torch.tensor([[token]], device=lm.device), state)[-1]
+
+
+def _assert_same_state(a, b, atol=1e-5):
+    assert a.cursor == b.cursor
+    for ca, cb in zip(a.layers, b.layers, strict=True):
+        if ca is None:
+            continue
+        for ta, tb in zip(ca.buffers(), cb.buffers(), strict=True):
+            n = min(ta.shape[2], tb.shape[2]) if ta.dim() == 4 and ta.shape[2] != tb.shape[2] else None
+            if n is not None:  # KV buffers of different capacities: compare what both hold
+                ta, tb = ta[:, :, : a.cursor], tb[:, :, : b.cursor]
+            torch.testing.assert_close(ta, tb, atol=atol, rtol=atol)
+
+
+def test_bucket_is_the_smallest_that_holds_the_rows():
+    assert [bucket_for(n) for n in (1, 2, 3, 5, 8, 9, 33, 64)] == [1, 2, 4, 8, 8, 16, 64, 64]
+    assert bucket_for(3, (3, 6)) == 3
+    with pytest.raises(ValueError):
+        bucket_for(65)
+    with pytest.raises(ValueError):
+        bucket_for(0)
+
+
+@pytest.mark.parametrize("model_type", ["superlinear-exp", "nemotron_h"])
+def test_padded_steps_equal_each_rows_eager_step(model_type):
+    """Three rows of different lengths in bucket 4 (one inert row) for 6 steps: logits and caches."""
+    seed = _seed()
+    lm = _model(model_type, seed)
+    _, states, copies = _prefilled(lm, (5, 61, 140), seed)
+    graphs = BatchedGraphs(lm, buckets=(1, 2, 4, 8), capture=False)
+    rng = random.Random(seed)
+    with torch.inference_mode():
+        for _ in range(6):
+            tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+            got = graphs.step(states, tokens)
+            for b, (copy, token) in enumerate(zip(copies, tokens, strict=True)):
+                want = _eager_row(lm, copy, token)
+                torch.testing.assert_close(got[b], want, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(states[b].logits, want, atol=1e-5, rtol=1e-5)
+    for state, copy in zip(states, copies, strict=True):
+        _assert_same_state(state, copy)
+    # Same rows, same buffers (capacity 256 holds them all): recorded once, replayed five times.
+    assert graphs.captures == 1
+
+
+def test_inert_rows_change_nothing_the_unpadded_step_gives():
+    """The same three rows stepped in bucket 8 (five padded rows) and in a bucket of exactly 3 (to fp32
+    rounding: matrix products of 8 and 3 rows round differently)."""
+    seed = _seed()
+    lm = _model("superlinear-exp", seed)
+    _, padded, exact = _prefilled(lm, (9, 33, 200), seed)
+    wide, tight = BatchedGraphs(lm, buckets=(8,), capture=False), BatchedGraphs(lm, buckets=(3,), capture=False)
+    rng = random.Random(seed)
+    with torch.inference_mode():
+        for _ in range(3):
+            tokens = [rng.randrange(lm.config.vocab_size) for _ in padded]
+            torch.testing.assert_close(wide.step(padded, tokens), tight.step(exact, tokens), atol=1e-5, rtol=1e-5)
+    for a, b in zip(padded, exact, strict=True):
+        _assert_same_state(a, b, atol=1e-5)
+
+
+def test_new_compositions_and_kv_growth_record_new_graphs_and_the_lru_drops_old_ones():
+    seed = _seed()
+    lm = _model("superlinear-exp", seed)
+    _, states, copies = _prefilled(lm, (250, 20, 30), seed)
+    graphs = BatchedGraphs(lm, buckets=(2, 4), max_graphs=2, capture=False)
+    rng = random.Random(seed)
+
+    def step(rows):
+        tokens = [rng.randrange(lm.config.vocab_size) for _ in rows]
+        got = graphs.step([states[i] for i in rows], tokens)
+        for b, (i, token) in enumerate(zip(rows, tokens, strict=True)):
+            torch.testing.assert_close(got[b], _eager_row(lm, copies[i], token), atol=1e-5, rtol=1e-5)
+
+    with torch.inference_mode():
+        step([1, 2])
+        step([1, 2])
+        assert graphs.captures == 1
+        step([0, 1, 2])  # bucket 4, new composition
+        assert graphs.captures == 2
+        for _ in range(6):  # row 0 passes its capacity of 256 after 6 tokens: its KV grows, a new key
+            step([0, 1, 2])
+        assert graphs.captures == 3
+        step([1, 2])  # the first key was dropped (LRU of 2): recorded again
+        assert graphs.captures == 4
+
+
+def test_torch_model_decode_batch_splits_rows_over_the_largest_bucket():
+    seed = _seed()
+    lm = _model("superlinear-exp", seed)
+    model, states, copies = _prefilled(lm, (3, 7, 12, 50, 90, 100), seed)
+    model.batch_graphs = BatchedGraphs(lm, buckets=(1, 2, 4), capture=False)
+    tokens = [random.Random(seed).randrange(lm.config.vocab_size) for _ in states]
+    model.decode_batch(states, tokens)
+    for state, copy, token in zip(states, copies, tokens, strict=True):
+        want = _eager_row(lm, copy, token)
+        torch.testing.assert_close(state.logits, want, atol=1e-5, rtol=1e-5)
+    assert model.batch_graphs.captures == 2  # rows 0-3 in bucket 4, rows 4-5 in bucket 2
+
+
+INTERPRETED = r"""
+import random, sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_batch_graphs import _eager_row, _model, _prefilled, _assert_same_state
+from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs
+from superlinear.kernels import mamba as mamba_decode
+assert mamba_decode.supported(torch.zeros(1))  # the batched step takes the per-row Triton kernels
+seed = int(sys.argv[1])
+lm = _model("superlinear-exp", seed)
+_, states, copies = _prefilled(lm, (4, 19), seed, max_len=300)
+graphs = BatchedGraphs(lm, buckets=(4,), capture=False)
+rng = random.Random(seed)
+with torch.inference_mode():
+    for _ in range(2):
+        tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+        got = graphs.step(states, tokens)
+        for b, (copy, token) in enumerate(zip(copies, tokens)):
+            for layer in lm.layers:
+                if layer.kind == "M":
+                    layer.mixer.fused_decode = False  # the reference: the PyTorch Mamba step
+            want = _eager_row(lm, copy, token)
+            for layer in lm.layers:
+                if layer.kind == "M":
+                    layer.mixer.fused_decode = True
+            torch.testing.assert_close(got[b], want, atol=1e-4, rtol=1e-4)
+for s, c in zip(states, copies):
+    _assert_same_state(s, c, atol=1e-4)
+print("ok")
+"""
+
+
+def test_the_per_row_mamba_kernels_in_a_padded_step_under_the_interpreter():
+    seed = random.SystemRandom().randrange(2**31)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", INTERPRETED, str(seed), os.path.dirname(__file__)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_graphed_batched_steps_equal_eager_per_row_decode_on_cuda(rows):
+    """Narrow 30B preset in bf16: rows of different lengths (bucket padding for 3), 20 graphed steps
+    against each row's own eager step; the KV of the 250-token row grows once (a second capture)."""
+    seed = _seed()
+    lm = random_model(HybridConfig.from_dict(nano_30b_narrow_config()), device="cuda", dtype=torch.bfloat16,
+                      seed=seed)
+    lengths = [250, 40, 700, 1000, 5, 130, 333, 64][:rows]
+    model, states, copies = _prefilled(lm, lengths, seed, max_len=2048)
+    assert model.batch_graphs is not None and model.batch_graphs.capture
+    rng = random.Random(seed)
+    for _ in range(20):
+        tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+        model.decode_batch(states, tokens)
+        for state, copy, token in zip(states, copies, tokens, strict=True):
+            want = _eager_row(lm, copy, token)
+            err = float((state.logits - want).norm() / want.norm())
+            assert err < 2e-2, err
+    assert model.batch_graphs.captures == 2
