@@ -23,7 +23,7 @@ from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.kinds import state_nbytes
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
-from .hybrid.prompt_batch import prompt_step
+from .hybrid.prompt_batch import batchable, prompt_step
 from .hybrid.published import published_arrays
 from .hybrid.random_weights import is_random_checkpoint, load_random
 from .hybrid.state import HybridState, StateCheckpoint
@@ -171,9 +171,10 @@ class TorchModel:
     def append_batch(self, states: Sequence[HybridState], runs: Sequence[Sequence[int]]) -> None:
         """Append `runs[b]` to `states[b]` for every b; as `append` on each (to fp32 rounding).
 
-        On CPU the runs of 2 .. chunk_size tokens share one forward (hybrid/prompt_batch.py) and one-token
-        runs one decode step; a row alone, a longer run, or any row on another device runs `append`. Every
-        row is checked first: a bad row raises `RowRejected` naming it, and no state has changed.
+        The runs of 2 .. chunk_size tokens share one forward (hybrid/prompt_batch.py; on CPU and CUDA,
+        see `batchable`) and one-token runs one decode step (on CUDA a graph replay); a row alone or a
+        longer run runs `append`. Every row is checked first: a bad row raises `RowRejected` naming it,
+        and no state has changed.
         """
         if len(states) != len(runs):
             raise ValueError(f"{len(states)} states but {len(runs)} runs")
@@ -184,11 +185,11 @@ class TorchModel:
                 self._check_append(state, run)
             except (ContextLengthExceeded, InvalidRequest) as exc:
                 raise RowRejected(row, exc) from exc
-        together = self.lm.device.type == "cpu"
+        together = batchable(self.lm)
         singles = [b for b, run in enumerate(runs) if len(run) == 1] if together else []
         prompts = [b for b, run in enumerate(runs) if 1 < len(run) <= self.chunk_size] if together else []
         if len(singles) > 1:
-            decode_step(self.lm, [states[b] for b in singles], [runs[b][0] for b in singles])
+            self._decode_rows([states[b] for b in singles], [runs[b][0] for b in singles])
         if len(prompts) > 1:
             prompt_step(self.lm, [states[b] for b in prompts], [runs[b] for b in prompts])
         batched = {b for group in (singles, prompts) if len(group) > 1 for b in group}
@@ -213,6 +214,10 @@ class TorchModel:
                 self._check_append(state, [tid])
             except (ContextLengthExceeded, InvalidRequest) as exc:
                 raise RowRejected(row, exc) from exc
+        self._decode_rows(states, token_ids)
+
+    def _decode_rows(self, states: Sequence[HybridState], token_ids: Sequence[int]) -> None:
+        """One token per (checked, distinct) state: graph replays per bucket, or one eager batched step."""
         if self.batch_graphs is not None:
             step = self.batch_graphs.largest
             for start in range(0, len(states), step):

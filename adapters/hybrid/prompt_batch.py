@@ -5,13 +5,15 @@ embeddings, norms, projections, MLP and MoE run on [B, T, H] together (token by 
 Mamba-2 layers scan all rows at once from each row's own conv/SSM state, with the padded positions made
 inert (dt = 0 keeps the state, zero x/B/C add nothing, as the scan's own chunk padding does alone), and
 each conv window is taken at the row's last real token; attention writes each row's keys at the row's
-position and attends over its own cache: on CPU, Superlinear attention takes rows that end at similar
-lengths in one call (keys right-aligned and left-padded with the kernel's mask, queries right-aligned),
-other rows one at a time. Padded positions never reach a state.
+position and attends over its own cache: Superlinear attention takes rows that end at similar lengths in
+one call (keys right-aligned and left-padded with the kernel's mask, queries right-aligned) where the
+kernels take a mask (`masked_rows`: the CPU reference, the Triton kernels on CUDA in fp16/bf16), other rows
+one at a time. Padded positions never reach a state. `batchable` says on which models `TorchModel` runs it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -24,14 +26,33 @@ from .mamba import Mamba2Mixer, _intra_chunk
 from .model import HybridLM
 from .state import HybridState, KVCache, MambaCache
 
-__all__ = ["prompt_step", "prompt_attention_rows", "prompt_mamba_rows", "ssd_scan_rows"]
+__all__ = ["batchable", "masked_rows", "prompt_step", "prompt_attention_rows", "prompt_mamba_rows",
+           "ssd_scan_rows"]
+
+# SUPERLINEAR_BATCHED_PROMPTS=0 runs prompts one row at a time on every device.
+_ENV = "SUPERLINEAR_BATCHED_PROMPTS"
+
+
+def batchable(lm: HybridLM) -> bool:
+    """Whether `prompt_step` runs for `lm`: on CPU, and on CUDA (its PyTorch scan and per-row or masked
+    attention calls hold there too; checked against per-row appends by the GPU tests); not when turned off."""
+    return lm.device.type in ("cpu", "cuda") and os.environ.get(_ENV, "1") != "0"
+
+
+def masked_rows(hidden: torch.Tensor) -> bool:
+    """Whether Superlinear attention may take rows of different lengths in one left-padded, masked call:
+    the CPU reference, and CUDA tensors in fp16/bf16 (the Triton kernels' mask; other CUDA dtypes run the
+    reference, which syncs per row anyway)."""
+    if hidden.device.type == "cpu":
+        return True
+    return hidden.is_cuda and hidden.dtype in (torch.float16, torch.bfloat16)
 
 
 def prompt_step(lm: HybridLM, states: Sequence[HybridState], runs: Sequence[Sequence[int]]) -> torch.Tensor:
     """Append `runs[b]` (at least one token) to `states[b]` for every b; return fp32 logits [B, V].
 
     Each state's cursor advances by its run and its next-token logits become its row of the result.
-    Meant for the CPU (the Mamba-2 scan is the PyTorch one); callers check the rows first.
+    The Mamba-2 scan is the PyTorch one (see `batchable`); callers check the rows first.
     """
     lengths = [len(run) for run in runs]
     for state, n in zip(states, lengths, strict=True):
@@ -75,7 +96,7 @@ def prompt_attention_rows(
              for b, (cache, pos, n) in enumerate(zip(caches, positions, lengths, strict=True))]
     out = q2.new_zeros(batch, att.num_heads, width, att.head_dim)
     ends = [pos + n - 1 for pos, n in zip(positions, lengths, strict=True)]
-    grouped = superlinear and hidden.device.type == "cpu"
+    grouped = superlinear and masked_rows(hidden)
     for rows in length_groups(ends) if grouped else [[b] for b in range(batch)]:
         if len(rows) > 1:
             _superlinear_padded_runs(att, q1, q2, views, lengths, rows, out)

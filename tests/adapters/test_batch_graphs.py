@@ -191,24 +191,50 @@ def test_the_per_row_mamba_kernels_in_a_padded_step_under_the_interpreter():
     assert result.stdout.strip().endswith("ok")
 
 
+def _narrow_bf16(seed):
+    cfg = HybridConfig.from_dict(nano_30b_narrow_config())
+    return random_model(cfg, device="cuda", dtype=torch.bfloat16, seed=seed)
+
+
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("rows", [1, 3, 8])
 def test_graphed_batched_steps_equal_eager_per_row_decode_on_cuda(rows):
-    """Narrow 30B preset in bf16: rows of different lengths (bucket padding for 3), 20 graphed steps
-    against each row's own eager step; the KV of the 250-token row grows once (a second capture)."""
+    """Narrow 30B preset in bf16: rows of different lengths (bucket padding for 3), 20 graphed steps; each
+    step against every row's own eager step from a copy of its state just before (so bf16 rounding does not
+    compound over steps); the KV of the 250-token row grows once (a second capture)."""
     seed = _seed()
-    lm = random_model(HybridConfig.from_dict(nano_30b_narrow_config()), device="cuda", dtype=torch.bfloat16,
-                      seed=seed)
+    lm = _narrow_bf16(seed)
     lengths = [250, 40, 700, 1000, 5, 130, 333, 64][:rows]
-    model, states, copies = _prefilled(lm, lengths, seed, max_len=2048)
+    model, states, _ = _prefilled(lm, lengths, seed, max_len=2048)
     assert model.batch_graphs is not None and model.batch_graphs.capture
     rng = random.Random(seed)
     for _ in range(20):
         tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+        with torch.inference_mode():
+            copies = [s.fork() for s in states]
         model.decode_batch(states, tokens)
         for state, copy, token in zip(states, copies, tokens, strict=True):
             want = _eager_row(lm, copy, token)
             err = float((state.logits - want).norm() / want.norm())
             assert err < 2e-2, err
     assert model.batch_graphs.captures == 2
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graph_replays_equal_the_same_step_run_eagerly_on_cuda():
+    """Five rows in bucket 8, 12 steps: captured replays against the uncaptured step on copies."""
+    seed = _seed()
+    lm = _narrow_bf16(seed)
+    _, graphed, eager = _prefilled(lm, (17, 300, 90, 1200, 2), seed, max_len=2048)
+    replays, plain = BatchedGraphs(lm, capture=True), BatchedGraphs(lm, capture=False)
+    rng = random.Random(seed)
+    with torch.inference_mode():
+        for _ in range(12):
+            tokens = [rng.randrange(lm.config.vocab_size) for _ in graphed]
+            got, want = replays.step(graphed, tokens), plain.step(eager, tokens)
+            assert float((got - want).norm() / want.norm()) < 1e-3
+    for a, b in zip(graphed, eager, strict=True):
+        _assert_same_state(a, b, atol=1e-2)
+    assert replays.captures >= 1
