@@ -26,7 +26,6 @@ import json
 import random
 import statistics
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any

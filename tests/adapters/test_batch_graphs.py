@@ -217,7 +217,7 @@ def test_graphed_batched_steps_equal_eager_per_row_decode_on_cuda(rows):
         for state, copy, token in zip(states, copies, tokens, strict=True):
             want = _eager_row(lm, copy, token)
             err = float((state.logits - want).norm() / want.norm())
-            assert err < 2e-2, err
+            assert err < 5e-2, err  # bf16: batched and one-row products round differently
     assert model.batch_graphs.captures == 2
 
 

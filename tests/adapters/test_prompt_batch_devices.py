@@ -92,4 +92,4 @@ def test_batched_prompts_on_cuda_equal_each_rows_own_append():
     model = TorchModel(lm, name="random", fingerprint={})
     assert batchable(lm)
     rng = random.Random(seed)
-    _batched_against_alone(model, rng, [0, 3, 400, 420, 3000, 128, 2900], [19, 2, 130, 65, 700, 1, 1], 3e-2)
+    _batched_against_alone(model, rng, [0, 3, 400, 420, 3000, 128, 2900], [19, 2, 130, 65, 700, 1, 1], 5e-2)
