@@ -3,8 +3,10 @@
 `decode_rows` is the batched decode step with nothing that syncs with the host: B token ids and B device
 positions in static buffers, embeddings, norms, projections and MoE on [B, 1, H] together, and per row
 what only a row can do: its KV write and its attention over its own whole KV buffer (the position read
-on the device, as in `HybridLM.decode_logits`), and on CUDA its Mamba-2 conv/SSM/norm kernels on its own
-state (`kernels.mamba`; elsewhere the rows' stacked PyTorch update of `batch.mamba_rows`).
+on the device, as in `HybridLM.decode_logits`). Mamba-2 layers run on CUDA as three launches for all rows,
+each row's conv window and SSM state updated in its own buffers through a table of offsets
+(`kernels.mamba.decode_rows`; tables built before capture, `row_tables`), elsewhere as the rows' stacked
+PyTorch update of `batch.mamba_rows`.
 
 `BatchedGraphs.step` pads a batch of n rows to the smallest bucket >= n (1, 2, 4, ... 64) with inert rows:
 they run on a small scratch state that is zeroed at the start of every step, at position 0, and their
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 import torch
 
 from ...kernels import mamba as mamba_decode
 from ...kernels import superlinear_attention
+from ...kernels.mamba import decode_rows as mamba_rows_kernels
 from .attention import DenseAttention, SuperlinearAttention
 from .batch import mamba_rows
 from .graphs import BufferKey, buffer_key
@@ -34,7 +37,7 @@ from .mamba import Mamba2Mixer
 from .model import HybridLM
 from .state import HybridState, KVCache, MambaCache
 
-__all__ = ["BUCKETS", "BatchedGraphs", "bucket_for", "decode_rows"]
+__all__ = ["BUCKETS", "BatchedGraphs", "bucket_for", "decode_rows", "row_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,35 @@ def bucket_for(rows: int, buckets: Sequence[int] = BUCKETS) -> int:
     raise ValueError(f"{rows} rows exceed the largest bucket {max(buckets)}")
 
 
-def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states: Sequence[HybridState]) -> torch.Tensor:
+Tables = Mapping[int, tuple[torch.Tensor, torch.Tensor]]
+
+
+def row_tables(lm: HybridLM, states: Sequence[HybridState]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per Mamba-2 layer taking the batched kernels: the offset tables of the rows' conv windows and SSM
+    states (`kernels.mamba.decode_rows.offsets`); built on the host, so outside any graph capture."""
+    tables = {}
+    for i, block in enumerate(lm.layers):
+        if block.kind == "M" and _fused(block.mixer, lm.device):
+            caches = [state.layers[i] for state in states]
+            tables[i] = (mamba_rows_kernels.offsets([c.conv[0] for c in caches]),
+                         mamba_rows_kernels.offsets([c.ssm[0] for c in caches]))
+    return tables
+
+
+def _fused(m: Mamba2Mixer, device: torch.device) -> bool:
+    return m.fused_decode and mamba_decode.supported(torch.empty(0, device=device))
+
+
+def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states: Sequence[HybridState],
+                tables: Tables | None = None) -> torch.Tensor:
     """One token per row: `ids` [B, 1], device `positions` [B], `states[b]` with KV room for its token.
 
     Updates every row's caches; returns fp32 logits [B, V]. Leaves cursors and logits alone and never syncs
-    with the host (capturable); a state may appear more than once (the padded rows share the scratch).
+    with the host given the rows' `tables` (`row_tables`; built here when None), so it can be captured; a
+    state may appear more than once (the padded rows share the scratch).
     """
+    if tables is None:
+        tables = row_tables(lm, states)
     hidden = lm.embeddings(ids)  # [B, 1, H]
     for i, block in enumerate(lm.layers):
         caches = [state.layers[i] for state in states]
@@ -65,7 +91,7 @@ def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states
         if block.kind == "*":
             mixed = attention_rows_at(block.mixer, normed, caches, positions)
         elif block.kind == "M":
-            mixed = mamba_rows_fused(block.mixer, normed, caches)
+            mixed = mamba_rows_fused(block.mixer, normed, caches, tables.get(i))
         else:
             mixed = block.mixer(normed)
         hidden = hidden + mixed
@@ -97,28 +123,29 @@ def attention_rows_at(
     return att.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
 
 
-def mamba_rows_fused(m: Mamba2Mixer, hidden: torch.Tensor, caches: Sequence[MambaCache]) -> torch.Tensor:
-    """One token per row through a Mamba-2 mixer; in_proj/out_proj for all rows together, and on CUDA
-    (or under the Triton interpreter) each row's three decode kernels on its own state in place."""
-    if not (m.fused_decode and mamba_decode.supported(hidden)):
+def mamba_rows_fused(m: Mamba2Mixer, hidden: torch.Tensor, caches: Sequence[MambaCache],
+                     table: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """One token per row through a Mamba-2 mixer: in_proj/out_proj for all rows together; with `table`
+    (CUDA, or the Triton interpreter) the three batched decode kernels on the rows' own states in place,
+    else the stacked PyTorch update."""
+    if table is None:
         return mamba_rows(m, hidden, caches)
     batch = hidden.shape[0]
     proj = m.in_proj(hidden).reshape(batch, -1)
-    groups_n = m.n_groups * m.state_size
-    rows = []
-    for b, cache in enumerate(caches):
-        z, xbc, dt = proj[b].split([m.inner, m.conv_dim, m.num_heads])
-        xbc = mamba_decode.conv_step(xbc, cache.conv[0], m.conv1d.weight[:, 0], m.conv1d.bias)
-        x, bm, cm = xbc.split([m.inner, groups_n, groups_n])
-        y = mamba_decode.ssm_step_fused(x, dt, bm, cm, cache.ssm[0], m.A_log, m.D, m.dt_bias, m.time_step_limit)
-        rows.append(mamba_decode.gated_rms_norm_rows(y, z, m.norm.weight, m.n_groups, m.eps, hidden.dtype))
-    return m.out_proj(torch.stack(rows).view(batch, 1, m.inner))
+    z, xbc, dt = proj.split([m.inner, m.conv_dim, m.num_heads], dim=-1)
+    kernels = mamba_rows_kernels
+    xbc = kernels.conv_rows(xbc, [c.conv[0] for c in caches], table[0], m.conv1d.weight[:, 0], m.conv1d.bias)
+    y = kernels.ssm_rows(xbc, dt, [c.ssm[0] for c in caches], table[1], m.A_log, m.D, m.dt_bias, m.n_groups,
+                         m.time_step_limit)
+    y = kernels.gated_rms_norm_batch(y, z, m.norm.weight, m.n_groups, m.eps, hidden.dtype)
+    return m.out_proj(y.view(batch, 1, m.inner))
 
 
 @attrs.define(eq=False)
 class _Recorded:
     replay: Callable[[Sequence[HybridState]], object]  # given the rows (a graph ignores them)
     logits: torch.Tensor  # [bucket, V] fp32, written by each replay
+    tables: Tables  # the offset tables a graph reads (kept alive with it)
 
 
 class BatchedGraphs:
@@ -169,30 +196,32 @@ class BatchedGraphs:
             state.logits = row.clone()
         return logits
 
-    def _run(self, size: int, rows: Sequence[HybridState]) -> torch.Tensor:
+    def _run(self, size: int, rows: Sequence[HybridState], tables: Tables) -> torch.Tensor:
         """The step on the static buffers of `size`: zero the scratch (padded rows start clean), decode."""
         for buf in buffer_key_tensors(self.scratch):
             buf.zero_()
-        return decode_rows(self.lm, self._ids[size], self._positions[size], rows)
+        return decode_rows(self.lm, self._ids[size], self._positions[size], rows, tables)
 
     def _eager_then_record(self, size: int, rows: Sequence[HybridState], key) -> torch.Tensor:
         """Run the step eagerly (the real result; warms every kernel), then record it for replays."""
-        if not self.capture:
-            logits = self._run(size, rows).clone()
+        tables = row_tables(self.lm, rows)
+        if not self.capture:  # replays rebuild the tables of the rows they get (same addresses)
+            logits = self._run(size, rows, tables).clone()
             out = torch.empty_like(logits)
-            self._keep(key, _Recorded(lambda now: out.copy_(self._run(size, now)), out))
+            self._keep(key, _Recorded(lambda now: out.copy_(self._run(size, now, row_tables(self.lm, now))), out,
+                                      tables))
             return logits
         device = self.lm.device
         side = torch.cuda.Stream(device=device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
-            logits = self._run(size, rows).clone()
+            logits = self._run(size, rows, tables).clone()
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # Capture records the kernels without running them, so no state advances twice.
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            out = self._run(size, rows)
-        self._keep(key, _Recorded(lambda now: graph.replay(), out))
+            out = self._run(size, rows, tables)
+        self._keep(key, _Recorded(lambda now: graph.replay(), out, tables))
         return logits
 
     def _keep(self, key, recorded: _Recorded) -> None:

@@ -3,7 +3,7 @@
 On CPU (fp32, fresh random tiny models, dense and Superlinear): bucket choice; the padded step against each
 row's eager one-token forward (logits and every cache buffer), the padded against the unpadded step, the
 replay bookkeeping (keys, LRU, growth); `TorchModel.decode_batch` split over buckets. Under the Triton
-interpreter (subprocess): the per-row Mamba-2 decode kernels inside the batched step. On CUDA (marked
+interpreter (subprocess): the batched Mamba-2 decode kernels (offset tables) inside the padded step. On CUDA (marked
 ``gpu``): captured graph replays against eager per-row decode on fresh random inputs.
 """
 
@@ -157,7 +157,7 @@ sys.path.insert(0, sys.argv[2])
 from test_batch_graphs import _eager_row, _model, _prefilled, _assert_same_state
 from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs
 from superlinear.kernels import mamba as mamba_decode
-assert mamba_decode.supported(torch.zeros(1))  # the batched step takes the per-row Triton kernels
+assert mamba_decode.supported(torch.zeros(1))  # the step takes the batched Triton kernels
 seed = int(sys.argv[1])
 lm = _model("superlinear-exp", seed)
 _, states, copies = _prefilled(lm, (4, 19), seed, max_len=300)
@@ -182,7 +182,7 @@ print("ok")
 """
 
 
-def test_the_per_row_mamba_kernels_in_a_padded_step_under_the_interpreter():
+def test_the_batched_mamba_kernels_in_a_padded_step_under_the_interpreter():
     seed = random.SystemRandom().randrange(2**31)
     env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
     result = subprocess.run([sys.executable, "-c", INTERPRETED, str(seed), os.path.dirname(__file__)],
