@@ -13,7 +13,9 @@ says what ran and where a phase stopped):
    tok/s = B x steps / time, step times;
 3. gaps: one session decodes alone (idle gaps between its tokens), then beside another session that prefills
    --long tokens, the engine's way: every step one decode token for the stream, then --prefill-budgets
-   tokens of the other prompt (`append`); gap = time between two tokens of the stream. p50/p99 against idle.
+   tokens of the other prompt (`append`); gap = time between two tokens of the stream. p50/p99 against idle,
+   over the last --gap-window steps of the prompt (the longest context; the prompt before them goes in
+   --chunk pieces) or over the whole prompt (--gap-window 0).
 
     python benchmarks/gpu_batch.py --out gpu_out                 # on one H200 (benchmarks/gpu_batch.sh)
     python benchmarks/gpu_batch.py --smoke --out /tmp/smoke      # CPU, tiny sizes, end to end
@@ -40,7 +42,7 @@ from superlinear.adapters.hybrid.config import HybridConfig  # noqa: E402
 from superlinear.adapters.hybrid.testing import random_model  # noqa: E402
 
 SMOKE = dict(preset="tiny", device="cpu", dtype="fp32", context=64, suffix=8, sessions=4, batches="1,2,4",
-             steps=3, long=192, prefill_budgets="64,32", idle_steps=4, chunk=64)
+             steps=3, long=192, prefill_budgets="64,32", idle_steps=4, chunk=64, gap_window=4)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batches", default="1,8,32", help="batch sizes of the decode curve")
     p.add_argument("--steps", type=int, default=32, help="timed decode steps per batch size")
     p.add_argument("--long", type=int, default=262144, help="tokens of the prompt prefilled beside a stream")
-    p.add_argument("--prefill-budgets", default="1024,256", help="prompt tokens per engine step, one run each")
+    p.add_argument("--prefill-budgets", default="1024,256,64,16", help="prompt tokens per engine step, one run each")
+    p.add_argument("--gap-window", type=int, default=128,
+                   help="interleaved steps measured at the end of the long prompt (0: the whole prompt)")
     p.add_argument("--idle-steps", type=int, default=64, help="stream tokens timed with nothing beside")
     p.add_argument("--chunk", type=int, default=8192, help="TorchModel chunk size (prefill)")
     p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget from start")
@@ -101,7 +105,8 @@ def sessions(model: TorchModel, args, clock: Clock, rng: random.Random, record: 
     vocab = model.config.vocab_size
     batches, budgets = _ints(args.batches), _ints(args.prefill_budgets)
     # Room for every token any phase adds to a session (the stream of `gaps` is session 0).
-    extra = args.steps * (len(batches) + 1) + args.idle_steps + sum(-(-args.long // b) for b in budgets)
+    per_budget = [args.gap_window if args.gap_window > 0 else -(-args.long // b) for b in budgets]
+    extra = args.steps * (len(batches) + 1) + args.idle_steps + sum(per_budget)
     room = args.context + args.suffix + extra + 64
     base = model.new_state(room)
     t0 = clock.now()
@@ -161,31 +166,60 @@ def gaps(model: TorchModel, stream, args, clock: Clock, rng: random.Random, reco
         idle.append(clock.now() - t0)
     out["idle"] = _ms(idle)
     print(f"idle gaps {out['idle']}", flush=True)
-    vocab = model.config.vocab_size
-    for budget in _ints(args.prefill_budgets):
-        run: dict[str, Any] = {"prefill_budget": budget}
-        out[f"budget_{budget}"] = run
-        other = model.new_state(args.long + 1)
-        prompt = [rng.randrange(vocab) for _ in range(args.long)]
-        seen, last, done, started = [], clock.now(), 0, clock.now()
-        while done < args.long:
-            if clock.left() < 10:
-                run["stopped_early"] = f"budget: {clock.left():.1f} s left at {done} of {args.long} tokens"
-                break
-            _stream_token(model, stream)
-            now = clock.now()
-            seen.append(now - last)
-            last = now
-            piece = prompt[done : done + budget]
-            model.append(other, piece)
-            done += len(piece)
-        run["prefilled"] = done
-        run["prefill_tok_s"] = round(done / (clock.now() - started), 1)
-        run.update(_ms(seen[1:] or seen))
-        run["p99_over_idle_p99"] = round(run["p99_ms"] / out["idle"]["p99_ms"], 2)
-        run["p99_over_idle_median"] = round(run["p99_ms"] / out["idle"]["median_ms"], 2)
-        model.release(other)
-        print(f"gaps {run}", flush=True)
+    budgets = _ints(args.prefill_budgets)
+    prompt = [rng.randrange(model.config.vocab_size) for _ in range(args.long)]
+    # The prompt's common start (before every budget's measured steps) is prefilled once, then forked.
+    base = model.new_state(args.long + 1)
+    t0 = clock.now()
+    _bulk(model, base, prompt, min(_gap_start(args, b) for b in budgets), args.chunk)
+    out["common_prefill"] = {"tokens": base.cursor, "seconds": round(clock.now() - t0, 2)}
+    for budget in budgets:
+        _beside_prefill(model, stream, model.fork(base), prompt, budget, args, clock, out)
+    model.release(base)
+
+
+def _gap_start(args, budget: int) -> int:
+    """Where the measured steps of `budget` start in the long prompt."""
+    return max(0, args.long - args.gap_window * budget) if args.gap_window > 0 else 0
+
+
+def _bulk(model: TorchModel, state, prompt: list[int], stop: int, chunk: int) -> None:
+    """Append prompt[state.cursor:stop] in `chunk` pieces."""
+    for start in range(state.cursor, stop, chunk):
+        model.append(state, prompt[start : min(stop, start + chunk)])
+
+
+def _beside_prefill(model: TorchModel, stream, other, prompt: list[int], budget: int, args, clock: Clock,
+                    out: dict) -> None:
+    """The stream's gaps while `other` takes the rest of the --long prompt `budget` tokens a step. With
+    --gap-window W > 0 the prompt up to its last W x budget tokens goes in --chunk pieces first (the
+    stream waiting), and the gaps are those of its last W steps, where the context is longest."""
+    run: dict[str, Any] = {"prefill_budget": budget}
+    out[f"budget_{budget}"] = run
+    t0 = clock.now()
+    _bulk(model, other, prompt, _gap_start(args, budget), args.chunk)
+    done = other.cursor
+    run["bulk_to"], run["bulk_s"] = done, round(clock.now() - t0, 2)
+    seen, started = [], clock.now()
+    last, first = started, done
+    while done < args.long:
+        if clock.left() < 10:
+            run["stopped_early"] = f"budget: {clock.left():.1f} s left at {done} of {args.long} tokens"
+            break
+        _stream_token(model, stream)
+        now = clock.now()
+        seen.append(now - last)
+        last = now
+        piece = prompt[done : done + budget]
+        model.append(other, piece)
+        done += len(piece)
+    run["prefilled"], run["measured_from"] = done, first
+    run["prefill_tok_s"] = round((done - first) / (clock.now() - started), 1)
+    run.update(_ms(seen[1:] or seen))
+    run["p99_over_idle_p99"] = round(run["p99_ms"] / out["idle"]["p99_ms"], 2)
+    run["p99_over_idle_median"] = round(run["p99_ms"] / out["idle"]["median_ms"], 2)
+    model.release(other)
+    print(f"gaps {run}", flush=True)
 
 
 def table(record: dict) -> str:
@@ -198,10 +232,11 @@ def table(record: dict) -> str:
     if "idle" in gap:
         lines.append(f"| stream alone: gap median / p99 ms | {gap['idle']['median_ms']} / {gap['idle']['p99_ms']} |")
     for key, run in gap.items():
-        if key != "idle":
+        if key.startswith("budget_") and "p99_ms" in run:
             lines.append(f"| stream beside a {run['prefilled']}-token prefill, {run['prefill_budget']} tokens a "
-                         f"step: gap median / p99 ms (p99 / idle p99) | {run['median_ms']} / {run['p99_ms']} "
-                         f"({run['p99_over_idle_p99']}x); prefill {run['prefill_tok_s']} tok/s |")
+                         f"step (gaps from token {run['measured_from']}): gap median / p99 ms (p99 / idle p99) | "
+                         f"{run['median_ms']} / {run['p99_ms']} ({run['p99_over_idle_p99']}x); prefill "
+                         f"{run['prefill_tok_s']} tok/s |")
     for phase, error in record.get("errors", {}).items():
         lines.append(f"| {phase} failed | {error.splitlines()[-1] if error else ''} |")
     return "\n".join(lines) + "\n"

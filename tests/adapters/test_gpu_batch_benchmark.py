@@ -27,8 +27,11 @@ def test_the_smoke_run_records_the_decode_curve_and_the_gaps(tmp_path):
     assert gaps["idle"]["n"] == 4
     for budget in (64, 32):
         run = gaps[f"budget_{budget}"]
+        # Measured: the last 4 steps (--gap-window in smoke mode), the prompt before them in bulk.
         assert run["prefilled"] == 192 and "stopped_early" not in run
-        assert run["n"] == 192 // budget - 1  # the first gap (before any prefill piece) is left out
+        assert run["measured_from"] == max(0, 192 - 4 * budget)
+        # The first gap (before any prompt piece) is left out.
+        assert run["n"] == (192 - run["measured_from"]) // budget - 1
     table = (tmp_path / "gpu_batch.md").read_text()
     assert "decode, batch 4" in table and "192-token prefill" in table
 
