@@ -191,6 +191,41 @@ def test_the_batched_mamba_kernels_in_a_padded_step_under_the_interpreter():
     assert result.stdout.strip().endswith("ok")
 
 
+TRITON_ATTENTION = r"""
+import random, sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_batch_graphs import _eager_row, _model, _prefilled
+from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs
+from superlinear.kernels.superlinear.attention import api
+# CPU tensors take the Triton kernels (interpreted), as CUDA tensors do: decode at a device position
+# over each row's whole KV buffer.
+api.ACCELERATED_PREFILL["cpu"] = api.ACCELERATED_PREFILL["cuda"]
+seed = int(sys.argv[1])
+lm = _model("superlinear-exp", seed, dtype=torch.bfloat16)
+_, states, copies = _prefilled(lm, (45, 9, 90), seed, max_len=300)
+graphs = BatchedGraphs(lm, buckets=(4,), capture=False)
+rng = random.Random(seed)
+with torch.inference_mode():
+    for _ in range(2):
+        tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+        got = graphs.step(states, tokens)
+        for b, (copy, token) in enumerate(zip(copies, tokens)):
+            want = _eager_row(lm, copy, token).float()
+            err = float((got[b].float() - want).norm() / want.norm())
+            assert err < 3e-2, (b, err)
+print("ok")
+"""
+
+
+def test_the_padded_step_with_triton_attention_under_the_interpreter_in_bf16():
+    seed = random.SystemRandom().randrange(2**31)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", TRITON_ATTENTION, str(seed), os.path.dirname(__file__)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip().endswith("ok")
+
+
 def _narrow_bf16(seed):
     cfg = HybridConfig.from_dict(nano_30b_narrow_config())
     return random_model(cfg, device="cuda", dtype=torch.bfloat16, seed=seed)
