@@ -114,8 +114,17 @@ def sessions(model: TorchModel, args, clock: Clock, rng: random.Random, record: 
     prefill_s = clock.now() - t0
     states = [model.fork(base) for _ in range(args.sessions)]
     model.release(base)
+    suffixes = [[rng.randrange(vocab) for _ in range(args.suffix)] for _ in states]
+    marks = [model.checkpoint(s) for s in states]
     t0 = clock.now()
-    model.append_batch(states, [[rng.randrange(vocab) for _ in range(args.suffix)] for _ in states])
+    try:
+        model.append_batch(states, suffixes)
+    except Exception:  # noqa: BLE001 - keep the run going on per-row appends, and say so
+        record.setdefault("errors", {})["append_batch"] = traceback.format_exc()
+        print(record["errors"]["append_batch"], flush=True)
+        for state, mark, suffix in zip(states, marks, suffixes, strict=True):
+            model.restore(state, mark)
+            model.append(state, suffix)
     suffix_s = clock.now() - t0
     record["sessions"] = {"count": len(states), "context": args.context, "prefill_s": round(prefill_s, 3),
                           "prefill_tok_s": round(args.context / prefill_s, 1), "suffix": args.suffix,
@@ -249,7 +258,7 @@ def run(args, record: dict) -> None:
     record["args"] = {k: str(v) for k, v in vars(args).items()}
     rng = random.Random(args.seed)
     model = build(args, device, clock, record)
-    errors = record["errors"] = {}
+    errors = record.setdefault("errors", {})
     states = sessions(model, args, clock, rng, record)
     for phase, call in (("decode", lambda: decode_curve(model, states, args, clock, record)),
                         ("gaps", lambda: gaps(model, states[0], args, clock, rng, record))):
@@ -258,8 +267,21 @@ def run(args, record: dict) -> None:
         except Exception:  # noqa: BLE001 - record the failure, keep the other phases
             errors[phase] = traceback.format_exc()
             print(errors[phase], flush=True)
+            if model.batch_graphs is not None and device.type == "cuda" and phase == "decode":
+                # Numbers of the eager batched step rather than none (the failure above says why).
+                model.batch_graphs = None
+                record["decode_graphed"] = record.pop("decode", None)
+                _try(errors, "decode_eager", lambda: decode_curve(model, states, args, clock, record))
         if device.type == "cuda":
             record[f"peak_gib_after_{phase}"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+
+
+def _try(errors: dict, phase: str, call) -> None:
+    try:
+        call()
+    except Exception:  # noqa: BLE001 - record the failure
+        errors[phase] = traceback.format_exc()
+        print(errors[phase], flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
