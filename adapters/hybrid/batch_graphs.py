@@ -197,9 +197,10 @@ class BatchedGraphs:
         return logits
 
     def _run(self, size: int, rows: Sequence[HybridState], tables: Tables) -> torch.Tensor:
-        """The step on the static buffers of `size`: zero the scratch (padded rows start clean), decode."""
-        for buf in buffer_key_tensors(self.scratch):
-            buf.zero_()
+        """The step on the static buffers of `size`: zero the scratch if a padded row uses it (so padded
+        rows start clean, one multi-tensor launch), then decode."""
+        if any(state is self.scratch for state in rows):
+            torch._foreach_zero_(buffer_key_tensors(self.scratch))
         return decode_rows(self.lm, self._ids[size], self._positions[size], rows, tables)
 
     def _eager_then_record(self, size: int, rows: Sequence[HybridState], key) -> torch.Tensor:
