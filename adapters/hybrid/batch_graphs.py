@@ -3,7 +3,8 @@
 `decode_rows` is the batched decode step with nothing that syncs with the host: B token ids and B device
 positions in static buffers, embeddings, norms, projections and MoE on [B, 1, H] together, and per row
 what only a row can do: its KV write and its attention over its own whole KV buffer (the position read
-on the device, as in `HybridLM.decode_logits`). Mamba-2 layers run on CUDA as three launches for all rows,
+on the device, as in `HybridLM.decode_logits`; on CUDA the KV writes of all rows are one launch,
+`kernels.kv_rows`). Mamba-2 layers run on CUDA as three launches for all rows,
 each row's conv window and SSM state updated in its own buffers through a table of offsets
 (`kernels.mamba.decode_rows`; tables built before capture, `row_tables`), elsewhere as the rows' stacked
 PyTorch update of `batch.mamba_rows`.
@@ -27,8 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 import torch
 
+from ...kernels import kv_rows, superlinear_attention
 from ...kernels import mamba as mamba_decode
-from ...kernels import superlinear_attention
 from ...kernels.mamba import decode_rows as mamba_rows_kernels
 from .attention import DenseAttention, SuperlinearAttention
 from .batch import mamba_rows
@@ -55,23 +56,29 @@ def bucket_for(rows: int, buckets: Sequence[int] = BUCKETS) -> int:
     raise ValueError(f"{rows} rows exceed the largest bucket {max(buckets)}")
 
 
-Tables = Mapping[int, tuple[torch.Tensor, torch.Tensor]]
+Tables = Mapping[int, tuple[torch.Tensor, ...]]
 
 
-def row_tables(lm: HybridLM, states: Sequence[HybridState]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per Mamba-2 layer taking the batched kernels: the offset tables of the rows' conv windows and SSM
-    states (`kernels.mamba.decode_rows.offsets`); built on the host, so outside any graph capture."""
-    tables = {}
+def row_tables(lm: HybridLM, states: Sequence[HybridState]) -> dict[int, tuple[torch.Tensor, ...]]:
+    """Per layer taking a batched kernel (on CUDA, or under the Triton interpreter): for Mamba-2, the offset
+    tables of the rows' conv windows and SSM states (`kernels.mamba.decode_rows`); for attention, of their
+    K and V buffers and their capacities (`kernels.kv_rows`). Built on the host, so outside any capture."""
+    tables: dict[int, tuple[torch.Tensor, ...]] = {}
+    if not _on_kernels(lm.device):
+        return tables
     for i, block in enumerate(lm.layers):
-        if block.kind == "M" and _fused(block.mixer, lm.device):
-            caches = [state.layers[i] for state in states]
+        caches = [state.layers[i] for state in states]
+        if block.kind == "M" and block.mixer.fused_decode:
             tables[i] = (mamba_rows_kernels.offsets([c.conv[0] for c in caches]),
                          mamba_rows_kernels.offsets([c.ssm[0] for c in caches]))
+        elif block.kind == "*":
+            caps = torch.tensor([c.capacity for c in caches], dtype=torch.int64, device=lm.device)
+            tables[i] = (kv_rows.offsets([c.k for c in caches]), kv_rows.offsets([c.v for c in caches]), caps)
     return tables
 
 
-def _fused(m: Mamba2Mixer, device: torch.device) -> bool:
-    return m.fused_decode and mamba_decode.supported(torch.empty(0, device=device))
+def _on_kernels(device: torch.device) -> bool:
+    return mamba_decode.supported(torch.empty(0, device=device))
 
 
 def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states: Sequence[HybridState],
@@ -89,7 +96,7 @@ def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states
         caches = [state.layers[i] for state in states]
         normed = block.norm(hidden)
         if block.kind == "*":
-            mixed = attention_rows_at(block.mixer, normed, caches, positions)
+            mixed = attention_rows_at(block.mixer, normed, caches, positions, tables.get(i))
         elif block.kind == "M":
             mixed = mamba_rows_fused(block.mixer, normed, caches, tables.get(i))
         else:
@@ -99,19 +106,26 @@ def decode_rows(lm: HybridLM, ids: torch.Tensor, positions: torch.Tensor, states
 
 
 def attention_rows_at(
-    att: DenseAttention, hidden: torch.Tensor, caches: Sequence[KVCache], positions: torch.Tensor
+    att: DenseAttention, hidden: torch.Tensor, caches: Sequence[KVCache], positions: torch.Tensor,
+    table: tuple[torch.Tensor, ...] | None = None,
 ) -> torch.Tensor:
-    """Projections of all rows together; each row's KV write and attention at its device position [1]."""
+    """Projections of all rows together; every row's KV written at its device position (with `table`: one
+    launch for all rows, `kernels.kv_rows`), then each row's attention over its whole buffer."""
     batch = hidden.shape[0]
     k = att.k_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
     v = att.v_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
     q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
     superlinear = isinstance(att, SuperlinearAttention)
     q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
+    if table is not None:
+        kv_rows.write_kv_rows(k, v, [c.k for c in caches], [c.v for c in caches], table, positions)
     outs = []
     for b, cache in enumerate(caches):
         where = positions[b : b + 1]
-        keys, values = cache.write_at(where, k[b : b + 1], v[b : b + 1])
+        if table is None:
+            keys, values = cache.write_at(where, k[b : b + 1], v[b : b + 1])
+        else:
+            keys, values = cache.k, cache.v
         if superlinear:
             outs.append(superlinear_attention(q1[b : b + 1], q2[b : b + 1], keys, values, where,
                                               params=att.params, block_q=att.block_q))

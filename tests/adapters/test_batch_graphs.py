@@ -3,7 +3,8 @@
 On CPU (fp32, fresh random tiny models, dense and Superlinear): bucket choice; the padded step against each
 row's eager one-token forward (logits and every cache buffer), the padded against the unpadded step, the
 replay bookkeeping (keys, LRU, growth); `TorchModel.decode_batch` split over buckets. Under the Triton
-interpreter (subprocess): the batched Mamba-2 decode kernels (offset tables) inside the padded step. On CUDA (marked
+interpreter (subprocess): the batched Mamba-2 and KV-write kernels (offset tables) inside the padded step,
+fp32, and with the Triton decode attention at device positions, bf16. On CUDA (marked
 ``gpu``): captured graph replays against eager per-row decode on fresh random inputs.
 """
 
