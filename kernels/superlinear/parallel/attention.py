@@ -30,14 +30,12 @@ from ..search.reference import (
     span_bounds,
     window_start,
 )
-from ..span.reference import TiledKV, gate, interval_attention, merge_by_lse, tile_keys_values
+from ..span.reference import TiledKV, gate, interval_attention, merge_by_lse
 from .collectives import all_gather_stacked
+from .device import DeviceKV, device_interval_attention, keys_for
 from .layout import PositionShards
-from .tiles import lazy_tiles
 
 DEFAULT_BLOCK_Q = 256
-# Calls with at most this many queries gather key tiles on demand instead of copying the whole cache.
-LAZY_MAX_QUERIES = 64
 NEG_INF = float("-inf")
 
 
@@ -75,8 +73,8 @@ def context_parallel_attention(
     local_len = shards.count_below(last + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
-    # A few queries (decode) read a small part of the cache: gather just those tiles.
-    kv = lazy_tiles(K, V) if q_len <= LAZY_MAX_QUERIES and local_len else tile_keys_values(K, V)
+    # Triton on CUDA; else a few queries (decode) gather just the tiles they read.
+    kv = keys_for(Q2, K, V)
     offsets = all_stripe_offsets(params, last)
     block = block_q or DEFAULT_BLOCK_Q
     outputs = []
@@ -141,16 +139,19 @@ def merge_top_k(anchors: torch.Tensor, scores: torch.Tensor, num_spans: int, gro
     return anchors.gather(-1, best), scores.gather(-1, best)
 
 
-def local_partials(Q2, kv: TiledKV, shards: PositionShards, ws, positions, span_lo, span_hi):
+def local_partials(Q2, kv: TiledKV | DeviceKV, shards: PositionShards, ws, positions, span_lo, span_hi):
     """Attend each query over this rank's part of its window and of each of its spans.
 
-    Q2 [B, HQ, BLK, D]; ws [B, BLK]; positions [BLK]; span_lo, span_hi [B, HQ, BLK, K] global inclusive.
+    Q2 [B, HQ, BLK, D]; kv: from ``device.keys_for`` (the Triton kernels or the reference's tiles);
+    ws [B, BLK]; positions [BLK]; span_lo, span_hi [B, HQ, BLK, K] global inclusive.
     Returns out [B, HQ, BLK, 1 + K, D] and lse [B, HQ, BLK, 1 + K]; interval 0 is the window.
     """
     batch, q_heads, block, dim = Q2.shape
     window_lo = ws[:, None, :, None].expand(batch, q_heads, block, 1)
     window_hi = positions[None, None, :, None].expand(batch, q_heads, block, 1)
     lo, hi = shards.local_interval(torch.cat([window_lo, span_lo], -1), torch.cat([window_hi, span_hi], -1))
+    if isinstance(kv, DeviceKV):
+        return device_interval_attention(Q2, kv, lo, hi)
     intervals = lo.shape[-1]
     heads = torch.arange(q_heads, device=Q2.device) // (q_heads // kv.kv_heads)
     sequence = torch.arange(batch, device=Q2.device)[:, None] * kv.kv_heads + heads[None, :]
@@ -198,7 +199,7 @@ def context_parallel_dense_attention(
     local_len = shards.count_below(int(positions.max()) + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
-    kv = lazy_tiles(K, V) if q_len <= LAZY_MAX_QUERIES and local_len else tile_keys_values(K, V)
+    kv = keys_for(Q, K, V)
     outputs = []
     for i in range(0, q_len, DEFAULT_BLOCK_Q):
         rows = positions[i : i + DEFAULT_BLOCK_Q]
