@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...kernels.moe import grouped_local_expert_mlp, supported
 from ...kernels.superlinear.parallel import all_gather_stacked
 from ..hybrid.moe import MoE, TopKRouter
 
@@ -53,7 +54,16 @@ class ExpertParallelMoE(nn.Module):
         return total.to(hidden.dtype).reshape(hidden.shape)
 
     def _local_experts(self, flat: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The weighted outputs of this rank's experts for the (token, expert) pairs routed to them; fp32."""
+        """The weighted outputs of this rank's experts for the (token, expert) pairs routed to them; fp32.
+
+        CUDA (or the Triton interpreter) runs the grouped kernels over the local experts (no host sync);
+        elsewhere ``reference_local_experts``."""
+        if self.up.shape[0] and supported(flat):
+            return grouped_local_expert_mlp(flat, self.up, self.down, ids, weights, self.first)
+        return self.reference_local_experts(flat, ids, weights)
+
+    def reference_local_experts(self, flat, ids, weights) -> torch.Tensor:
+        """The PyTorch path of ``_local_experts``: one matmul pair per local expert present (host syncs)."""
         out = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
         local = (ids >= self.first) & (ids < self.stop)
         token, slot = torch.nonzero(local, as_tuple=True)

@@ -1,13 +1,18 @@
-"""Context-parallel attention on the Triton kernels (under the CPU interpreter) in 2 gloo ranks equals the
-single-device Triton decode and the reference.
+"""The sharded model's Triton paths, under the CPU interpreter in 2 gloo ranks: context-parallel attention
+equals the single-device Triton decode and the reference, and expert-parallel MoE on the grouped kernels
+equals the single-process MoE.
 
-The ranks are spawned with ``TRITON_INTERPRET=1`` (read when Triton is imported, so only fresh processes
-see it) and fp16 inputs, which the kernels take: ``keys_for`` must pick the Triton path there.
+The ranks are spawned once with ``TRITON_INTERPRET=1`` (read when Triton is imported, so only fresh
+processes see it); attention takes fp16 inputs, which the kernels take: ``keys_for`` must pick the
+Triton path there.
 """
 
 import pytest
 import torch
 from superlinear.adapters.distributed import spawn_ranks
+from superlinear.adapters.hybrid import HybridConfig
+from superlinear.adapters.hybrid.random_weights import random_model
+from superlinear.adapters.hybrid.testing import tiny_config
 from superlinear.kernels import SuperlinearParams
 
 SEED = SuperlinearParams(
@@ -24,7 +29,32 @@ def _inputs(seed: int, batch=2, q_heads=4, kv_heads=2, length=300, dim=16):
     return q1, q2, k, v
 
 
-def _ranked(rank: int, world: int, seed: int, calls: list[tuple[int, int]]) -> dict:
+def _ranked(rank: int, world: int, seed: int, calls: list[tuple[int, int]], hidden: torch.Tensor) -> dict:
+    return {"attention": _attention(rank, world, seed, calls), "moe": _moe(rank, world, hidden)}
+
+
+def _moe_layer():
+    cfg = HybridConfig.from_dict(tiny_config("nemotron_h", n_routed_experts=7))
+    return random_model(cfg, device="cpu", dtype=torch.float32, seed=3).layers[1].mixer
+
+
+def _moe(rank: int, world: int, hidden: torch.Tensor) -> dict:
+    from superlinear.adapters.distributed.moe import ExpertParallelMoE
+
+    moe = ExpertParallelMoE(_moe_layer(), rank, world)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    with torch.inference_mode():
+        ids, weights = moe.gate(flat)
+        local = moe._local_experts(flat, ids, weights)
+        return {
+            "local": local,
+            "local_reference": moe.reference_local_experts(flat, ids, weights),
+            "prefill": moe(hidden),
+            "decode": moe(hidden[:, -1:]),
+        }
+
+
+def _attention(rank: int, world: int, seed: int, calls: list[tuple[int, int]]) -> dict:
     from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference
     from superlinear.kernels.superlinear.parallel import PositionShards, context_parallel_attention
     from superlinear.kernels.superlinear.parallel.device import DeviceKV, keys_for
@@ -53,14 +83,22 @@ def _errors(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]
     return diff.abs().max().item(), diff.pow(2).mean().sqrt().item() / scale
 
 
-def test_sharded_triton_attention_equals_the_single_device_result(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
+@pytest.fixture(scope="module")
+def ranks():
+    """One spawn of 2 interpreter ranks; returns (their results, the MoE input)."""
     seed = int(torch.randint(0, 2**31, ()).item())
     print(f"seed={seed}")
     # Decode past the window (spans on both ranks), decode inside it, and a prefill chunk of 3 queries.
     calls = [(299, 300), (40, 41), (270, 273)]
-    ranks = spawn_ranks(_ranked, 2, seed, calls, timeout_s=120)
-    for got in ranks:
+    hidden = torch.randn(1, 23, 64, generator=torch.Generator().manual_seed(seed))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        return spawn_ranks(_ranked, 2, seed, calls, hidden, timeout_s=120), hidden
+
+
+def test_sharded_triton_attention_equals_the_single_device_result(ranks):
+    results = [got["attention"] for got in ranks[0]]
+    for got in results:
         assert all(got["triton"]), "the interpreter ranks did not take the Triton path"
         for out, want in zip(got["sharded"], got["reference"], strict=True):
             assert out.dtype == torch.float16 and out.isfinite().all()
@@ -70,8 +108,22 @@ def test_sharded_triton_attention_equals_the_single_device_result(monkeypatch):
             if single is not None:
                 max_abs, rel_rms = _errors(out, single)
                 assert max_abs <= MAX_ABS and rel_rms <= REL_RMS, (max_abs, rel_rms)
-    for out, other in zip(ranks[0]["sharded"], ranks[1]["sharded"], strict=True):
+    for out, other in zip(results[0]["sharded"], results[1]["sharded"], strict=True):
         assert torch.equal(out, other)
+
+
+def test_expert_parallel_moe_on_the_grouped_kernels_equals_one_process(ranks):
+    results, hidden = [got["moe"] for got in ranks[0]], ranks[1]
+    layer = _moe_layer()
+    with torch.inference_mode():
+        want_prefill, want_decode = layer(hidden), layer(hidden[:, -1:])
+    for got in results:
+        # Each rank's experts alone: the grouped kernels against the per-expert loop, pair for pair.
+        assert got["local"].abs().sum() > 0
+        torch.testing.assert_close(got["local"], got["local_reference"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got["prefill"], want_prefill, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got["decode"], want_decode, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(results[0]["local"], results[1]["local"])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32])
