@@ -30,13 +30,20 @@ def share(total: int, rank: int, world: int) -> tuple[int, int]:
 class ExpertParallelMoE(nn.Module):
     """The MoE of one layer with this rank's experts ``[first, stop)`` and shared-expert slice."""
 
-    def __init__(self, moe: MoE, rank: int, world: int, group=None):
+    def __init__(self, moe: MoE, rank: int, world: int, group=None, *, local_experts=None):
+        """Take this rank's share of ``moe``; ``local_experts``: (up, down) already cut to the share (a
+        sharded load reads only those; ``moe``'s own expert weights are then not read, meta is fine)."""
         super().__init__()
         self.gate: TopKRouter = moe.gate
         self.group = group
         self.first, self.stop = share(moe.experts.up_proj.shape[0], rank, world)
-        self.up = nn.Parameter(moe.experts.up_proj[self.first : self.stop].clone(), requires_grad=False)
-        self.down = nn.Parameter(moe.experts.down_proj[self.first : self.stop].clone(), requires_grad=False)
+        if local_experts is None:
+            up = moe.experts.up_proj[self.first : self.stop].clone()
+            down = moe.experts.down_proj[self.first : self.stop].clone()
+        else:
+            up, down = local_experts
+        self.up = nn.Parameter(up, requires_grad=False)
+        self.down = nn.Parameter(down, requires_grad=False)
         shared = moe.shared_experts
         lo, hi = share(shared.up_proj.weight.shape[0], rank, world)
         self.shared_up = nn.Parameter(shared.up_proj.weight[lo:hi].clone(), requires_grad=False)
