@@ -59,7 +59,11 @@ def device_interval_attention(Q: torch.Tensor, kv: DeviceKV, lo: torch.Tensor, h
     batch, q_heads, block, dim = Q.shape
     intervals = lo.shape[-1]
     kv_heads, length = kv.keys.shape[1], kv.keys.shape[2]
+    # The one host sync: the longest interval sizes the kernel's partial buffer.
     longest = int((hi - lo + 1).clamp_min(0).max()) if lo.numel() else 0
+    if longest == 0:
+        empty = Q.new_zeros(batch, q_heads, block, intervals, dim, dtype=torch.float32)
+        return empty, torch.full_like(empty[..., 0], float("-inf"))
     chunks = (min(longest, length) + decode.CHUNK_KEYS - 1) // decode.CHUNK_KEYS + 1
     rows = max(16, triton_rows(q_heads // kv_heads * intervals))
     per_query = kv_heads * rows * chunks * (dim + 1) * 4
@@ -73,9 +77,8 @@ def device_interval_attention(Q: torch.Tensor, kv: DeviceKV, lo: torch.Tensor, h
             q = Q[b, :, i : i + n].transpose(0, 1)[:, :, None, :]
             keys = kv.keys[b : b + 1].expand(n, -1, -1, -1)
             values = kv.values[b : b + 1].expand(n, -1, -1, -1)
-            part = decode.interval_partials(
-                q, keys, values, lo[b, :, i : i + n].transpose(0, 1), hi[b, :, i : i + n].transpose(0, 1)
-            )
+            rows_lo, rows_hi = lo[b, :, i : i + n].transpose(0, 1), hi[b, :, i : i + n].transpose(0, 1)
+            part = decode.interval_partials(q, keys, values, rows_lo, rows_hi, max_chunks=chunks)
             out[b, :, i : i + n] = part[0].transpose(0, 1)
             lse[b, :, i : i + n] = part[1].transpose(0, 1)
     return out, lse

@@ -328,7 +328,17 @@ def _rows_kernel(
     tl.store(lse_ptr + i_row, lse)
 
 
-def interval_partials(Q2, K, V, lo, hi, *, chunk_keys: int | None = None, programs_per_sm: int = 1):
+def interval_partials(
+    Q2,
+    K,
+    V,
+    lo,
+    hi,
+    *,
+    chunk_keys: int | None = None,
+    programs_per_sm: int = 1,
+    max_chunks: int | None = None,
+):
     """Attention of one query per row over explicit key intervals, unnormalised across intervals.
 
     Q2: [B, HQ, 1, D] fp16/bf16 (D <= 128); K, V: [B, HKV, L, D], L > 0, same dtype (batch stride may be 0);
@@ -336,8 +346,9 @@ def interval_partials(Q2, K, V, lo, hi, *, chunk_keys: int | None = None, progra
     fp32 (0 for an empty interval) and lse [B, HQ, I] fp32, the natural log-sum-exp of the interval's
     scores ``q . k / sqrt(D)`` (-inf when empty), so partials over disjoint key sets (other ranks' keys)
     merge by log-sum-exp. The chunk kernel of ``triton_decode`` computes the partials, each interval a
-    span row (the kernel's own window rows are kept empty); syncs with the host once (the partial buffer
-    is sized by the longest interval).
+    span row (the kernel's own window rows are kept empty). The partial buffer holds ``max_chunks``
+    chunks per interval (at least ``hi // chunk_keys - lo // chunk_keys + 1`` of every non-empty one); by
+    default it is read from lo, hi, one sync with the host.
     """
     chunk_keys = CHUNK_KEYS if chunk_keys is None else chunk_keys
     require(chunk_keys in (64, 128), f"chunk_keys must be 64 or 128, got {chunk_keys}")
@@ -347,8 +358,10 @@ def interval_partials(Q2, K, V, lo, hi, *, chunk_keys: int | None = None, progra
     hi = hi.to(torch.int32).contiguous()
     out = torch.zeros(batch, q_heads, intervals, dim, dtype=torch.float32, device=Q2.device)
     lse = torch.full((batch, q_heads, intervals), float("-inf"), dtype=torch.float32, device=Q2.device)
-    chunks = torch.where(hi >= lo, hi // chunk_keys - lo // chunk_keys + 1, 0)
-    n_max = int(chunks.max()) if chunks.numel() else 0
+    if max_chunks is None:
+        chunks = torch.where(hi >= lo, hi // chunk_keys - lo // chunk_keys + 1, 0)
+        max_chunks = int(chunks.max()) if chunks.numel() else 0
+    n_max = max_chunks
     if n_max == 0:
         return out, lse
     group = q_heads // kv_heads
