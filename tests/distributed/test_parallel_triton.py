@@ -167,3 +167,49 @@ def test_keys_for_takes_the_reference_where_triton_does_not(dtype):
 
     q, k = torch.zeros(1, 2, 1, 16, dtype=dtype), torch.zeros(1, 1, 8, 16, dtype=dtype)
     assert not isinstance(keys_for(q, k, k), DeviceKV)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+RELEASED = SuperlinearParams(
+    sw_index=65, num_spans=3, backward_factor=3.0, forward_factor=1.0, search_power=0.55, span_power=0.55
+)
+# The bf16 bounds of the single-device kernel tests.
+BF16_MAX_ABS, BF16_REL_RMS = 6e-2, 1.2e-2
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("first, stop", [(20479, 20480), (20416, 20480), (700, 701)])
+def test_the_sharded_path_of_one_cuda_rank_matches_the_reference(first, stop):
+    from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference
+    from superlinear.kernels.superlinear.parallel import PositionShards, context_parallel_attention
+
+    q1, q2, k, v = (torch.randn(1, h, stop, 128, device="cuda").bfloat16() for h in (32, 32, 2, 2))
+    positions = torch.arange(first, stop, device="cuda")
+    args = (q1[:, :, first:], q2[:, :, first:], k, v, positions)
+    out = context_parallel_attention(*args, params=RELEASED, shards=PositionShards(1, 0))
+    want = superlinear_attention_reference(*(a.float() for a in args[:4]), positions, None, RELEASED)
+    max_abs, rel_rms = _errors(out, want)
+    assert max_abs <= BF16_MAX_ABS and rel_rms <= BF16_REL_RMS, (max_abs, rel_rms)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("tokens", [1, 300])
+def test_grouped_local_experts_match_the_loop_on_cuda(tokens):
+    from superlinear.kernels.moe import grouped_local_expert_mlp
+
+    experts, inner, hidden, first, count = 128, 256, 512, 40, 64
+    x = torch.randn(tokens, hidden, device="cuda").bfloat16()
+    up = (torch.randn(count, inner, hidden, device="cuda") / hidden**0.5).bfloat16()
+    down = (torch.randn(count, hidden, inner, device="cuda") / inner**0.5).bfloat16()
+    ids = torch.stack([torch.randperm(experts, device="cuda")[:6] for _ in range(tokens)])
+    weights = torch.rand(tokens, 6, device="cuda")
+    got = grouped_local_expert_mlp(x, up, down, ids, weights, first)
+    want = torch.zeros(tokens, hidden, device="cuda")
+    for t, slot in torch.nonzero((ids >= first) & (ids < first + count)).tolist():
+        e = int(ids[t, slot]) - first
+        y = torch.relu(x[t].float() @ up[e].float().T).square() @ down[e].float().T
+        want[t] += weights[t, slot] * y
+    max_abs, rel_rms = _errors(got, want)
+    assert max_abs <= BF16_MAX_ABS and rel_rms <= BF16_REL_RMS, (max_abs, rel_rms)
