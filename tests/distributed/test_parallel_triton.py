@@ -39,21 +39,32 @@ def _ranked(rank: int, world: int, seed: int, calls: list[tuple[int, int]], hidd
 
 def _intervals(seed: int) -> dict:
     """``interval_partials`` on random intervals (some empty) against the reference's interval attention."""
+    from superlinear.kernels.superlinear.parallel.rows import block_interval_attention
     from superlinear.kernels.superlinear.span.decode import interval_partials
     from superlinear.kernels.superlinear.span.reference import interval_attention, tile_keys_values
 
     gen = torch.Generator().manual_seed(seed)
     batch, q_heads, kv_heads, length, dim, count = 2, 4, 2, 300, 16, 3
-    q = torch.randn(batch, q_heads, 1, dim, generator=gen).half()
+    q = torch.randn(batch, q_heads, 5, dim, generator=gen).half()
     k, v = (torch.randn(batch, kv_heads, length, dim, generator=gen).half() for _ in range(2))
-    lo = torch.randint(0, length, (batch, q_heads, count), generator=gen)
+    lo = torch.randint(0, length, (batch, q_heads, 5, count), generator=gen)
     hi = (lo + torch.randint(-5, 200, lo.shape, generator=gen)).clamp_max(length - 1)
-    out, lse = interval_partials(q, k, v, lo, hi, chunk_keys=64)
+    # Decode: [B, HQ, I] intervals of one query; a block: [B, HQ, LQ, I] of 5 queries.
+    out, lse = interval_partials(q[:, :, :1], k, v, lo[:, :, 0], hi[:, :, 0], chunk_keys=64)
+    block = block_interval_attention(q, k, v, lo, hi)
     heads = torch.arange(q_heads) // (q_heads // kv_heads)
-    base = ((torch.arange(batch)[:, None] * kv_heads + heads[None]) * length)[:, :, None]
-    rows = (q.float() / dim**0.5)[:, :, 0, None, :].expand(batch, q_heads, count, dim).reshape(-1, dim)
+    base = ((torch.arange(batch)[:, None] * kv_heads + heads[None]) * length)[:, :, None, None]
+    rows = (q.float() / dim**0.5)[:, :, :, None, :].expand(*lo.shape, dim).reshape(-1, dim)
     want = interval_attention(rows, tile_keys_values(k, v), (base + lo).reshape(-1), (base + hi).reshape(-1))
-    return {"got": (out.reshape(-1, dim), lse.reshape(-1)), "want": want, "empty": (hi < lo).reshape(-1)}
+    first = torch.zeros(lo.shape, dtype=torch.bool)
+    first[:, :, 0] = True
+    return {
+        "decode": (out.reshape(-1, dim), lse.reshape(-1)),
+        "block": (block[0].reshape(-1, dim), block[1].reshape(-1)),
+        "want": want,
+        "first": first.reshape(-1),
+        "empty": (hi < lo).reshape(-1),
+    }
 
 
 def _moe_layer():
@@ -135,13 +146,18 @@ def test_sharded_triton_attention_equals_the_single_device_result(ranks):
         assert torch.equal(out, other)
 
 
-def test_interval_partials_give_each_intervals_output_and_log_sum_exp(ranks):
+@pytest.mark.parametrize("kernel", ["decode", "block"])
+def test_the_interval_kernels_give_each_intervals_output_and_log_sum_exp(ranks, kernel):
     for got in ranks[0]:
-        (out, lse), (want_out, want_lse), empty = (got["intervals"][k] for k in ("got", "want", "empty"))
+        result = got["intervals"]
+        want_out, want_lse = result["want"]
+        rows = result["first"] if kernel == "decode" else torch.ones_like(result["first"])
+        empty, want_out, want_lse = result["empty"][rows], want_out[rows], want_lse[rows]
+        out, lse = result[kernel]
         assert torch.equal(torch.isinf(lse), empty) and torch.equal(torch.isinf(want_lse), empty)
-        assert not torch.equal(empty, torch.ones_like(empty))
+        assert not empty.all()
         torch.testing.assert_close(lse[~empty], want_lse[~empty], rtol=1e-5, atol=1e-5)
-        # The kernel rounds the probabilities to fp16 for the PV product, as the decode kernel does.
+        # The kernels round the probabilities to fp16 for the PV product, as the decode kernel does.
         max_abs, rel_rms = _errors(out[~empty], want_out[~empty])
         assert max_abs <= MAX_ABS and rel_rms <= REL_RMS, (max_abs, rel_rms)
         assert torch.equal(out[empty], torch.zeros_like(out[empty]))
