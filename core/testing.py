@@ -137,7 +137,11 @@ class FakeModel:
             self.append(state, run)
 
     def decode_batch(self, states: Sequence[FakeState], token_ids: Sequence[int]) -> None:
-        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`)."""
+        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`); a row
+        past its state's capacity is rejected (`RowRejected`) before any state changes, as in append_batch."""
+        for row, state in enumerate(states):
+            if len(state.ids) + 1 > state.cap:
+                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
         self.batch_sizes.append(len(states))
         for state, tid in zip(states, token_ids, strict=True):
             self.append(state, [tid])
