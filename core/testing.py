@@ -279,6 +279,9 @@ class FakeSnapshotStore:
         manifest, data = self._items[snapshot_id]
         return manifest, {k: list(v) for k, v in data.items()}
 
+    def manifest(self, snapshot_id: str) -> SnapshotManifest:
+        return self.load(snapshot_id)[0]
+
     def get(self, snapshot_id: str) -> SnapshotInfo:
         manifest, data = self.load(snapshot_id)
         return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
@@ -294,4 +297,5 @@ class FakeSnapshotStore:
         return self.get(snapshot_id)
 
     def delete(self, snapshot_id: str) -> None:
-        self._items.pop(snapshot_id)
+        if self._items.pop(snapshot_id, None) is None:
+            raise NotFound(f"no snapshot {snapshot_id!r}")
