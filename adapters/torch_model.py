@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import torch
 
 from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
+from ..core.ports.model import RowRejected
 from ..core.values import ModelInfo, RawLogprob, SamplingParams
 from .hub import repo_id_of_snapshot
 from .hybrid.batch import decode_step
@@ -21,6 +22,7 @@ from .hybrid.graphs import GraphedDecoder, graphable
 from .hybrid.kinds import state_nbytes
 from .hybrid.loader import DEFAULT_Q1_ALIASES, load_model, weights_fingerprint
 from .hybrid.model import HybridLM
+from .hybrid.prompt_batch import prompt_step
 from .hybrid.published import published_arrays
 from .hybrid.random_weights import is_random_checkpoint, load_random
 from .hybrid.state import HybridState, StateCheckpoint
@@ -149,6 +151,16 @@ class TorchModel:
         ids = list(token_ids)
         if not ids:
             return
+        self._check_append(state, ids)
+        if len(ids) == 1 and self.graphs is not None:
+            self.graphs.step(state, ids[0])
+            return
+        tensor = torch.tensor(ids, dtype=torch.long, device=self.lm.device)[None]
+        for start in range(0, len(ids), self.chunk_size):
+            self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)
+
+    def _check_append(self, state: HybridState, ids: Sequence[int]) -> None:
+        """Raise what `append` raises for `ids` on `state`, before anything runs."""
         if state.cursor + len(ids) > state.max_seq_len:
             raise ContextLengthExceeded(
                 f"{state.cursor} tokens held + {len(ids)} new exceed the maximum of {state.max_seq_len}"
@@ -157,29 +169,52 @@ class TorchModel:
         bad = [t for t in ids if not isinstance(t, int) or not 0 <= t < vocab]
         if bad:
             raise InvalidRequest(f"token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
-        if len(ids) == 1 and self.graphs is not None:
-            self.graphs.step(state, ids[0])
-            return
-        tensor = torch.tensor(ids, dtype=torch.long, device=self.lm.device)[None]
-        for start in range(0, len(ids), self.chunk_size):
-            self.lm(tensor[:, start : start + self.chunk_size], state, last_only=True)
+
+    @_inference
+    def append_batch(self, states: Sequence[HybridState], runs: Sequence[Sequence[int]]) -> None:
+        """Append `runs[b]` to `states[b]` for every b; as `append` on each (to fp32 rounding).
+
+        On CPU the runs of 2 .. chunk_size tokens share one forward (hybrid/prompt_batch.py) and one-token
+        runs one decode step; a row alone, a longer run, or any row on another device runs `append`. Every
+        row is checked first: a bad row raises `RowRejected` naming it, and no state has changed.
+        """
+        if len(states) != len(runs):
+            raise ValueError(f"{len(states)} states but {len(runs)} runs")
+        if len({id(s) for s in states}) != len(states):
+            raise ValueError("a state appears twice in one batch")
+        for row, (state, run) in enumerate(zip(states, runs, strict=True)):
+            try:
+                self._check_append(state, run)
+            except (ContextLengthExceeded, InvalidRequest) as exc:
+                raise RowRejected(row, exc) from exc
+        together = self.lm.device.type == "cpu"
+        singles = [b for b, run in enumerate(runs) if len(run) == 1] if together else []
+        prompts = [b for b, run in enumerate(runs) if 1 < len(run) <= self.chunk_size] if together else []
+        if len(singles) > 1:
+            decode_step(self.lm, [states[b] for b in singles], [runs[b][0] for b in singles])
+        if len(prompts) > 1:
+            prompt_step(self.lm, [states[b] for b in prompts], [runs[b] for b in prompts])
+        batched = {b for group in (singles, prompts) if len(group) > 1 for b in group}
+        for b, (state, run) in enumerate(zip(states, runs, strict=True)):
+            if b not in batched:
+                self.append(state, run)
 
     @_inference
     def decode_batch(self, states: Sequence[HybridState], token_ids: Sequence[int]) -> None:
         """Append one token to each state in one batched forward (states of any lengths); as `append` each.
 
-        Every row is checked before the forward, so a bad row changes no state.
+        Every row is checked before the forward: a bad row raises `RowRejected` naming it, and no state
+        has changed.
         """
         if len(states) != len(token_ids):
             raise ValueError(f"{len(states)} states but {len(token_ids)} tokens")
         if len({id(s) for s in states}) != len(states):
             raise ValueError("a state appears twice in one batch")
-        vocab = self.config.vocab_size
-        for state, tid in zip(states, token_ids, strict=True):
-            if state.cursor + 1 > state.max_seq_len:
-                raise ContextLengthExceeded(f"{state.cursor} tokens held + 1 new exceed the maximum of {state.max_seq_len}")
-            if not isinstance(tid, int) or not 0 <= tid < vocab:
-                raise InvalidRequest(f"token id {tid!r} outside the vocabulary [0, {vocab})")
+        for row, (state, tid) in enumerate(zip(states, token_ids, strict=True)):
+            try:
+                self._check_append(state, [tid])
+            except (ContextLengthExceeded, InvalidRequest) as exc:
+                raise RowRejected(row, exc) from exc
         if states:
             decode_step(self.lm, states, token_ids)
 

@@ -2,7 +2,7 @@
 
 Runs the same in-process load as `benchmarks/server.py` (SessionService driven by N threads, 16 greedy
 requests of `--max-tokens` tokens per run) and splits each run's wall time into: batched decode forwards
-(`run_decode`), prompt forwards (`Engine._prefill`: prompt, generation prompt, and the template rewrite of
+(`run_decode`), prompt forwards (`Engine._prefill`, one batched forward per call: prompt, generation prompt, and the template rewrite of
 an answer), the rest of the engine step (the turns' own Python: sampling, detokenizing, stop rules, events),
 and time outside steps. `--cprofile` adds a cProfile of the engine thread (internal time).
 

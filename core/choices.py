@@ -8,8 +8,9 @@ engine's scheduler and forks it for the others, which wait for it a step at a ti
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -17,9 +18,11 @@ import attrs
 from .engine import TurnCancelled, TurnHandle
 from .errors import InvalidRequest
 from .generation import Generation
-from .scheduler import WAIT, Feed
+from .ports import TokenMatcher
+from .scheduler import WAIT, Feed, Steps
 from .session import Session
 from .sessions import SessionService
+from .turn import PreparedTurn
 from .values import ChatRequest, SamplingParams, StreamEvent, Usage
 
 __all__ = ["start_choices", "choice_rngs", "fan_out", "MAX_CHOICES"]
@@ -33,8 +36,9 @@ def choice_rngs(seed: int | None, n: int, entropy: Callable[[], int]) -> list[ra
     return [random.Random(base.getrandbits(64)) for _ in range(n)]
 
 
-def _choice(service: SessionService, state, params: SamplingParams, request: ChatRequest, rng: random.Random,
-            thinking: bool, room: int, prompt_tokens: int, matcher) -> Iterator[StreamEvent | Feed]:
+def _choice(service: SessionService, state: Any, params: SamplingParams, request: ChatRequest,
+            rng: random.Random, thinking: bool, room: int, prompt_tokens: int,
+            matcher: TokenMatcher | None) -> Steps:
     gen = Generation(model=service.model, tok=service.tok, state=state, params=params,
                      rules=service.stop_rules(request), rng=rng, thinking=thinking,
                      max_new=min(params.max_tokens, room), matcher=matcher)
@@ -44,13 +48,14 @@ def _choice(service: SessionService, state, params: SamplingParams, request: Cha
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def _admitted(service: SessionService, request: ChatRequest, n: int):
+def _admitted(service: SessionService, request: ChatRequest,
+              n: int) -> tuple[PreparedTurn, Any, Callable[[], None], int]:
     """On the engine thread: the prepared turn and a fresh state for its prompt, held under the KV budget
     with room for n copies of the whole turn; with the function that releases it and the turn's length."""
     now = service.clock.now()
     s = Session("stateless", None, service.default_max_seq_len, now, now)
     service.memory.make_room(0)
-    s.state = service.model.new_state(service.default_max_seq_len)
+    s.allocate(service.model)
     release = service.hold(s.state)
     try:
         turn = service.runner.prepare(s, request)
@@ -77,8 +82,8 @@ class _Forks:
             self.error = TurnCancelled("the turn that prefilled the shared prompt was cancelled") if cancelled else exc
 
 
-def _first(service: SessionService, state, prompt_ids: list[int], total: int, n: int, forks: _Forks,
-           run: Callable[[Any, int], Iterator]) -> Iterator:
+def _first(service: SessionService, state: Any, prompt_ids: list[int], total: int, n: int, forks: _Forks,
+           run: Callable[[Any, int], Steps]) -> Steps:
     """Turn 0: prefill the prompt through the scheduler (in chunks, between other turns' steps), fork it
     for the others still waiting, then run its own choice."""
     try:
@@ -97,17 +102,18 @@ def _first(service: SessionService, state, prompt_ids: list[int], total: int, n:
     yield from run(state, 0)
 
 
-def _other(forks: _Forks, k: int, run: Callable[[Any, int], Iterator]) -> Iterator:
+def _other(forks: _Forks, k: int, run: Callable[[Any, int], Steps]) -> Steps:
     """Turn k > 0: wait (a step at a time) for turn 0's prefill, then run its choice on its fork."""
     while forks.states is None and forks.error is None:
         yield WAIT
     if forks.error is not None:
         raise forks.error
-    yield from run(forks.states[k], k)
+    states = forks.states or {}
+    yield from run(states[k], k)
 
 
-def fan_out(service: SessionService, state, release: Callable[[], None], prompt_ids: list[int], total: int,
-            n: int, run: Callable[[Any, int], Iterator]) -> list[TurnHandle]:
+def fan_out(service: SessionService, state: Any, release: Callable[[], None], prompt_ids: list[int],
+            total: int, n: int, run: Callable[[Any, int], Steps]) -> list[TurnHandle]:
     """Submit n turns sharing one prefill of `prompt_ids` into the held `state`: turn k runs `run(its state,
     k)`. The prefill goes through the engine's scheduler like any prompt; every turn decodes batched."""
     forks = _Forks()
@@ -121,7 +127,8 @@ def fan_out(service: SessionService, state, release: Callable[[], None], prompt_
         forks.releases.pop(k, lambda: None)()
 
     handles = [service.engine.submit(_first(service, state, prompt_ids, total, n, forks, run), on_exit=first_done)]
-    handles += [service.engine.submit(_other(forks, k, run), on_exit=lambda k=k: other_done(k)) for k in range(1, n)]
+    handles += [service.engine.submit(_other(forks, k, run), on_exit=functools.partial(other_done, k))
+                for k in range(1, n)]
     return handles
 
 
@@ -133,12 +140,12 @@ def start_choices(service: SessionService, request: ChatRequest, n: int) -> Sequ
         raise InvalidRequest(f"n must be between 1 and {MAX_CHOICES}", param="n")
     turn, state, release, total = service.admit(lambda: _admitted(service, request, n))
     tok = service.tok
-    thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open)
+    thinking = bool(tok.think_open) and turn.gen_text.rstrip().endswith(tok.think_open or "")
     prompt_tokens = len(turn.context_ids) + len(turn.gen_ids)
     rngs = choice_rngs(request.sampling.seed, n, service.entropy)
     matchers = [turn.matcher] + [service.runner.matcher(request.sampling) for _ in range(n - 1)]
 
-    def run(st, k: int) -> Iterator[StreamEvent | Feed]:
+    def run(st: Any, k: int) -> Steps:
         return _choice(service, st, request.sampling, request, rngs[k], thinking, turn.room, prompt_tokens,
                        matchers[k])
 

@@ -7,7 +7,8 @@ engine thread like a stateless chat turn and frees its state when it ends.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -15,7 +16,7 @@ from .choices import MAX_CHOICES, choice_rngs, fan_out
 from .engine import TurnHandle
 from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation
-from .scheduler import Feed
+from .scheduler import Steps
 from .sessions import SessionService
 from .values import ChatRequest, SamplingParams, StreamEvent, Usage
 
@@ -51,8 +52,8 @@ def _check(service: SessionService, request: CompletionRequest) -> int:
     return room
 
 
-def _run(service: SessionService, state, request: CompletionRequest, room: int,
-         rng: random.Random) -> Iterator[StreamEvent | Feed]:
+def _run(service: SessionService, state: Any, request: CompletionRequest, room: int,
+         rng: random.Random) -> Steps:
     """One completion on a state that holds the prompt."""
     params = request.sampling
     gen = Generation(
@@ -65,7 +66,8 @@ def _run(service: SessionService, state, request: CompletionRequest, room: int,
     yield StreamEvent("done", finish_reason=gen.out.finish_reason, usage=usage)
 
 
-def _admitted(service: SessionService, request: CompletionRequest, n: int, room: int):
+def _admitted(service: SessionService, request: CompletionRequest, n: int,
+              room: int) -> tuple[Any, Callable[[], None], int]:
     """On the engine thread: a fresh state held under the KV budget with room for n copies of the whole
     completion; with the function that releases it and the completion's length."""
     service.memory.make_room(0)

@@ -6,16 +6,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 
-from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, plan_step, run_decode
+from .scheduler import DEFAULT_PREFILL_BUDGET, Feed, PendingFeed, Steps, plan_step, run_decode, run_prompts
 from .values import StreamEvent
 
 __all__ = ["Engine", "TurnHandle", "TurnCancelled"]
 
 _END = object()
+_T = TypeVar("_T")
 
 
 class TurnCancelled(Exception):
@@ -26,7 +27,7 @@ class TurnCancelled(Exception):
 class TurnHandle:
     """The caller's side of a running turn: read its events, or cancel it."""
 
-    _events: queue.Queue = attrs.Factory(queue.Queue)
+    _events: queue.Queue[Any] = attrs.Factory(queue.Queue)
     _cancel: threading.Event = attrs.Factory(threading.Event)
     submitted_at: float = attrs.Factory(time.monotonic)
     started_at: float | None = None
@@ -61,7 +62,7 @@ class TurnHandle:
 @attrs.define(eq=False)
 class _Task:
     handle: TurnHandle
-    steps: Iterator[StreamEvent | Feed]
+    steps: Steps
     on_exit: Callable[[], None]
     pending: PendingFeed | None = None
     error: BaseException | None = None  # the model's error on the last feed, raised inside the turn next
@@ -78,7 +79,7 @@ class Engine:
         if prefill_budget < 1:
             raise ValueError(f"prefill_budget must be positive, got {prefill_budget}")
         self.prefill_budget = prefill_budget
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue[Any] = queue.Queue()
         self._active: list[_Task] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -95,22 +96,22 @@ class Engine:
         self._thread.join(timeout)
 
     def submit(
-        self, steps: Iterator[StreamEvent | Feed], on_exit: Callable[[], None] = lambda: None
+        self, steps: Steps, on_exit: Callable[[], None] = lambda: None
     ) -> TurnHandle:
         """Schedule a turn; `on_exit` runs on the engine thread when it ends in any way."""
         handle = TurnHandle()
         self._inbox.put(_Task(handle, steps, on_exit))
         return handle
 
-    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+    def call(self, fn: Callable[[], _T], timeout: float | None = None) -> _T:
         """Run `fn` on the engine thread between steps and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn()
-        box: queue.Queue = queue.Queue(maxsize=1)
+        box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
         self._inbox.put((fn, box))
         ok, value = box.get(timeout=timeout)
         if ok:
-            return value
+            return cast(_T, value)
         raise value
 
     def _loop(self) -> None:
@@ -156,14 +157,12 @@ class Engine:
         self._prefill_round(plan.prefill, self.prefill_budget)
 
     def _prefill_round(self, chunks: list[tuple[_Task, int]], left: int) -> None:
-        """Run the step's prompt chunks; a turn whose prompt is done moves on to its next prompt feed (a
-        chat turn has two: context, then the generation prompt) within the same budget."""
+        """Run the step's prompt chunks, one batched forward per round; a turn whose prompt is done moves on
+        to its next prompt feed (a chat turn has two: context, then the generation prompt) within the same
+        budget, in the next round."""
         while chunks:
-            finished = []
-            for task, count in chunks:
-                left -= count
-                if self._prefill(task, count):
-                    finished.append(task)
+            left -= sum(count for _, count in chunks)
+            finished = self._prefill(chunks)
             if left <= 0:
                 return
             for task in finished:
@@ -205,20 +204,31 @@ class Engine:
         elif task.pending is not None and task.pending.remaining == 0:
             task.pending = None
 
-    def _prefill(self, task: _Task, count: int) -> bool:
-        """Feed `count` more prompt tokens; return True when the feed is complete."""
-        p = task.pending
-        ids = p.feed.ids[p.done : p.done + count]
-        try:
-            if p.feed.progress is not None:
-                p.feed.progress(p.done, min(p.feed.chunk or self.prefill_budget, self.prefill_budget))
-            p.feed.model.append(p.feed.state, ids)
-        except BaseException as exc:  # noqa: BLE001 - raised inside the turn, which restores its session
-            self._fed(task, exc)
-            return False
-        p.done += len(ids)
-        self._fed(task, None)
-        return task.pending is None
+    def _prefill(self, chunks: list[tuple[_Task, int]]) -> list[_Task]:
+        """Feed each turn `count` more prompt tokens (together); return the turns whose feed is complete.
+
+        Each feed's progress is reported first; a model error is raised inside the turn, which restores
+        its session.
+        """
+        rows: list[tuple[_Task, PendingFeed, int]] = []
+        for task, count in chunks:
+            p = task.pending
+            if p is None:
+                continue
+            try:
+                if p.feed.progress is not None:
+                    p.feed.progress(p.done, min(p.feed.chunk or self.prefill_budget, self.prefill_budget))
+            except BaseException as exc:  # noqa: BLE001 - raised inside the turn
+                self._fed(task, exc)
+                continue
+            rows.append((task, p, count))
+        errors = run_prompts([(p, count) for _, p, count in rows])
+        finished = []
+        for (task, _, _), err in zip(rows, errors, strict=True):
+            self._fed(task, err)
+            if err is None and task.pending is None:
+                finished.append(task)
+        return finished
 
     def _finish(self, task: _Task, error: BaseException | None, close: bool = False) -> None:
         if task in self._active:

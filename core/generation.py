@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -66,9 +66,9 @@ class Generation:
         open_id = self._id(self.tok.think_open)
         while self.out.completion_tokens < self.max_new:
             constrained = self.matcher is not None and not self.thinking
-            allowed = self.matcher.allowed() if constrained else None
+            allowed = self.matcher.allowed() if constrained and self.matcher is not None else None
             tid = self.model.sample(self.state, self.params, self.rng, allowed)
-            if constrained:
+            if constrained and self.matcher is not None:
                 self.matcher.advance(tid)
             logprob = self._logprob(tid)
             self.out.completion_tokens += 1
@@ -110,7 +110,7 @@ class Generation:
         yield Feed(self.model, self.state, ids)
         self.out.fed_ids.extend(ids)
 
-    def _think_step(self, tid: int, close_id: int | None) -> Iterator[StreamEvent]:
+    def _think_step(self, tid: int, close_id: int | None) -> Generator[StreamEvent, None, bool]:
         """Yield the thinking token's text; return True when the reasoning budget is spent."""
         self.out.reasoning_tokens += 1
         if tid == close_id:
@@ -129,7 +129,7 @@ class Generation:
         self.thinking = False
         self._decoder = self.tok.decoder()
 
-    def _answer_step(self, tid: int, logprob: TokenLogprob | None) -> Iterator[StreamEvent]:
+    def _answer_step(self, tid: int, logprob: TokenLogprob | None) -> Generator[StreamEvent, None, bool]:
         # A special token the model emits is fed (the state holds it) but is no part of the text.
         special = tid in self.tok.special_ids
         if special:

@@ -24,7 +24,7 @@ class MemoryManager:
     """
 
     model: ModelPort
-    spill: SnapshotStore
+    spill: SnapshotStore | None
     clock: Clock
     ids: IdSource
     sessions: Callable[[], Iterable[Session]]
@@ -96,9 +96,7 @@ class MemoryManager:
                 max_seq_len=session.max_seq_len,
                 extra={"trailer": session.trailer},
             )
-            self.spill.save(manifest, self.model.export_state(session.state))
-            self.model.release(session.state)
-            session.state, session.spilled, session.marks = None, manifest.snapshot_id, []
+            session.offload(self.model, self.spill, manifest)
             self.offloads += 1
             return True
         finally:
@@ -111,21 +109,10 @@ class MemoryManager:
         """
         if session.resident:
             return
-        if session.spilled is None:  # created lazily: the state is allocated on first use
-            self.make_room(self.model.bytes_for(0), keep=session)
-            session.state = self.model.new_state(session.max_seq_len)
-            session.add_mark(self.model.checkpoint(session.state))
-            return
-        manifest, arrays = self.spill.load(session.spilled)
-        self.make_room(self.model.bytes_for(len(manifest.ledger)), keep=session)
-        session.state = self.model.import_state(arrays, session.max_seq_len)
-        self.spill.delete(session.spilled)
-        session.spilled = None
-        session.add_mark(self.model.checkpoint(session.state))
-        self.restores += 1
+        offloaded = session.spilled is not None  # else created lazily: the state is allocated on first use
+        session.reload(self.model, self.spill, lambda needed: self.make_room(needed, keep=session))
+        self.restores += offloaded
 
     def forget(self, session: Session) -> None:
         """Drop the offloaded copy of a deleted session."""
-        if session.spilled is not None:
-            self.spill.delete(session.spilled)
-            session.spilled = None
+        session.forget_spill(self.spill)

@@ -13,14 +13,14 @@ thread only.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from .ports import ModelPort, TokenizerPort
 from .prompt import plan_prompt
-from .scheduler import Feed
+from .scheduler import Steps
 from .session import Session
 from .values import ChatRequest, Message, StreamEvent
 
@@ -85,10 +85,7 @@ class PrefixCache:
 
     def resume(self, entry: CachedPrefix, session: Session) -> None:
         """Give `session` a copy of the entry's state and its record."""
-        session.state = self.model.fork(entry.state)
-        session.ledger[:] = entry.ledger
-        session.transcript[:] = entry.transcript
-        session.trailer = entry.trailer
+        session.replace(self.model.fork(entry.state), entry.ledger, entry.transcript, entry.trailer)
 
     def prime(self, session: Session, request: ChatRequest, tok: TokenizerPort) -> list[int]:
         """Plan prefilling the request's leading system messages into the session's fresh state, so that
@@ -104,7 +101,7 @@ class PrefixCache:
         ids = tok.encode(plan_prompt(tok, (), prefix, "", request.template_kwargs).context)
         if len(ids) < self.min_prefix_tokens:
             return []
-        session.ledger[:], session.transcript[:], session.trailer = ids, prefix, ""
+        session.expect(ids, prefix)
         return ids
 
     def keep_primed(self, session: Session, kwargs: Mapping[str, object]) -> None:
@@ -115,7 +112,7 @@ class PrefixCache:
         """Take the state of a finished stateless turn (the session no longer owns it)."""
         if self.max_entries >= 1:
             self._keep(_kwargs_key(kwargs), session, session.state)
-            session.state = None
+            session.surrender()
 
     def _keep(self, key: str, session: Session, state: Any) -> None:
         """Add an entry for `state` with the session's record, replacing one for the same messages."""
@@ -146,8 +143,9 @@ class PrefixCache:
         self.model.release(entry.state)
 
 
-def cached_turn(cache: PrefixCache | None, steps: Iterator[StreamEvent | Feed], session: Session,
-                request: ChatRequest, over_budget: Callable[[], int], primed: int = 0) -> Iterator[StreamEvent | Feed]:
+def cached_turn(cache: PrefixCache | None, steps: Steps, session: Session,
+                request: ChatRequest, over_budget: Callable[[], int],
+                primed: int = 0) -> Steps:
     """Run a stateless turn's steps; once it is done, the cache adopts its state (if there is a cache) and
     gives back what the KV budget can't hold (`over_budget`: bytes in use past the budget). `primed`
     tokens were prefilled for this request before the turn began: they are not reported as cached.

@@ -31,7 +31,7 @@ def edited_prefix(transcript: Sequence[Message], messages: Sequence[Message]) ->
     return p if p >= 2 else None
 
 
-def rollback(model: ModelPort, tok: TokenizerPort, session: Session, keep: int,
+def rollback(model: ModelPort, tok: TokenizerPort, session: Session, keep: object,
              kwargs: Mapping[str, object] | None = None) -> None:
     """Cut `session` back to its first `keep` messages. Run on the engine thread.
 
@@ -45,25 +45,12 @@ def rollback(model: ModelPort, tok: TokenizerPort, session: Session, keep: int,
     kept = list(session.transcript[:keep])
     mark = session.mark_at_or_before(keep)
     if mark is None:
-        _reset(model, session)
+        session.reset(model)
     else:
-        model.restore(session.state, mark.checkpoint)
-        session.rewind(mark)
+        session.restore(model, mark)
     base = len(session.transcript)
     if keep > base:
         text = session.trailer + render_suffix(tok, kept[:base], kept, dict(kwargs or {}))
-        ids = tok.encode(text)
-        model.append(session.state, ids)
-        session.ledger.extend(ids)
-        session.transcript[:] = kept
-        session.trailer = ""
+        session.append_now(model, tok.encode(text))
+        session.close_turn(kept, "")
     session.add_mark(model.checkpoint(session.state))
-
-
-def _reset(model: ModelPort, session: Session) -> None:
-    model.release(session.state)
-    session.state = model.new_state(session.max_seq_len)
-    session.ledger.clear()
-    session.transcript.clear()
-    session.trailer = ""
-    session.marks = []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import attrs
 
@@ -23,13 +26,15 @@ from .memory import MemoryManager
 from .ports import Clock, GrammarPort, IdSource, ModelPort, SnapshotStore, StopRule, TokenizerPort
 from .prefix_cache import PrefixCache, cached_turn
 from .rewind import edited_prefix, rollback
-from .scheduler import Feed
+from .scheduler import Steps
 from .session import Session
-from .snapshots import SnapshotService
-from .turn import TurnRunner
-from .values import ChatRequest, Message, SessionInfo, SnapshotInfo, StreamEvent
+from .snapshots import PublishedSource, SnapshotService
+from .turn import PreparedTurn, TurnRunner
+from .values import ChatRequest, Message, SessionInfo, SnapshotInfo
 
 __all__ = ["SessionService", "validate_id"]
+
+_T = TypeVar("_T")
 
 @attrs.define(eq=False)
 class SessionService:
@@ -51,7 +56,7 @@ class SessionService:
     default_max_seq_len: int
     spill: SnapshotStore | None = None
     kv_budget: int | None = None
-    reply_parser: Callable[[str], tuple[str, tuple]] | None = None
+    reply_parser: Callable[[str], tuple[str, tuple[Any, ...]]] | None = None
     max_prompt_tokens: int | None = None
     admission_timeout: float = 300.0
     grammars: GrammarPort | None = None
@@ -60,6 +65,9 @@ class SessionService:
     # budget bounds it too); prefill progress is published per piece. None: only the engine's budget.
     prefill_chunk: int | None = None
     memory: MemoryManager = attrs.field(init=False)
+    # The chat and snapshot use cases, built once with the service (their settings are the fields above).
+    runner: TurnRunner = attrs.field(init=False)
+    snapshots_service: SnapshotService = attrs.field(init=False)
     _sessions: dict[str, Session] = attrs.Factory(dict)
     # Stateless turns in flight: their state counts against the KV budget like a session's.
     _stateless_turns: list[Session] = attrs.Factory(list)
@@ -72,15 +80,9 @@ class SessionService:
             raise ValueError("a KV budget needs a spill store to offload sessions to")
         self.memory = MemoryManager(self.model, self.spill, self.clock, self.ids, self._all, self.kv_budget,
                                     cache=self.prefix_cache)
-
-    @property
-    def runner(self) -> TurnRunner:
-        return TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy, self.reply_parser,
-                          self.max_prompt_tokens, self.grammars, self.prefill_chunk)
-
-    @property
-    def snapshots_service(self) -> SnapshotService:
-        return SnapshotService(self)
+        self.runner = TurnRunner(self.model, self.tok, self.stop_rules, self.clock.now, self.entropy,
+                                 self.reply_parser, self.max_prompt_tokens, self.grammars, self.prefill_chunk)
+        self.snapshots_service = SnapshotService(self)
 
     def _all(self) -> list[Session]:
         with self._lock:
@@ -98,11 +100,12 @@ class SessionService:
         self._register(sid, cap, None, None, False, {})
         return self.info(sid)
 
-    def adopt(self, sid: str, cap: int, make_state: Callable[[], object], replace: bool = False, **record) -> Session:
+    def adopt(self, sid: str, cap: int, make_state: Callable[[], Any], replace: bool = False,
+              **record: Any) -> Session:
         """Build a state on the engine thread (room made for what it holds) and register a session for it."""
         held = len(record.get("ledger", ()))
 
-        def build():
+        def build() -> tuple[Any, Any]:
             self._check_fits(held, "session_id")
             self.memory.make_room(self.model.bytes_for(held))
             state = make_state()
@@ -111,12 +114,13 @@ class SessionService:
         state, start = self.admit(build)
         return self._register(sid, cap, state, start, replace, record)
 
-    def adopt_offloaded(self, sid: str, cap: int, spilled: str, **record) -> Session:
+    def adopt_offloaded(self, sid: str, cap: int, spilled: str, **record: Any) -> Session:
         """Register a session whose state waits in the spill store under `spilled`, as an offloaded one:
         listed at once, its state brought in by the memory manager on first use. No engine call."""
         return self._register(sid, cap, None, None, False, {**record, "spilled": spilled})
 
-    def _register(self, sid: str, cap: int, state: object, start: object, replace: bool, record: dict) -> Session:
+    def _register(self, sid: str, cap: int, state: object, start: object, replace: bool,
+                  record: dict[str, Any]) -> Session:
         now = self.clock.now()
         s = Session(sid, state, cap, now, now, **record)
         if state is not None:
@@ -192,7 +196,7 @@ class SessionService:
                 continue
         return out
 
-    def history(self, session_id: str) -> list[Message]:
+    def history(self, session_id: str) -> builtins.list[Message]:
         return list(self.session(session_id).transcript)
 
     def delete(self, session_id: str) -> None:
@@ -205,21 +209,25 @@ class SessionService:
         self._signal_freed()
 
     def _drop(self, s: Session) -> None:
-        def free():
+        def free() -> None:
             if s.state is not None:
                 self.model.release(s.state)
             self.memory.forget(s)
 
         self.engine.call(free)
 
-    def exclusive(self, session_id: str, fn: Callable[[Session], object]) -> object:
+    def exclusive(self, session_id: str, fn: Callable[[Session], _T]) -> _T:
         """Run `fn(session)` on the engine thread with the session resident and locked."""
         s = self.session(session_id)
         s.acquire()
         try:
-            return self.engine.call(lambda: (self.memory.ensure_resident(s), fn(s))[1])
+            return self.engine.call(lambda: self._resident(s, fn))
         finally:
             s.release()
+
+    def _resident(self, s: Session, fn: Callable[[Session], _T]) -> _T:
+        self.memory.ensure_resident(s)
+        return fn(s)
 
     def chat(self, request: ChatRequest) -> TurnHandle:
         """Start a turn; validation errors raise here, before any event."""
@@ -240,7 +248,7 @@ class SessionService:
 
         return self.engine.submit(self.runner.run(turn), on_exit=done)
 
-    def admit(self, prepare: Callable[[], object]) -> object:
+    def admit(self, prepare: Callable[[], _T]) -> _T:
         """Run `prepare` on the engine; while memory is short but could free up, wait for turns to end."""
         deadline = time.monotonic() + self.admission_timeout
         while True:
@@ -253,7 +261,11 @@ class SessionService:
                 if left <= 0:
                     raise
             with self._freed:
-                self._freed.wait_for(lambda seen=epoch: self._epoch != seen, timeout=min(left, 1.0))
+                self._freed.wait_for(functools.partial(self._moved_on, epoch), timeout=min(left, 1.0))
+
+    def _moved_on(self, epoch: int) -> bool:
+        """Whether something that may free memory happened since `epoch` (call under `_freed`)."""
+        return self._epoch != epoch
 
     def _check_fits(self, tokens: int, param: str, copies: int = 1) -> None:
         """Raise ExceedsMemoryBudget when `copies` states of `tokens` tokens would not fit even the empty budget."""
@@ -271,13 +283,13 @@ class SessionService:
             self._epoch += 1
             self._freed.notify_all()
 
-    def _prepare(self, s: Session, request: ChatRequest):
+    def _prepare(self, s: Session, request: ChatRequest) -> PreparedTurn:
         self.memory.ensure_resident(s)
         keep = edited_prefix(s.transcript, request.messages)
         if keep is not None:
             rollback(self.model, self.tok, s, keep, request.template_kwargs)
         turn = self.runner.prepare(s, request)
-        total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+        total = s.held + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
         self._check_fits(total, "messages")
         self.memory.make_room(self.memory.growth(s, total), keep=s)
         self.memory.reserve(s, total)
@@ -290,11 +302,12 @@ class SessionService:
         full length) and it can wait for memory like any turn; the prefix cache may adopt it at the end.
         """
 
-        def attempt():
+        def attempt() -> tuple[Session, Callable[[], None], PreparedTurn, builtins.list[int]]:
             now = self.clock.now()
             s = Session("stateless", None, self.default_max_seq_len, now, now)
             finish = self._hold(s)
-            return s, finish, *self._prepare_stateless(s, request, finish)
+            turn, primed = self._prepare_stateless(s, request, finish)
+            return s, finish, turn, primed
 
         s, finish, turn, primed = self.admit(attempt)
         steps = cached_turn(self.prefix_cache, self._primed(s, primed, request, turn), s, request,
@@ -309,7 +322,7 @@ class SessionService:
         with self._lock:
             self._stateless_turns.append(s)
 
-        def finish():
+        def finish() -> None:
             with self._lock:
                 self._stateless_turns.remove(s)
             admitted = self.memory.unreserve(s)
@@ -348,22 +361,23 @@ class SessionService:
         if held is not None:
             self.memory.reserve(held, tokens, copies)
 
-    def _prepare_stateless(self, s: Session, request: ChatRequest, finish: Callable[[], None]):
+    def _prepare_stateless(self, s: Session, request: ChatRequest,
+                           finish: Callable[[], None]) -> tuple[PreparedTurn, builtins.list[int]]:
         """Give `s` a state (a cached prefix's copy, or a fresh one to be primed with a long system prompt),
         make room for the turn under the KV budget and prepare it; return it with the ids to prime first."""
         cache = self.prefix_cache
         try:
             self.memory.make_room(0)
             hit = cache.lookup(request.messages, request.template_kwargs) if cache is not None else None
-            if hit is not None:
+            if cache is not None and hit is not None:
                 cache.resume(hit, s)
             else:
-                s.state = self.model.new_state(self.default_max_seq_len)
+                s.allocate(self.model)
             turn = self.runner.prepare(s, request)
             primed = cache.prime(s, request, self.tok) if hit is None and cache is not None else []
             if primed:
                 turn = self.runner.prepare(s, request)
-            total = len(s.ledger) + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
+            total = s.held + len(turn.context_ids) + len(turn.gen_ids) + min(turn.room, request.sampling.max_tokens)
             self._check_fits(total, "messages")
             self.memory.make_room(self.memory.growth(s, total), keep=s)
             self.memory.reserve(s, total)
@@ -372,13 +386,14 @@ class SessionService:
             finish()
             raise
 
-    def _primed(self, s: Session, ids: list[int], request: ChatRequest, turn) -> Iterator[StreamEvent | Feed]:
+    def _primed(self, s: Session, ids: builtins.list[int], request: ChatRequest, turn: PreparedTurn) -> Steps:
         """A stateless turn's steps: first the long system prompt the prefix cache primes (through the
         scheduler like any prompt; a copy is then kept for other conversations), then the turn itself."""
-        if ids:
-            yield Feed(self.model, s.state, ids)
-            self.prefix_cache.keep_primed(s, request.template_kwargs)
-            self.prefix_cache.evict(self._over_budget())
+        cache = self.prefix_cache
+        if ids and cache is not None:
+            yield from s.feed_expected(self.model)
+            cache.keep_primed(s, request.template_kwargs)
+            cache.evict(self._over_budget())
         yield from self.runner.run(turn)
 
     def _over_budget(self) -> int:
@@ -394,13 +409,12 @@ class SessionService:
         cap = self.check_len(max_seq_len if max_seq_len is not None else -1)
 
         def apply(s: Session) -> None:
-            if cap < len(s.ledger) + 1:
+            if cap < s.held + 1:
                 raise InvalidRequest(
-                    f"max_seq_len {cap} is below the {len(s.ledger)} tokens the session holds (plus one to answer)",
+                    f"max_seq_len {cap} is below the {s.held} tokens the session holds (plus one to answer)",
                     param="max_seq_len",
                 )
-            self.model.resize(s.state, cap)
-            s.max_seq_len = cap
+            s.resize(self.model, cap)
 
         self.exclusive(session_id, apply)
         return self.info(session_id)
@@ -412,9 +426,9 @@ class SessionService:
             if sid in self._sessions:
                 raise Conflict(f"session {sid!r} already exists", param="session_id")
 
-        def copy(s: Session):
+        def copy(s: Session) -> tuple[int, Any, Any, dict[str, Any]]:
             # Everything is read under the source's lock, so a turn that starts right after can't leak in.
-            self.memory.make_room(self.model.bytes_for(len(s.ledger)), keep=s)
+            self.memory.make_room(self.model.bytes_for(s.held), keep=s)
             state = self.model.fork(s.state)
             record = {"ledger": list(s.ledger), "transcript": list(s.transcript), "trailer": s.trailer}
             return s.max_seq_len, state, self.model.checkpoint(state), record
@@ -424,18 +438,18 @@ class SessionService:
         return self.info(sid)
 
     def save(self, session_id: str, title: str | None = None, description: str | None = None,
-             tags: Sequence[str] = ()) -> dict:
+             tags: Sequence[str] = ()) -> dict[str, Any]:
         """Write a session to the snapshot store; the session stays live."""
         return self.snapshots_service.save(session_id, title, description, tags)
 
-    def import_published(self, source, arrays) -> dict:
+    def import_published(self, source: PublishedSource, arrays: Mapping[str, Any]) -> dict[str, Any]:
         """Store a published server's snapshot as ours (see SnapshotService.import_published)."""
         return self.snapshots_service.import_published(source, arrays)
 
-    def load(self, snapshot_id: str, session_id: str | None = None, force: bool = False) -> dict:
+    def load(self, snapshot_id: str, session_id: str | None = None, force: bool = False) -> dict[str, Any]:
         """Bring a snapshot back as a live session."""
         return self.snapshots_service.load(snapshot_id, session_id, force)
 
-    def snapshots(self) -> list[tuple[SnapshotInfo, bool]]:
+    def snapshots(self) -> builtins.list[tuple[SnapshotInfo, bool]]:
         """List snapshots newest first, each with whether it fits the loaded model."""
         return self.snapshots_service.list()

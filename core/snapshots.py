@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from .errors import Conflict, ModelMismatch, NotFound, SnapshotError
 from .ids import validate_id
-from .ports import SnapshotManifest
+from .ports import Clock, IdSource, ModelPort, SnapshotManifest, SnapshotStore, TokenizerPort
 from .prompt import closing_text
+from .session import Session
 from .values import Message, SnapshotInfo
 
-if TYPE_CHECKING:
-    from .sessions import SessionService
+__all__ = ["SnapshotService", "PublishedSource", "SessionHost"]
 
-__all__ = ["SnapshotService", "PublishedSource"]
+_T = TypeVar("_T")
+
+
+class SessionHost(Protocol):
+    """What the snapshot use cases need of the session registry (`SessionService` provides it)."""
+
+    model: ModelPort
+    tok: TokenizerPort
+    store: SnapshotStore
+    clock: Clock
+    ids: IdSource
+
+    @property
+    def max_len_limit(self) -> int:
+        """The longest session the server allows."""
+
+    def exists(self, session_id: str) -> bool:
+        """Whether a live session has this id."""
+
+    def exclusive(self, session_id: str, fn: Callable[[Session], _T]) -> _T:
+        """Run `fn(session)` on the engine thread with the session resident and locked."""
+
+    def adopt(self, sid: str, cap: int, make_state: Callable[[], Any], replace: bool = False,
+              **record: Any) -> Session:
+        """Build a state on the engine thread and register a session holding it."""
 
 
 @attrs.frozen
@@ -42,18 +66,18 @@ def _usable_id(snapshot_id: str) -> bool:
 class SnapshotService:
     """Snapshot use cases over a session service."""
 
-    svc: SessionService
+    svc: SessionHost
 
     def fingerprint(self) -> dict[str, str]:
         """Identify model, kernels and tokenizer: a snapshot only loads where these are equal."""
         svc = self.svc
         return {**svc.model.info.fingerprint, **{f"tokenizer.{k}": v for k, v in svc.tok.fingerprint.items()}}
 
-    def save(self, session_id: str, title: str | None, description: str | None, tags: Sequence[str]) -> dict:
+    def save(self, session_id: str, title: str | None, description: str | None, tags: Sequence[str]) -> dict[str, Any]:
         svc = self.svc
         start = svc.clock.now()
 
-        def write(s):
+        def write(s: Session) -> tuple[SnapshotManifest, SnapshotInfo]:
             manifest = SnapshotManifest(
                 snapshot_id=svc.ids.new_id(""),
                 created_at=start,
@@ -72,7 +96,7 @@ class SnapshotService:
         return {"snapshot_id": info.snapshot_id, "tokens": len(manifest.ledger), "bytes": info.bytes,
                 "seconds": svc.clock.now() - start}
 
-    def load(self, snapshot_id: str, session_id: str | None, force: bool) -> dict:
+    def load(self, snapshot_id: str, session_id: str | None, force: bool) -> dict[str, Any]:
         svc = self.svc
         start = svc.clock.now()
         manifest, arrays = svc.store.load(snapshot_id)
@@ -88,10 +112,10 @@ class SnapshotService:
                       replace=force, ledger=list(manifest.ledger), transcript=list(manifest.transcript),
                       trailer=str(manifest.extra.get("trailer", "")))
         state = s.state  # another request may offload the new session at once (state None)
-        return {"session_id": sid, "tokens": len(s.ledger), "bytes": svc.model.nbytes(state) if state is not None else 0,
+        return {"session_id": sid, "tokens": s.held, "bytes": svc.model.nbytes(state) if state is not None else 0,
                 "seconds": svc.clock.now() - start}
 
-    def _import(self, manifest: SnapshotManifest, arrays, cap: int):
+    def _import(self, manifest: SnapshotManifest, arrays: Mapping[str, Any], cap: int) -> Any:
         """Import the state; refuse one whose length is not the ledger's (the record would lie about it)."""
         model = self.svc.model
         state = model.import_state(arrays, cap)
@@ -110,7 +134,7 @@ class SnapshotService:
             raise SnapshotError(f"snapshot {manifest.snapshot_id!r} is inconsistent: its ledger holds token id "
                                 f"{bad!r}, outside the vocabulary of {vocab}", param="snapshot_id")
 
-    def import_published(self, source: PublishedSource, arrays) -> dict:
+    def import_published(self, source: PublishedSource, arrays: Mapping[str, Any]) -> dict[str, Any]:
         """Store a published server's snapshot (its arrays already re-laid by the model) as one of ours.
 
         The published cache holds no token ids: the ledger is the transcript rendered by the loaded

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import attrs
 
 from .errors import Conflict, ContextLengthExceeded, NotFound
 from .logprobs import logprobs_of
+from .ports import SnapshotManifest
+from .ports.model import RowRejected
 from .values import Message, ModelInfo, RawLogprob, SamplingParams, SnapshotInfo
 
 __all__ = ["FakeTokenizer", "FakeModel", "FakeState", "FakeSnapshotStore", "FixedClock", "SequentialIds"]
@@ -102,6 +105,7 @@ class FakeModel:
         self.gate = None
         self.appended = 0
         self.batch_sizes: list[int] = []
+        self.prompt_batches: list[list[int]] = []
         self._info = ModelInfo(name="fake", vocab_size=0x110000 + _OFFSET, max_seq_len=max_seq_len,
                                fingerprint={"model": "fake-v1"})
 
@@ -122,8 +126,22 @@ class FakeModel:
         state.ids.extend(token_ids)
         self.appended += len(token_ids)
 
+    def append_batch(self, states: Sequence[FakeState], runs: Sequence[Sequence[int]]) -> None:
+        """Each run appended in turn, as one batch (its run lengths in `prompt_batches`); a run past its
+        state's capacity is rejected (`RowRejected`) before any state changes."""
+        for row, (state, run) in enumerate(zip(states, runs, strict=True)):
+            if len(state.ids) + len(run) > state.cap:
+                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
+        self.prompt_batches.append([len(run) for run in runs])
+        for state, run in zip(states, runs, strict=True):
+            self.append(state, run)
+
     def decode_batch(self, states: Sequence[FakeState], token_ids: Sequence[int]) -> None:
-        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`)."""
+        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`); a row
+        past its state's capacity is rejected (`RowRejected`) before any state changes, as in append_batch."""
+        for row, state in enumerate(states):
+            if len(state.ids) + 1 > state.cap:
+                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
         self.batch_sizes.append(len(states))
         for state, tid in zip(states, token_ids, strict=True):
             self.append(state, [tid])
@@ -243,10 +261,10 @@ class SequentialIds:
 class FakeSnapshotStore:
     """Snapshots kept in a dict; arrays are copied so later changes to a state can't leak in."""
 
-    def __init__(self):
-        self._items: dict = {}
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[SnapshotManifest, dict[str, list[Any]]]] = {}
 
-    def save(self, manifest, arrays):
+    def save(self, manifest: SnapshotManifest, arrays: Iterable[tuple[str, Any]]) -> SnapshotInfo:
         if manifest.snapshot_id in self._items:
             raise Conflict(f"snapshot {manifest.snapshot_id!r} exists")
         data = {name: list(a) for name, a in arrays}
@@ -255,25 +273,29 @@ class FakeSnapshotStore:
                             manifest.tags, len(manifest.ledger), 8 * sum(len(v) for v in data.values()),
                             manifest.model, len(manifest.transcript), manifest.max_seq_len)
 
-    def load(self, snapshot_id):
+    def load(self, snapshot_id: str) -> tuple[SnapshotManifest, dict[str, list[Any]]]:
         if snapshot_id not in self._items:
             raise NotFound(f"no snapshot {snapshot_id!r}")
         manifest, data = self._items[snapshot_id]
         return manifest, {k: list(v) for k, v in data.items()}
 
-    def get(self, snapshot_id):
+    def manifest(self, snapshot_id: str) -> SnapshotManifest:
+        return self.load(snapshot_id)[0]
+
+    def get(self, snapshot_id: str) -> SnapshotInfo:
         manifest, data = self.load(snapshot_id)
         return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
                             manifest.tags, len(manifest.ledger), 8 * sum(len(v) for v in data.values()),
                             manifest.model, len(manifest.transcript), manifest.max_seq_len)
 
-    def list(self):
+    def list(self) -> list[SnapshotInfo]:
         return sorted((self.get(i) for i in self._items), key=lambda x: -x.created_at)
 
-    def patch(self, snapshot_id, **fields):
+    def patch(self, snapshot_id: str, **fields: Any) -> SnapshotInfo:
         manifest, data = self._items[snapshot_id]
         self._items[snapshot_id] = (attrs.evolve(manifest, **fields), data)
         return self.get(snapshot_id)
 
-    def delete(self, snapshot_id):
-        self._items.pop(snapshot_id)
+    def delete(self, snapshot_id: str) -> None:
+        if self._items.pop(snapshot_id, None) is None:
+            raise NotFound(f"no snapshot {snapshot_id!r}")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -11,8 +12,8 @@ from .errors import ContextLengthExceeded, InvalidRequest
 from .generation import Generation, GenerationOutcome
 from .ports import GrammarPort, ModelPort, StopRule, TokenizerPort, TokenMatcher
 from .prompt import canonical_assistant_text, closing_text, plan_prompt, split_new_messages
-from .scheduler import Feed
-from .session import Session
+from .scheduler import Feed, Steps
+from .session import Session, TurnMark
 from .values import ChatRequest, Message, PrefillProgress, SamplingParams, StreamEvent, Usage
 
 __all__ = ["TurnRunner", "PreparedTurn"]
@@ -25,7 +26,7 @@ class PreparedTurn:
     session: Session
     request: ChatRequest
     new: tuple[Message, ...]
-    kwargs: dict
+    kwargs: dict[str, Any]
     context_ids: list[int]
     gen_ids: list[int]
     gen_text: str
@@ -44,7 +45,7 @@ class TurnRunner:
     now: Callable[[], float]
     entropy: Callable[[], int]
     # Splits tool calls out of an answer (content, calls) when the request offered tools; None: keep the text.
-    reply_parser: Callable[[str], tuple[str, tuple]] | None = None
+    reply_parser: Callable[[str], tuple[str, tuple[Any, ...]]] | None = None
     max_prompt_tokens: int | None = None
     grammars: GrammarPort | None = None
     # Prefill new context in pieces of this many tokens (the model's own chunk size, so the work is the same)
@@ -59,7 +60,7 @@ class TurnRunner:
         plan = plan_prompt(self.tok, session.transcript, new, session.trailer, kwargs)
         context_ids = self.tok.encode(plan.context)
         gen_ids = self.tok.encode(plan.generation)
-        prompt_len = len(session.ledger) + len(context_ids) + len(gen_ids)
+        prompt_len = session.held + len(context_ids) + len(gen_ids)
         if self.max_prompt_tokens is not None and prompt_len > self.max_prompt_tokens:
             raise ContextLengthExceeded(
                 f"the prompt has {prompt_len} tokens; this server accepts at most {self.max_prompt_tokens} "
@@ -93,23 +94,21 @@ class TurnRunner:
             raise InvalidRequest(f"logit_bias names token {bad[0]}, outside the vocabulary of {vocab} ids",
                                  param="logit_bias")
 
-    def run(self, turn: PreparedTurn) -> Iterator[StreamEvent | Feed]:
+    def run(self, turn: PreparedTurn) -> Steps:
         """Yield the turn's events and its model work (feeds, for the engine); the last event is "done".
 
         The engine prefills in pieces between other turns' steps and ends a cancelled turn between them, so
         a long prefill stops within one piece of a cancel.
         """
         session = turn.session
-        cached = len(session.ledger)
-        start = self.model.checkpoint(session.state)
+        cached = session.held
+        start = session.checkpoint(self.model)
         try:
             out = yield from self._run(turn)
         except BaseException:
-            self.model.restore(session.state, start)
-            del session.ledger[cached:]
+            session.restore(self.model, start)
             raise
-        session.last_used_at = self.now()
-        session.add_mark(self.model.checkpoint(session.state))
+        session.mark_turn(self.model, self.now())
         usage = Usage(
             prompt_tokens=cached + len(turn.context_ids) + len(turn.gen_ids),
             completion_tokens=out.completion_tokens,
@@ -118,13 +117,12 @@ class TurnRunner:
         )
         yield StreamEvent("done", finish_reason=out.finish_reason, usage=usage)
 
-    def _run(self, turn: PreparedTurn):
+    def _run(self, turn: PreparedTurn) -> Generator[StreamEvent | Feed, None, GenerationOutcome]:
         """Prefill, generate and commit; yield text events and return the generation's outcome."""
         session, request, kwargs = turn.session, turn.request, turn.kwargs
-        keep = len(session.ledger) + len(turn.context_ids)
         yield from self._prefill(session, turn.context_ids)
-        after_context = self.model.checkpoint(session.state)
-        yield from self._append(session, turn.gen_ids)
+        after_context = session.checkpoint(self.model)
+        yield from session.feed(self.model, turn.gen_ids)
         gen_text, room, new = turn.gen_text, turn.room, turn.new
         gen = Generation(
             model=self.model,
@@ -133,19 +131,19 @@ class TurnRunner:
             params=request.sampling,
             rules=self.stop_rules(request),
             rng=random.Random(request.sampling.seed if request.sampling.seed is not None else self.entropy()),
-            thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open),
+            thinking=bool(self.tok.think_open) and gen_text.rstrip().endswith(self.tok.think_open or ""),
             max_new=min(request.sampling.max_tokens, room),
             matcher=turn.matcher,
         )
         yield from gen.run()
-        session.ledger.extend(gen.out.fed_ids)
+        session.took(gen.out.fed_ids)
         reply = self._reply(gen.out, request)
         before = [*session.transcript, *new]
         if (gen.out.reasoning and request.discard_thinking) or gen.out.specials_dropped:
             # The state then holds the reply as the template renders it, as the transcript says.
-            yield from self._rewrite_without_thinking(session, after_context, keep, before, reply, kwargs)
-        session.transcript[:] = [*before, reply]
-        session.trailer = closing_text(self.tok, session.transcript, kwargs)
+            yield from self._rewrite_without_thinking(session, after_context, before, reply, kwargs)
+        transcript = [*before, reply]
+        session.close_turn(transcript, closing_text(self.tok, transcript, kwargs))
         return gen.out
 
     def _prefill(self, session: Session, ids: list[int]) -> Iterator[Feed]:
@@ -163,23 +161,16 @@ class TurnRunner:
             session.prefill = PrefillProgress(done, len(ids), i, i + -(-(len(ids) - done) // cap), rate)
 
         try:
-            yield from self._append(session, ids, chunk=self.prefill_chunk, progress=progress)
+            yield from session.feed(self.model, ids, chunk=self.prefill_chunk, progress=progress)
         finally:
             session.prefill = None
 
-    def _append(self, session: Session, ids: list[int], chunk: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Iterator[Feed]:
-        """Have the engine prefill `ids` (in chunks, between other turns' steps), then record them."""
-        if ids:
-            yield Feed(self.model, session.state, ids, chunk, progress)
-            session.ledger.extend(ids)
-
-    def _rewrite_without_thinking(self, session, checkpoint, keep, before, reply, kwargs) -> Iterator[Feed]:
+    def _rewrite_without_thinking(self, session: Session, after_context: TurnMark, before: list[Message],
+                                  reply: Message, kwargs: dict[str, Any]) -> Iterator[Feed]:
         """Replace the generated message in the state by its template rendering, which drops thinking."""
-        self.model.restore(session.state, checkpoint)
-        del session.ledger[keep:]
+        session.restore(self.model, after_context)
         text = canonical_assistant_text(self.tok, before, reply, kwargs)
-        yield from self._append(session, self.tok.encode(text))
+        yield from session.feed(self.model, self.tok.encode(text))
 
     def _reply(self, out: GenerationOutcome, request: ChatRequest) -> Message:
         """The assistant message as clients will send it back: tool calls apart from the text."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-def _calls_key(calls: tuple) -> list[tuple[object, str]]:
+def _calls_key(calls: tuple[Any, ...]) -> list[tuple[object, str]]:
     out = []
     for call in calls:
         fn = call.get("function", call) if isinstance(call, Mapping) else {}
@@ -50,7 +51,7 @@ class Message:
     content: str = ""
     reasoning_content: str | None = None
     name: str | None = None
-    tool_calls: tuple = ()
+    tool_calls: tuple[Any, ...] = ()
     tool_call_id: str | None = None
 
     def same_as(self, other: Message) -> bool:
@@ -169,7 +170,7 @@ class StreamEvent:
     finish_reason: str | None = None
     usage: Usage | None = None
     # With SamplingParams.logprobs: the TokenLogprob of each token whose text this event releases.
-    logprobs: tuple = ()
+    logprobs: tuple[Any, ...] = ()
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from .mamba_kernels import fused_ops
 from .model import HybridLM
 from .state import HybridState, KVCache, MambaCache
 
-__all__ = ["decode_step", "attention_rows", "mamba_rows", "ssm_step_rows"]
+__all__ = ["decode_step", "attention_rows", "mamba_rows", "ssm_step_rows", "length_groups"]
 
 
 def decode_step(lm: HybridLM, states: Sequence[HybridState], token_ids: Sequence[int]) -> torch.Tensor:
@@ -61,7 +61,7 @@ def attention_rows(
              for b, (cache, pos) in enumerate(zip(caches, positions, strict=True))]
     out = q2.new_empty(batch, att.num_heads, 1, att.head_dim)
     grouped = superlinear and hidden.device.type == "cpu"
-    for rows in _length_groups(positions) if grouped else [[b] for b in range(batch)]:
+    for rows in length_groups(positions) if grouped else [[b] for b in range(batch)]:
         if len(rows) > 1:
             out[rows] = _superlinear_padded(att, q1[rows], q2[rows], [views[b] for b in rows]).to(out.dtype)
             continue
@@ -76,7 +76,7 @@ def attention_rows(
     return att.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
 
 
-def _length_groups(positions: Sequence[int], ratio: float = 1.5) -> list[list[int]]:
+def length_groups(positions: Sequence[int], ratio: float = 1.5) -> list[list[int]]:
     """Rows grouped by similar cache length (longest <= ratio x shortest + 64), so padding wastes little."""
     order = sorted(range(len(positions)), key=lambda b: positions[b])
     groups: list[list[int]] = []

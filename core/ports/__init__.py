@@ -3,7 +3,7 @@
 from .clock import Clock, IdSource, RandomIds, SystemClock
 from .family import GenerationDefaults, LoadedModel, ModelLoader
 from .grammar import GrammarPort, TokenMatcher
-from .model import ModelPort
+from .model import ModelPort, RowRejected
 from .retriever import Passage, Retriever
 from .snapshots import SnapshotManifest, SnapshotStore
 from .stop import CONTINUE, StopRule, StopRuleFactory, Verdict
@@ -22,6 +22,7 @@ __all__ = [
     "Passage",
     "RandomIds",
     "Retriever",
+    "RowRejected",
     "SnapshotManifest",
     "SnapshotStore",
     "StopRule",

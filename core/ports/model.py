@@ -8,7 +8,16 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..values import ModelInfo, RawLogprob, SamplingParams
 
-__all__ = ["ModelPort"]
+__all__ = ["ModelPort", "RowRejected"]
+
+
+class RowRejected(Exception):
+    """`append_batch` refused row `row` (its `error`) before running anything: no state changed."""
+
+    def __init__(self, row: int, error: BaseException):
+        super().__init__(f"row {row}: {error}")
+        self.row = row
+        self.error = error
 
 
 @runtime_checkable
@@ -17,6 +26,11 @@ class ModelPort(Protocol):
 
     States and checkpoints are opaque to the core. Token ids are plain ints. The arrays that
     `export_state` yields are opaque too: the core hands them to a snapshot store unread.
+
+    Optional, not part of the protocol (the engine looks for it and runs `append` row by row without it):
+    `append_batch(states, runs)` appends `runs[b]` to `states[b]` for every b in as few forwards as the
+    model allows, with the result of `append` on each; a row `append` would refuse raises `RowRejected`
+    before any state changes, and any other error may leave rows half-fed in a way `restore` undoes.
     """
 
     @property

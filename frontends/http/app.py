@@ -17,6 +17,7 @@ from .limits import Limits
 from .metrics import Metrics
 from .middleware import ApiKey, BodyLimit, RequestTimer
 from .origin import HostGuard
+from .path_ids import PathIds
 from .routes import BuiltinRoutes, mount
 from .services import ServiceHolder
 
@@ -55,6 +56,7 @@ def create_app(holder: ServiceHolder, options: AppOptions | None = None,
         middleware.insert(1, HostGuard(options.allowed_hosts))
     if options.api_key:
         middleware.append(ApiKey(options.api_key))
+    middleware.append(PathIds())
     app = falcon.App(middleware=middleware)
     install_error_handlers(app)
     app.add_error_handler(ClientGone, client_gone_handler)

@@ -13,11 +13,13 @@ from ...core import TurnHandle
 from ...core.choices import start_choices
 from .body import read_json
 from .choices import choices_stream, merge_choices
+from .contract import to_json
 from .disconnect import IDLE, ClientGone, ClientWatch, watched_events
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
-from .render import completion_json
-from .render_logprobs import chat_logprobs_json
+from .render import chat_completion, made_call
+from .render_logprobs import chat_logprobs
+from .responses import AssistantMessage, ChatChoice
 from .services import Get
 from .streaming import ClosingBody, SseBody
 from .toolcalls import ToolCallSplitter
@@ -95,8 +97,9 @@ def wire_items(handle: TurnHandle, watch: ClientWatch, timer: TurnTimer, tools: 
         timer.end(reason)
 
 
-def collect(items: Iterator[tuple[str, Any]], cid: str, model: str, logprobs: bool = False) -> dict:
-    """Gather wire items into one chat completion (with `logprobs`, the answer tokens' log-probabilities)."""
+def collect(items: Iterator[tuple[str, Any]], logprobs: bool = False) -> tuple[ChatChoice, Any]:
+    """Gather wire items into one chat choice and its usage (with `logprobs`, the answer tokens'
+    log-probabilities)."""
     content, reasoning, calls, tokens = [], [], [], []
     finish, usage = "error", None
     for kind, value in items:
@@ -107,17 +110,15 @@ def collect(items: Iterator[tuple[str, Any]], cid: str, model: str, logprobs: bo
         elif kind == "reasoning":
             reasoning.append(value)
         elif kind == "tool_call":
-            calls.append(value)
+            calls.append(made_call(value))
         elif kind == "done":
             finish, usage = value
     text = "".join(content)
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = calls
-    return completion_json(cid, model, message, finish, usage,
-                           chat_logprobs_json(tokens) if logprobs else None)
+    message = AssistantMessage(role="assistant", content=text if text or not calls else None,
+                               reasoning_content="".join(reasoning) if reasoning else None,
+                               tool_calls=calls or None)
+    return ChatChoice(index=0, message=message, logprobs=chat_logprobs(tokens) if logprobs else None,
+                      finish_reason=finish), usage
 
 
 def watched_turns(handles, req, metrics: Metrics, arrived: float, stream: bool, tools: bool,
@@ -185,7 +186,7 @@ class ChatCompletions:
             return
         try:
             logprobs = call.request.sampling.logprobs is not None
-            resp.media = merge_choices([collect(items, cid, svc.model_name, logprobs) for items in streams])
+            resp.media = to_json(merge_choices(cid, svc.model_name, [collect(items, logprobs) for items in streams]))
         finally:
             for items in streams:
                 items.close()
@@ -198,7 +199,8 @@ class ChatCompletions:
             resp.stream = SseBody(items, cid, model, call.include_usage, call.stream_thinking)
             return
         try:
-            resp.media = collect(items, cid, model, call.request.sampling.logprobs is not None)
+            choice, usage = collect(items, call.request.sampling.logprobs is not None)
+            resp.media = to_json(chat_completion(cid, model, [choice], usage))
         finally:
             items.close()
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+
+import attrs
 
 from ...core import Usage
-from .render import chunk_json, usage_chunk_json, usage_json
-from .render_logprobs import chat_logprobs_json
-from .streaming import KEEPALIVE, reported, sse_event, thinking_delta
+from .render import ChunkMaker, chat_completion
+from .render_logprobs import chat_logprobs
+from .responses import ChatChoice, Delta
+from .streaming import FIRST_DELTA, KEEPALIVE, reported, sse_body, thinking_delta, tool_call_delta
 
 __all__ = ["merge_choices", "choices_stream", "total_usage"]
 
 log = logging.getLogger(__name__)
+_FINISH_DELTA = Delta()
 
 
 def total_usage(usages: Sequence[Usage]) -> Usage:
@@ -27,26 +30,22 @@ def total_usage(usages: Sequence[Usage]) -> Usage:
                  reasoning_tokens=sum(u.reasoning_tokens for u in usages))
 
 
-def merge_choices(done: Sequence[dict]) -> dict:
-    """Merge n one-choice chat completions into one with choices 0..n-1 and the summed usage."""
-    out = dict(done[0])
-    out["choices"] = [{**d["choices"][0], "index": i} for i, d in enumerate(done)]
-    usages = [Usage(d["usage"]["prompt_tokens"], d["usage"]["completion_tokens"], 0,
-                    d["usage"]["completion_tokens_details"]["reasoning_tokens"]) for d in done]
-    out["usage"] = usage_json(total_usage(usages))
-    return out
+def merge_choices(cid: str, model: str, done: Sequence[tuple[ChatChoice, Usage]]):
+    """One chat completion of n gathered choices (numbered 0..n-1) with the summed usage."""
+    choices = [attrs.evolve(choice, index=i) for i, (choice, _) in enumerate(done)]
+    return chat_completion(cid, model, choices, total_usage([usage for _, usage in done]))
 
 
-def _one(items: Iterator, chunk, usages: list, stream_thinking: bool) -> Iterator[bytes]:
+def _one(items: Iterator, chunk: ChunkMaker, usages: list, stream_thinking: bool) -> Iterator[bytes]:
     """The SSE events of one choice (keep-alive comments while it waits); its usage goes to `usages`."""
     tokens: list = []
     calls = 0
-    yield sse_event(chunk({"role": "assistant", "content": ""}, None))
+    yield sse_body(chunk(FIRST_DELTA))
     for kind, value in items:
         if kind == "idle":
             yield KEEPALIVE
             continue
-        lp = chat_logprobs_json(tokens) if tokens and kind in ("content", "done") else None
+        lp = chat_logprobs(tokens) if tokens and kind in ("content", "done") else None
         if kind == "logprobs":
             tokens.extend(value)
             continue
@@ -54,14 +53,14 @@ def _one(items: Iterator, chunk, usages: list, stream_thinking: bool) -> Iterato
             tokens.clear()
         if kind == "done":
             usages.append(value[1])
-            yield sse_event(chunk({}, value[0], lp))
+            yield sse_body(chunk(_FINISH_DELTA, value[0], lp))
         elif kind == "tool_call":
-            yield sse_event(chunk({"tool_calls": [{"index": calls, **value}]}, None))
+            yield sse_body(chunk(tool_call_delta(calls, value)))
             calls += 1
         elif kind == "content":
-            yield sse_event(chunk({"content": value}, None, lp))
+            yield sse_body(chunk(Delta(content=value), None, lp))
         else:
-            yield sse_event(chunk(thinking_delta(value, stream_thinking), None))
+            yield sse_body(chunk(thinking_delta(value, stream_thinking)))
 
 
 def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_usage: bool,
@@ -72,13 +71,8 @@ def choices_stream(streams: Sequence[Iterator], cid: str, model: str, include_us
 
     def events() -> Iterator[bytes]:
         for index, items in enumerate(streams):
-            def chunk(delta: dict, finish: str | None, lp: Any = None, index: int = index) -> dict:
-                out = chunk_json(cid, created, model, delta, finish, include_usage, lp)
-                out["choices"][0]["index"] = index
-                return out
-
-            yield from _one(items, chunk, usages, stream_thinking)
+            yield from _one(items, ChunkMaker(cid, created, model, include_usage, index), usages, stream_thinking)
         if include_usage:
-            yield sse_event(usage_chunk_json(cid, created, model, total_usage(usages)))
+            yield sse_body(ChunkMaker(cid, created, model, include_usage).usage_chunk(total_usage(usages)))
 
     return reported(events(), streams, "a streamed turn with several choices")

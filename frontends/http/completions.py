@@ -10,16 +10,19 @@ from typing import Any
 
 import attrs
 
+from ...core import Usage
 from ...core.completion import start_completion
 from .body import read_json
 from .chat import watched_turns
 from .choices import total_usage
+from .contract import UNSET, to_json
 from .limits import Limits
 from .metrics import Metrics
-from .render import usage_json
-from .render_logprobs import completion_logprobs_json
+from .render import usage_body
+from .render_logprobs import completion_logprobs
+from .responses import Completion, CompletionChunk, TextChoice, TextChunkChoice, TextLogprobs
 from .services import Get
-from .streaming import KEEPALIVE, ClosingBody, reported, sse_event
+from .streaming import KEEPALIVE, ClosingBody, reported, sse_body
 from .wire_completions import CompletionCall, parse_completion_request
 
 __all__ = ["Completions", "collect_completion", "completion_stream"]
@@ -27,16 +30,7 @@ __all__ = ["Completions", "collect_completion", "completion_stream"]
 log = logging.getLogger(__name__)
 
 
-def _envelope(cid: str, created: int, model: str, choices: list, **extra: Any) -> dict:
-    return {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": choices,
-            **extra}
-
-
-def _choice(text: str, logprobs: dict | None, finish: str | None, index: int = 0) -> dict:
-    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
-
-
-def _gather(items: Iterator[tuple[str, Any]], call: CompletionCall, index: int) -> tuple[dict, Any]:
+def _gather(items: Iterator[tuple[str, Any]], call: CompletionCall, index: int) -> tuple[TextChoice, Any]:
     """One choice from its wire items, and its usage."""
     text, tokens = [call.echo or ""], []
     finish, usage = "error", None
@@ -47,23 +41,44 @@ def _gather(items: Iterator[tuple[str, Any]], call: CompletionCall, index: int) 
             text.append(value)
         elif kind == "done":
             finish, usage = value
-    logprobs = completion_logprobs_json(tokens, len(call.echo or "")) if call.logprobs else None
-    return _choice("".join(text), logprobs, finish, index), usage
+    logprobs = completion_logprobs(tokens, len(call.echo or "")) if call.logprobs else None
+    return TextChoice(index=index, text="".join(text), logprobs=logprobs, finish_reason=finish), usage
 
 
-def collect_completion(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> dict:
+def collect_completion(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> Completion:
     """Gather each choice's wire items into one text completion (usage: the prompt once, every choice's
     completion tokens)."""
     done = [_gather(items, call, i) for i, items in enumerate(streams)]
-    usage = total_usage([u for _, u in done])
-    return _envelope(cid, int(time.time()), model, [c for c, _ in done], usage=usage_json(usage))
+    return Completion(id=cid, object="text_completion", created=int(time.time()), model=model,
+                      choices=[c for c, _ in done], usage=usage_body(total_usage([u for _, u in done])))
 
 
-def _events(items, call: CompletionCall, index: int, chunk, usages: list) -> Iterator[bytes]:
+@attrs.frozen
+class _Chunks:
+    """The chunks of a streamed text completion: they share id, created and model; with `include_usage`
+    every chunk has `usage: null` and a last one has no choices and the usage."""
+
+    cid: str
+    created: int
+    model: str
+    include_usage: bool
+
+    def __call__(self, index: int, text: str, logprobs: TextLogprobs | None, finish: str | None) -> bytes:
+        choice = TextChunkChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
+        return sse_body(CompletionChunk(id=self.cid, object="text_completion", created=self.created,
+                                        model=self.model, choices=[choice],
+                                        usage=None if self.include_usage else UNSET))
+
+    def usage(self, usage: Usage) -> bytes:
+        return sse_body(CompletionChunk(id=self.cid, object="text_completion", created=self.created,
+                                        model=self.model, choices=[], usage=usage_body(usage)))
+
+
+def _events(items, call: CompletionCall, index: int, chunk: _Chunks, usages: list) -> Iterator[bytes]:
     offset, tokens = 0, []
     if call.echo:
         offset = len(call.echo)
-        yield sse_event(chunk([_choice(call.echo, None, None, index)]))
+        yield chunk(index, call.echo, None, None)
     for kind, value in items:
         if kind == "idle":
             yield KEEPALIVE
@@ -71,10 +86,10 @@ def _events(items, call: CompletionCall, index: int, chunk, usages: list) -> Ite
             tokens.extend(value)
         elif kind in ("content", "done"):
             text, finish = (value, None) if kind == "content" else ("", value[0])
-            lp = completion_logprobs_json(tokens, offset) if call.logprobs else None
+            lp = completion_logprobs(tokens, offset) if call.logprobs else None
             offset += len(text)
             tokens.clear()
-            yield sse_event(chunk([_choice(text, lp, finish, index)]))
+            yield chunk(index, text, lp, finish)
             if kind == "done":
                 usages.append(value[1])
 
@@ -82,19 +97,14 @@ def _events(items, call: CompletionCall, index: int, chunk, usages: list) -> Ite
 def completion_stream(streams: Sequence[Iterator], call: CompletionCall, cid: str, model: str) -> Iterator[bytes]:
     """Yield the SSE bytes of a completion: each choice's text chunks (one with its finish reason), the
     optional usage, [DONE]. An error after the start goes out as `data: {"error": ...}`, then `[DONE]`."""
-    created = int(time.time())
-
-    def chunk(choices: list, **extra: Any) -> dict:
-        usage = {"usage": None} if call.include_usage else {}
-        return _envelope(cid, created, model, choices, **{**usage, **extra})
-
+    chunk = _Chunks(cid, int(time.time()), model, call.include_usage)
     usages: list = []
 
     def events() -> Iterator[bytes]:
         for index, items in enumerate(streams):
             yield from _events(items, call, index, chunk, usages)
         if call.include_usage:
-            yield sse_event(chunk([], usage=usage_json(total_usage(usages))))
+            yield chunk.usage(total_usage(usages))
 
     return reported(events(), streams, "a streamed completion")
 
@@ -127,7 +137,7 @@ class Completions:
             resp.stream = ClosingBody(completion_stream(streams, call, cid, svc.model_name), streams)
             return
         try:
-            resp.media = collect_completion(streams, call, cid, svc.model_name)
+            resp.media = to_json(collect_completion(streams, call, cid, svc.model_name))
         finally:
             for items in streams:
                 items.close()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
+import cattrs
 
 from ...core import InvalidRequest
 from .body import DEFAULT_MAX_BODY_BYTES, read_json
@@ -82,17 +83,20 @@ def sent(kind: FieldType, *, nullable: bool = False, doc: str | None = None) -> 
     return field(kind, required=True, nullable=nullable, doc=doc)
 
 
-def optional(kind: FieldType, *, nullable: bool = False, doc: str | None = None) -> Any:
-    """A response field that may be left out (None: left out by `to_json`)."""
-    return field(kind, nullable=nullable, doc=doc)
+def optional(kind: FieldType, *, nullable: bool = False, default: Any = None, doc: str | None = None) -> Any:
+    """A response field that may be left out: `to_json` leaves it out while it holds `default` (None, or
+    UNSET for a field that is sometimes sent as null and sometimes not at all)."""
+    return field(kind, default, nullable=nullable, doc=doc)
+
+
+# Writes body classes, its code generated per class on first use (cattrs): a field that is not `required` is
+# left out while it holds its default; nested body classes, in fields and lists, are written the same way.
+_WRITER = cattrs.Converter(omit_if_default=True)
 
 
 def to_json(value: Any) -> dict:
-    """A body class instance as JSON; optional fields that are None are left out."""
-    def keep(a: attrs.Attribute, v: Any) -> bool:
-        return v is not None or a.metadata[_SPEC].required
-
-    return attrs.asdict(value, filter=keep)
+    """A body class instance as JSON: every `sent` field, and each optional one that holds a value."""
+    return _WRITER.unstructure(value)
 
 
 def body(unknown: str = _UNKNOWN, open: bool = False, rules: tuple[Rule, ...] = (),  # noqa: A002

@@ -10,7 +10,7 @@ import attrs
 from . import responses, session_responses
 from .bodies import BODIES
 from .contract import Components
-from .fields import Id
+from .path_ids import PATH_IDS
 from .wire_bodies import ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 
 __all__ = ["openapi_document", "OpenApi"]
@@ -69,7 +69,7 @@ _EXAMPLES = {"session_id": "my-chat", "snapshot_id": "764cb17e"}
 
 def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "example": _EXAMPLES[name],
-            "schema": Id().schema(Components())}
+            "schema": PATH_IDS[name].schema(Components())}
 
 
 def _session_paths() -> dict:
@@ -130,18 +130,21 @@ def _snapshot_paths() -> dict:
 
 
 def _events(chunk: str) -> dict:
-    """Server-sent events, as SSE parsers (and OpenAPI 3.2's itemSchema) see each."""
-    event = {"type": "object", "required": ["data"],
-             "properties": {"data": {"type": "string", "description": f"a {chunk} as JSON, "
-                                     "an error object as JSON, or [DONE]"}, "event": {"type": "string"}}}
+    """Server-sent events, as SSE parsers (and OpenAPI 3.2's itemSchema) see each: `data` is a `chunk` (a
+    response body class, the one the stream is built as) or an error object as JSON, or the last, [DONE]."""
+    json_data = {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"anyOf": [ref(chunk), ref("Error")]}}
+    data = {"anyOf": [json_data, {"const": "[DONE]"}],
+            "description": f"a {chunk} or an Error as JSON; the last event's data is [DONE]"}
+    event = {"type": "object", "required": ["data"], "properties": {"data": data, "event": {"type": "string"}}}
     return {"text/event-stream": {"schema": event}}
 
 
 def _openai_paths() -> dict:
     chat = _op("Chat completion (stream: true gives server-sent events)", 200, None, (400, 404, 409, 499),
-               "ChatCompletionRequest", True, content={**_json(ref("ChatCompletion")), **_events("chat.completion.chunk")})
+               "ChatCompletionRequest", True, content={**_json(ref("ChatCompletion")), **_events("ChatCompletionChunk")})
     text = _op("Text completion (stream: true gives server-sent events)", 200, None, (400, 404, 499),
-               "CompletionRequest", True, content={**_json(ref("Completion")), **_events("text_completion chunk")})
+               "CompletionRequest", True, content={**_json(ref("Completion")), **_events("CompletionChunk")})
     return {
         "/v1/chat/completions": {"post": chat},
         "/v1/completions": {"post": text},

@@ -1,16 +1,22 @@
-"""Render core values as OpenAI wire JSON: completions, stream chunks, usage, infos."""
+"""Render core values as the response body classes (responses.py): chat completions, their stream chunks and
+usage; and session and snapshot infos as JSON."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import cattrs
 
 from ...core import Message, Usage
+from . import responses as r
+from .contract import UNSET
+from .session_responses import HistoryMessage
 
-__all__ = ["usage_json", "completion_json", "chunk_json", "make_converter", "unstructure", "message_json",
-           "usage_chunk_json"]
+__all__ = ["usage_body", "chat_completion", "ChunkMaker", "made_call", "make_converter", "unstructure",
+           "history_message"]
 
 
 def make_converter() -> cattrs.Converter:
@@ -37,60 +43,55 @@ def unstructure(value: Any, converter: cattrs.Converter | None = None) -> dict:
     return data
 
 
-def message_json(m: Message) -> dict:
-    """Render a transcript message the way clients sent it."""
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.reasoning_content:
-        out["reasoning_content"] = m.reasoning_content
-    if m.tool_calls:
-        out["tool_calls"] = list(m.tool_calls)
-    if m.tool_call_id is not None:
-        out["tool_call_id"] = m.tool_call_id
-    if m.name is not None:
-        out["name"] = m.name
-    return out
+def history_message(m: Message) -> HistoryMessage:
+    """A transcript message the way clients sent it."""
+    return HistoryMessage(role=m.role, content=m.content, reasoning_content=m.reasoning_content or None,
+                          tool_calls=list(m.tool_calls) or None, tool_call_id=m.tool_call_id, name=m.name)
 
 
-def usage_json(usage: Usage) -> dict:
-    """Render usage with the OpenAI detail objects."""
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
+def usage_body(usage: Usage) -> r.Usage:
+    """Usage with the OpenAI detail objects."""
+    return r.Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                   total_tokens=usage.total_tokens,
+                   prompt_tokens_details=r.PromptDetails(cached_tokens=usage.cached_tokens),
+                   completion_tokens_details=r.CompletionDetails(reasoning_tokens=usage.reasoning_tokens))
 
 
-def completion_json(cid: str, model: str, message: dict, finish: str, usage: Usage,
-                    logprobs: dict | None = None) -> dict:
-    """Render a whole chat completion around an assistant message."""
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": logprobs}],
-        "usage": usage_json(usage),
-    }
+def made_call(call: dict) -> r.MadeToolCall:
+    """A tool call split out of the answer (toolcalls.py) as the message's tool call."""
+    return r.MadeToolCall(id=call["id"], type=call["type"], function=r.CalledFunction(**call["function"]))
 
 
-def chunk_json(cid: str, created: int, model: str, delta: dict, finish: str | None, with_usage: bool,
-               logprobs: dict | None = None) -> dict:
-    """Render one streaming chunk with a single choice (`usage: null` when usage comes at the end)."""
-    chunk: dict[str, Any] = {
-        "id": cid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
-    }
-    if with_usage:
-        chunk["usage"] = None
-    return chunk
+def chat_completion(cid: str, model: str, choices: Sequence[r.ChatChoice], usage: Usage) -> r.ChatCompletion:
+    """A whole chat completion: its choices, and the usage of all of them."""
+    return r.ChatCompletion(id=cid, object="chat.completion", created=int(time.time()), model=model,
+                            choices=list(choices), usage=usage_body(usage))
 
 
-def usage_chunk_json(cid: str, created: int, model: str, usage: Usage) -> dict:
-    """Render the last chunk of an `include_usage` stream: no choices, the turn's usage."""
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-            "usage": usage_json(usage)}
+@attrs.frozen
+class ChunkMaker:
+    """The chunks of one streamed chat choice: they share id, created and model; with `include_usage`
+    every chunk has `usage: null` (a last one, `usage_chunk`, has no choices and the usage)."""
+
+    cid: str
+    created: int
+    model: str
+    include_usage: bool
+    index: int = 0
+
+    def __call__(self, delta: r.Delta, finish: str | None = None, logprobs: r.ChatLogprobs | None = None,
+                 usage: Usage | None = None) -> r.ChatCompletionChunk:
+        """A chunk with this choice's `delta` (and `usage`, when given, on it)."""
+        choice = r.ChunkChoice(index=self.index, delta=delta, logprobs=logprobs, finish_reason=finish)
+        return r.ChatCompletionChunk(id=self.cid, object="chat.completion.chunk", created=self.created,
+                                     model=self.model, choices=[choice], usage=self._usage(usage))
+
+    def usage_chunk(self, usage: Usage) -> r.ChatCompletionChunk:
+        """The last chunk of an `include_usage` stream: no choices, the turn's usage."""
+        return r.ChatCompletionChunk(id=self.cid, object="chat.completion.chunk", created=self.created,
+                                     model=self.model, choices=[], usage=usage_body(usage))
+
+    def _usage(self, usage: Usage | None) -> Any:
+        if usage is not None:
+            return usage_body(usage)
+        return None if self.include_usage else UNSET

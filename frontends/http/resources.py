@@ -7,11 +7,11 @@ from collections.abc import Callable
 import attrs
 import falcon
 
-from ...core import validate_id
 from . import bodies
+from . import session_responses as sr
 from .contract import read_body, to_json
 from .limits import Limits
-from .render import message_json, unstructure
+from .render import history_message, unstructure
 from .responses import Model, ModelList
 from .services import Get
 from .session_responses import Deleted
@@ -71,10 +71,6 @@ class ModelItem:
         resp.media = to_json(_model(name))
 
 
-def _sid(session_id: str) -> str:
-    return validate_id(session_id, "session_id")
-
-
 @attrs.define
 class Sessions:
     get: Get
@@ -96,10 +92,10 @@ class SessionItem:
     get: Get
 
     def on_get(self, req, resp, session_id):
-        resp.media = unstructure(self.get().sessions.info(_sid(session_id)))
+        resp.media = unstructure(self.get().sessions.info(session_id))
 
     def on_delete(self, req, resp, session_id):
-        self.get().sessions.delete(_sid(session_id))
+        self.get().sessions.delete(session_id)
         resp.media = to_json(Deleted(session_id=session_id, deleted=True))
 
 
@@ -108,8 +104,8 @@ class SessionHistory:
     get: Get
 
     def on_get(self, req, resp, session_id):
-        messages = self.get().sessions.history(_sid(session_id))
-        resp.media = {"session_id": session_id, "messages": [message_json(m) for m in messages]}
+        messages = self.get().sessions.history(session_id)
+        resp.media = to_json(sr.SessionHistory(session_id=session_id, messages=[history_message(m) for m in messages]))
 
 
 @attrs.define
@@ -119,7 +115,7 @@ class SessionResize:
 
     def on_post(self, req, resp, session_id):
         body = read_body(req, bodies.SessionResize, self.limits.max_body_bytes, required=True)
-        resp.media = unstructure(self.get().sessions.resize(_sid(session_id), body.max_seq_len))
+        resp.media = unstructure(self.get().sessions.resize(session_id, body.max_seq_len))
 
 
 @attrs.define
@@ -130,12 +126,11 @@ class SessionResizeNextPow2:
     limits: Limits
 
     def on_post(self, req, resp, session_id):
-        sid = _sid(session_id)
         read_body(req, bodies.SessionResizeNextPow2, self.limits.max_body_bytes)
         sessions = self.get().sessions
-        current = sessions.info(sid).max_seq_len
+        current = sessions.info(session_id).max_seq_len
         target = 1 << max(current, 1).bit_length()
-        resp.media = {**unstructure(sessions.resize(sid, target)), "mode": "next_pow2",
+        resp.media = {**unstructure(sessions.resize(session_id, target)), "mode": "next_pow2",
                       "old_max_seq_len": current}
 
 
@@ -147,9 +142,8 @@ class SessionRollback:
     limits: Limits
 
     def on_post(self, req, resp, session_id):
-        sid = _sid(session_id)
         body = read_body(req, bodies.SessionRollback, self.limits.max_body_bytes, required=True)
-        resp.media = unstructure(self.get().sessions.rollback(sid, body.keep_messages))
+        resp.media = unstructure(self.get().sessions.rollback(session_id, body.keep_messages))
 
 
 @attrs.define
@@ -159,7 +153,7 @@ class SessionFork:
 
     def on_post(self, req, resp, session_id):
         body = read_body(req, bodies.SessionFork, self.limits.max_body_bytes)
-        info = self.get().sessions.fork(_sid(session_id), body.session_id)
+        info = self.get().sessions.fork(session_id, body.session_id)
         resp.status = 201
         resp.media = unstructure(info)
 

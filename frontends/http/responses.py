@@ -1,5 +1,6 @@
-"""The response bodies, declared once as body classes: /openapi.json states them, and the routes that build
-a response from values (models, tokenize, deletions) build it as one of these.
+"""The response bodies, declared once as body classes: /openapi.json states them, and every route that builds
+an answer from values (chat and text completions and their stream chunks, models, tokenize, deletions) builds
+it as one of these and sends `to_json` of it.
 
 Every field is sent unless declared `optional`; `nullable` ones may be null. Objects with extra fields for
 the published client (session and snapshot infos, health) are open.
@@ -7,12 +8,11 @@ the published client (session and snapshot infos, health) are open.
 
 from __future__ import annotations
 
-from .contract import Obj, body, optional, sent
+from .contract import UNSET, Obj, body, optional, sent
 from .fields import Anything, Bool, Const, Int, ListOf, MapOf, Num, OneOf, Str
 
-__all__ = ["Error", "Health", "Model", "ModelList", "Usage", "ChatLogprobs", "ChatCompletion", "Completion",
-           "TokenizeResponse", "DetokenizeResponse"]
-
+__all__ = ["Error", "Health", "Model", "ModelList", "Usage", "ChatLogprobs", "ChatCompletion", "ChatCompletionChunk",
+           "Completion", "CompletionChunk", "TokenizeResponse", "DetokenizeResponse"]
 
 
 _STR, _INT, _NUM, _BOOL = Str(), Int(), Num(), Bool()
@@ -87,7 +87,13 @@ class TokenLogprobs(TokenLogprob):
 @body()
 class ChatLogprobs:
     content: list | None = sent(ListOf(Obj(TokenLogprobs, inline=True)), nullable=True)
-    refusal: list | None = optional(ListOf(Anything(dict)), nullable=True)
+    refusal: list | None = sent(ListOf(Anything(dict)), nullable=True)
+
+
+_CHAT_FINISH = OneOf(("stop", "length", "tool_calls", "repetition"))
+_TEXT_FINISH = OneOf(("stop", "length", "repetition"))
+_USAGE_DOC = ("with stream_options.include_usage: null on every chunk but the last, which has no choices and the "
+              "usage; without it, the usage is on the finish chunk")
 
 
 @body()
@@ -115,8 +121,8 @@ class AssistantMessage:
 class ChatChoice:
     index: int = sent(_INT)
     message: AssistantMessage = sent(Obj(AssistantMessage, inline=True))
-    logprobs: ChatLogprobs | None = optional(Obj(ChatLogprobs), nullable=True)
-    finish_reason: str = sent(OneOf(("stop", "length", "tool_calls", "repetition")))
+    finish_reason: str = sent(_CHAT_FINISH)
+    logprobs: ChatLogprobs | None = sent(Obj(ChatLogprobs), nullable=True)
 
 
 @body()
@@ -127,6 +133,41 @@ class ChatCompletion:
     model: str = sent(_STR)
     choices: list = sent(ListOf(Obj(ChatChoice, inline=True)))
     usage: Usage = sent(Obj(Usage))
+
+
+@body()
+class ToolCallDelta:
+    index: int = sent(_INT)
+    id: str = sent(_STR)
+    type: str = sent(Const("function"))
+    function: CalledFunction = sent(Obj(CalledFunction, inline=True))
+
+
+@body()
+class Delta:
+    role: str = optional(Const("assistant"))
+    content: str = optional(_STR)
+    reasoning_content: str = optional(_STR)
+    thinking: str = optional(_STR, doc="the reasoning_content again, with stream_thinking (published client)")
+    tool_calls: list = optional(ListOf(Obj(ToolCallDelta, inline=True)))
+
+
+@body()
+class ChunkChoice:
+    index: int = sent(_INT)
+    delta: Delta = sent(Obj(Delta, inline=True))
+    finish_reason: str | None = sent(_CHAT_FINISH, nullable=True)
+    logprobs: ChatLogprobs | None = sent(Obj(ChatLogprobs), nullable=True)
+
+
+@body(doc="one server-sent event of a streamed chat completion")
+class ChatCompletionChunk:
+    id: str = sent(_STR)
+    object: str = sent(Const("chat.completion.chunk"))
+    created: int = sent(_INT)
+    model: str = sent(_STR)
+    choices: list = sent(ListOf(Obj(ChunkChoice, inline=True)))
+    usage: Usage | None = optional(Obj(Usage), nullable=True, default=UNSET, doc=_USAGE_DOC)
 
 
 @body()
@@ -142,7 +183,7 @@ class TextChoice:
     index: int = sent(_INT)
     text: str = sent(_STR)
     logprobs: TextLogprobs | None = sent(Obj(TextLogprobs, inline=True), nullable=True)
-    finish_reason: str = sent(OneOf(("stop", "length", "repetition")))
+    finish_reason: str = sent(_TEXT_FINISH)
 
 
 @body()
@@ -153,6 +194,24 @@ class Completion:
     model: str = sent(_STR)
     choices: list = sent(ListOf(Obj(TextChoice, inline=True)))
     usage: Usage = sent(Obj(Usage))
+
+
+@body()
+class TextChunkChoice:
+    index: int = sent(_INT)
+    text: str = sent(_STR)
+    logprobs: TextLogprobs | None = sent(Obj(TextLogprobs, inline=True), nullable=True)
+    finish_reason: str | None = sent(_TEXT_FINISH, nullable=True)
+
+
+@body(doc="one server-sent event of a streamed text completion")
+class CompletionChunk:
+    id: str = sent(_STR)
+    object: str = sent(Const("text_completion"))
+    created: int = sent(_INT)
+    model: str = sent(_STR)
+    choices: list = sent(ListOf(Obj(TextChunkChoice, inline=True)))
+    usage: Usage | None = optional(Obj(Usage), nullable=True, default=UNSET, doc=_USAGE_DOC)
 
 
 @body()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .contract import Obj, body, optional, sent
-from .fields import Bool, Const, Int, ListOf, MapOf, Num, Str
+from .fields import Anything, Bool, Const, Int, ListOf, MapOf, Num, Str
 
-__all__ = ["SessionInfo", "SessionList", "SessionHistory", "Deleted", "SaveResult", "SnapshotInfo",
+__all__ = ["SessionInfo", "SessionList", "SessionHistory", "HistoryMessage", "Deleted", "SaveResult", "SnapshotInfo",
            "ListedSnapshot", "SnapshotList", "LoadResult", "ImportResult"]
 
 _STR, _INT, _NUM, _BOOL = Str(), Int(), Num(), Bool()
@@ -44,11 +44,14 @@ class SessionList:
     data: list = sent(ListOf(Obj(SessionInfo)))
 
 
-@body(open=True)
+@body()
 class HistoryMessage:
     role: str = sent(_STR)
     content: str = sent(_STR)
     reasoning_content: str = optional(_STR)
+    tool_calls: list = optional(ListOf(Anything(dict)), doc="the assistant's tool calls, as the client sent them")
+    tool_call_id: str = optional(_STR)
+    name: str = optional(_STR)
 
 
 @body()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import attrs
 
-from ...core import validate_id
 from . import bodies
 from .bodies import SnapshotMetadata, SnapshotPatch
 from .contract import read_body, to_json
@@ -32,10 +31,6 @@ def both_shapes(info: dict, model_id: str | None) -> dict:
     }
 
 
-def _snap(snapshot_id: str) -> str:
-    return validate_id(snapshot_id, "snapshot_id")
-
-
 @attrs.define
 class SessionSave:
     get: Get
@@ -44,7 +39,7 @@ class SessionSave:
 
     def on_post(self, req, resp, session_id):
         fields = read_body(req, SnapshotMetadata, self.limits.max_body_bytes).changes()
-        result = self.get().sessions.save(validate_id(session_id, "session_id"), fields.get("title"),
+        result = self.get().sessions.save(session_id, fields.get("title"),
                                           fields.get("description"), fields.get("tags", ()))
         self.metrics.snapshot_written.inc(result.get("bytes", 0))
         resp.media = result
@@ -58,7 +53,7 @@ class SnapshotLoad:
 
     def on_post(self, req, resp, snapshot_id):
         body = read_body(req, bodies.SnapshotLoad, self.limits.max_body_bytes)
-        result = self.get().sessions.load(_snap(snapshot_id), body.session_id, body.force)
+        result = self.get().sessions.load(snapshot_id, body.session_id, body.force)
         self.metrics.snapshot_read.inc(result.get("bytes", 0))
         resp.media = result
 
@@ -82,16 +77,15 @@ class SnapshotItem:
 
     def on_get(self, req, resp, snapshot_id):
         svc = self.get()
-        resp.media = both_shapes(unstructure(svc.sessions.store.get(_snap(snapshot_id))), None)
+        resp.media = both_shapes(unstructure(svc.sessions.store.get(snapshot_id)), None)
 
     def on_patch(self, req, resp, snapshot_id):
-        sid = _snap(snapshot_id)
         fields = read_body(req, SnapshotPatch, self.limits.max_body_bytes).changes()
         store = self.get().sessions.store
         # Ask for the snapshot first so an unknown id is a 404 whatever the store's patch does with it.
-        store.get(sid)
-        resp.media = both_shapes(unstructure(store.patch(sid, **fields)), None)
+        store.get(snapshot_id)
+        resp.media = both_shapes(unstructure(store.patch(snapshot_id, **fields)), None)
 
     def on_delete(self, req, resp, snapshot_id):
-        self.get().sessions.store.delete(_snap(snapshot_id))
+        self.get().sessions.store.delete(snapshot_id)
         resp.media = to_json(Deleted(snapshot_id=snapshot_id, deleted=True))

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .contract import to_json
 from .disconnect import ClientGone
 from .errors import classify
-from .render import chunk_json, usage_chunk_json, usage_json
-from .render_logprobs import chat_logprobs_json
+from .render import ChunkMaker, made_call
+from .render_logprobs import chat_logprobs
+from .responses import Delta, ToolCallDelta
 
-__all__ = ["sse_stream", "reported", "sse_event", "thinking_delta", "SseBody", "ClosingBody", "DONE", "KEEPALIVE"]
+__all__ = ["sse_stream", "reported", "sse_event", "sse_body", "thinking_delta", "tool_call_delta", "SseBody",
+           "ClosingBody", "DONE", "KEEPALIVE", "FIRST_DELTA"]
 
 log = logging.getLogger(__name__)
 
@@ -23,49 +25,67 @@ DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 
 
+# The first chunk of every chat choice carries the role.
+FIRST_DELTA = Delta(role="assistant", content="")
+_FINISH_DELTA = Delta()
+
+
+# One encoder for every event (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def sse_event(payload: object) -> bytes:
     """Frame one JSON payload as an SSE event."""
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+    return f"data: {_ENCODER.encode(payload)}\n\n".encode()
 
 
-def thinking_delta(text: str, stream_thinking: bool) -> dict:
+def sse_body(value: object) -> bytes:
+    """Frame one response body class instance (a chunk) as an SSE event."""
+    return sse_event(to_json(value))
+
+
+def thinking_delta(text: str, stream_thinking: bool) -> Delta:
     """A thinking delta; `stream_thinking` (the published client's flag) repeats it as `delta.thinking`."""
-    return {"reasoning_content": text, "thinking": text} if stream_thinking else {"reasoning_content": text}
+    return Delta(reasoning_content=text, thinking=text if stream_thinking else None)
 
 
-def _chunks(items: Iterator[tuple[str, Any]], chunk, usage_chunk, include_usage: bool,
-            stream_thinking: bool) -> Iterator[bytes]:
+def tool_call_delta(index: int, call: dict) -> Delta:
+    """The delta of the `index`th tool call of a choice (whole: calls are split out complete)."""
+    made = made_call(call)
+    return Delta(tool_calls=[ToolCallDelta(index=index, id=made.id, type=made.type, function=made.function)])
+
+
+def _chunks(items: Iterator[tuple[str, Any]], chunk: ChunkMaker, stream_thinking: bool) -> Iterator[bytes]:
     calls = 0
     # Token log-probabilities ride on the next content chunk (or the finishing one).
     tokens: list = []
 
     def lp():
-        out = chat_logprobs_json(tokens) if tokens else None
+        out = chat_logprobs(tokens) if tokens else None
         tokens.clear()
         return out
 
     for kind, value in items:
-        if kind == "logprobs":
+        if kind == "content":
+            yield sse_body(chunk(Delta(content=value), None, lp()))
+        elif kind == "logprobs":
             tokens.extend(value)
         elif kind == "done":
             finish, usage = value
-            final = chunk({}, finish, include_usage, lp())
-            if include_usage:
-                yield sse_event(final)
-                yield sse_event(usage_chunk(usage))
+            if chunk.include_usage:
+                yield sse_body(chunk(_FINISH_DELTA, finish, lp()))
+                yield sse_body(chunk.usage_chunk(usage))
             else:
                 # The published superlinear client reads usage from the finish chunk; OpenAI clients
                 # accept it there (the chunk's optional `usage`).
-                yield sse_event({**final, "usage": usage_json(usage)})
+                yield sse_body(chunk(_FINISH_DELTA, finish, lp(), usage))
         elif kind == "idle":
             yield KEEPALIVE
         elif kind == "tool_call":
-            yield sse_event(chunk({"tool_calls": [{"index": calls, **value}]}, None, include_usage))
+            yield sse_body(chunk(tool_call_delta(calls, value)))
             calls += 1
-        elif kind == "content":
-            yield sse_event(chunk({"content": value}, None, include_usage, lp()))
         else:
-            yield sse_event(chunk(thinking_delta(value, stream_thinking), None, include_usage))
+            yield sse_body(chunk(thinking_delta(value, stream_thinking)))
 
 
 def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_usage: bool,
@@ -80,13 +100,11 @@ def sse_stream(items: Iterator[tuple[str, Any]], cid: str, model: str, include_u
     `data: {"error": ...}`, then `[DONE]`.
     Closing the stream early (the server noticed the client left) closes `items`, which cancels the turn.
     """
-    created = int(time.time())
-    chunk = functools.partial(chunk_json, cid, created, model)
-    usage_chunk = functools.partial(usage_chunk_json, cid, created, model)
+    chunk = ChunkMaker(cid, int(time.time()), model, include_usage)
 
     def events() -> Iterator[bytes]:
-        yield sse_event(chunk({"role": "assistant", "content": ""}, None, include_usage))
-        yield from _chunks(items, chunk, usage_chunk, include_usage, stream_thinking)
+        yield sse_body(chunk(FIRST_DELTA))
+        yield from _chunks(items, chunk, stream_thinking)
 
     return reported(events(), [items], "a streamed turn")
 

@@ -40,8 +40,7 @@ def forced_tools(choice: str | NamedToolChoice | None, tools: Sequence[dict] | N
     if choice in (None, "auto", "none"):
         return None
     if choice == "required":
-        require(bool(tools), 'tool_choice "required" needs tools', "tool_choice")
-        return list(tools or ())
+        return list(tools or ())  # the body class's rule: "required" needs tools
     name = choice.function.name
     named = [t for t in tools or () if t["function"]["name"] == name]
     require(bool(named), f"tool_choice names {name[:64]!r}, which is not among the tools", "tool_choice")

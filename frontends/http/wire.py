@@ -94,12 +94,10 @@ def _logprobs(body: ChatCompletionRequest) -> int | None:
 
 def _grammar(body: ChatCompletionRequest, tool_format: str) -> Grammar | None:
     """What the answer must match: the forced tool calls, or the response format."""
+    # The body class's rules ensure "required" has tools and a forced choice has no JSON format.
     forced = forced_tools(body.tool_choice, body.tools)
-    fmt = response_grammar(body.response_format)
-    require(forced is None or fmt is None, "response_format json and a forced tool_choice exclude each other",
-            "response_format")
     if forced is None:
-        return fmt
+        return response_grammar(body.response_format)
     # "required" allows several calls unless parallel_tool_calls is false; a named function is one call.
     several = body.tool_choice == "required" and body.parallel_tool_calls is not False
     return tool_grammar(forced, several, tool_format)

@@ -1,7 +1,8 @@
 """The bodies of the OpenAI-surface routes, declared once: chat and text completions, tokenize, detokenize.
 
-Each field's type is its rule, checked on requests and stated in /openapi.json; wire.py,
-wire_completions.py and tokenize.py add the rules between fields and those that need the loaded model.
+Each field's type is its rule, checked on requests and stated in /openapi.json, and so is each rule between
+fields (a `Rule`: its check and its JSON Schema); wire.py, wire_completions.py and tokenize.py add the rules
+that need the loaded model or look into values (a named tool_choice must be among the tools).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .fields import (
     is_int,
     require,
 )
-from .wire_format import RESPONSE_FORMAT, TOOL_CHOICE
+from .wire_format import RESPONSE_FORMAT, TOOL_CHOICE, NamedToolChoice
 from .wire_messages import MESSAGES, TOOLS, ChatMessage
 
 __all__ = ["ChatCompletionRequest", "CompletionRequest", "TokenizeRequest", "DetokenizeRequest",
@@ -115,6 +116,26 @@ def _no_echo_with_logprobs(body: CompletionRequest, raw: dict) -> None:
             "log-probabilities are not computed", "logprobs")
 
 
+def _required_needs_tools(body: ChatCompletionRequest, raw: dict) -> None:
+    require(body.tool_choice != "required" or bool(body.tools), 'tool_choice "required" needs tools', "tool_choice")
+
+
+def _forced_excludes_json(body: ChatCompletionRequest, raw: dict) -> None:
+    forced = body.tool_choice == "required" or isinstance(body.tool_choice, NamedToolChoice)
+    json_format = body.response_format is not None and body.response_format.type != "text"
+    require(not (forced and json_format), "response_format json and a forced tool_choice exclude each other",
+            "response_format")
+
+
+# A forced tool choice ("required" or a named function) and a JSON response format: the answer can't be both.
+_FORCED = {"anyOf": [{"const": "required"}, {"type": "object"}]}
+_JSON_FORMAT = {"type": "object", "properties": {"type": {"enum": ["json_object", "json_schema"]}}, "required": ["type"]}
+_REQUIRED_RULE = Rule(_required_needs_tools, {
+    "if": {"properties": {"tool_choice": {"const": "required"}}, "required": ["tool_choice"]},
+    "then": {"properties": {"tools": {"type": "array", "minItems": 1}}, "required": ["tools"]}})
+_FORCED_RULE = Rule(_forced_excludes_json, {"not": {"properties": {"tool_choice": _FORCED,
+                                                                   "response_format": _JSON_FORMAT},
+                                                    "required": ["tool_choice", "response_format"]}})
 _STREAM_RULE = Rule(_stream_options_need_stream, _needs("stream_options", "object", "stream"))
 _TOP_LOGPROBS_RULE = Rule(_top_logprobs_need_logprobs, _needs("top_logprobs", "integer", "logprobs"))
 _ECHO_RULE = Rule(_no_echo_with_logprobs, {"not": {"properties": {"echo": {"const": True},
@@ -146,7 +167,7 @@ class SamplingFields:
     repetition_detection: RepetitionDetection | None = field(Obj(RepetitionDetection))
 
 
-@body(unknown=_ARGUMENT, rules=(_STREAM_RULE, _TOP_LOGPROBS_RULE))
+@body(unknown=_ARGUMENT, rules=(_STREAM_RULE, _TOP_LOGPROBS_RULE, _REQUIRED_RULE, _FORCED_RULE))
 class ChatCompletionRequest(SamplingFields):
     messages: tuple[ChatMessage, ...] = field(MESSAGES, required=True)
     max_completion_tokens: int | None = field(Int(1))

@@ -7,6 +7,8 @@ import random
 import pytest
 import torch
 from superlinear.adapters.torch_model import DEFAULT_MODEL_DIR, TorchModel
+from superlinear.core.ports import RowRejected
+from superlinear.core.scheduler import Feed, PendingFeed, run_decode
 from superlinear.core.values import SamplingParams
 
 GREEDY = SamplingParams(max_tokens=1, temperature=0.0)
@@ -77,6 +79,19 @@ def test_a_row_past_its_maximum_fails_the_batch_before_any_state_changes(model):
     model.append(a, list(range(5, 13)))
     model.append(b, [5, 6])
     before = b.checkpoint()
-    with pytest.raises(Exception, match="exceed"):
+    with pytest.raises(RowRejected, match="exceed") as info:
         model.decode_batch([b, a], [7, 7])
+    assert info.value.row == 1
     assert b.cursor == before.cursor and torch.equal(b.logits, before.logits)
+
+
+def test_the_engine_fails_a_rejected_decode_row_alone_and_feeds_the_others(model):
+    """run_decode drops a row the model rejects (here past its maximum) and runs the others as one batch."""
+    full, states = model.new_state(8), [model.new_state(64) for _ in range(2)]
+    model.append(full, list(range(5, 13)))
+    for s in states:
+        model.append(s, [5, 6, 7])
+    feeds = [PendingFeed(Feed(model, s, [9])) for s in (states[0], full, states[1])]
+    errors = run_decode(feeds)
+    assert errors[0] is None and errors[2] is None and "exceed" in str(errors[1])
+    assert [s.cursor for s in states] == [4, 4] and full.cursor == 8 and [f.done for f in feeds] == [1, 0, 1]

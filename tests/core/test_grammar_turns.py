@@ -38,8 +38,8 @@ class Grammars:
 
 @pytest.fixture
 def grammars(service):
-    service.grammars = Grammars()
-    return service.grammars
+    service.runner.grammars = Grammars()
+    return service.runner.grammars
 
 
 def turn(service, thinking: bool, source: str = "digits", n_tokens: int = 40, temperature: float = 1.0):

@@ -208,7 +208,7 @@ def test_per_turn_sampling_features_ride_the_batch_and_give_what_they_give_alone
               ("grammar", stateless(grammar=Grammar("lark", "digits"))), ("plain", stateless())]
 
     def run(svc, batched):
-        svc.grammars = Grammars()
+        svc.runner.grammars = Grammars()
         handles = (all_at_once(svc, starts) if batched else {k: svc.chat(r) for k, r in starts})
         got = {k: [(e.kind, e.text, e.logprobs) for e in h.events(timeout=20)] for k, h in handles.items()}
         forks = start_choices(svc, stateless(logprobs=1), 3)
@@ -218,7 +218,7 @@ def test_per_turn_sampling_features_ride_the_batch_and_give_what_they_give_alone
     alone = make_service(RecordingModel(reply_len=20))
     expected = {}
     for key, req in starts:  # one at a time: never batched
-        alone.grammars = Grammars()
+        alone.runner.grammars = Grammars()
         expected[key] = [(e.kind, e.text, e.logprobs) for e in alone.chat(req).events(timeout=20)]
     alone.engine.stop()
     svc = make_service(RecordingModel(reply_len=20), budget=4096)  # every prompt in the first step
@@ -304,3 +304,41 @@ def test_a_prompt_that_one_budget_holds_is_not_cut_to_fit_what_others_left():
     # Later in a step (part of the full budget left): a short feed waits, a long one takes the rest.
     assert plan_step(pending(40, 300), 30, full=128).prefill == [(300, 30)]
     assert plan_step(pending(20), 30, full=128).prefill == [(20, 20)]
+
+
+def test_prompts_of_turns_that_start_together_share_one_batched_call_and_answer_as_alone():
+    prompts = {"a": "hi", "b": "a longer question here", "c": "mid"}
+    alone = make_service(RecordingModel(reply_len=20), budget=4096)
+    expected = {}
+    for sid, text in prompts.items():
+        alone.create(sid)
+        expected[sid] = collect(alone.chat(request(text, sid)))[0]
+    alone.engine.stop()
+    svc = make_service(RecordingModel(reply_len=20), budget=4096)
+    try:
+        for sid in prompts:
+            svc.create(sid)
+        handles = all_at_once(svc, [(sid, request(text, sid)) for sid, text in prompts.items()])
+        assert {sid: collect(h)[0] for sid, h in handles.items()} == expected
+        assert 3 in [len(rows) for rows in svc.model.prompt_batches], "the prompts never shared a forward"
+        for sid in prompts:
+            s = svc.session(sid)
+            assert s.ledger == s.state.ids
+    finally:
+        svc.engine.stop()
+
+
+def test_a_row_the_model_rejects_fails_alone_and_the_others_run_in_one_batch():
+    from superlinear.core.errors import ContextLengthExceeded
+    from superlinear.core.scheduler import Feed, PendingFeed, run_prompts
+
+    model = FakeModel()
+    states = [model.new_state(100), model.new_state(3), model.new_state(100)]
+    feeds = [PendingFeed(Feed(model, s, list(range(10, 10 + n)))) for s, n in zip(states, (5, 4, 7), strict=True)]
+    errors = run_prompts([(feeds[0], 5), (feeds[1], 4), (feeds[2], 3)])
+    assert errors[0] is None and errors[2] is None and isinstance(errors[1], ContextLengthExceeded)
+    assert model.prompt_batches == [[5, 3]]
+    assert [f.done for f in feeds] == [5, 0, 3] and states[1].ids == []
+    model.fail_at = 6  # any other error (here the second row's) fails the whole batch
+    errors = run_prompts([(feeds[0], 0), (feeds[2], 4)])
+    assert all(isinstance(e, RuntimeError) for e in errors)

@@ -140,3 +140,25 @@ def test_parse_and_the_schema_accept_the_same_bodies(cls):
 @pytest.mark.parametrize("cls", REQUESTS, ids=lambda c: c.__name__)
 def test_each_body_has_a_schema_that_is_itself_valid(cls):
     jsonschema.Draft202012Validator.check_schema(DOCUMENT["components"]["schemas"][cls.__name__])
+
+
+_TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+_NAMED = {"type": "function", "function": {"name": "f"}}
+_JSON = {"type": "json_object"}
+
+
+@pytest.mark.parametrize("extra,ok", [
+    ({"tool_choice": "required"}, False), ({"tool_choice": "required", "tools": None}, False),
+    ({"tool_choice": "required", "tools": []}, False), ({"tool_choice": "required", "tools": [_TOOL]}, True),
+    ({"tool_choice": "auto"}, True), ({"tool_choice": None, "response_format": _JSON}, True),
+    ({"tool_choice": "required", "tools": [_TOOL], "response_format": _JSON}, False),
+    ({"tool_choice": _NAMED, "tools": [_TOOL], "response_format": _JSON}, False),
+    ({"tool_choice": _NAMED, "tools": [_TOOL], "response_format": {"type": "text"}}, True),
+    ({"tool_choice": "auto", "tools": [_TOOL], "response_format": _JSON}, True),
+    ({"tool_choice": "required", "tools": [_TOOL], "response_format": None}, True),
+])
+def test_the_tool_choice_rules_are_checked_and_stated_alike(extra, ok):
+    """tool_choice "required" needs tools; a forced choice excludes a JSON response_format."""
+    raw = {"messages": [{"role": "user", "content": "hi"}], **extra}
+    assert _parses(ChatCompletionRequest, raw) == ok
+    assert _validator(ChatCompletionRequest).is_valid(raw) == ok

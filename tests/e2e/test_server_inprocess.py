@@ -198,3 +198,22 @@ def test_the_openapi_document_describes_exactly_the_routes_and_their_methods(cli
             errors = [s for s in op["responses"] if s.startswith(("4", "5"))]
             assert all(op["responses"][s]["content"]["application/json"]["schema"] in (
                 {"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/Health"}) for s in errors)
+
+
+def test_every_route_with_an_id_in_its_path_answers_a_bad_one_400_naming_it(client):
+    """The path ids are checked in one place, before any resource runs (and before any body is read)."""
+    doc = client.simulate_get("/openapi.json").json
+    checked = 0
+    for path, item in doc["paths"].items():
+        for param in item.get("parameters", ()):
+            if param["name"] not in ("session_id", "snapshot_id"):
+                continue
+            for bad in ("bad id", "-starts-with-dash", "x" * 129, "a\nb"):
+                for method in (m for m in item if m != "parameters"):
+                    concrete = path.replace("{" + param["name"] + "}", bad.replace("\n", "%0A").replace(" ", "%20"))
+                    result = client.simulate_request(method.upper(), concrete, body="not json")
+                    assert result.status_code == 400, (method, concrete)
+                    assert result.json["error"]["param"] == param["name"], (method, concrete)
+                    assert result.json["error"]["type"] == "invalid_request_error"
+                    checked += 1
+    assert checked >= 4 * 12

@@ -18,6 +18,7 @@ class CountingModel:
     def __init__(self, model):
         self._model = model
         self.batch_sizes: list[int] = []
+        self.prompt_batches: list[list[int]] = []
 
     def __getattr__(self, name):
         return getattr(self._model, name)
@@ -25,6 +26,10 @@ class CountingModel:
     def decode_batch(self, states, token_ids):
         self.batch_sizes.append(len(states))
         self._model.decode_batch(states, token_ids)
+
+    def append_batch(self, states, runs):
+        self.prompt_batches.append([len(run) for run in runs])
+        self._model.append_batch(states, runs)
 
 
 @pytest.fixture(scope="module")
@@ -76,4 +81,56 @@ def test_greedy_answers_of_a_batched_run_equal_the_answers_alone(model):
         s = svc.session(sid)
         assert s.state.cursor == len(s.ledger)
     assert max(model.batch_sizes) >= 2, "the turns never shared a step"
+    svc.engine.stop()
+
+
+def hold(engine) -> threading.Event:
+    """Queue a call that keeps the engine busy until the returned event is set."""
+    release, running, queued = threading.Event(), threading.Event(), engine._inbox.qsize()
+    threading.Thread(target=engine.call, args=(lambda: (running.set(), release.wait(60)),), daemon=True).start()
+    while engine._inbox.qsize() <= queued and not running.is_set():
+        threading.Event().wait(0.005)
+    return release
+
+
+def start_together(svc, requests):
+    """Start the turns so that all of them join the engine's next step: the engine is held while they
+    prepare (on the engine thread) and again while they are submitted."""
+    first, handles = hold(svc.engine), {}
+    threads = [threading.Thread(target=lambda s=sid, r=req: handles.__setitem__(s, svc.chat(r)))
+               for sid, req in requests.items()]
+    for t in threads:
+        t.start()
+    while svc.engine._inbox.qsize() < len(requests):
+        threading.Event().wait(0.005)
+    second = hold(svc.engine)
+    first.set()
+    for t in threads:
+        t.join(60)
+    second.set()
+    return handles
+
+
+def test_prompts_prefilled_together_in_one_forward_answer_as_alone(model):
+    """Four turns of different prompt lengths start in one step: their prompts (and then their generation
+    prompts) share batched forwards of rows of different lengths; every answer and ledger is as alone."""
+    alone = service(model)
+    expected = {}
+    for sid, (text, n) in PROMPTS.items():
+        alone.create(sid)
+        expected[sid] = (answer(alone.chat(request(sid, text, n))), list(alone.session(sid).ledger))
+    alone.engine.stop()
+    model.prompt_batches.clear()
+
+    svc = service(model, budget=4096)
+    for sid in PROMPTS:
+        svc.create(sid)
+    handles = start_together(svc, {sid: request(sid, *PROMPTS[sid]) for sid in PROMPTS})
+    got = {sid: answer(h) for sid, h in handles.items()}
+    for sid in PROMPTS:
+        assert (got[sid], list(svc.session(sid).ledger)) == expected[sid], sid
+        s = svc.session(sid)
+        assert s.state.cursor == len(s.ledger)
+    shared = [rows for rows in model.prompt_batches if len(rows) >= 2]
+    assert any(len(set(rows)) > 1 and min(rows) > 1 for rows in shared), model.prompt_batches
     svc.engine.stop()

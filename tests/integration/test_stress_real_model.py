@@ -18,14 +18,24 @@ from superlinear.core.errors import SuperlinearError
 from superlinear.core.testing import FixedClock, SequentialIds
 from superlinear.storage.memory import MemorySnapshotStore
 
-THREADS, OPS, OP_TIMEOUT = 6, 24, 60.0
+THREADS, OPS, OP_TIMEOUT = 8, 40, 60.0
 IDS = [f"s{i}" for i in range(8)]
 WORDS = "the sea ship bird count one two three tell me about why how blue green".split()
 
 
+class CountingModel(TorchModel):
+    """The real model, recording the rows of each batched prompt forward."""
+
+    def append_batch(self, states, runs):
+        self.prompt_batches.append([len(run) for run in runs])
+        super().append_batch(states, runs)
+
+
 @pytest.fixture(scope="module")
 def model():
-    return TorchModel.from_dir(default_model_dir())
+    m = CountingModel.from_dir(default_model_dir())
+    m.prompt_batches = []
+    return m
 
 
 def make_service(model):
@@ -50,10 +60,11 @@ class Worker:
         ids = [i.session_id for i in self.svc.list()]
         return self.rng.choice(ids) if ids else self.sid()
 
-    def chat(self, cancel=False):
+    def chat(self, cancel=False, stateless=False):
         text = " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randrange(3, 40)))
         req = ChatRequest((Message("user", text),), SamplingParams(max_tokens=self.rng.randrange(1, 12),
-                          temperature=self.rng.choice([0.0, 0.8])), self.sid(), {"enable_thinking": False})
+                          temperature=self.rng.choice([0.0, 0.8])), None if stateless else self.sid(),
+                          {"enable_thinking": False})
         handle = self.svc.chat(req)
         events = handle.events(timeout=OP_TIMEOUT)
         if cancel:
@@ -64,13 +75,14 @@ class Worker:
     def step(self):
         svc, op = self.svc, self.rng.choice(
             ["create", "create", "fork", "delete", "chat", "chat", "chat", "chat", "cancel", "cancel", "save",
-             "load", "resize", "rollback", "list"])
+             "load", "resize", "rollback", "list", "stateless"])
         calls = {
             "create": lambda: svc.create(self.sid(), self.rng.choice([None, 512, 2048])),
             "fork": lambda: svc.fork(self.live(), self.rng.choice([None, None, self.sid()])),
             "delete": lambda: svc.delete(self.sid()),
             "chat": lambda: self.chat(),
             "cancel": lambda: self.chat(cancel=True),
+            "stateless": lambda: self.chat(stateless=True),
             "save": lambda: self.snapshots.append(svc.save(self.sid())["snapshot_id"]),
             "load": lambda: svc.load(self.rng.choice(self.snapshots), self.sid(), self.rng.random() < 0.5)
             if self.snapshots else svc.list(),
@@ -108,10 +120,12 @@ def test_random_concurrent_operations_end_cleanly_and_every_ledger_matches_its_s
     outcomes = [o for w in workers for o in w.outcomes]
     unexpected = [o for o in outcomes if o[1].startswith("UNEXPECTED")]
     assert not unexpected, unexpected
-    for op, result in (("chat", "ok"), ("cancel", "TurnCancelled"), ("save", "ok"), ("delete", "ok")):
+    for op, result in (("chat", "ok"), ("cancel", "TurnCancelled"), ("save", "ok"), ("delete", "ok"),
+                       ("create", "ok"), ("fork", "ok"), ("rollback", "ok"), ("stateless", "ok")):
         assert any(o[:2] == (op, result) for o in outcomes), f"no {op} ended {result}: {outcomes}"
     assert len({op for op, result, _ in outcomes if result == "ok"}) >= 8, outcomes
     assert svc.memory.offloads > 0, "the KV budget never made a session go to disk"
+    assert max(len(rows) for rows in model.prompt_batches) >= 2, "no two prompts ever shared a forward"
     assert all(seconds < OP_TIMEOUT for _, _, seconds in outcomes)
     assert svc.engine.call(lambda: "free", timeout=10) == "free"
     for info in svc.list():
@@ -121,7 +135,7 @@ def test_random_concurrent_operations_end_cleanly_and_every_ledger_matches_its_s
 
 
 def check_ledger(model, s):
-    assert s.state.cursor == len(s.ledger)
+    assert s.in_sync(model) and s.state.cursor == len(s.ledger)
     if not s.ledger:
         assert s.state.logits is None
         return

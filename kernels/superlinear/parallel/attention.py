@@ -1,7 +1,7 @@
 """Context-parallel Superlinear attention: keys sharded by position over ranks, single-device results.
 
 Every rank holds all queries (replicated) and its own keys (``layout.PositionShards``). For each block
-of queries (ATTENTION.md steps 1-7):
+of queries (docs/attention.md steps 1-7):
 
 1. each rank scores the stripe anchors it holds and keeps its own top-k (ties to the smaller position);
 2. the candidates of all ranks are gathered and merged into the global top-k, ordered by score and then
