@@ -37,7 +37,7 @@ def _decode_module():
 
 
 def keys_for(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> DeviceKV | TiledKV:
-    """The form of this rank's keys K, V [B, HKV, L, D] that ``local_interval_attention`` reads for the
+    """The form of this rank's keys K, V [B, HKV, L, D] that ``attention.local_partials`` reads for the
     queries Q [B, HQ, LQ, D]: ``DeviceKV`` where the Triton kernels take them, else reference tiles."""
     decode = _decode_module() if K.shape[2] else None
     if decode is not None and decode.supports(Q, K):
