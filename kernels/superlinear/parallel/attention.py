@@ -55,7 +55,8 @@ def context_parallel_attention(
 
     Q1 (search), Q2 (attention): [B, HQ, LQ, D], the same on every rank; K, V: [B, HKV, LKV_local, D], this
     rank's keys in position order (at least ``shards.count_below(max position + 1)`` of them);
-    cache_position: [LQ] absolute query positions. Returns [B, HQ, LQ, D] in Q2's dtype, equal on all ranks.
+    cache_position: [LQ] absolute query positions (on the host: no device sync). Returns [B, HQ, LQ, D] in
+    Q2's dtype, equal on all ranks.
     """
     batch, q_heads, q_len, dim = Q2.shape
     require(Q1.shape == Q2.shape, f"Q1: shape {tuple(Q1.shape)} differs from Q2's {tuple(Q2.shape)}")
@@ -69,7 +70,8 @@ def context_parallel_attention(
     if q_len == 0:
         return Q2.new_empty(batch, q_heads, 0, dim)
     positions = cache_position.to(device=Q2.device, dtype=torch.int64)
-    last = int(positions.max())
+    # Read on the host without a device sync when the caller passes CPU positions.
+    last = int(cache_position.max())
     local_len = shards.count_below(last + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
@@ -196,7 +198,7 @@ def context_parallel_dense_attention(
     if q_len == 0:
         return Q.new_empty(batch, q_heads, 0, dim)
     positions = cache_position.to(device=Q.device, dtype=torch.int64)
-    local_len = shards.count_below(int(positions.max()) + 1)
+    local_len = shards.count_below(int(cache_position.max()) + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
     kv = keys_for(Q, K, V)
