@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 
 from ..hybrid.config import HybridConfig
-from ..hybrid.loader import _PREFIXES, DEFAULT_Q1_ALIASES, _Collector, _rules, param_dtype, shard_files
+from ..hybrid.loader import DEFAULT_Q1_ALIASES, NAME_PREFIXES, Collector, param_dtype, shard_files
 from ..hybrid.model import HybridLM
 from ..hybrid.moe import MoE
 from .model import shard_block
@@ -103,14 +103,14 @@ def _expert_reader(sources: dict[str, _Source], dtype: torch.dtype, device: torc
 
 def _map_sources(handles, cfg, expected, dtype, q1_aliases) -> dict[str, _Source]:
     """Check the checkpoint as the single-process loader does (shapes only); map internal names to sources."""
-    collector = _Collector(cfg, expected, dtype, torch.device("meta"), _rules(q1_aliases))
-    rules = _rules(q1_aliases)
+    collector = Collector(cfg, expected, dtype, torch.device("meta"), name_rules(q1_aliases))
+    rules = name_rules(q1_aliases)
     sources: dict[str, _Source] = {}
     for handle in handles:
         shapes = _ShapesOnly(handle)
         for key in handle.keys():
             collector.add(key, shapes)
-            name = next((key[len(p) :] for p in _PREFIXES if key.startswith(p)), key)
+            name = next((key[len(p) :] for p in NAME_PREFIXES if key.startswith(p)), key)
             rule, match = next((r, m) for r in rules if (m := r.pattern.fullmatch(name)))
             if rule.action == "ignore":
                 continue
