@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 
 from ..hybrid.config import HybridConfig
-from ..hybrid.loader import DEFAULT_Q1_ALIASES, NAME_PREFIXES, Collector, param_dtype, shard_files
+from ..hybrid.loader import DEFAULT_Q1_ALIASES, NAME_PREFIXES, Collector, name_rules, param_dtype, shard_files
 from ..hybrid.model import HybridLM
 from ..hybrid.moe import MoE
 from .model import shard_block
