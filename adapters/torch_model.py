@@ -102,11 +102,14 @@ class TorchModel:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         name: str | None = None,
         q1_aliases: Sequence[str] = DEFAULT_Q1_ALIASES,
+        load_lm: Callable[..., HybridLM] | None = None,
     ) -> TorchModel:
         """Load an HF checkpoint directory (config.json + safetensors) onto `device` in `dtype`.
 
         A directory with a random-weights marker instead of safetensors (hybrid/random_weights.py) gets
         random weights drawn on the device; that is refused unless SPL_ALLOW_RANDOM_WEIGHTS=1.
+        `load_lm(path, cfg, dtype=, device=, q1_aliases=)` replaces the safetensors load (a sharded
+        model loads only its rank's share); the fingerprint is the checkpoint's either way.
         """
         path = Path(path)
         config_bytes = (path / "config.json").read_bytes()
@@ -115,6 +118,9 @@ class TorchModel:
         torch_dtype = resolve_dtype(dtype)
         if is_random_checkpoint(path):  # benchmarks only: refused unless SPL_ALLOW_RANDOM_WEIGHTS=1
             lm, weights_id = load_random(path, cfg, dtype=torch_dtype, device=device)
+        elif load_lm is not None:
+            lm = load_lm(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
+            weights_id = weights_fingerprint(path)
         else:
             lm, _ = load_model(path, cfg, dtype=torch_dtype, device=device, q1_aliases=q1_aliases)
             weights_id = weights_fingerprint(path)

@@ -137,7 +137,11 @@ class FakeModel:
             self.append(state, run)
 
     def decode_batch(self, states: Sequence[FakeState], token_ids: Sequence[int]) -> None:
-        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`)."""
+        """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`); a row
+        past its state's capacity is rejected (`RowRejected`) before any state changes, as in append_batch."""
+        for row, state in enumerate(states):
+            if len(state.ids) + 1 > state.cap:
+                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
         self.batch_sizes.append(len(states))
         for state, tid in zip(states, token_ids, strict=True):
             self.append(state, [tid])
@@ -275,6 +279,9 @@ class FakeSnapshotStore:
         manifest, data = self._items[snapshot_id]
         return manifest, {k: list(v) for k, v in data.items()}
 
+    def manifest(self, snapshot_id: str) -> SnapshotManifest:
+        return self.load(snapshot_id)[0]
+
     def get(self, snapshot_id: str) -> SnapshotInfo:
         manifest, data = self.load(snapshot_id)
         return SnapshotInfo(manifest.snapshot_id, manifest.created_at, manifest.title, manifest.description,
@@ -290,4 +297,5 @@ class FakeSnapshotStore:
         return self.get(snapshot_id)
 
     def delete(self, snapshot_id: str) -> None:
-        self._items.pop(snapshot_id)
+        if self._items.pop(snapshot_id, None) is None:
+            raise NotFound(f"no snapshot {snapshot_id!r}")

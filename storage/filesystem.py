@@ -99,6 +99,23 @@ class FilesystemSnapshotStore:
             raise SnapshotError(f"snapshot {snapshot_id!r}: {exc.message}") from exc
         return record.snapshot, arrays
 
+    def manifest(self, snapshot_id: str) -> SnapshotManifest:
+        """Read the manifest alone and check that the state file has the size it records (a stat, not a
+        read); raise NotFound or SnapshotError. The arrays' checksum is verified by `load`."""
+        directory = self._existing(snapshot_id)
+        record = self._read_record(directory)
+        expected = record.state.file_bytes
+        try:
+            size = (directory / STATE_NAME).stat().st_size
+        except FileNotFoundError:
+            if expected:
+                raise SnapshotError(f"snapshot {snapshot_id!r}: {STATE_NAME} is missing") from None
+            size = 0
+        if size != expected:
+            raise SnapshotError(f"snapshot {snapshot_id!r}: {STATE_NAME} has {size} bytes, the manifest expects "
+                                f"{expected} (truncated or replaced)")
+        return record.snapshot
+
     def get(self, snapshot_id: str) -> SnapshotInfo:
         """Describe one snapshot from its manifest; raise NotFound or SnapshotError."""
         record = self._read_record(self._existing(snapshot_id))

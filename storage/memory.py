@@ -64,6 +64,10 @@ class MemorySnapshotStore:
         entry = self._entry(snapshot_id)
         return entry.manifest, {name: _clone(array) for name, array in entry.arrays.items()}
 
+    def manifest(self, snapshot_id: str) -> SnapshotManifest:
+        """Return the manifest alone; raise NotFound."""
+        return self._entry(snapshot_id).manifest
+
     def get(self, snapshot_id: str) -> SnapshotInfo:
         """Describe one snapshot; raise NotFound."""
         entry = self._entry(snapshot_id)

@@ -13,7 +13,7 @@ import random
 
 import pytest
 from superlinear.core.errors import ContextLengthExceeded
-from superlinear.core.ports.model import ModelPort
+from superlinear.core.ports.model import ModelPort, RowRejected
 from superlinear.core.testing import FakeModel
 from superlinear.core.values import SamplingParams
 
@@ -111,12 +111,14 @@ def test_decode_batch_equals_one_append_per_state(model, rng):
         assert_same(model, a, b)
 
 
-def test_a_failed_decode_batch_is_undone_by_restoring_checkpoints(model, rng):
+def test_a_decode_batch_rejects_a_full_row_up_front_and_changes_no_state(model, rng):
     states = [fed(model, tokens(rng, 5), max_seq_len=8), fed(model, tokens(rng, 8), max_seq_len=8)]
     before = [observe(model, s) for s in states]
     marks = [model.checkpoint(s) for s in states]
-    with pytest.raises(ContextLengthExceeded):
+    with pytest.raises(RowRejected) as rejected:
         model.decode_batch(states, tokens(rng, 2))
+    assert rejected.value.row == 1 and isinstance(rejected.value.error, ContextLengthExceeded)
+    assert [observe(model, s) for s in states] == before
     for state, mark in zip(states, marks, strict=True):
         model.restore(state, mark)
     assert [observe(model, s) for s in states] == before

@@ -36,7 +36,8 @@ class ContextParallelAttention(nn.Module):
         k = inner._heads(inner.k_proj(hidden), inner.num_kv_heads)
         v = inner._heads(inner.v_proj(hidden), inner.num_kv_heads)
         keys, values = cache.write(pos0, k, v)
-        positions = torch.arange(pos0, pos0 + hidden.shape[1], device=hidden.device)
+        # On the host: the attention reads the last position without waiting for the device.
+        positions = torch.arange(pos0, pos0 + hidden.shape[1])
         q2 = inner._heads(inner.q_proj(hidden), inner.num_heads)
         if isinstance(inner, SuperlinearAttention):
             q1 = inner._heads(inner.q1_proj(hidden), inner.num_heads)

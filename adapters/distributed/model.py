@@ -19,7 +19,7 @@ from .moe import ExpertParallelMoE
 from .plan import ShardPlan
 from .state import ShardedState
 
-__all__ = ["ShardPlan", "shard_model", "sharded_state"]
+__all__ = ["ShardPlan", "shard_block", "shard_model", "sharded_state"]
 
 
 def shard_model(model: HybridLM, plan: ShardPlan) -> HybridLM:
@@ -28,14 +28,19 @@ def shard_model(model: HybridLM, plan: ShardPlan) -> HybridLM:
     The full expert weights are dropped once this rank's share is copied out.
     """
     for block in model.layers:
-        if isinstance(block.mixer, DenseAttention):
-            block.mixer = ContextParallelAttention(block.mixer, plan.group)
-        elif isinstance(block.mixer, MoE):
-            block.mixer = ExpertParallelMoE(block.mixer, plan.rank, plan.world, plan.group)
-        elif isinstance(block.mixer, Mamba2Mixer) and plan.splits_mamba(model.config):
-            block.mixer = HeadParallelMamba(block.mixer, model.config, plan.rank, plan.world, plan.group)
+        shard_block(block, model.config, plan)
     model.shard_plan = plan
     return model
+
+
+def shard_block(block, cfg, plan: ShardPlan, **moe_options) -> None:
+    """Swap one layer's mixer for its parallel form in place (``moe_options``: ``ExpertParallelMoE``'s)."""
+    if isinstance(block.mixer, DenseAttention):
+        block.mixer = ContextParallelAttention(block.mixer, plan.group)
+    elif isinstance(block.mixer, MoE):
+        block.mixer = ExpertParallelMoE(block.mixer, plan.rank, plan.world, plan.group, **moe_options)
+    elif isinstance(block.mixer, Mamba2Mixer) and plan.splits_mamba(cfg):
+        block.mixer = HeadParallelMamba(block.mixer, cfg, plan.rank, plan.world, plan.group)
 
 
 def sharded_state(model: HybridLM, max_seq_len: int) -> ShardedState:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...kernels.moe import grouped_local_expert_mlp, supported
 from ...kernels.superlinear.parallel import all_gather_stacked
 from ..hybrid.moe import MoE, TopKRouter
 
@@ -29,13 +30,20 @@ def share(total: int, rank: int, world: int) -> tuple[int, int]:
 class ExpertParallelMoE(nn.Module):
     """The MoE of one layer with this rank's experts ``[first, stop)`` and shared-expert slice."""
 
-    def __init__(self, moe: MoE, rank: int, world: int, group=None):
+    def __init__(self, moe: MoE, rank: int, world: int, group=None, *, local_experts=None):
+        """Take this rank's share of ``moe``; ``local_experts``: (up, down) already cut to the share (a
+        sharded load reads only those; ``moe``'s own expert weights are then not read, meta is fine)."""
         super().__init__()
         self.gate: TopKRouter = moe.gate
         self.group = group
         self.first, self.stop = share(moe.experts.up_proj.shape[0], rank, world)
-        self.up = nn.Parameter(moe.experts.up_proj[self.first : self.stop].clone(), requires_grad=False)
-        self.down = nn.Parameter(moe.experts.down_proj[self.first : self.stop].clone(), requires_grad=False)
+        if local_experts is None:
+            up = moe.experts.up_proj[self.first : self.stop].clone()
+            down = moe.experts.down_proj[self.first : self.stop].clone()
+        else:
+            up, down = local_experts
+        self.up = nn.Parameter(up, requires_grad=False)
+        self.down = nn.Parameter(down, requires_grad=False)
         shared = moe.shared_experts
         lo, hi = share(shared.up_proj.weight.shape[0], rank, world)
         self.shared_up = nn.Parameter(shared.up_proj.weight[lo:hi].clone(), requires_grad=False)
@@ -53,7 +61,16 @@ class ExpertParallelMoE(nn.Module):
         return total.to(hidden.dtype).reshape(hidden.shape)
 
     def _local_experts(self, flat: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The weighted outputs of this rank's experts for the (token, expert) pairs routed to them; fp32."""
+        """The weighted outputs of this rank's experts for the (token, expert) pairs routed to them; fp32.
+
+        CUDA (or the Triton interpreter) runs the grouped kernels over the local experts (no host sync);
+        elsewhere ``reference_local_experts``."""
+        if self.up.shape[0] and supported(flat):
+            return grouped_local_expert_mlp(flat, self.up, self.down, ids, weights, self.first)
+        return self.reference_local_experts(flat, ids, weights)
+
+    def reference_local_experts(self, flat, ids, weights) -> torch.Tensor:
+        """The PyTorch path of ``_local_experts``: one matmul pair per local expert present (host syncs)."""
         out = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
         local = (ids >= self.first) & (ids < self.stop)
         token, slot = torch.nonzero(local, as_tuple=True)

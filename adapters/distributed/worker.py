@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -15,7 +16,8 @@ import torch.distributed as dist
 from ..hybrid.state import StateCheckpoint
 from .launch import init_rank
 from .link import STOP, receive
-from .model import model_bytes, shard_model, sharded_state
+from .loading import load_sharded_model
+from .model import is_sharded, model_bytes, shard_model, sharded_state
 from .plan import ShardPlan
 from .state import ShardedState, import_local
 from .steps import append_tokens, decode_rows
@@ -56,13 +58,21 @@ def join_ranks(spec: LaunchSpec, rank: int):
 
 
 def load_shard(spec: LaunchSpec, rank: int, group=None):
-    """Load the checkpoint on this rank's device and shard it over ``group``; returns the port's model."""
+    """Load this rank's share of the checkpoint on its device, sharded over ``group`` (only the share is
+    read: ``loading.load_sharded_model``; a random-weights model is drawn whole, then sharded); returns
+    the port's model."""
     from ..torch_model import TorchModel
 
+    plan = ShardPlan(rank, spec.world, spec.block, group)
     model = TorchModel.from_dir(
-        Path(spec.path), device=rank_device(spec.device, rank), dtype=spec.dtype, chunk_size=spec.chunk_size
+        Path(spec.path),
+        device=rank_device(spec.device, rank),
+        dtype=spec.dtype,
+        chunk_size=spec.chunk_size,
+        load_lm=functools.partial(load_sharded_model, plan=plan),
     )
-    shard_model(model.lm, ShardPlan(rank, spec.world, spec.block, group))
+    if not is_sharded(model.lm):
+        shard_model(model.lm, plan)
     return model
 
 

@@ -24,9 +24,12 @@ from .model import HybridLM
 
 __all__ = [
     "CheckpointError",
+    "Collector",
     "LoadReport",
+    "NAME_PREFIXES",
     "DEFAULT_Q1_ALIASES",
     "load_model",
+    "name_rules",
     "param_dtype",
     "shard_files",
     "weights_fingerprint",
@@ -36,7 +39,8 @@ log = logging.getLogger(__name__)
 
 # Candidate on-disk names of superlinear-exp's search-query (Q1) projection; its real name is unconfirmed.
 DEFAULT_Q1_ALIASES = ("q1_proj", "q_search_proj", "search_q_proj", "q_proj_search")
-_PREFIXES = ("backbone.", "model.")
+# Prefixes that on-disk tensor names may carry before the model's own names.
+NAME_PREFIXES = ("backbone.", "model.")
 # Small or precision-critical tensors stay fp32 whatever dtype the matmul weights get.
 _FP32_SUFFIXES = (
     "norm.weight",
@@ -79,7 +83,8 @@ class _Rule:
     target: str  # internal name template, formatted with the match groups
 
 
-def _rules(q1_aliases: Sequence[str]) -> tuple[_Rule, ...]:
+def name_rules(q1_aliases: Sequence[str]) -> tuple[_Rule, ...]:
+    """The rule table that maps on-disk tensor names to the model's (the sharded loader uses it too)."""
     aliases = "|".join(re.escape(a) for a in q1_aliases) or r"(?!)"
     table = (
         (r"mtp\..*", "ignore", ""),
@@ -144,7 +149,7 @@ def load_model(
     with torch.device("meta"):
         model = HybridLM(cfg)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    collector = _Collector(cfg, expected, dtype, torch.device(device), _rules(q1_aliases))
+    collector = Collector(cfg, expected, dtype, torch.device(device), name_rules(q1_aliases))
     shards = shard_files(model_dir)
     for shard in shards:
         with safe_open(str(shard), framework="pt", device="cpu") as handle:
@@ -166,7 +171,7 @@ def load_model(
     return model, report
 
 
-def _report(tensors: dict[str, torch.Tensor], collector: _Collector, shards: int) -> LoadReport:
+def _report(tensors: dict[str, torch.Tensor], collector: Collector, shards: int) -> LoadReport:
     dtypes = Counter(str(t.dtype).removeprefix("torch.") for t in tensors.values())
     return LoadReport(
         mapped=collector.mapped,
@@ -179,7 +184,7 @@ def _report(tensors: dict[str, torch.Tensor], collector: _Collector, shards: int
 
 
 @attrs.define(eq=False)
-class _Collector:
+class Collector:
     """Gathers tensors shard by shard and records every mismatch; `finish` raises them all at once."""
 
     cfg: HybridConfig
@@ -198,7 +203,7 @@ class _Collector:
 
     def add(self, key: str, handle) -> None:
         """Map one on-disk tensor `key` of an open shard `handle`."""
-        name = next((key[len(p) :] for p in _PREFIXES if key.startswith(p)), key)
+        name = next((key[len(p) :] for p in NAME_PREFIXES if key.startswith(p)), key)
         for rule in self.rules:
             match = rule.pattern.fullmatch(name)
             if match:

@@ -38,6 +38,10 @@ class SnapshotStore(Protocol):
     def load(self, snapshot_id: str) -> tuple[SnapshotManifest, Mapping[str, Any]]:
         """Verify and read a snapshot; raise NotFound or SnapshotError."""
 
+    def manifest(self, snapshot_id: str) -> SnapshotManifest:
+        """Read only a snapshot's manifest (cheap: no arrays are read or checksummed); raise NotFound or
+        SnapshotError. `load` still verifies everything."""
+
     def get(self, snapshot_id: str) -> SnapshotInfo:
         """Describe one snapshot; raise NotFound."""
 

@@ -92,7 +92,7 @@ def _session_paths() -> dict:
             "post": _op("Change the session's maximum length", 200, info, (400, 404, 409), "SessionResize", True)},
         "/v1/sessions/{session_id}/resize/next_pow2": {
             "parameters": sid,
-            "post": _op("Grow the session's maximum length to the next power of two", 200, info,
+            "post": _op("Grow the session's maximum length to the next power of two", 200, ref("ResizedNextPow2"),
                         (400, 404, 409), "SessionResizeNextPow2")},
         "/v1/sessions/{session_id}/rollback": {
             "parameters": sid,

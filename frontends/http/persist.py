@@ -74,6 +74,9 @@ class AutosaveSpill:
             raise NotFound(f"this session was kept at the last stop in snapshot {snapshot_id!r}, which has been "
                            "removed from the snapshot store since; delete the session") from None
 
+    def manifest(self, snapshot_id: str):
+        return self._owner(snapshot_id).manifest(snapshot_id)
+
     def get(self, snapshot_id: str):
         return self._owner(snapshot_id).get(snapshot_id)
 
@@ -205,10 +208,9 @@ def restore_sessions(sessions: SessionService) -> list[str]:
 
 
 def _register_lazily(sessions: SessionService, spill: AutosaveSpill, snap: str, sid: str) -> None:
-    # Read and verified now (checksum, vocabulary), so that a damaged autosave shows at start; the arrays
-    # are dropped at once and read again on first use.
-    manifest, _arrays = sessions.store.load(snap)
-    del _arrays
+    # Only the manifest is read now (and the state file's size checked), so that a start with many kept
+    # sessions reads no arrays; the arrays are read and checksummed on first use, as every load is.
+    manifest = sessions.store.manifest(snap)
     sessions.snapshots_service.check_ledger(manifest)
     cap = min(manifest.max_seq_len, sessions.max_len_limit)
     spill.wait_for_use(snap)

@@ -1,5 +1,5 @@
 """Render core values as the response body classes (responses.py): chat completions, their stream chunks and
-usage; and session and snapshot infos as JSON."""
+usage (session and snapshot answers: render_sessions.py)."""
 
 from __future__ import annotations
 
@@ -8,45 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import cattrs
 
-from ...core import Message, Usage
+from ...core import Usage
 from . import responses as r
 from .contract import UNSET
-from .session_responses import HistoryMessage
 
-__all__ = ["usage_body", "chat_completion", "ChunkMaker", "made_call", "make_converter", "unstructure",
-           "history_message"]
-
-
-def make_converter() -> cattrs.Converter:
-    """Build the converter for wire types (session and snapshot infos)."""
-    conv = cattrs.Converter()
-    conv.register_unstructure_hook(tuple, list)
-    return conv
-
-
-def unstructure(value: Any, converter: cattrs.Converter | None = None) -> dict:
-    """Render a session or snapshot info.
-
-    Sessions also get the published server's names: `cache_position` and `current_pos` (the cached
-    tokens), `has_prefill` (any cached) and `cache_id` (the session id).
-    """
-    data = (converter or make_converter()).unstructure(value)
-    if "cached_tokens" in data:
-        data["cache_position"] = data["current_pos"] = data["cached_tokens"]
-        data["has_prefill"] = data["cached_tokens"] > 0
-        data["cache_id"] = data.get("session_id")
-    if data.get("prefill") is not None:
-        left = value.prefill.seconds_left
-        data["prefill"]["seconds_left"] = round(left, 1) if left is not None else None
-    return data
-
-
-def history_message(m: Message) -> HistoryMessage:
-    """A transcript message the way clients sent it."""
-    return HistoryMessage(role=m.role, content=m.content, reasoning_content=m.reasoning_content or None,
-                          tool_calls=list(m.tool_calls) or None, tool_call_id=m.tool_call_id, name=m.name)
+__all__ = ["usage_body", "chat_completion", "ChunkMaker", "made_call"]
 
 
 def usage_body(usage: Usage) -> r.Usage:

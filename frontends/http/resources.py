@@ -8,10 +8,9 @@ import attrs
 import falcon
 
 from . import bodies
-from . import session_responses as sr
+from . import render_sessions as rs
 from .contract import read_body, to_json
 from .limits import Limits
-from .render import history_message, unstructure
 from .responses import Model, ModelList
 from .services import Get
 from .session_responses import Deleted
@@ -80,11 +79,10 @@ class Sessions:
         body = read_body(req, bodies.SessionCreate, self.limits.max_body_bytes)
         info = self.get().sessions.create(body.session_id, body.max_seq_len)
         resp.status = 201
-        resp.media = unstructure(info)
+        resp.media = to_json(rs.session_info(info))
 
     def on_get(self, req, resp):
-        infos = self.get().sessions.list()
-        resp.media = {"sessions": [i.session_id for i in infos], "data": [unstructure(i) for i in infos]}
+        resp.media = to_json(rs.session_list(self.get().sessions.list()))
 
 
 @attrs.define
@@ -92,7 +90,7 @@ class SessionItem:
     get: Get
 
     def on_get(self, req, resp, session_id):
-        resp.media = unstructure(self.get().sessions.info(session_id))
+        resp.media = to_json(rs.session_info(self.get().sessions.info(session_id)))
 
     def on_delete(self, req, resp, session_id):
         self.get().sessions.delete(session_id)
@@ -104,8 +102,7 @@ class SessionHistory:
     get: Get
 
     def on_get(self, req, resp, session_id):
-        messages = self.get().sessions.history(session_id)
-        resp.media = to_json(sr.SessionHistory(session_id=session_id, messages=[history_message(m) for m in messages]))
+        resp.media = to_json(rs.session_history(session_id, self.get().sessions.history(session_id)))
 
 
 @attrs.define
@@ -115,7 +112,7 @@ class SessionResize:
 
     def on_post(self, req, resp, session_id):
         body = read_body(req, bodies.SessionResize, self.limits.max_body_bytes, required=True)
-        resp.media = unstructure(self.get().sessions.resize(session_id, body.max_seq_len))
+        resp.media = to_json(rs.session_info(self.get().sessions.resize(session_id, body.max_seq_len)))
 
 
 @attrs.define
@@ -130,8 +127,7 @@ class SessionResizeNextPow2:
         sessions = self.get().sessions
         current = sessions.info(session_id).max_seq_len
         target = 1 << max(current, 1).bit_length()
-        resp.media = {**unstructure(sessions.resize(session_id, target)), "mode": "next_pow2",
-                      "old_max_seq_len": current}
+        resp.media = to_json(rs.resized_next_pow2(sessions.resize(session_id, target), current))
 
 
 @attrs.define
@@ -143,7 +139,7 @@ class SessionRollback:
 
     def on_post(self, req, resp, session_id):
         body = read_body(req, bodies.SessionRollback, self.limits.max_body_bytes, required=True)
-        resp.media = unstructure(self.get().sessions.rollback(session_id, body.keep_messages))
+        resp.media = to_json(rs.session_info(self.get().sessions.rollback(session_id, body.keep_messages)))
 
 
 @attrs.define
@@ -155,5 +151,5 @@ class SessionFork:
         body = read_body(req, bodies.SessionFork, self.limits.max_body_bytes)
         info = self.get().sessions.fork(session_id, body.session_id)
         resp.status = 201
-        resp.media = unstructure(info)
+        resp.media = to_json(rs.session_info(info))
 

@@ -1,9 +1,9 @@
 """The response bodies, declared once as body classes: /openapi.json states them, and every route that builds
-an answer from values (chat and text completions and their stream chunks, models, tokenize, deletions) builds
-it as one of these and sends `to_json` of it.
+an answer from values (chat and text completions and their stream chunks, models, tokenize, and the session
+and snapshot routes of session_responses.py) builds it as one of these and sends `to_json` of it.
 
-Every field is sent unless declared `optional`; `nullable` ones may be null. Objects with extra fields for
-the published client (session and snapshot infos, health) are open.
+Every field is sent unless declared `optional`; `nullable` ones may be null. Health is open: its answer is
+still the services' status mapping, which may carry more fields than it declares.
 """
 
 from __future__ import annotations

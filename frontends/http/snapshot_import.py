@@ -18,9 +18,10 @@ import falcon
 from ...core import InvalidRequest, PublishedSource, SnapshotError
 from ...storage.published import PublishedSnapshot, read_published_snapshot
 from . import bodies
-from .contract import read_body
+from .contract import read_body, to_json
 from .limits import Limits
 from .metrics import Metrics
+from .render_sessions import import_result
 from .services import Get
 from .wire_messages import parse_messages
 
@@ -50,9 +51,9 @@ class SnapshotImport:
             raise InvalidRequest("the loaded model cannot import published snapshots", param="path")
         published = read_published_snapshot(Path(path))
         arrays = model.published_arrays(published.cache)
-        result = svc.sessions.import_published(_source(published), arrays)
-        self.metrics.snapshot_written.inc(result.get("bytes", 0))
-        resp.media = result
+        answer = import_result(svc.sessions.import_published(_source(published), arrays))
+        self.metrics.snapshot_written.inc(answer.bytes)
+        resp.media = to_json(answer)
 
 
 def _source(published: PublishedSnapshot) -> PublishedSource:

@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ..common.toolkit import interpreting
 
-__all__ = ["MoeLayout", "moe_layout", "grouped_expert_mlp", "supported"]
+__all__ = ["MoeLayout", "moe_layout", "grouped_expert_mlp", "grouped_local_expert_mlp", "supported"]
 
 
 def supported(hidden: torch.Tensor) -> bool:
@@ -257,3 +257,39 @@ def _decode_mlp(hidden, up, down, flat_ids, scale, top_k: int) -> torch.Tensor:
     out = torch.empty(n_pairs, down.shape[1], dtype=torch.float32, device=hidden.device)
     _pair_gemv(act, down, out, flat_ids, scale, 1, False)
     return out.view(-1, top_k, down.shape[1]).sum(1)
+
+
+def grouped_local_expert_mlp(
+    hidden: torch.Tensor,
+    up: torch.Tensor,
+    down: torch.Tensor,
+    ids: torch.Tensor,
+    weights: torch.Tensor,
+    first: int,
+) -> torch.Tensor:
+    """``grouped_expert_mlp`` for a share of the experts: ``up``/``down`` hold experts ``first ..
+    first + E_local - 1`` of the routing, and pairs routed to any other expert contribute 0; fp32 [T, H].
+
+    hidden [T, H]; up [E_local, I, H]; down [E_local, H, I]; ids [T, k] long (global expert ids);
+    weights [T, k] fp32. The other experts' pairs go to a sentinel expert sorted last, whose blocks lie
+    past the real block count and are skipped: only the local experts chosen are read or computed. No
+    host sync (expert-parallel decode stays graph-capturable).
+    """
+    tokens, top_k = ids.shape
+    n_local, n_pairs = up.shape[0], tokens * top_k
+    local = ids - first
+    local = torch.where((local >= 0) & (local < n_local), local, n_local)
+    tiles = _tiles(n_pairs)
+    block_m = tiles["block_m"]
+    layout = moe_layout(local, n_local + 1, block_m)
+    counts = torch.zeros(n_local + 1, dtype=torch.int64, device=ids.device)
+    counts.scatter_add_(0, local.reshape(-1), torch.ones_like(local.reshape(-1)))
+    real_blocks = ((counts[:n_local] + block_m - 1) // block_m).sum().reshape(1)
+    layout = attrs.evolve(layout, n_blocks=real_blocks)
+    scale = weights.reshape(-1).to(torch.float32).contiguous()
+    act = torch.empty(n_pairs, up.shape[1], dtype=hidden.dtype, device=hidden.device)
+    _launch(hidden, up, act, None, layout, top_k, True, tiles)
+    # Pairs of other experts are never written: they stay 0 in the sum over each token's k pairs.
+    out = torch.zeros(n_pairs, down.shape[1], dtype=torch.float32, device=hidden.device)
+    _launch(act, down, out, scale, layout, 1, False, tiles)
+    return out.view(tokens, top_k, -1).sum(1)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import falcon.testing
+import jsonschema
 import pytest
 import requests
 import torch
@@ -22,6 +23,7 @@ from superlinear.adapters import default_model_dir
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.frontends.cli.main import main
 from superlinear.frontends.http import AppOptions, ServiceHolder, create_app
+from superlinear.frontends.http.openapi import openapi_document
 from superlinear.storage import FilesystemSnapshotStore
 
 from .test_server_inprocess import fake_services
@@ -45,6 +47,13 @@ def spl(server, tmp_path, capsys, monkeypatch):
         return code, out.out, out.err
 
     return run
+
+
+def documented(answer: dict, path: str, method: str) -> None:
+    """Validate a 200 answer against the schema /openapi.json gives its route."""
+    document = openapi_document()
+    schema = document["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(answer)
 
 
 def config() -> HybridConfig:
@@ -120,8 +129,10 @@ def test_imported_published_snapshot_continues_exactly_as_the_original(server, s
     code, out, err = spl("snapshot", "import", str(directory), "--json")
     assert code == 0, err
     result = json.loads(out)
+    documented(result, "/v1/snapshots/import", "post")
     assert result["snapshot_id"] == sid and result["tokens"] == len(manifest.ledger)
     info = requests.get(f"{server}/v1/snapshots/{sid}", timeout=10).json()
+    documented(info, "/v1/snapshots/{snapshot_id}", "get")
     assert info["title"] == "from the published server" and info["tags"] == ["pub"]
 
     r = requests.post(f"{server}/v1/snapshots/{sid}/load", json={"session_id": "imp-copy"}, timeout=60)

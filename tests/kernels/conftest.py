@@ -1,6 +1,11 @@
 """Shared fixtures of the kernel reference tests: a fresh seed per test, inputs, parameters, comparisons."""
 
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +86,21 @@ def assert_close():
         assert err_abs <= max_abs and err_rms <= rel_rms, f"max-abs {err_abs:.3g}, relative RMS {err_rms:.3g}"
 
     return check
+
+
+@pytest.fixture(scope="session")
+def run_interpreter_cases():
+    """Return a runner: `(checks_script, cases)` runs every case in one fresh `TRITON_INTERPRET=1` process with
+    a fresh seed (printed) and returns name -> the result the script printed for it."""
+
+    def run(script: Path, cases: dict[str, dict]) -> dict:
+        names = list(cases)
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        seed = str(random.SystemRandom().randrange(2**31))
+        print(f"interpreter seed={seed}")
+        done = subprocess.run([sys.executable, str(script), json.dumps([cases[n] for n in names]), seed],
+                              capture_output=True, text=True, env=env, timeout=240)
+        assert done.returncode == 0, done.stderr[-4000:]
+        return dict(zip(names, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
+
+    return run

@@ -16,8 +16,6 @@ against it here.
 
 import importlib.util
 import json
-import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -85,18 +83,9 @@ def _assert_within_bounds(results: dict, case: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def interpreter_results() -> dict:
-    """Run every interpreter case in one fresh process (fresh seed, printed); returns name -> result."""
-    names = list(INTERPRETER_CASES)
-    cases = json.dumps([INTERPRETER_CASES[name] for name in names])
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    seed = str(random.SystemRandom().randrange(2**31))
-    print(f"interpreter seed={seed}")
-    done = subprocess.run(
-        [sys.executable, str(CHECKS_PATH), cases, seed], capture_output=True, text=True, env=env, timeout=240
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return dict(zip(names, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
+def interpreter_results(run_interpreter_cases) -> dict:
+    """Every interpreter case, run in one fresh process (conftest.py); name -> result."""
+    return run_interpreter_cases(CHECKS_PATH, INTERPRETER_CASES)
 
 
 @pytest.mark.parametrize("name", list(INTERPRETER_CASES))

@@ -74,6 +74,8 @@ def test_a_truncated_state_file_is_a_snapshot_error(store, saved):
     os.truncate(path, path.stat().st_size - 10)
     with pytest.raises(SnapshotError, match="'bad'.*truncated"):
         store.load("bad")
+    with pytest.raises(SnapshotError, match="'bad'.*truncated"):
+        store.manifest("bad")  # the cheap read sees it too (a stat)
     assert_good_still_loads(store, saved)
 
 
@@ -84,6 +86,7 @@ def test_a_flipped_byte_is_a_snapshot_error(store, saved):
     path.write_bytes(bytes(data))
     with pytest.raises(SnapshotError, match="'bad'.*sha256"):
         store.load("bad")
+    assert store.manifest("bad").snapshot_id == "bad"  # reads no arrays: only load verifies their checksum
     assert_good_still_loads(store, saved)
 
 
@@ -112,6 +115,8 @@ def test_a_missing_state_file_is_a_snapshot_error(store, saved):
     (store.root / "bad" / "state.safetensors").unlink()
     with pytest.raises(SnapshotError, match="state.safetensors is missing"):
         store.load("bad")
+    with pytest.raises(SnapshotError, match="state.safetensors is missing"):
+        store.manifest("bad")
     assert_good_still_loads(store, saved)
 
 

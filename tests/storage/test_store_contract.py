@@ -89,6 +89,14 @@ def test_changing_loaded_arrays_does_not_change_the_snapshot(store, generator):
     assert torch.equal(store.load("s")[1]["layers.0.k"], original)
 
 
+def test_manifest_reads_the_manifest_that_load_returns(store, generator):
+    saved = a_manifest("m1", 5.0, generator, title="t", tags=("x",))
+    store.save(saved, random_arrays(generator).items())
+    assert store.manifest("m1") == store.load("m1")[0]
+    assert store.manifest("m1").ledger == saved.ledger
+    assert store.manifest("m1").transcript == saved.transcript
+
+
 def test_list_is_newest_first_and_get_matches(store, generator):
     for snapshot_id, created in [("old", 100.0), ("newest", 300.0), ("middle", 200.0)]:
         store.save(a_manifest(snapshot_id, created, generator), random_arrays(generator).items())
@@ -139,7 +147,7 @@ def test_delete_removes_the_snapshot_and_frees_its_id(store, generator):
     assert store.get("d").created_at == 3.0
 
 
-@pytest.mark.parametrize("operation", ["load", "get", "delete", "patch"])
+@pytest.mark.parametrize("operation", ["load", "manifest", "get", "delete", "patch"])
 def test_unknown_ids_are_not_found(store, operation):
     with pytest.raises(NotFound):
         getattr(store, operation)("missing")
@@ -163,7 +171,7 @@ def test_bad_ids_are_rejected_everywhere(store, generator, bad_id):
     with pytest.raises(InvalidRequest) as caught:
         store.save(a_manifest(bad_id, 1.0, generator), random_arrays(generator).items())
     assert caught.value.param == "snapshot_id"
-    for operation in ("load", "get", "delete"):
+    for operation in ("load", "manifest", "get", "delete"):
         with pytest.raises(InvalidRequest):
             getattr(store, operation)(bad_id)
     with pytest.raises(InvalidRequest):

@@ -27,7 +27,7 @@ def superlinear_attention_trainable(
     params: SuperlinearParams,
     block_m: int = 64,
 ) -> torch.Tensor:
-    """Superlinear attention (ATTENTION.md) with gradients for Q1, Q2, K and V.
+    """Superlinear attention (docs/attention.md) with gradients for Q1, Q2, K and V.
 
     Q1, Q2: [B, HQ, LQ, D]; K, V: [B, HKV, LKV, D]; cache_position: [LQ]; attention_mask: None or
     [B, LKV]. ``block_m``: rows per program of the Triton kernels. Returns [B, HQ, LQ, D] in Q2's dtype.

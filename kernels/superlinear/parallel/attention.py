@@ -1,7 +1,7 @@
 """Context-parallel Superlinear attention: keys sharded by position over ranks, single-device results.
 
 Every rank holds all queries (replicated) and its own keys (``layout.PositionShards``). For each block
-of queries (ATTENTION.md steps 1-7):
+of queries (docs/attention.md steps 1-7):
 
 1. each rank scores the stripe anchors it holds and keeps its own top-k (ties to the smaller position);
 2. the candidates of all ranks are gathered and merged into the global top-k, ordered by score and then
@@ -30,14 +30,12 @@ from ..search.reference import (
     span_bounds,
     window_start,
 )
-from ..span.reference import TiledKV, gate, interval_attention, merge_by_lse, tile_keys_values
+from ..span.reference import TiledKV, gate, interval_attention, merge_by_lse
 from .collectives import all_gather_stacked
+from .device import DeviceKV, device_interval_attention, keys_for
 from .layout import PositionShards
-from .tiles import lazy_tiles
 
 DEFAULT_BLOCK_Q = 256
-# Calls with at most this many queries gather key tiles on demand instead of copying the whole cache.
-LAZY_MAX_QUERIES = 64
 NEG_INF = float("-inf")
 
 
@@ -57,7 +55,8 @@ def context_parallel_attention(
 
     Q1 (search), Q2 (attention): [B, HQ, LQ, D], the same on every rank; K, V: [B, HKV, LKV_local, D], this
     rank's keys in position order (at least ``shards.count_below(max position + 1)`` of them);
-    cache_position: [LQ] absolute query positions. Returns [B, HQ, LQ, D] in Q2's dtype, equal on all ranks.
+    cache_position: [LQ] absolute query positions (on the host: no device sync). Returns [B, HQ, LQ, D] in
+    Q2's dtype, equal on all ranks.
     """
     batch, q_heads, q_len, dim = Q2.shape
     require(Q1.shape == Q2.shape, f"Q1: shape {tuple(Q1.shape)} differs from Q2's {tuple(Q2.shape)}")
@@ -71,12 +70,13 @@ def context_parallel_attention(
     if q_len == 0:
         return Q2.new_empty(batch, q_heads, 0, dim)
     positions = cache_position.to(device=Q2.device, dtype=torch.int64)
-    last = int(positions.max())
+    # Read on the host without a device sync when the caller passes CPU positions.
+    last = int(cache_position.max())
     local_len = shards.count_below(last + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
-    # A few queries (decode) read a small part of the cache: gather just those tiles.
-    kv = lazy_tiles(K, V) if q_len <= LAZY_MAX_QUERIES and local_len else tile_keys_values(K, V)
+    # Triton on CUDA; else a few queries (decode) gather just the tiles they read.
+    kv = keys_for(Q2, K, V)
     offsets = all_stripe_offsets(params, last)
     block = block_q or DEFAULT_BLOCK_Q
     outputs = []
@@ -141,16 +141,19 @@ def merge_top_k(anchors: torch.Tensor, scores: torch.Tensor, num_spans: int, gro
     return anchors.gather(-1, best), scores.gather(-1, best)
 
 
-def local_partials(Q2, kv: TiledKV, shards: PositionShards, ws, positions, span_lo, span_hi):
+def local_partials(Q2, kv: TiledKV | DeviceKV, shards: PositionShards, ws, positions, span_lo, span_hi):
     """Attend each query over this rank's part of its window and of each of its spans.
 
-    Q2 [B, HQ, BLK, D]; ws [B, BLK]; positions [BLK]; span_lo, span_hi [B, HQ, BLK, K] global inclusive.
+    Q2 [B, HQ, BLK, D]; kv: from ``device.keys_for`` (the Triton kernels or the reference's tiles);
+    ws [B, BLK]; positions [BLK]; span_lo, span_hi [B, HQ, BLK, K] global inclusive.
     Returns out [B, HQ, BLK, 1 + K, D] and lse [B, HQ, BLK, 1 + K]; interval 0 is the window.
     """
     batch, q_heads, block, dim = Q2.shape
     window_lo = ws[:, None, :, None].expand(batch, q_heads, block, 1)
     window_hi = positions[None, None, :, None].expand(batch, q_heads, block, 1)
     lo, hi = shards.local_interval(torch.cat([window_lo, span_lo], -1), torch.cat([window_hi, span_hi], -1))
+    if isinstance(kv, DeviceKV):
+        return device_interval_attention(Q2, kv, lo, hi)
     intervals = lo.shape[-1]
     heads = torch.arange(q_heads, device=Q2.device) // (q_heads // kv.kv_heads)
     sequence = torch.arange(batch, device=Q2.device)[:, None] * kv.kv_heads + heads[None, :]
@@ -195,10 +198,10 @@ def context_parallel_dense_attention(
     if q_len == 0:
         return Q.new_empty(batch, q_heads, 0, dim)
     positions = cache_position.to(device=Q.device, dtype=torch.int64)
-    local_len = shards.count_below(int(positions.max()) + 1)
+    local_len = shards.count_below(int(cache_position.max()) + 1)
     require(K.shape[2] >= local_len, f"K: {K.shape[2]} local keys, the queries need {local_len}")
     K, V = K[:, :, :local_len], V[:, :, :local_len]
-    kv = lazy_tiles(K, V) if q_len <= LAZY_MAX_QUERIES and local_len else tile_keys_values(K, V)
+    kv = keys_for(Q, K, V)
     outputs = []
     for i in range(0, q_len, DEFAULT_BLOCK_Q):
         rows = positions[i : i + DEFAULT_BLOCK_Q]

@@ -1,6 +1,6 @@
 """Backward of the span search's scores, Triton: the gate's gradient reaches Q1 and K at the anchors.
 
-The search score of a selected slot is ``s_i = Q1[q] . K[a_i]`` (unscaled, ATTENTION.md step 3). The
+The search score of a selected slot is ``s_i = Q1[q] . K[a_i]`` (unscaled, docs/attention.md step 3). The
 top-k choice is discrete and gets no gradient (docs/attention-backward.md), so given ``ds_i`` (the
 gradient of the loss in each selected score, from the gate's softmax):
 

@@ -17,6 +17,8 @@ No host sync, no data-dependent Python branch: the position tables are built (ca
 a first eager call with the same capacity. The prefill entry point sends single-query calls here too.
 """
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -39,6 +41,7 @@ from ..softmax import gate_max, gate_weight, load_slot, merge_parts, merge_weigh
 from .reference import decode_reference
 
 CHUNK_KEYS = 128
+LN_2 = math.log(2.0)
 SLOT_BLOCK = 64
 # The name this module exported before the shared toolkit (kept importable).
 _merge_parts, _multiprocessors = merge_parts, multiprocessors
@@ -285,3 +288,104 @@ def _combine(part_out, part_lse, positions, routes, window: int, out, chunk_keys
         num_warps=4,
     )
     # fmt: on
+
+
+@triton.jit
+def _rows_kernel(
+    part_out_ptr,
+    part_lse_ptr,
+    lo_ptr,
+    hi_ptr,
+    out_ptr,
+    lse_ptr,
+    HQ,
+    HKV,
+    NMAX,
+    G: tl.constexpr,
+    D: tl.constexpr,
+    NUM_SPANS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    SLOT_BLOCK: tl.constexpr,
+):
+    # One program per (batch, head, interval): merge the interval's chunk partials, no gate; write the
+    # normalized output and its log2-sum-exp (-inf for an empty interval).
+    i_row = tl.program_id(0).to(tl.int64)
+    i_bh = i_row // NUM_SPANS
+    i_b = i_bh // HQ
+    i_h = i_bh % HQ
+    lo = tl.load(lo_ptr + i_row).to(tl.int64)
+    hi = tl.load(hi_ptr + i_row).to(tl.int64)
+    n = tl.where(lo <= hi, hi // BLOCK_N - lo // BLOCK_N + 1, 0)
+    row = (i_b * HKV + i_h // G) * BLOCK_R + (i_h % G) * NUM_SPANS + i_row % NUM_SPANS
+    o_d = tl.arange(0, BLOCK_D)
+    m_d = o_d < D
+    out, lse = merge_parts(
+        part_out_ptr + row * NMAX * D, part_lse_ptr + row * NMAX, n, o_d, m_d, D, SLOT_BLOCK
+    )
+    tl.store(out_ptr + i_row * D + o_d, out, mask=m_d)
+    tl.store(lse_ptr + i_row, lse)
+
+
+def interval_partials(
+    Q2,
+    K,
+    V,
+    lo,
+    hi,
+    *,
+    chunk_keys: int | None = None,
+    programs_per_sm: int = 1,
+    max_chunks: int | None = None,
+):
+    """Attention of one query per row over explicit key intervals, unnormalised across intervals.
+
+    Q2: [B, HQ, 1, D] fp16/bf16 (D <= 128); K, V: [B, HKV, L, D], L > 0, same dtype (batch stride may be 0);
+    lo, hi: [B, HQ, I] inclusive key indices in ``[0, L)`` (``lo > hi``: empty). Returns out [B, HQ, I, D]
+    fp32 (0 for an empty interval) and lse [B, HQ, I] fp32, the natural log-sum-exp of the interval's
+    scores ``q . k / sqrt(D)`` (-inf when empty), so partials over disjoint key sets (other ranks' keys)
+    merge by log-sum-exp. The chunk kernel of ``triton_decode`` computes the partials, each interval a
+    span row (the kernel's own window rows are kept empty). The partial buffer holds ``max_chunks``
+    chunks per interval (at least ``hi // chunk_keys - lo // chunk_keys + 1`` of every non-empty one); by
+    default it is read from lo, hi, one sync with the host.
+    """
+    chunk_keys = CHUNK_KEYS if chunk_keys is None else chunk_keys
+    require(chunk_keys in (64, 128), f"chunk_keys must be 64 or 128, got {chunk_keys}")
+    batch, q_heads, _, dim = Q2.shape
+    kv_heads, length, intervals = K.shape[1], K.shape[2], lo.shape[-1]
+    lo = lo.to(torch.int32).contiguous()
+    hi = hi.to(torch.int32).contiguous()
+    out = torch.zeros(batch, q_heads, intervals, dim, dtype=torch.float32, device=Q2.device)
+    lse = torch.full((batch, q_heads, intervals), float("-inf"), dtype=torch.float32, device=Q2.device)
+    if max_chunks is None:
+        chunks = torch.where(hi >= lo, hi // chunk_keys - lo // chunk_keys + 1, 0)
+        max_chunks = int(chunks.max()) if chunks.numel() else 0
+    n_max = max_chunks
+    if n_max == 0:
+        return out, lse
+    group = q_heads // kv_heads
+    block_r = padded_block(group * intervals, MIN_DOT_BLOCK)
+    part_out = torch.empty(batch * kv_heads, block_r, n_max, dim, dtype=torch.float32, device=Q2.device)
+    part_lse = torch.empty(batch * kv_heads, block_r, n_max, dtype=torch.float32, device=Q2.device)
+    n_prog = max(1, programs_per_sm * multiprocessors(Q2.device) // (batch * kv_heads))
+    # The kernel bounds keys by its "query position" (the last key) and builds each head's window row as
+    # [max(q - W + 1, start), q]: W = 1 and start = L keep every window row empty.
+    last = torch.full((1,), length - 1, dtype=torch.int64, device=Q2.device)
+    starts = torch.full((batch,), length, dtype=torch.int64, device=Q2.device)
+    # fmt: off
+    _chunk_kernel[(n_prog, batch * kv_heads)](
+        Q2, K, V, last, starts, lo, hi, part_out, part_lse,
+        Q2.stride(0), Q2.stride(1), Q2.stride(3), *K.stride(), *V.stride(),
+        kv_heads, 1, n_prog, n_max, qk_scale(dim),
+        G=group, D=dim, NUM_SPANS=intervals, BLOCK_R=block_r, BLOCK_N=chunk_keys,
+        BLOCK_D=block_d(dim), F32=interpreting(),
+        num_warps=8, num_stages=3 if chunk_keys == 64 else 2,
+    )
+    _rows_kernel[(batch * q_heads * intervals,)](
+        part_out, part_lse, lo, hi, out, lse, q_heads, kv_heads, n_max,
+        G=group, D=dim, NUM_SPANS=intervals, BLOCK_R=block_r, BLOCK_N=chunk_keys,
+        BLOCK_D=block_d(dim), SLOT_BLOCK=SLOT_BLOCK, num_warps=4,
+    )
+    # fmt: on
+    return out, lse * LN_2
