@@ -10,7 +10,7 @@ each row's conv window and SSM state updated in its own buffers through a table 
 PyTorch update of `batch.mamba_rows`.
 
 `BatchedGraphs.step` pads a batch of n rows to the smallest bucket >= n (1, 2, 4, ... 64) with inert rows:
-they run on a small scratch state that is zeroed at the start of every step, at position 0, and their
+they run on a small scratch state, zeroed at the start of every step that has them, at position 0; their
 outputs are dropped, so they never touch a real state (the tests check that the padded step gives every
 real row what the eager unpadded step gives it). A graph holds the addresses of the rows' buffers, so
 graphs are keyed by the bucket and every row's buffers (as `GraphedDecoder` keys by one state's): a new
@@ -205,7 +205,7 @@ class BatchedGraphs:
             self._graphs.move_to_end(key)
             recorded.replay(rows)
             logits = recorded.logits[:n].clone()
-        for state, pos, row in zip(states, cursors, logits, strict=False):
+        for state, pos, row in zip(states, cursors, logits, strict=True):
             state.cursor = pos + 1
             state.logits = row.clone()
         return logits
