@@ -56,12 +56,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batches", default="1,8,32", help="batch sizes of the decode curve")
     p.add_argument("--steps", type=int, default=32, help="timed decode steps per batch size")
     p.add_argument("--long", type=int, default=262144, help="tokens of the prompt prefilled beside a stream")
-    p.add_argument("--prefill-budgets", default="1024,256,64,16", help="prompt tokens per engine step, one run each")
+    p.add_argument("--prefill-budgets", default="128,32,512",
+                   help="prompt tokens per engine step (128: the engine's default), one run each")
     p.add_argument("--gap-window", type=int, default=128,
                    help="interleaved steps measured at the end of the long prompt (0: the whole prompt)")
     p.add_argument("--idle-steps", type=int, default=64, help="stream tokens timed with nothing beside")
     p.add_argument("--chunk", type=int, default=8192, help="TorchModel chunk size (prefill)")
-    p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock budget from start")
+    p.add_argument("--budget-s", type=float, default=360.0, help="wall-clock budget from start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (overrides the sizes above)")
     p.add_argument("--out", type=Path, default=Path("gpu_out"))

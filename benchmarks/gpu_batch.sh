@@ -3,7 +3,7 @@
 # batched paths, then benchmarks/gpu_batch.py on the 30B shape (random bf16 weights): decode tok/s at batch
 # 1/8/32 with 32 sessions at 16K context, and a stream's gaps while another session prefills 256K.
 # Logs, gpu_batch.json and gpu_batch.md go to $OUT (or ./gpu_out). No install: the package is put on the
-# path by symlinks (as gpu_issue14.sh).   STEPS="tests bench" BUDGET_S=380 bash benchmarks/gpu_batch.sh
+# path by symlinks (as gpu_issue14.sh).   STEPS="tests bench" BUDGET_S=360 bash benchmarks/gpu_batch.sh
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 mkdir -p /tmp/shim/superlinear && for d in core kernels adapters storage plugins frontends; do
   ln -sfn "$PWD/$d" /tmp/shim/superlinear/$d; done
@@ -12,10 +12,10 @@ export PYTHONPATH=/tmp/shim PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, \
 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
-BUDGET_S=${BUDGET_S:-380}
+BUDGET_S=${BUDGET_S:-360}
 for step in ${STEPS:-tests bench}; do
   case $step in
-    tests) timeout ${TESTS_S:-170} python3 -m pytest -q -m gpu -s -p no:cacheprovider \
+    tests) timeout ${TESTS_S:-150} python3 -m pytest -q -m gpu -s -p no:cacheprovider \
              tests/adapters/test_batch_graphs.py tests/adapters/test_prompt_batch_devices.py \
              "tests/adapters/test_graphed_decode.py::test_graph_replays_equal_eager_steps_on_cuda" \
              ${PYTEST_ARGS:-} 2>&1 | tail -40 | tee "$OUT/tests.log" ;;
