@@ -4,10 +4,13 @@
 # 1/8/32 with 32 sessions at 16K context, and a stream's gaps while another session prefills 256K.
 # Logs, gpu_batch.json and gpu_batch.md go to $OUT (or ./gpu_out). No install: the package is put on the
 # path by symlinks (as gpu_issue14.sh).   STEPS="tests bench" BUDGET_S=360 bash benchmarks/gpu_batch.sh
+# CPU rehearsal of the whole script:  SHIM=/tmp/my-shim OUT=/tmp/out GPU_BATCH_ARGS=--smoke bash benchmarks/gpu_batch.sh
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
-mkdir -p /tmp/shim/superlinear && for d in core kernels adapters storage plugins frontends; do
-  ln -sfn "$PWD/$d" /tmp/shim/superlinear/$d; done
-export PYTHONPATH=/tmp/shim PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1 \
+SHIM=${SHIM:-/tmp/shim}  # another folder for a CPU rehearsal on a shared machine
+mkdir -p "$SHIM/superlinear" && for d in core kernels adapters storage plugins frontends; do
+  ln -sfn "$PWD/$d" "$SHIM/superlinear/$d"; done
+for d in attention search span common runtime; do ln -sfn "$PWD/shortpaths/$d" "$SHIM/superlinear/$d"; done
+export PYTHONPATH=$SHIM PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True PYTHONUNBUFFERED=1 \
   TRITON_CACHE_AUTOTUNING=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, \
