@@ -42,7 +42,7 @@ from superlinear.adapters.hybrid.config import HybridConfig  # noqa: E402
 from superlinear.adapters.hybrid.testing import random_model  # noqa: E402
 
 SMOKE = dict(preset="tiny", device="cpu", dtype="fp32", context=64, suffix=8, sessions=4, batches="1,2,4",
-             steps=3, long=192, prefill_budgets="64,32", idle_steps=4, chunk=64, gap_window=4)
+             steps=3, eager_steps=2, long=192, prefill_budgets="64,32", idle_steps=4, chunk=64, gap_window=4)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=32)
     p.add_argument("--batches", default="1,8,32", help="batch sizes of the decode curve")
     p.add_argument("--steps", type=int, default=32, help="timed decode steps per batch size")
+    p.add_argument("--eager-steps", type=int, default=6, help="steps of the largest batch without graphs")
     p.add_argument("--long", type=int, default=262144, help="tokens of the prompt prefilled beside a stream")
     p.add_argument("--prefill-budgets", default="128,32,512",
                    help="prompt tokens per engine step (128: the engine's default), one run each")
@@ -107,7 +108,7 @@ def sessions(model: TorchModel, args, clock: Clock, rng: random.Random, record: 
     batches, budgets = _ints(args.batches), _ints(args.prefill_budgets)
     # Room for every token any phase adds to a session (the stream of `gaps` is session 0).
     per_budget = [args.gap_window if args.gap_window > 0 else -(-args.long // b) for b in budgets]
-    extra = args.steps * (len(batches) + 1) + args.idle_steps + sum(per_budget)
+    extra = args.steps * (len(batches) + 1) + args.eager_steps + 1 + args.idle_steps + sum(per_budget)
     room = args.context + args.suffix + extra + 64
     base = model.new_state(room)
     t0 = clock.now()
@@ -158,6 +159,24 @@ def decode_curve(model: TorchModel, states: list, args, clock: Clock, record: di
         if model.batch_graphs is not None:
             row["graph_captures_total"] = model.batch_graphs.captures
         print(f"decode {row}", flush=True)
+    if model.batch_graphs is not None and args.eager_steps > 0:
+        record["decode_eager"] = _eager_decode(model, states[: max(_ints(args.batches))], args.eager_steps, clock)
+
+
+def _eager_decode(model: TorchModel, rows: list, steps: int, clock: Clock) -> dict:
+    """The same batched step without graphs (as SUPERLINEAR_CUDA_GRAPHS=0), for the graphs' gain."""
+    graphs, model.batch_graphs = model.batch_graphs, None
+    try:
+        times = []
+        for _ in range(steps + 1):  # the first step is left out (warm-up)
+            t0 = clock.now()
+            model.decode_batch(rows, [int(t) for t in torch.stack([s.logits for s in rows]).argmax(-1).tolist()])
+            times.append(clock.now() - t0)
+    finally:
+        model.batch_graphs = graphs
+    row = {"batch": len(rows), **_ms(times[1:]), "tok_s": round(len(rows) * steps / sum(times[1:]), 1)}
+    print(f"decode eager {row}", flush=True)
+    return row
 
 
 def _stream_token(model: TorchModel, stream) -> None:
@@ -238,6 +257,10 @@ def table(record: dict) -> str:
     for row in record.get("decode", []):
         lines.append(f"| decode, batch {row['batch']}, {record['sessions']['context']} context: aggregate tok/s "
                      f"(median / p99 step ms) | {row.get('tok_s')} ({row.get('median_ms')} / {row.get('p99_ms')}) |")
+    eager = record.get("decode_eager")
+    if eager:
+        lines.append(f"| decode, batch {eager['batch']}, without graphs: aggregate tok/s (median / p99 step ms) | "
+                     f"{eager['tok_s']} ({eager['median_ms']} / {eager['p99_ms']}) |")
     gap = record.get("gaps", {})
     if "idle" in gap:
         lines.append(f"| stream alone: gap median / p99 ms | {gap['idle']['median_ms']} / {gap['idle']['p99_ms']} |")

@@ -23,6 +23,7 @@ def test_the_smoke_run_records_the_decode_curve_and_the_gaps(tmp_path):
     assert all(row["steps"] == 3 and row["tok_s"] > 0 for row in record["decode"])
     # One recorded step set per batch size: the bucket bookkeeping ran (replayed eagerly on CPU).
     assert [row["graph_captures_total"] for row in record["decode"]] == [1, 2, 3]
+    assert record["decode_eager"]["batch"] == 4 and record["decode_eager"]["n"] == 2
     gaps = record["gaps"]
     assert gaps["idle"]["n"] == 4
     for budget in (64, 32):
