@@ -18,7 +18,7 @@ from jinja2 import nodes
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from ..core.errors import InvalidRequest
+from superlinear.core.errors import InvalidRequest
 
 __all__ = ["ChatTemplate", "TemplateError", "compile_template", "plain"]
 

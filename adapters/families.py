@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.ports.family import LoadedModel, ModelLoader
+from superlinear.core.ports.family import LoadedModel, ModelLoader
+
 from .hybrid.config import parse_config_text
 
 __all__ = ["UnknownModelFamily", "read_model_type", "load_model_from_dir"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..core.ports.family import GenerationDefaults
+from superlinear.core.ports.family import GenerationDefaults
 
 __all__ = ["generation_config", "default_temperature", "eos_token_ids", "generation_defaults"]
 

@@ -12,8 +12,9 @@ import threading
 
 import llguidance
 
-from ..core.errors import InvalidRequest
-from ..core.values import Grammar
+from superlinear.core.errors import InvalidRequest
+from superlinear.core.values import Grammar
+
 from .tokenizer import HFTokenizer
 
 __all__ = ["LLGuidanceGrammars", "LLGuidanceMatcher"]

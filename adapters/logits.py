@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core.values import RawLogprob, SamplingParams
+from superlinear.core.values import RawLogprob, SamplingParams
 
 __all__ = ["biased_logits", "token_logprobs", "mask_disallowed"]
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from tokenizers import AddedToken, Tokenizer
 
-from ..core.values import Message
+from superlinear.core.values import Message
+
 from .chat_template import ChatTemplate, TemplateError, compile_template
 from .generation import eos_token_ids
 

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
-from ..core.ports.model import RowRejected
-from ..core.values import ModelInfo, RawLogprob, SamplingParams
+from superlinear.core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
+from superlinear.core.ports.model import RowRejected
+from superlinear.core.values import ModelInfo, RawLogprob, SamplingParams
+
 from .hub import repo_id_of_snapshot
 from .hybrid.batch import decode_step
 from .hybrid.batch_graphs import BatchedGraphs

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import torch
+
 from superlinear.adapters.hybrid.model import HybridLM
 from superlinear.adapters.hybrid.state import HybridState
 

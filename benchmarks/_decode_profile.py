@@ -10,6 +10,7 @@ with the released model's attention shapes (B=1, HQ=32, HKV=2, D=128, bf16) at p
 import argparse
 
 import torch
+
 from superlinear.kernels import SuperlinearParams
 from superlinear.kernels.superlinear.span.decode import triton_decode
 

@@ -67,6 +67,7 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import server as bench
+
     from superlinear.core import engine as engine_mod
     from superlinear.frontends.http.compose import Settings, build_services, stop_rule_source
     from superlinear.plugins import build_plugin_manager, collect

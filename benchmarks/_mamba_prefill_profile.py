@@ -4,6 +4,7 @@ Usage (on a GPU machine): python benchmarks/_mamba_prefill_profile.py
 """
 
 import torch
+
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.state import HybridState
 from superlinear.adapters.hybrid.testing import nano_30b_config, random_model

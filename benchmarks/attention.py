@@ -21,6 +21,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+
 from superlinear.kernels import (
     SuperlinearParams,
     decode_span_attention_staged_gqa,

@@ -27,6 +27,7 @@ if "--smoke" in sys.argv:  # read when Triton is imported
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
 from superlinear.kernels import (  # noqa: E402
     SuperlinearParams,
     superlinear_attention,

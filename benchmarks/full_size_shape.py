@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.graphs import GraphedDecoder
 from superlinear.adapters.hybrid.mamba_kernels import fused_ops

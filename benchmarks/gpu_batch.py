@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from full_size_shape import DTYPES, PRESETS, Clock, environment  # noqa: E402
+
 from superlinear.adapters import TorchModel  # noqa: E402
 from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs  # noqa: E402
 from superlinear.adapters.hybrid.config import HybridConfig  # noqa: E402

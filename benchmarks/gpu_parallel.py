@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
 from superlinear.adapters.distributed import ShardPlan, shard_model, sharded_state, spawn_ranks
 from superlinear.adapters.distributed.steps import decode_rows
 from superlinear.adapters.hybrid.batch import decode_step

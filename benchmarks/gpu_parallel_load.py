@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from superlinear.adapters.distributed import ShardPlan, shard_model, spawn_ranks
 from superlinear.adapters.distributed.loading import load_sharded_model
 from superlinear.adapters.distributed.model import model_bytes

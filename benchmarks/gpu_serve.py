@@ -115,6 +115,7 @@ def write_model_dir(directory: Path, preset: str, seed: int, max_len: int) -> Pa
 def bench(model_dir: Path, contexts: list[int], args, deadline: float, record: dict) -> None:
     """Load the directory's model in this process and run full_size_shape's prefill and decode per context."""
     import torch
+
     from superlinear.adapters.hybrid.config import HybridConfig, parse_config_text
     from superlinear.adapters.hybrid.random_weights import load_random
     from superlinear.adapters.hybrid.state import HybridState

@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
 import synthetic  # noqa: E402
+
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
 from superlinear.core import SamplingParams  # noqa: E402
 from superlinear.frontends.cli.docs.framing import framed_documents  # noqa: E402

@@ -16,6 +16,7 @@ import random
 import time
 
 import torch
+
 from superlinear.core import ChatRequest, Message, SamplingParams
 from superlinear.frontends.http.compose import Settings, build_services, stop_rule_source
 from superlinear.plugins import build_plugin_manager, collect

@@ -19,6 +19,7 @@ import statistics
 import time
 
 import torch
+
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.adapters import grammar as grammar_mod
 from superlinear.adapters import logits as logits_mod

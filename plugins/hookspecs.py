@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import pluggy
 
-from ..core.ports import ModelLoader, Retriever, StopRuleFactory
+from superlinear.core.ports import ModelLoader, Retriever, StopRuleFactory
 
 __all__ = [
     "PROJECT_NAME",

@@ -18,9 +18,10 @@ from typing import Any
 
 import attrs
 
-from ..core.errors import Conflict, NotFound, SnapshotError
-from ..core.ports import SnapshotManifest
-from ..core.values import SnapshotInfo
+from superlinear.core.errors import Conflict, NotFound, SnapshotError
+from superlinear.core.ports import SnapshotManifest
+from superlinear.core.values import SnapshotInfo
+
 from .ids import SNAPSHOT_ID_PATTERN, TEMP_PREFIX, snapshot_path, validate_snapshot_id
 from .manifest import (
     SCHEMA_VERSION,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.errors import InvalidRequest
-from ..core.ids import ID_PATTERN, validate_id
+from superlinear.core.errors import InvalidRequest
+from superlinear.core.ids import ID_PATTERN, validate_id
 
 __all__ = ["SNAPSHOT_ID_PATTERN", "TEMP_PREFIX", "validate_snapshot_id", "snapshot_path"]
 

@@ -14,8 +14,8 @@ import cattrs
 import msgpack
 from cattrs.preconf.msgpack import make_converter
 
-from ..core.errors import InvalidRequest, SnapshotError
-from ..core.ports import SnapshotManifest
+from superlinear.core.errors import InvalidRequest, SnapshotError
+from superlinear.core.ports import SnapshotManifest
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -9,9 +9,10 @@ from typing import Any
 
 import attrs
 
-from ..core.errors import Conflict, NotFound
-from ..core.ports import SnapshotManifest
-from ..core.values import SnapshotInfo
+from superlinear.core.errors import Conflict, NotFound
+from superlinear.core.ports import SnapshotManifest
+from superlinear.core.values import SnapshotInfo
+
 from .ids import validate_snapshot_id
 from .metadata import checked_patch, info_of
 

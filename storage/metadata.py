@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.errors import InvalidRequest
-from ..core.ports import SnapshotManifest
-from ..core.values import SnapshotInfo
+from superlinear.core.errors import InvalidRequest
+from superlinear.core.ports import SnapshotManifest
+from superlinear.core.values import SnapshotInfo
 
 __all__ = ["PATCHABLE_FIELDS", "TEXT_LIMITS", "MAX_TAGS", "MAX_TAG", "checked_field", "checked_patch", "info_of"]
 

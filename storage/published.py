@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..core.errors import InvalidRequest, SnapshotError
+from superlinear.core.errors import InvalidRequest, SnapshotError
 
 __all__ = ["PublishedSnapshot", "read_published_snapshot"]
 

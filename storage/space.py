@@ -6,7 +6,7 @@ import errno
 import shutil
 from pathlib import Path
 
-from ..core.errors import InsufficientStorage
+from superlinear.core.errors import InsufficientStorage
 
 __all__ = ["check_full"]
 

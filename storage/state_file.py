@@ -19,7 +19,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..core.errors import SnapshotError
+from superlinear.core.errors import SnapshotError
+
 from .manifest import StateIndex, TensorEntry
 from .space import check_full
 

@@ -1,5 +1,6 @@
 """The hexagon's dependency rules, checked by import-linter on the installed package."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -72,3 +73,22 @@ def test_the_cycle_finder_finds_every_cycle():
     edges["c"] = set()
     edges["e"] = set()
     assert _cycles(edges) == []
+
+
+def _relative_imports_leaving_their_package(root: Path) -> list[str]:
+    """`file:line` of each relative import whose target lies outside the file's own top-level package."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            depth = len(path.relative_to(root).parts) - 1  # folders between the root and the file
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                # Level L climbs L - 1 packages from the file's package, `depth` deep: past the top at L > depth.
+                if isinstance(node, ast.ImportFrom) and node.level > depth:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_imports_across_top_level_packages_are_absolute():
+    # `from ..core.errors import X` in adapters/ becomes `from superlinear.core.errors import X`; relative
+    # imports stay within one package, so a reader (and grep) can follow every import.
+    assert _relative_imports_leaving_their_package(ROOT) == []

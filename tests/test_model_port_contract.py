@@ -12,6 +12,7 @@ import math
 import random
 
 import pytest
+
 from superlinear.core.errors import ContextLengthExceeded
 from superlinear.core.ports.model import ModelPort, RowRejected
 from superlinear.core.testing import FakeModel

@@ -4,8 +4,9 @@ An editable install finds unlisted subpackages through the folder mapping, so on
 .`) would miss one; this check catches it without building.
 """
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

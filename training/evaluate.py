@@ -22,8 +22,9 @@ sys.path.insert(0, str(HERE.parent / "benchmarks"))
 
 import synthetic  # noqa: E402
 from niah import answer, answer_of  # noqa: E402
-from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
 from train import build_model, model_config  # noqa: E402
+
+from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir  # noqa: E402
 
 
 def load(path: Path, device: str) -> TorchModel:

@@ -21,8 +21,9 @@ from safetensors.torch import save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from superlinear.adapters.hybrid.loader import param_dtype  # noqa: E402
 from train import ENDOFTEXT_ID, IM_END_ID, model_config  # noqa: E402
+
+from superlinear.adapters.hybrid.loader import param_dtype  # noqa: E402
 
 GENERATION_CONFIG = {
     "eos_token_id": [IM_END_ID, ENDOFTEXT_ID],

@@ -34,13 +34,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import synthetic  # noqa: E402
+from tokenizers import Tokenizer  # noqa: E402
+
 from superlinear.adapters.hybrid.attention import SuperlinearAttention  # noqa: E402
 from superlinear.adapters.hybrid.config import HybridConfig  # noqa: E402
 from superlinear.adapters.hybrid.mamba import Mamba2Mixer  # noqa: E402
 from superlinear.adapters.hybrid.model import HybridLM  # noqa: E402
 from superlinear.adapters.hybrid.moe import TopKRouter  # noqa: E402
 from superlinear.adapters.hybrid.state import HybridState  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
 
 REPO = HERE.parent
 TOKENIZER = REPO / "adapters" / "default_model" / "tokenizer.json"

@@ -10,7 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...kernels.superlinear.parallel import context_parallel_attention, context_parallel_dense_attention
+from superlinear.kernels.superlinear.parallel import (
+    context_parallel_attention,
+    context_parallel_dense_attention,
+)
+
 from ..hybrid.attention import DenseAttention, SuperlinearAttention
 from .cache import ShardedKVCache
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ...kernels.superlinear.parallel import PositionShards
+from superlinear.kernels.superlinear.parallel import PositionShards
+
 from ..hybrid.state import KVCache
 
 __all__ = ["ShardedKVCache"]

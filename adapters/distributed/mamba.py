@@ -15,7 +15,8 @@ import attrs
 import torch
 from torch import nn
 
-from ...kernels.superlinear.parallel import all_gather_stacked
+from superlinear.kernels.superlinear.parallel import all_gather_stacked
+
 from ..hybrid.batch import mamba_rows
 from ..hybrid.config import HybridConfig
 from ..hybrid.mamba import Mamba2Mixer

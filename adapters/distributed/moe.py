@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...kernels.moe import grouped_local_expert_mlp, supported
-from ...kernels.superlinear.parallel import all_gather_stacked
+from superlinear.kernels.moe import grouped_local_expert_mlp, supported
+from superlinear.kernels.superlinear.parallel import all_gather_stacked
+
 from ..hybrid.moe import MoE, TopKRouter
 
 __all__ = ["ExpertParallelMoE", "share"]

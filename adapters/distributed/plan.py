@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...kernels.superlinear.parallel import DEFAULT_BLOCK, PositionShards
+from superlinear.kernels.superlinear.parallel import DEFAULT_BLOCK, PositionShards
 
 __all__ = ["ShardPlan"]
 

@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ...core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
+from superlinear.core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
+
 from ..hybrid.state import StateCheckpoint
 from ..torch_model import TorchModel
 from .link import RankLink

@@ -15,7 +15,8 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from ...kernels.superlinear.parallel import gather_to_first, world_of
+from superlinear.kernels.superlinear.parallel import gather_to_first, world_of
+
 from ..hybrid.config import HybridConfig
 from ..hybrid.state import HybridState, KVCache, MambaCache
 from .cache import ShardedKVCache

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...kernels import SuperlinearParams, superlinear_attention, superlinear_attention_trainable
+from superlinear.kernels import SuperlinearParams, superlinear_attention, superlinear_attention_trainable
+
 from .config import HybridConfig
 from .state import KVCache
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ...kernels import superlinear_attention
+from superlinear.kernels import superlinear_attention
+
 from .attention import DenseAttention, SuperlinearAttention, dense_causal_attention
 from .mamba import Mamba2Mixer
 from .mamba_kernels import fused_ops

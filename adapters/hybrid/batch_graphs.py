@@ -28,9 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 import torch
 
-from ...kernels import kv_rows, superlinear_attention
-from ...kernels import mamba as mamba_decode
-from ...kernels.mamba import decode_rows as mamba_rows_kernels
+from superlinear.kernels import kv_rows, superlinear_attention
+from superlinear.kernels import mamba as mamba_decode
+from superlinear.kernels.mamba import decode_rows as mamba_rows_kernels
+
 from .attention import DenseAttention, SuperlinearAttention
 from .batch import mamba_rows
 from .graphs import BufferKey, buffer_key

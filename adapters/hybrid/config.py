@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from ...kernels import SuperlinearParams
+from superlinear.kernels import SuperlinearParams
 
 __all__ = [
     "HybridConfig",

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...kernels import mamba as mamba_decode
+from superlinear.kernels import mamba as mamba_decode
+
 from .config import HybridConfig
 from .mamba_kernels import MambaSsmOps, fused_ops
 from .state import MambaCache

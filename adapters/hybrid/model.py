@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...kernels import norms
+from superlinear.kernels import norms
+
 from .caches import Cache
 from .config import HybridConfig
 from .kinds import layer_kind

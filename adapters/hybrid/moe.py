@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...kernels.moe import grouped_expert_mlp
+from superlinear.kernels.moe import grouped_expert_mlp
+
 from .config import HybridConfig
 from .mlp import ReluSquaredMLP
 

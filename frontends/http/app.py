@@ -8,7 +8,8 @@ import attrs
 import falcon
 import pluggy
 
-from ...plugins import build_plugin_manager, collect
+from superlinear.plugins import build_plugin_manager, collect
+
 from .body import DEFAULT_MAX_BODY_BYTES
 from .chat import client_gone_handler
 from .disconnect import ClientGone

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...storage.metadata import MAX_TAG, MAX_TAGS, TEXT_LIMITS, checked_field
+from superlinear.storage.metadata import MAX_TAG, MAX_TAGS, TEXT_LIMITS, checked_field
+
 from .contract import UNSET, Obj, Rule, body, field, given
 from .fields import Bool, Custom, Id, Int, Str, require
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import falcon
 
-from ...core import InvalidRequest
+from superlinear.core import InvalidRequest
 
 __all__ = ["read_json", "DEFAULT_MAX_BODY_BYTES"]
 

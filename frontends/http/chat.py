@@ -9,8 +9,9 @@ from typing import Any
 
 import attrs
 
-from ...core import TurnHandle
-from ...core.choices import start_choices
+from superlinear.core import TurnHandle
+from superlinear.core.choices import start_choices
+
 from .body import read_json
 from .choices import choices_stream, merge_choices
 from .contract import to_json

@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
-from ...core import Usage
+from superlinear.core import Usage
+
 from .render import ChunkMaker, chat_completion
 from .render_logprobs import chat_logprobs
 from .responses import ChatChoice, Delta

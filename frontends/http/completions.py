@@ -10,8 +10,9 @@ from typing import Any
 
 import attrs
 
-from ...core import Usage
-from ...core.completion import start_completion
+from superlinear.core import Usage
+from superlinear.core.completion import start_completion
+
 from .body import read_json
 from .chat import watched_turns
 from .choices import total_usage

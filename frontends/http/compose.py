@@ -13,19 +13,20 @@ import attrs
 import falcon
 import pluggy
 
-from ...adapters import default_model_dir, load_model_from_dir, resolve_model_dir
-from ...adapters.cpu_threads import set_torch_threads
-from ...adapters.generation import generation_defaults
-from ...adapters.grammar import LLGuidanceGrammars
-from ...adapters.memory import default_kv_budget
-from ...adapters.placement import resolve_placement
-from ...adapters.tokenizer import HFTokenizer
-from ...core import ChatRequest, Engine, SessionService
-from ...core.ports import LoadedModel, RandomIds, StopRule, SystemClock
-from ...core.prefix_cache import PrefixCache
-from ...plugins import build_plugin_manager, collect
-from ...storage import FilesystemSnapshotStore, default_snapshot_root
-from ...storage.spill import SpillDir, default_spill_root
+from superlinear.adapters import default_model_dir, load_model_from_dir, resolve_model_dir
+from superlinear.adapters.cpu_threads import set_torch_threads
+from superlinear.adapters.generation import generation_defaults
+from superlinear.adapters.grammar import LLGuidanceGrammars
+from superlinear.adapters.memory import default_kv_budget
+from superlinear.adapters.placement import resolve_placement
+from superlinear.adapters.tokenizer import HFTokenizer
+from superlinear.core import ChatRequest, Engine, SessionService
+from superlinear.core.ports import LoadedModel, RandomIds, StopRule, SystemClock
+from superlinear.core.prefix_cache import PrefixCache
+from superlinear.plugins import build_plugin_manager, collect
+from superlinear.storage import FilesystemSnapshotStore, default_snapshot_root
+from superlinear.storage.spill import SpillDir, default_spill_root
+
 from .app import AppOptions, create_app
 from .body import DEFAULT_MAX_BODY_BYTES
 from .limits import Limits
@@ -106,7 +107,7 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
     if settings.tensor_parallel > 1:
-        from ...adapters.distributed.port import launch_sharded_model
+        from superlinear.adapters.distributed.port import launch_sharded_model
 
         sharded = launch_sharded_model(path, settings.tensor_parallel, device=settings.device,
                                        dtype=settings.dtype, chunk_size=settings.chunk_size)

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
-from ...core import InvalidRequest
+from superlinear.core import InvalidRequest
+
 from .body import DEFAULT_MAX_BODY_BYTES, read_json
 from .fields import FieldType, Refs, nullable, require
 

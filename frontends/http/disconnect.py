@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 
-from ...core import StreamEvent, TurnHandle
+from superlinear.core import StreamEvent, TurnHandle
 
 __all__ = ["ClientGone", "ClientWatch", "watched_events", "POLL_SECONDS", "IDLE", "IDLE_SECONDS"]
 

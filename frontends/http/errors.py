@@ -7,7 +7,7 @@ import re
 
 import falcon
 
-from ...core import (
+from superlinear.core import (
     Conflict,
     ContextLengthExceeded,
     InsufficientMemory,

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from ...core import InvalidRequest
-from ...core.ids import ID_PATTERN, validate_id
+from superlinear.core import InvalidRequest
+from superlinear.core.ids import ID_PATTERN, validate_id
 
 __all__ = ["require", "is_int", "Refs", "FieldType", "Int", "Num", "Bool", "Str", "Id", "OneOf", "Const",
            "ListOf", "MapOf", "Anything", "Custom", "Refused",

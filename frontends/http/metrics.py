@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ...core import SessionService, Usage
+from superlinear.core import SessionService, Usage
 
 __all__ = ["Metrics", "TurnTimer", "CONTENT_TYPE"]
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 
 import attrs
+
 from superlinear.core import Conflict, NotFound, SessionService
 from superlinear.core.ports import SnapshotManifest, SnapshotStore
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import attrs
 
-from ...core import Usage
+from superlinear.core import Usage
+
 from . import responses as r
 from .contract import UNSET
 

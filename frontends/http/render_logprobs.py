@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...core import TokenLogprob
+from superlinear.core import TokenLogprob
+
 from .responses import ChatLogprobs, TextLogprobs, TokenLogprobs
 from .responses import TokenLogprob as TokenBody
 

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import attrs
 import falcon
 
-from ...plugins import hookimpl
-from ...plugins.hookspecs import RegisterHttpRoute
+from superlinear.plugins import hookimpl
+from superlinear.plugins.hookspecs import RegisterHttpRoute
+
 from .chat import ChatCompletions
 from .completions import Completions
 from .limits import Limits

@@ -17,8 +17,9 @@ import attrs
 import bitmath
 from gunicorn.app.base import BaseApplication
 
-from ...adapters.cpu_threads import DEFAULT_TORCH_THREADS, resolve_torch_threads
-from ...adapters.placement import PlacementError, resolve_placement
+from superlinear.adapters.cpu_threads import DEFAULT_TORCH_THREADS, resolve_torch_threads
+from superlinear.adapters.placement import PlacementError, resolve_placement
+
 from .body import DEFAULT_MAX_BODY_BYTES
 from .compose import Settings, build_app
 from .origin import ALLOWED_HOSTS_ENV, parse_allowed_hosts

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import attrs
 
-from ...core import SessionService
+from superlinear.core import SessionService
+
 from .errors import Unavailable
 
 __all__ = ["Services", "ServiceHolder", "Get"]

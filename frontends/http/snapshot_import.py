@@ -15,8 +15,9 @@ from pathlib import Path
 import attrs
 import falcon
 
-from ...core import InvalidRequest, PublishedSource, SnapshotError
-from ...storage.published import PublishedSnapshot, read_published_snapshot
+from superlinear.core import InvalidRequest, PublishedSource, SnapshotError
+from superlinear.storage.published import PublishedSnapshot, read_published_snapshot
+
 from . import bodies
 from .contract import read_body, to_json
 from .limits import Limits

@@ -14,7 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ...core.values import Grammar
+from superlinear.core.values import Grammar
+
 from .fields import require
 from .toolcalls import CLOSE, OPEN
 from .wire_format import NamedToolChoice, ResponseFormat

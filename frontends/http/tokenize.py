@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from ...core.prompt import plan_prompt
+from superlinear.core.prompt import plan_prompt
+
 from .body import read_json
 from .contract import parse, to_json
 from .fields import require

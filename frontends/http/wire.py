@@ -7,8 +7,9 @@ from typing import Any
 
 import attrs
 
-from ...core import ChatRequest, RepetitionParams, SamplingParams
-from ...core.values import Grammar
+from superlinear.core import ChatRequest, RepetitionParams, SamplingParams
+from superlinear.core.values import Grammar
+
 from .contract import parse
 from .fields import require
 from .structured import forced_tools, response_grammar, tool_grammar

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core.choices import MAX_CHOICES
-from ...core.logprobs import MAX_TOP_LOGPROBS
+from superlinear.core.choices import MAX_CHOICES
+from superlinear.core.logprobs import MAX_TOP_LOGPROBS
+
 from .contract import Obj, Rule, body, field
 from .fields import (
     Anything,

@@ -7,8 +7,9 @@ from typing import Any
 
 import attrs
 
-from ...core.completion import CompletionRequest as CoreCompletion
-from ...core.ports import TokenizerPort
+from superlinear.core.completion import CompletionRequest as CoreCompletion
+from superlinear.core.ports import TokenizerPort
+
 from .contract import parse
 from .fields import require
 from .wire import check_model, sampling_params, stream_flags

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core import InvalidRequest
+from superlinear.core import InvalidRequest
+
 from .contract import Obj, Rule, body, field, parse
 from .fields import Anything, Bool, Const, Custom, OneOf, Refs, Str, require
 

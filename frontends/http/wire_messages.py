@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core import Message
+from superlinear.core import Message
+
 from .contract import Obj, body, field
 from .fields import Anything, Const, Custom, ListOf, OneOf, Refs, Str, require
 

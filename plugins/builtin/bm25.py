@@ -13,7 +13,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from ...core.ports import Passage
+from superlinear.core.ports import Passage
+
 from ..hookspecs import hookimpl
 
 __all__ = ["Bm25Retriever", "tokenize", "superlinear_retrievers"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...core.ports import LoadedModel
+from superlinear.core.ports import LoadedModel
+
 from ..hookspecs import RegisterModelFamily, hookimpl
 
 __all__ = ["HYBRID_MODEL_TYPES", "load_hybrid", "superlinear_model_families"]
@@ -23,9 +24,9 @@ def load_hybrid(model_dir: str | Path, **options: Any) -> LoadedModel:
     q1_aliases.
     """
     # Imported here so that building a plugin manager does not import torch.
-    from ...adapters.generation import generation_defaults
-    from ...adapters.tokenizer import HFTokenizer
-    from ...adapters.torch_model import TorchModel
+    from superlinear.adapters.generation import generation_defaults
+    from superlinear.adapters.tokenizer import HFTokenizer
+    from superlinear.adapters.torch_model import TorchModel
 
     model = TorchModel.from_dir(model_dir, **options)
     return LoadedModel(model, HFTokenizer.from_dir(model_dir), generation_defaults(model_dir))

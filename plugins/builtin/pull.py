@@ -27,7 +27,7 @@ def add_pull_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_pull(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Resolve `args.repo` into the cache and print the local directory; return the exit status."""
-    from ...adapters.hub import ModelSourceError, resolve_model_dir
+    from superlinear.adapters.hub import ModelSourceError, resolve_model_dir
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from ...core.ports import CONTINUE, StopRule, Verdict
-from ...core.values import RepetitionParams, SamplingParams
+from superlinear.core.ports import CONTINUE, StopRule, Verdict
+from superlinear.core.values import RepetitionParams, SamplingParams
+
 from ..hookspecs import RegisterStopRule, hookimpl
 
 __all__ = [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.testing import random_weights, tiny_config, write_checkpoint
 
 SEED = 1234

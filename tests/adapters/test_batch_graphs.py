@@ -17,6 +17,7 @@ import sys
 
 import pytest
 import torch
+
 from superlinear.adapters import TorchModel
 from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs, bucket_for
 from superlinear.adapters.hybrid.config import HybridConfig

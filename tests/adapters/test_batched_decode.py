@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+
 from superlinear.adapters.torch_model import DEFAULT_MODEL_DIR, TorchModel
 from superlinear.core.ports import RowRejected
 from superlinear.core.scheduler import Feed, PendingFeed, run_decode

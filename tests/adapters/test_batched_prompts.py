@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.mamba import ssd_scan
 from superlinear.adapters.hybrid.prompt_batch import ssd_scan_rows
 from superlinear.adapters.torch_model import DEFAULT_MODEL_DIR, TorchModel

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from jinja2.sandbox import SecurityError
+
 from superlinear.adapters import tokenizer as tokenizer_module
 from superlinear.adapters.chat_template import ChatTemplate, TemplateError, compile_template
 from superlinear.adapters.tokenizer import HFTokenizer

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+
 from superlinear.adapters import HFTokenizer, TorchModel
 from superlinear.adapters.families import UnknownModelFamily, load_model_from_dir, read_model_type
 from superlinear.adapters.hybrid.config import MODEL_TYPES

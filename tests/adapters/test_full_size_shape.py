@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.model import HybridLM
 from superlinear.adapters.hybrid.testing import feed, nano_30b_config, random_ids, random_model, tiny_config

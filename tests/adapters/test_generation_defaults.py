@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from superlinear.adapters import default_model_dir, default_temperature
 
 

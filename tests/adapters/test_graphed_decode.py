@@ -13,6 +13,7 @@ import random
 
 import pytest
 import torch
+
 from superlinear.adapters import TorchModel
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.state import HybridState

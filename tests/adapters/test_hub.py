@@ -11,6 +11,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
 from superlinear.adapters import hub
 from superlinear.adapters.hub import ALLOW_PATTERNS, ModelNotCached, ModelSourceError, resolve_model_dir
 

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+
 from superlinear.adapters.hybrid.config import HybridConfig, parse_config_text
 from superlinear.adapters.hybrid.testing import tiny_config
 

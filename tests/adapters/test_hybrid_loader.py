@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.loader import CheckpointError, load_model
 from superlinear.adapters.hybrid.testing import (

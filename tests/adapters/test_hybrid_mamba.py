@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.mamba import Mamba2Mixer, ssd_scan
 from superlinear.adapters.hybrid.state import HybridState

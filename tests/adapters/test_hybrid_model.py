@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.testing import feed as run
 from superlinear.adapters.hybrid.testing import load_checkpoint as load
 from superlinear.adapters.hybrid.testing import random_ids as prompt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.state import HybridState
 from superlinear.adapters.hybrid.testing import feed, load_checkpoint, random_ids
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+
 from superlinear.adapters.logits import biased_logits, token_logprobs
 from superlinear.adapters.torch_model import sample_token
 from superlinear.core.logprobs import logprobs_of

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+
 from superlinear.adapters.hybrid import mamba_kernels
 from superlinear.adapters.hybrid.mamba_kernels import MambaSsmOps, fused_ops
 from superlinear.adapters.hybrid.testing import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from superlinear.adapters.placement import PlacementError, resolve_placement
 
 

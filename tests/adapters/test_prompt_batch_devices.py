@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+
 from superlinear.adapters import TorchModel
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.prompt_batch import batchable, masked_rows

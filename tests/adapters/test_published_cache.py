@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.published import published_arrays
 from superlinear.adapters.hybrid.state import HybridState
 from superlinear.adapters.hybrid.testing import feed, load_checkpoint, random_ids

@@ -9,6 +9,7 @@ import json
 
 import huggingface_hub
 import pytest
+
 from superlinear.plugins import build_plugin_manager, collect
 from superlinear.plugins.builtin.pull import add_pull_parser, cmd_pull
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.adapters.hybrid.loader import CheckpointError
 from superlinear.adapters.hybrid.random_weights import ALLOW_ENV, MARKER, write_marker

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
 from superlinear.adapters import tokenizer as tokenizer_module
 from superlinear.adapters.chat_template import TemplateError
 from superlinear.adapters.tokenizer import HFTokenizer
 from superlinear.core.ports.tokenizer import IncrementalDecoder, TokenizerPort
 from superlinear.core.values import Message
 from superlinear.frontends.http.wire_messages import parse_messages
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 DEFAULT_DIR = Path(tokenizer_module.__file__).parent / "default_model"
 REPO_ROOT = Path(tokenizer_module.__file__).resolve().parent.parent

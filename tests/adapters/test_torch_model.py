@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+
 from superlinear.adapters.torch_model import DEFAULT_MODEL_DIR, TorchModel, sample_token
 from superlinear.core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
 from superlinear.core.ports.model import ModelPort

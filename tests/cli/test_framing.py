@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from superlinear.core.ports import Passage
 from superlinear.frontends.cli.docs.framing import escape, frame_document, frame_question, framed_documents
 

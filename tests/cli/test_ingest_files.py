@@ -6,6 +6,7 @@ import hashlib
 import time
 
 import pytest
+
 from superlinear.frontends.cli.docs.files import NotText, TooManyFiles, expand_paths, read_document
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from superlinear.frontends.cli.infra.output import human_bytes, table
 from wcwidth import wcswidth
+
+from superlinear.frontends.cli.infra.output import human_bytes, table
 
 
 def test_a_table_aligns_columns_by_terminal_cells_and_never_cuts_a_cell():

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 from superlinear.frontends.cli.main import build_parser, main
 from superlinear.frontends.cli.registry import make_plugin_manager
 from superlinear.frontends.cli.repl.base import for_repls, repl_commands

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from superlinear.frontends.cli.docs.passages import split_passages
 from superlinear.plugins import build_plugin_manager, collect
 

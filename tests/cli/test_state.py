@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 from superlinear.frontends.cli.infra.config import (
     load_client_config,
     save_client_config,
@@ -104,6 +105,7 @@ def test_bad_workspace_names_are_refused(name):
 
 def test_the_config_folder_follows_xdg_config_home_else_the_platform_default(monkeypatch, tmp_path):
     from platformdirs import user_config_path
+
     from superlinear.frontends.cli.infra.config import client_state_path, config_dir, server_dir
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))

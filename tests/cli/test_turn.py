@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx2
 import pytest
+
 from superlinear.frontends.cli.infra.client import ApiError, Client
 from superlinear.frontends.cli.repl.turn import TurnView, run_turn
 

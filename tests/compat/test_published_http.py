@@ -12,6 +12,7 @@ import re
 
 import falcon.testing
 import pytest
+
 from superlinear.core import Engine, SessionService
 from superlinear.core.ports.clock import RandomIds
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+
 from superlinear.kernels import SuperlinearParams, superlinear_attention
 
 

@@ -13,13 +13,14 @@ import random
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
+
 from superlinear.adapters import default_model_dir
 from superlinear.adapters.chat_template import compile_template
 from superlinear.adapters.tokenizer import HFTokenizer, tool_call_format_of
 from superlinear.core import Message
 from superlinear.core.testing import FakeTokenizer
 from superlinear.frontends.http.toolcalls import ToolCallSplitter, split_tool_calls
-from tokenizers import Tokenizer
 
 XML_TEMPLATE = (Path(__file__).parent / "data" / "xml_tool_calls.jinja").read_text()
 CALLS = (
@@ -102,6 +103,7 @@ class XmlFakeTokenizer(FakeTokenizer):
 
 def test_the_server_reads_xml_calls_when_the_template_writes_them():
     import falcon.testing
+
     from superlinear.core import Engine, SessionService
     from superlinear.core.testing import FakeModel, FixedClock, SequentialIds
     from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app

@@ -1,4 +1,5 @@
 import pytest
+
 from superlinear.core import Engine, SessionService
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 

@@ -1,6 +1,7 @@
 """Constrained turns against the fakes: the matcher masks the answer, never the thinking."""
 
 import pytest
+
 from superlinear.core import ChatRequest, InvalidRequest, Message, SamplingParams
 from superlinear.core.values import Grammar
 

@@ -3,6 +3,7 @@ result is exactly the one-piece prefill's."""
 
 import attrs
 import pytest
+
 from superlinear.core import ChatRequest, Message, SamplingParams, SessionService
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 

@@ -1,6 +1,7 @@
 """The stateless prefix cache against the fakes: hits, misses, LRU bounds, the KV budget, atomicity."""
 
 import pytest
+
 from superlinear.core import ChatRequest, Message, SamplingParams, SessionService
 from superlinear.core.prefix_cache import PrefixCache
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds

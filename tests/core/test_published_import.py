@@ -1,6 +1,7 @@
 """Importing a published server's snapshot: token ids recovered from the transcript, against the fakes."""
 
 import pytest
+
 from superlinear.core import ChatRequest, Message, PublishedSource, SamplingParams, SnapshotError
 from superlinear.core.errors import Conflict
 

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+
 from superlinear.core import Conflict, Engine, SessionBusy, SessionService
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 

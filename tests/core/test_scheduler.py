@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+
 from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService, TurnCancelled
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 

@@ -1,6 +1,7 @@
 """The Session aggregate keeps its record (ledger, transcript, trailer) equal to what its state holds."""
 
 import pytest
+
 from superlinear.core.ports import SnapshotManifest
 from superlinear.core.session import Session
 from superlinear.core.testing import FakeModel, FakeSnapshotStore

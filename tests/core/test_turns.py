@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+
 from superlinear.core import (
     ChatRequest,
     ContextLengthExceeded,

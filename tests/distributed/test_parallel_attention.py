@@ -7,6 +7,7 @@ spawned ranks, and compares the anchors each rank selects and its outputs with t
 
 import pytest
 import torch
+
 from superlinear.adapters.distributed import spawn_ranks
 from superlinear.kernels import SuperlinearParams
 from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference

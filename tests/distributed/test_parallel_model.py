@@ -5,6 +5,7 @@ replicated in the dense one); a sharded state's snapshot loads into a
 single-process model and the other way round, through the filesystem store. One spawn runs both models."""
 
 import torch
+
 from superlinear.adapters.distributed import import_sharded, spawn_ranks
 from superlinear.adapters.distributed.model import ShardPlan, shard_model, sharded_state
 from superlinear.adapters.distributed.moe import ExpertParallelMoE, share

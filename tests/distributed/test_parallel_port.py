@@ -3,6 +3,7 @@ same greedy tokens through append, batched decode, checkpoint/restore and fork, 
 move between the sharded and the single-process port both ways."""
 
 import pytest
+
 from superlinear.adapters.distributed.port import launch_sharded_model
 from superlinear.adapters.hybrid.testing import random_ids, tiny_config, write_random_checkpoint
 from superlinear.adapters.torch_model import TorchModel

@@ -9,6 +9,7 @@ Triton path there.
 
 import pytest
 import torch
+
 from superlinear.adapters.distributed import spawn_ranks
 from superlinear.adapters.hybrid import HybridConfig
 from superlinear.adapters.hybrid.random_weights import random_model

@@ -3,6 +3,7 @@ loaded and then sharded (``shard_model``), tensor for tensor, and refuses a bad 
 
 import pytest
 import torch
+
 from superlinear.adapters.distributed.loading import load_sharded_model
 from superlinear.adapters.distributed.model import ShardPlan, shard_model
 from superlinear.adapters.hybrid import HybridConfig

@@ -7,6 +7,7 @@ import requests
 from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
+
 from superlinear.frontends.cli.infra.client import Client
 from superlinear.frontends.cli.registry import make_plugin_manager
 from superlinear.frontends.cli.repl.base import repl_commands

@@ -10,6 +10,7 @@ import pytest
 import requests
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
+
 from superlinear.frontends.cli.infra.client import Client
 from superlinear.frontends.cli.infra.locks import SessionLock
 from superlinear.frontends.cli.main import build_parser

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import requests
+
 from superlinear.frontends.cli.main import main
 
 KEY = "s3cret-key"

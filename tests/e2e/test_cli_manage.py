@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import requests
+
 from superlinear.frontends.cli.infra.locks import SessionLock
 from superlinear.frontends.cli.main import main
 

@@ -268,6 +268,7 @@ def _docs_repl(url, capsys, text):
     """Run `spl docs shelf` in this process (as main would), typing `text`; return what it printed."""
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
+
     from superlinear.frontends.cli.main import build_parser
     from superlinear.frontends.cli.registry import make_plugin_manager
 

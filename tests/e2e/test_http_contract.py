@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from superlinear.core import InvalidRequest
 from superlinear.frontends.http.bodies import BODIES
 from superlinear.frontends.http.contract import parse

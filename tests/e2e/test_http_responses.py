@@ -10,6 +10,7 @@ import attrs
 import falcon.testing
 import jsonschema
 import pytest
+
 from superlinear.core import Engine, SessionService
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
 from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app

@@ -4,6 +4,7 @@ import math
 
 import falcon.testing
 import pytest
+
 from superlinear.core import Engine, SessionService
 from superlinear.core.prefix_cache import PrefixCache
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds

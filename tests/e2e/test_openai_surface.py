@@ -3,6 +3,7 @@
 import pytest
 import requests
 from openai import OpenAI
+
 from superlinear.adapters import default_model_dir
 from superlinear.adapters.tokenizer import HFTokenizer
 

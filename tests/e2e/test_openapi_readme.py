@@ -13,6 +13,7 @@ from pathlib import Path
 import falcon.testing
 import jsonschema
 import pytest
+
 from superlinear.frontends.http import AppOptions, ServiceHolder, create_app
 
 from .test_server_inprocess import fake_services

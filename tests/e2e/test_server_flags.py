@@ -1,6 +1,7 @@
 """`spl-server` flags: the seed's set, parsed into Settings (no server started)."""
 
 import pytest
+
 from superlinear.frontends.http.server import parse_settings, parse_size
 
 

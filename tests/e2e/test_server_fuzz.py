@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
 from superlinear.core import Engine, SessionService
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
 from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app

@@ -10,6 +10,7 @@ import threading
 import falcon.testing
 import pytest
 from prometheus_client import REGISTRY
+
 from superlinear.core import Engine, SessionService
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
 from superlinear.frontends.http import AppOptions, Limits, ServiceHolder, Services, create_app

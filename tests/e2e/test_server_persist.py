@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+
 from superlinear.core import ChatRequest, Engine, Message, NotFound, SamplingParams, SessionService
 from superlinear.core.testing import FakeModel, FakeSnapshotStore, FakeTokenizer, FixedClock, SequentialIds
 from superlinear.frontends.http.persist import AUTOSAVE_TAG, AutosaveSpill, persist_sessions, restore_sessions

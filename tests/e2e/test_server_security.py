@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 from openai import AuthenticationError, OpenAI
+
 from superlinear.frontends.http.openapi import openapi_document
 
 KEY = "s3cret-key-for-tests"

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 import requests
 import torch
+
 from superlinear.adapters import default_model_dir
 from superlinear.adapters.hybrid.config import HybridConfig
 from superlinear.frontends.cli.main import main

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 import torch
+
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService, TurnCancelled
 from superlinear.core.testing import FakeSnapshotStore, FixedClock, SequentialIds

@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService
 from superlinear.core.testing import FakeSnapshotStore, FixedClock, SequentialIds

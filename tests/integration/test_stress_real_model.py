@@ -12,6 +12,7 @@ import traceback
 
 import pytest
 import torch
+
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.core import ChatRequest, Engine, Message, SamplingParams, SessionService, TurnCancelled
 from superlinear.core.errors import SuperlinearError

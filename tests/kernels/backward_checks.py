@@ -32,6 +32,7 @@ def gradient_errors(case: dict, device) -> dict:
     """Triton forward + backward on a chunk ``[offset, offset + q_len)`` of ``length`` keys vs float64
     autograd through the reference; returns ``{name: errors}`` for the output and the four gradients."""
     import torch
+
     from superlinear.kernels import SuperlinearParams, superlinear_attention_trainable
     from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference
 
@@ -54,6 +55,7 @@ def directional_derivative(case: dict, device) -> dict:
     """Compare ``<grad, u>`` of the Triton backward (fp32) with a central difference of the float64
     reference along a random direction ``u`` of all four inputs (a one-direction gradcheck)."""
     import torch
+
     from superlinear.kernels import SuperlinearParams, superlinear_attention_trainable
     from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from superlinear.kernels import SuperlinearParams
 
 RELEASED = SuperlinearParams(

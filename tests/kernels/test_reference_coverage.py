@@ -4,6 +4,7 @@ import time
 from fractions import Fraction
 
 import pytest
+
 from superlinear.kernels import SuperlinearParams, check_coverage
 
 TINY = SuperlinearParams(sw_index=1, num_spans=2, backward_factor=3.0, forward_factor=1.0)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from superlinear.kernels import SuperlinearParams, fused_prefill_with_swtriton_gqa, superlinear_attention
 
 

@@ -1,6 +1,7 @@
 """The reference is differentiable; routing gradients reach Q1 only through the selected anchors' scores."""
 
 import torch
+
 from superlinear.kernels import SuperlinearParams, superlinear_attention
 from superlinear.kernels.superlinear.search.reference import candidate_anchors, search_scores
 

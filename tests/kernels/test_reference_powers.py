@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+
 from superlinear.kernels import SuperlinearParams
 from superlinear.kernels.common.powers import (
     SATURATED,

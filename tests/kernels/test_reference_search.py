@@ -4,6 +4,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+
 from superlinear.kernels import SuperlinearParams
 from superlinear.kernels.superlinear.search.reference import (
     all_stripe_offsets,

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from superlinear.kernels import (
     SuperlinearParams,
     decode_span_attention_staged_gqa,

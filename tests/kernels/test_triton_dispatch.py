@@ -3,6 +3,7 @@ and the decode runs under a CUDA graph."""
 
 import pytest
 import torch
+
 from superlinear.kernels import (
     SuperlinearParams,
     decode_span_attention_staged_gqa,

@@ -46,6 +46,7 @@ def _errors(actual, expected) -> dict:
 def prefill_errors(case: dict, device) -> dict:
     """Run the Triton prefill on a chunk ``[offset, offset + q_len)`` of ``length`` keys vs the reference."""
     import torch
+
     from superlinear.kernels import SuperlinearParams
     from superlinear.kernels.superlinear.attention.prefill import triton_prefill
     from superlinear.kernels.superlinear.attention.reference import superlinear_attention_reference
@@ -64,6 +65,7 @@ def decode_errors(case: dict, device) -> dict:
     """Run the Triton decode at each of ``case["positions"]`` of a ``length``-key cache vs the reference
     (with ``case["chunk_keys"]`` keys per chunk-kernel step when given)."""
     import torch
+
     from superlinear.kernels import SuperlinearParams
     from superlinear.kernels.superlinear.span.decode import triton_decode
     from superlinear.kernels.superlinear.span.reference import decode_reference
@@ -86,6 +88,7 @@ def routes_equal(case: dict, device) -> dict:
     ``ties`` draws small integers, so that many scores tie exactly and the tie rule decides.
     """
     import torch
+
     from superlinear.kernels import SuperlinearParams
     from superlinear.kernels.superlinear.search.prefill import search_spans
     from superlinear.kernels.superlinear.search.reference import all_stripe_offsets, route, sequence_starts

@@ -8,6 +8,7 @@ import types
 
 import pluggy
 import pytest
+
 from superlinear.core.ports import CONTINUE
 from superlinear.core.values import SamplingParams
 from superlinear.plugins import DuplicateRegistration, ReplCommand, build_plugin_manager, collect, hookimpl

@@ -6,6 +6,7 @@ import random
 import time
 
 import pytest
+
 from superlinear.core.ports import StopRule
 from superlinear.core.values import RepetitionParams, SamplingParams
 from superlinear.plugins.builtin.stop_rules import (

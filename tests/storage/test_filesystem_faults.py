@@ -17,6 +17,7 @@ import msgpack
 import pytest
 import torch
 from safetensors import safe_open
+
 from superlinear.core.errors import InvalidRequest, NotFound, SnapshotError
 from superlinear.core.ports import SnapshotManifest
 from superlinear.core.values import Message

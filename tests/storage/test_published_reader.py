@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from superlinear.core.errors import InvalidRequest, SnapshotError
 from superlinear.storage import FilesystemSnapshotStore
 from superlinear.storage.published import load_cache, read_published_snapshot

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+
 from superlinear.core.errors import Conflict, InvalidRequest, NotFound
 from superlinear.core.ports import SnapshotManifest, SnapshotStore
 from superlinear.core.values import Message, SnapshotInfo

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from superlinear.adapters import HFTokenizer, TorchModel, default_model_dir
 from superlinear.core.values import Message
 

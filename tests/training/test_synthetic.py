@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from superlinear.adapters import HFTokenizer, default_model_dir
 from superlinear.core.values import Message
 

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import torch
-from superlinear.adapters import TorchModel, default_model_dir
 from tokenizers import Tokenizer
+
+from superlinear.adapters import TorchModel, default_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "training"))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
+
 from superlinear.plugins import collect
 
 from ..infra.client import CREATE_TIMEOUT, ApiError, Client
