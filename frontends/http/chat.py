@@ -16,6 +16,7 @@ from .body import read_json
 from .choices import choices_stream, merge_choices
 from .contract import to_json
 from .disconnect import IDLE, ClientGone, ClientWatch, watched_events
+from .errors import error_json
 from .limits import Limits
 from .metrics import Metrics, TurnTimer
 from .render import chat_completion, made_call
@@ -215,5 +216,4 @@ def _sse_headers(resp) -> None:
 def client_gone_handler(req, resp, exc, params):
     """A client that left gets nothing useful; answer 499 (nginx's convention) for the access log."""
     resp.status = "499 Client Closed Request"
-    resp.media = {"error": {"message": str(exc), "type": "invalid_request_error", "param": None,
-                            "code": "client_closed_request"}}
+    resp.media = error_json(str(exc), "invalid_request_error", None, "client_closed_request")

@@ -1,4 +1,7 @@
-"""Map domain and HTTP errors to OpenAI error objects and statuses, for every route."""
+"""Map domain and HTTP errors to OpenAI error objects and statuses, for every route.
+
+Every error answer is an `ErrorResponse` body class (responses.py), the schema /openapi.json gives every 4xx
+and 5xx answer, sent as `to_json` of it."""
 
 from __future__ import annotations
 
@@ -19,7 +22,11 @@ from superlinear.core import (
     TurnCancelled,
 )
 
-__all__ = ["error_body", "classify", "install_error_handlers", "Unavailable", "RETRY_AFTER"]
+from .contract import to_json
+from .responses import ErrorObject, ErrorResponse
+
+__all__ = ["error_response", "error_json", "classify", "install_error_handlers", "Unavailable", "RETRY_AFTER",
+           "INTERNAL"]
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +66,36 @@ _HTTP_CODES = {
 _CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> dict:
-    """Return the four-key OpenAI error object."""
-    return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+def error_response(message: str, etype: str, param: str | None = None, code: str | None = None) -> ErrorResponse:
+    """The OpenAI error object (message, type, param, code) as the body class every error answer is."""
+    return ErrorResponse(error=ErrorObject(message=message, type=etype, param=param, code=code))
 
 
-def classify(exc: BaseException) -> tuple[int, dict]:
+def error_json(message: str, etype: str, param: str | None = None, code: str | None = None) -> dict:
+    """`error_response` as the JSON sent."""
+    return to_json(error_response(message, etype, param, code))
+
+
+INTERNAL = ErrorResponse(error=ErrorObject(message="internal server error", type="server_error", param=None,
+                                           code="internal_error"))
+
+
+def classify(exc: BaseException) -> tuple[int, ErrorResponse]:
     """Return the status and body for an error raised while serving (domain errors and cancellations)."""
     if isinstance(exc, TurnCancelled):
-        return 503, error_body(str(exc) or "the turn was cancelled", "server_error", None, "cancelled")
+        return 503, error_response(str(exc) or "the turn was cancelled", "server_error", None, "cancelled")
     if not isinstance(exc, SuperlinearError):
-        return 500, error_body("internal server error", "server_error", None, "internal_error")
+        return 500, INTERNAL
     for kind, status, etype in _STATUS:
         if isinstance(exc, kind):
-            return status, error_body(exc.message, etype, exc.param, exc.code)
-    return 500, error_body(exc.message, "server_error", exc.param, exc.code)
+            return status, error_response(exc.message, etype, exc.param, exc.code)
+    return 500, error_response(exc.message, "server_error", exc.param, exc.code)
 
 
 def _domain(req, resp, exc, params):
     status, body = classify(exc)
     resp.status = status
-    resp.media = body
+    resp.media = to_json(body)
     if status == 503:
         resp.set_header("Retry-After", RETRY_AFTER)
 
@@ -96,7 +112,7 @@ def _http(req, resp, exc, params):
         message = f"no route for {req.method} {req.path}"
     if status == 405 and not exc.description:
         message = f"{req.method} is not allowed on {req.path}"
-    resp.media = error_body(message, etype, None, code)
+    resp.media = error_json(message, etype, None, code)
     for name, value in (exc.headers or {}).items():
         resp.set_header(name, value)
 
@@ -104,7 +120,7 @@ def _http(req, resp, exc, params):
 def _unexpected(req, resp, exc, params):
     log.exception("unhandled error on %s %s", req.method, req.path)
     resp.status = 500
-    resp.media = error_body("internal server error", "server_error", None, "internal_error")
+    resp.media = to_json(INTERNAL)
 
 
 def install_error_handlers(app: falcon.App) -> None:

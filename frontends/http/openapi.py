@@ -23,12 +23,17 @@ _ERROR_TEXT = {
     405: "Method not allowed on this route",
     409: "Conflict: the id exists, the session is busy (code session_busy), or the model differs",
     413: "Request body over the size limit",
+    415: "The body is not JSON (Content-Type)",
     422: "The snapshot is corrupt, truncated or of an unknown schema",
     499: "The client closed the connection before the answer",
     501: "Not available in this build",
+    500: "Internal error (code internal_error; the cause is in the server log, never in the answer)",
     503: "Loading, shutting down, or not enough memory (code insufficient_memory); see Retry-After",
+    507: "No space left to write the snapshot (code insufficient_storage)",
 }
-_COMMON = (401, 405, 413, 503)
+# Every route may answer these; a route with a body also 400 (not JSON, a field at fault) and 415.
+_COMMON = (401, 405, 413, 500, 503)
+_WITH_BODY = (400, 415)
 
 
 _RESPONSES = (*(getattr(responses, n) for n in responses.__all__),
@@ -48,7 +53,7 @@ def _json(schema: dict) -> dict:
 def _responses(ok: int, ok_schema: dict | None, errors: tuple[int, ...], content: dict | None = None) -> dict:
     out: dict = {str(ok): {"description": "Success", "content": content or _json(ok_schema or {})}}
     for status in sorted(set(errors) | set(_COMMON)):
-        entry: dict = {"description": _ERROR_TEXT[status], "content": _json(ref("Error"))}
+        entry: dict = {"description": _ERROR_TEXT[status], "content": _json(ref("ErrorResponse"))}
         if status in (405, 503):
             name = "Allow" if status == 405 else "Retry-After"
             entry["headers"] = {name: {"schema": {"type": "string"}}}
@@ -58,6 +63,7 @@ def _responses(ok: int, ok_schema: dict | None, errors: tuple[int, ...], content
 
 def _op(summary: str, ok: int, ok_schema: dict | None, errors: tuple[int, ...] = (), body: str | None = None,
         required: bool = False, content: dict | None = None) -> dict:
+    errors = (*errors, *_WITH_BODY) if body else errors
     op: dict = {"summary": summary, "responses": _responses(ok, ok_schema, errors, content)}
     if body:
         op["requestBody"] = {"required": required, "content": _json(ref(body))}
@@ -103,7 +109,7 @@ def _session_paths() -> dict:
             "post": _op("Copy the session in memory under a new id", 201, info, (400, 404, 409), "SessionFork")},
         "/v1/sessions/{session_id}/save": {
             "parameters": sid,
-            "post": _op("Save the session as a snapshot", 200, ref("SaveResult"), (400, 404, 409),
+            "post": _op("Save the session as a snapshot", 200, ref("SaveResult"), (400, 404, 409, 507),
                         "SnapshotMetadata")},
     }
 
@@ -115,13 +121,13 @@ def _snapshot_paths() -> dict:
         "/v1/snapshots/{snapshot_id}": {
             "parameters": snap,
             "get": _op("Get a snapshot's manifest", 200, ref("SnapshotInfo"), (400, 404, 422)),
-            "patch": _op("Edit title, description, tags", 200, ref("SnapshotInfo"), (400, 404, 422),
+            "patch": _op("Edit title, description, tags", 200, ref("SnapshotInfo"), (400, 404, 422, 507),
                          "SnapshotPatch"),
             "delete": _op("Delete a snapshot", 200, ref("Deleted"), (400, 404)),
         },
         "/v1/snapshots/import": {
             "post": _op("Import a snapshot directory saved by the published superlinear server", 200,
-                        ref("ImportResult"), (400, 403, 409, 422), "SnapshotImport", required=True)},
+                        ref("ImportResult"), (400, 403, 409, 422, 507), "SnapshotImport", required=True)},
         "/v1/snapshots/{snapshot_id}/load": {
             "parameters": snap,
             "post": _op("Load a snapshot into a session", 200, ref("LoadResult"), (400, 404, 409, 422),
@@ -133,7 +139,7 @@ def _events(chunk: str) -> dict:
     """Server-sent events, as SSE parsers (and OpenAPI 3.2's itemSchema) see each: `data` is a `chunk` (a
     response body class, the one the stream is built as) or an error object as JSON, or the last, [DONE]."""
     json_data = {"type": "string", "contentMediaType": "application/json",
-                 "contentSchema": {"anyOf": [ref(chunk), ref("Error")]}}
+                 "contentSchema": {"anyOf": [ref(chunk), ref("ErrorResponse")]}}
     data = {"anyOf": [json_data, {"const": "[DONE]"}],
             "description": f"a {chunk} or an Error as JSON; the last event's data is [DONE]"}
     event = {"type": "object", "required": ["data"], "properties": {"data": data, "event": {"type": "string"}}}

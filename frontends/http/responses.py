@@ -1,9 +1,10 @@
 """The response bodies, declared once as body classes: /openapi.json states them, and every route that builds
 an answer from values (chat and text completions and their stream chunks, models, tokenize, and the session
-and snapshot routes of session_responses.py) builds it as one of these and sends `to_json` of it.
+and snapshot routes of session_responses.py, /health, and every error answer of every route, in-band stream
+errors included) builds it as one of these and sends `to_json` of it.
 
-Every field is sent unless declared `optional`; `nullable` ones may be null. Health is open: its answer is
-still the services' status mapping, which may carry more fields than it declares.
+Every field is sent unless declared `optional`; `nullable` ones may be null. Each class is closed: it declares
+every field sent.
 """
 
 from __future__ import annotations
@@ -11,32 +12,44 @@ from __future__ import annotations
 from .contract import UNSET, Obj, body, optional, sent
 from .fields import Anything, Bool, Const, Int, ListOf, MapOf, Num, OneOf, Str
 
-__all__ = ["Error", "Health", "Model", "ModelList", "Usage", "ChatLogprobs", "ChatCompletion", "ChatCompletionChunk",
+__all__ = ["ErrorResponse", "Health", "RankStatus", "Model", "ModelList", "Usage", "ChatLogprobs", "ChatCompletion", "ChatCompletionChunk",
            "Completion", "CompletionChunk", "TokenizeResponse", "DetokenizeResponse"]
 
 
 _STR, _INT, _NUM, _BOOL = Str(), Int(), Num(), Bool()
 
 
-@body()
-class ErrorDetail:
+@body(doc="OpenAI's error object")
+class ErrorObject:
     message: str = sent(_STR)
-    type: str = sent(_STR)
-    param: str | None = sent(_STR, nullable=True)
-    code: str | None = sent(_STR, nullable=True)
+    type: str = sent(_STR, doc="invalid_request_error, not_found_error, conflict_error or server_error")
+    param: str | None = sent(_STR, nullable=True, doc="the request field or path id at fault")
+    code: str | None = sent(_STR, nullable=True, doc="a stable snake_case code (see the README's error table)")
+
+
+@body(doc="every 4xx and 5xx answer, and an error event in a stream")
+class ErrorResponse:
+    error: ErrorObject = sent(Obj(ErrorObject, inline=True))
+
+
+@body(doc="one rank of a model sharded with --tensor-parallel")
+class RankStatus:
+    rank: int = sent(_INT)
+    alive: bool = sent(_BOOL)
+    pid: int | None = sent(_INT, nullable=True)
+    device: str = sent(_STR)
+    weight_bytes: int = optional(_INT, doc="the rank's parameter bytes, once it has loaded them")
 
 
 @body()
-class Error:
-    error: ErrorDetail = sent(Obj(ErrorDetail, inline=True))
-
-
-@body(open=True)
 class Health:
     status: str = sent(OneOf(("ok", "loading", "error", "stopping")))
     model: str = optional(_STR)
     sessions: int = optional(_INT)
-    error: str | None = optional(_STR, nullable=True)
+    torch_threads: int | None = optional(_INT, nullable=True, default=UNSET,
+                                         doc="torch's intra-op CPU threads on the engine thread")
+    ranks: tuple[RankStatus, ...] = optional(ListOf(Obj(RankStatus)), doc="with --tensor-parallel, every rank")
+    error: str | None = optional(_STR, nullable=True, default=UNSET)
 
 
 @body()

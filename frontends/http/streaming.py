@@ -121,9 +121,9 @@ def reported(events: Iterator[bytes], streams: Sequence, what: str) -> Iterator[
         return
     except Exception as exc:  # noqa: BLE001 - the stream has started; report in-band
         status, body = classify(exc)
-        if status >= 500 and body["error"]["code"] == "internal_error":
+        if status >= 500 and body.error.code == "internal_error":
             log.exception("%s failed", what)
-        yield sse_event(body)
+        yield sse_body(body)
     finally:
         for items in streams:
             items.close()

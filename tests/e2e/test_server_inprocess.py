@@ -198,7 +198,7 @@ def test_the_openapi_document_describes_exactly_the_routes_and_their_methods(cli
         for op in (item[m.lower()] for m in documented):
             errors = [s for s in op["responses"] if s.startswith(("4", "5"))]
             assert all(op["responses"][s]["content"]["application/json"]["schema"] in (
-                {"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/Health"}) for s in errors)
+                {"$ref": "#/components/schemas/ErrorResponse"}, {"$ref": "#/components/schemas/Health"}) for s in errors)
 
 
 def test_every_route_with_an_id_in_its_path_answers_a_bad_one_400_naming_it(client):
