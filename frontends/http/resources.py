@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import attrs
@@ -10,7 +11,9 @@ import falcon
 from . import bodies
 from . import render_sessions as rs
 from .contract import read_body, to_json
+from .errors import RETRY_AFTER
 from .limits import Limits
+from .responses import Health as HealthBody
 from .responses import Model, ModelList
 from .services import Get
 from .session_responses import Deleted
@@ -28,18 +31,24 @@ __all__ = [
     "SessionFork",
 ]
 
+log = logging.getLogger(__name__)
+
 
 @attrs.define
 class Health:
     """Liveness and readiness; never waits on the engine thread."""
 
-    status: Callable[[], dict]
+    status: Callable[[], HealthBody]
 
     def on_get(self, req, resp):
-        info = self.status()
-        resp.status = 200 if info.get("status") == "ok" else 503
+        try:
+            info = to_json(self.status())
+        except Exception:  # noqa: BLE001 - the liveness probe never answers 500
+            log.exception("/health: building the status failed")
+            info = to_json(HealthBody(status="error", error="the status could not be built (see the server log)"))
+        resp.status = 200 if info["status"] == "ok" else 503
         if resp.status != 200:
-            resp.set_header("Retry-After", "5")
+            resp.set_header("Retry-After", RETRY_AFTER)
         resp.media = info
 
     def on_head(self, req, resp):

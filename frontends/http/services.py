@@ -11,6 +11,7 @@ import attrs
 from superlinear.core import SessionService
 
 from .errors import Unavailable
+from .responses import Health, RankStatus
 
 __all__ = ["Services", "ServiceHolder", "Get"]
 
@@ -84,23 +85,18 @@ class ServiceHolder:
         svc = self.peek()
         return svc.sessions if svc is not None else None
 
-    def status(self) -> dict:
-        """Describe readiness for /health."""
+    def status(self) -> Health:
+        """Describe readiness for /health, as the Health body class."""
         svc = self.peek()
         if self._closed:
-            return {"status": "stopping", "error": None}
+            return Health(status="stopping", error=None)
         if svc is None:
-            return {"status": "error" if self._error else "loading", "error": self._error}
-        info = {"status": "ok", "model": svc.model_name, "sessions": len(svc.sessions.list()),
-                "torch_threads": svc.torch_threads}
+            return Health(status="error" if self._error else "loading", error=self._error)
+        health = Health(status="ok", model=svc.model_name, sessions=len(svc.sessions.list()),
+                        torch_threads=svc.torch_threads)
         # A model sharded over ranks (--tensor-parallel) reports each of them.
         ranks = getattr(svc.sessions.model, "ranks_status", None)
-        if ranks is not None:
-            info["ranks"] = ranks()
-            stopped = [row["rank"] for row in info["ranks"] if not row["alive"]]
-            if stopped:
-                info.update(status="error", error=f"rank(s) {stopped} of the sharded model stopped")
-        return info
+        return health if ranks is None else _with_ranks(health, ranks)
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new work and stop the engine: running turns are cancelled and their sessions restored."""
@@ -122,3 +118,21 @@ class ServiceHolder:
         svc.sessions.engine.stop(timeout)
         for hook in svc.on_close:
             hook()
+
+
+def _with_ranks(health: Health, ranks_status: Callable[[], list[dict]]) -> Health:
+    """`health` with every rank's row; an error naming the stopped ones. A row that is not a RankStatus (a
+    field the model reports that the class does not declare) is logged and its rows left out, never a 500."""
+    try:
+        rows = ranks_status()
+    except Exception as exc:  # noqa: BLE001 - the liveness probe answers what it knows
+        log.exception("/health: the ranks' status could not be read")
+        return attrs.evolve(health, status="error", error=f"the ranks' status could not be read: {exc}")
+    stopped = [row.get("rank") for row in rows if not row.get("alive")]
+    if stopped:
+        health = attrs.evolve(health, status="error", error=f"rank(s) {stopped} of the sharded model stopped")
+    try:
+        return attrs.evolve(health, ranks=tuple(RankStatus(**row) for row in rows))
+    except TypeError:
+        log.exception("/health: a rank's row does not fit RankStatus; the ranks are left out")
+        return health
