@@ -2,14 +2,21 @@
 gives it (the app over the core's fakes). Chat and text completions and every stream chunk, over the shapes
 a random request rarely reaches (tool calls, logprobs, n choices, echo, usage on or off, thinking deltas);
 every session and snapshot route, over the shapes schemathesis rarely reaches (a prefill under way, a
-snapshot another model saved, the published client's nested fields)."""
+snapshot another model saved, the published client's nested fields); error answers of every kind (400, 404,
+405, 409, 413, 415, 500, an error event in a started stream) against the schema each route gives that status;
+/health in every state (loading, failed, stopping, sharded, a rank down) and a live server's, keys included, with
+its fallbacks (a rank row the class does not declare, ranks that cannot be read, a status that cannot be
+built); and a planted schema bug fails the answers."""
 
+import copy
 import json
+import threading
 
 import attrs
 import falcon.testing
 import jsonschema
 import pytest
+import requests
 
 from superlinear.core import Engine, SessionService
 from superlinear.core.testing import FakeModel, FakeTokenizer, FixedClock, SequentialIds
@@ -215,3 +222,246 @@ def test_a_session_polled_during_a_long_prefill_matches_its_schema():
         _validator("SessionInfo").validate(r.json)
     assert len(progress) > 2 and progress[0]["seconds_left"] is None
     assert all(isinstance(p["seconds_left"], float) for p in progress[1:])
+
+
+# Error answers: every one is an ErrorResponse, the schema the document gives each route's 4xx and 5xx answers.
+
+
+def _documented(route: str, method: str, status: int, document: dict = DOCUMENT) -> jsonschema.Draft202012Validator:
+    """The validator of the answer `document` gives `method route` for `status`."""
+    schema = document["paths"][route][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+class Broken(FakeModel):
+    """Fails on its `fail_at`th sampled token, as a bug in a model would."""
+
+    fail_at = 3
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sampled = 0
+
+    def sample(self, *args, **kwargs):
+        self.sampled += 1
+        if self.sampled >= self.fail_at:
+            raise RuntimeError("a planted model bug")
+        return super().sample(*args, **kwargs)
+
+
+def _app(fake):
+    sessions = SessionService(model=fake, tok=fake.tok, engine=Engine().start(), store=MemorySnapshotStore(),
+                              clock=FixedClock(), ids=SequentialIds(), stop_rules=lambda r: [], entropy=lambda: 1,
+                              default_max_seq_len=512)
+    held = Services(sessions=sessions, model_name="fake", default_max_tokens=8, torch_threads=2)
+    app = create_app(ServiceHolder(lambda: held, background=False), AppOptions(load_plugins=False,
+                                                                               limits=Limits(max_body_bytes=4096)))
+    return falcon.testing.TestClient(app), sessions
+
+
+ERRORS = [  # (method, route, concrete path, request, status, code)
+    ("post", "/v1/chat/completions", None, {"json": {"messages": USER, "max_tokens": 0}}, 400, None),
+    ("post", "/v1/chat/completions", None, {"body": "{", "content_type": "application/json"}, 400, "invalid_json"),
+    ("post", "/v1/chat/completions", None, {"json": {"messages": USER, "model": "other"}}, 400, None),
+    ("post", "/v1/chat/completions", None, {"json": {"messages": USER, "session_id": "nope"}}, 404, "not_found"),
+    ("post", "/v1/sessions", None, {"body": "x", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+    ("post", "/v1/sessions", None, {"json": {"session_id": "x" * 5000}}, 413, "request_too_large"),
+    ("post", "/v1/sessions", None, {"json": {"session_id": "taken"}}, 409, "conflict"),
+    ("get", "/v1/sessions/{session_id}", "/v1/sessions/nope", {}, 404, "not_found"),
+    ("get", "/v1/sessions/{session_id}", "/v1/sessions/-bad", {}, 400, None),
+    ("post", "/v1/sessions/{session_id}/rollback", "/v1/sessions/taken/rollback", {"json": {}}, 400, None),
+    ("get", "/v1/snapshots/{snapshot_id}", "/v1/snapshots/deadbeef", {}, 404, "not_found"),
+    ("post", "/v1/snapshots/{snapshot_id}/load", "/v1/snapshots/deadbeef/load", {"json": {}}, 404, "not_found"),
+    ("get", "/v1/models/{model_id}", "/v1/models/other", {}, 404, "model_not_found"),
+    ("post", "/tokenize", None, {"json": {}}, 400, None),
+    ("get", "/v1/models", None, {"method": "DELETE"}, 405, "method_not_allowed"),
+    ("post", "/v1/chat/completions", None, {"json": {"messages": USER, "max_tokens": 8}}, 500, "internal_error"),
+]
+
+
+@pytest.mark.parametrize("method,route,path,request_,status,code", ERRORS,
+                         ids=[f"{e[0]} {e[2] or e[1]} {e[4]}" for e in ERRORS])
+def test_error_answers_of_every_kind_match_the_schema_of_their_route(method, route, path, request_, status, code):
+    app, sessions = _app(Broken(FakeTokenizer()))
+    try:
+        sessions.create("taken")
+        request_ = dict(request_)
+        result = app.simulate_request(request_.pop("method", method.upper()), path or route, **request_)
+    finally:
+        sessions.engine.stop()
+    assert result.status_code == status, result.text
+    _documented(route, method, status).validate(result.json)
+    assert result.json["error"]["code"] == code
+
+
+def test_an_error_in_a_started_stream_is_an_error_event_the_stream_schema_names():
+    app, sessions = _app(Broken(FakeTokenizer()))
+    try:
+        result = app.simulate_post("/v1/chat/completions", json={"messages": USER, "max_tokens": 8, "stream": True})
+    finally:
+        sessions.engine.stop()
+    assert result.status_code == 200
+    *chunks, error = _events(result.text)
+    assert chunks and error == {"error": {"message": "internal server error", "type": "server_error", "param": None,
+                                          "code": "internal_error"}}
+    schema = DOCUMENT["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    event = schema["schema"]["properties"]["data"]["anyOf"][0]["contentSchema"]
+    for data in (*chunks, error):
+        jsonschema.Draft202012Validator({**event, "components": DOCUMENT["components"]}).validate(data)
+
+
+def test_every_error_status_of_every_route_is_documented_as_the_error_response():
+    for item in DOCUMENT["paths"].values():
+        for op in (op for m, op in item.items() if m != "parameters"):
+            errors = {s: r for s, r in op["responses"].items() if s[0] in "45"}
+            assert "500" in errors or op["summary"].startswith("Liveness")
+            bodies = {r["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1] for r in errors.values()}
+            assert bodies == ({"Health"} if op["summary"].startswith("Liveness") else {"ErrorResponse"})
+
+
+# /health: the Health body class, closed; its rows of a sharded model are RankStatus.
+
+HEALTH = DOCUMENT["components"]["schemas"]["Health"]
+RANK = DOCUMENT["components"]["schemas"]["RankStatus"]
+
+
+def check_health(result_status: int, health: dict) -> None:
+    """Validate a /health answer against the schema the document gives its status, and its keys against the
+    class: every field sent is declared, and a rank row sends every field RankStatus declares."""
+    _documented("/health", "get", result_status).validate(health)
+    assert set(health) <= set(HEALTH["properties"]) and set(HEALTH["required"]) <= set(health)
+    for row in health.get("ranks", ()):
+        assert set(row) == set(RANK["properties"]), row
+
+
+class Sharded(FakeModel):
+    """A fake model over ranks, reporting rows as the tensor-parallel port does (or `rows` when given)."""
+
+    def __init__(self, *args, rows=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows = rows if rows is not None else [
+            {"rank": 0, "alive": True, "pid": 10, "device": "cpu", "weight_bytes": 100},
+            {"rank": 1, "alive": True, "pid": 11, "device": "cpu", "weight_bytes": 90}]
+
+    def ranks_status(self):
+        if isinstance(self.rows, Exception):
+            raise self.rows
+        return [dict(row) for row in self.rows]
+
+
+def _health(fake):
+    app, sessions = _app(fake)
+    try:
+        return app.simulate_get("/health")
+    finally:
+        sessions.engine.stop()
+
+
+def test_health_of_a_single_process_and_of_a_sharded_model_matches_its_schema():
+    single = _health(FakeModel(FakeTokenizer()))
+    assert single.status_code == 200
+    check_health(200, single.json)
+    assert single.json == {"status": "ok", "model": "fake", "sessions": 0, "torch_threads": 2}
+    sharded = _health(Sharded(FakeTokenizer()))
+    check_health(200, sharded.json)
+    assert [row["pid"] for row in sharded.json["ranks"]] == [10, 11]
+    dead = Sharded(FakeTokenizer(), rows=[{"rank": 0, "alive": True, "pid": 10, "device": "cpu"},
+                                          {"rank": 1, "alive": False, "pid": None, "device": "cpu"}])
+    stopped = _health(dead)
+    assert stopped.status_code == 503 and stopped.json["error"] == "rank(s) [1] of the sharded model stopped"
+    check_health(503, {**stopped.json, "ranks": []})  # rows without weight_bytes: only the rows differ
+    _documented("/health", "get", 503).validate(stopped.json)
+
+
+def test_health_while_loading_after_a_failed_load_and_when_stopping_matches_its_schema():
+    def failed():
+        raise FileNotFoundError("no weights here")
+
+    gate = threading.Event()
+    loading = ServiceHolder(lambda: gate.wait() and None, background=True)
+    stopping = ServiceHolder(lambda: None, background=False)
+    stopping.close()
+    try:
+        for holder, status in ((loading, "loading"), (ServiceHolder(failed, background=False), "error"),
+                               (stopping, "stopping")):
+            result = falcon.testing.TestClient(create_app(holder, AppOptions(load_plugins=False))).simulate_get(
+                "/health")
+            assert result.status_code == 503 and result.json["status"] == status
+            check_health(503, result.json)
+    finally:
+        gate.set()
+
+
+def test_a_rank_row_the_class_does_not_declare_is_logged_and_health_still_answers(caplog):
+    rows = [{"rank": 0, "alive": True, "pid": 10, "device": "cpu", "weight_bytes": 1, "temperature_c": 60}]
+    result = _health(Sharded(FakeTokenizer(), rows=rows))
+    assert result.status_code == 200 and "ranks" not in result.json
+    check_health(200, result.json)
+    assert "does not fit RankStatus" in caplog.text and "temperature_c" in caplog.text
+
+
+def test_ranks_that_cannot_be_read_make_health_an_error_not_a_500(caplog):
+    result = _health(Sharded(FakeTokenizer(), rows=ConnectionError("the link is down")))
+    assert result.status_code == 503 and result.headers["retry-after"]
+    assert result.json["error"] == "the ranks' status could not be read: the link is down"
+    check_health(503, result.json)
+
+
+def test_a_status_that_cannot_be_built_answers_503_with_what_can_be_built(monkeypatch, caplog):
+    def broken(self):
+        raise KeyError("a planted bug in the status")
+
+    monkeypatch.setattr(ServiceHolder, "status", broken)
+    result = _health(FakeModel(FakeTokenizer()))
+    assert result.status_code == 503 and result.json["status"] == "error"
+    check_health(503, result.json)
+    assert "building the status failed" in caplog.text
+
+
+def _planted(path: tuple[str, ...], change) -> dict:
+    """A copy of the document with one planted bug at `path` under the component schemas."""
+    document = copy.deepcopy(DOCUMENT)
+    node = document["components"]["schemas"]
+    for key in path[:-1]:
+        node = node[key]
+    change(node, path[-1])
+    return document
+
+
+def _drop(node, key):
+    node.pop(key)
+
+
+def _retype(kind):
+    return lambda node, key: node.update({key: {"type": kind}})
+
+
+@pytest.mark.parametrize("path,change", [
+    (("ErrorResponse", "properties", "error", "properties", "code"), _drop),
+    (("ErrorResponse", "properties", "error", "properties", "param"), _retype("null")),
+    (("Health", "properties", "torch_threads"), _drop),
+    (("RankStatus", "properties", "pid"), _retype("string")),
+], ids=["error without code", "error param always null", "health without torch_threads", "rank pid a string"])
+def test_a_planted_schema_bug_fails_the_answers(path, change):
+    if path[0] == "ErrorResponse":
+        route, status, answer = "/v1/sessions/{session_id}", 404, _answer(FakeModel(FakeTokenizer()), "/v1/sessions/x")
+    else:
+        route, status, answer = "/health", 200, _answer(Sharded(FakeTokenizer()), "/health")
+    _documented(route, "get", status).validate(answer)
+    with pytest.raises(jsonschema.ValidationError):
+        _documented(route, "get", status, _planted(path, change)).validate(answer)
+
+
+def _answer(fake, path: str) -> dict:
+    app, sessions = _app(fake)
+    try:
+        return app.simulate_get(path).json
+    finally:
+        sessions.engine.stop()
+
+
+def test_a_live_single_process_health_matches_its_schema(server):
+    result = requests.get(f"{server}/health", timeout=10)
+    assert result.status_code == 200
+    check_health(200, result.json())
+    assert set(result.json()) == {"status", "model", "sessions", "torch_threads"}
