@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from openai import OpenAI
 
+from .test_http_responses import check_health
+
 NO_THINK = {"enable_thinking": False}
 FIRST = [{"role": "user", "content": "Name three colours."}]
 NEXT = [{"role": "user", "content": "And three animals?"}]
@@ -53,6 +55,8 @@ def test_a_server_sharded_over_two_gloo_ranks_answers_like_one_process(
     with launch_server(server_env, tmp_path / "server.log", *flags) as (url, _proc):
         health = requests.get(f"{url}/health", timeout=5).json()
         assert [(r["rank"], r["alive"]) for r in health["ranks"]] == [(0, True), (1, True)]
+        check_health(200, health)  # the Health schema declares every field sent, the rows' too
+        assert set(health) == {"status", "model", "sessions", "torch_threads", "ranks"}
         metrics = requests.get(f"{url}/metrics", timeout=5).text
         assert 'spl_rank_alive{rank="1"} 1.0' in metrics and 'spl_rank_weight_bytes{rank="1"}' in metrics
         assert all(row["weight_bytes"] > 0 for row in health["ranks"])
@@ -81,3 +85,4 @@ def test_a_server_sharded_over_two_gloo_ranks_answers_like_one_process(
         while (r := requests.get(f"{url}/health", timeout=5)).status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert r.status_code == 503 and "rank(s) [1]" in r.json()["error"]
+        check_health(503, r.json())
