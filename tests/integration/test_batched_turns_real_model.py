@@ -53,13 +53,19 @@ def answer(handle):
     return "".join(e.text for e in handle.events(timeout=120) if e.kind == "content")
 
 
-def test_greedy_answers_of_a_batched_run_equal_the_answers_alone(model):
+def answers_alone(model) -> dict:
+    """Each prompt's greedy answer and final ledger, every turn run on its own (no other turn in the step)."""
     alone = service(model)
     expected = {}
     for sid, (text, n) in PROMPTS.items():
         alone.create(sid)
         expected[sid] = (answer(alone.chat(request(sid, text, n))), list(alone.session(sid).ledger))
     alone.engine.stop()
+    return expected
+
+
+def test_greedy_answers_of_a_batched_run_equal_the_answers_alone(model):
+    expected = answers_alone(model)
     model.batch_sizes.clear()
 
     svc = service(model)
@@ -115,12 +121,7 @@ def start_together(svc, requests):
 def test_prompts_prefilled_together_in_one_forward_answer_as_alone(model):
     """Four turns of different prompt lengths start in one step: their prompts (and then their generation
     prompts) share batched forwards of rows of different lengths; every answer and ledger is as alone."""
-    alone = service(model)
-    expected = {}
-    for sid, (text, n) in PROMPTS.items():
-        alone.create(sid)
-        expected[sid] = (answer(alone.chat(request(sid, text, n))), list(alone.session(sid).ledger))
-    alone.engine.stop()
+    expected = answers_alone(model)
     model.prompt_batches.clear()
 
     svc = service(model, budget=4096)
