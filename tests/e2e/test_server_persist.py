@@ -102,17 +102,8 @@ def test_deleting_a_kept_session_before_its_first_use_removes_its_autosave(engin
     assert restore_sessions(service(engines(), store)) == ["bob"]
 
 
-class PortStore(FakeSnapshotStore):
-    """The fake store, raising NotFound for a missing snapshot on delete as the port says (the fake's KeyError)."""
-
-    def delete(self, snapshot_id):
-        if snapshot_id not in self._items:
-            raise NotFound(f"no snapshot {snapshot_id!r}")
-        super().delete(snapshot_id)
-
-
 def test_a_kept_session_whose_autosave_was_removed_by_hand_says_so_and_can_be_deleted(engines):
-    store = PortStore()
+    store = FakeSnapshotStore()
     first = service(engines(), store)
     talk(first, "alice", "Hello")
     persist_sessions(first)
