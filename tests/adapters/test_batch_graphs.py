@@ -337,3 +337,42 @@ def test_shared_offset_tables_serve_new_rows_and_kv_growth_with_one_graph_under_
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
     assert result.stdout.strip().endswith("ok")
+
+
+EAGER_BATCHED = r"""
+import random, sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_batch_graphs import _eager_row, _model, _prefilled
+from superlinear.adapters.hybrid import batch
+from superlinear.kernels.superlinear.attention import api
+seed = int(sys.argv[1])
+lm = _model("superlinear-exp", seed, dtype=torch.bfloat16)
+_, states, copies = _prefilled(lm, (1, 40, 255), seed, max_len=600)
+api.ACCELERATED_PREFILL["cpu"] = api.ACCELERATED_PREFILL["cuda"]  # the eager rows decode through Triton
+calls = []
+real = batch.triton_decode_rows
+batch.triton_decode_rows = lambda *a, **k: calls.append(len(a[2])) or real(*a, **k)
+rng = random.Random(seed)
+with torch.inference_mode():
+    for _ in range(2):
+        tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+        got = batch.decode_step(lm, states, tokens)
+        for b, (copy, token) in enumerate(zip(copies, tokens)):
+            want = _eager_row(lm, copy, token).float()
+            err = float((got[b].float() - want).norm() / want.norm())
+            assert err < 3e-2, (b, err)
+attention_layers = sum(block.kind == "*" for block in lm.layers)
+assert calls == [3] * (2 * attention_layers), calls  # one batched decode of all rows per layer and step
+print("ok")
+"""
+
+
+def test_the_eager_batched_step_decodes_all_rows_in_one_call_under_the_interpreter():
+    """`batch.decode_step` on the Triton kernels (bf16): one batched Superlinear decode per attention layer
+    for rows at positions 1, 40 and 255 (the last slot of its buffer), each row as its own eager step."""
+    seed = random.SystemRandom().randrange(2**31)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", EAGER_BATCHED, str(seed), os.path.dirname(__file__)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip().endswith("ok")

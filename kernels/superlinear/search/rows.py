@@ -50,7 +50,12 @@ def search_spans_rows(
     # queries of one sequence, each with its row's position.
     flat = keys.view(1, 1, batch * q_heads, splits, track)
     routes = _select(
-        flat, positions.repeat_interleave(q_heads), starts[:1], tables, tables.capacity, num_spans
+        flat,
+        positions[:, None].expand(batch, q_heads).reshape(-1),
+        starts[:1],
+        tables,
+        tables.capacity,
+        num_spans,
     )
     shape = (batch, q_heads, 1, num_spans)
     return SpanRoutes(

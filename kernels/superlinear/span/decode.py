@@ -320,7 +320,7 @@ def triton_decode_rows(
     # The routes of a position depend on the tables only through t = q + 1 <= capacity, so one table for
     # the largest capacity serves every row (and the stripes split in 64s as the single-row search does).
     routing = routing_tables(params, prefill_capacity(capacity), Q2.device)
-    positions = positions.reshape(-1).to(torch.int64)
+    positions = positions.reshape(-1).to(torch.int64).contiguous()
     routes = search_spans_rows(Q1, k_base, tables[0], tables[2], positions, routing, params.num_spans)
     part_out, part_lse = _chunk_partials(
         Q2, k_base, v_base, positions, routes, routing, chunk_keys, programs_per_sm, rows=tables
