@@ -258,7 +258,7 @@ class _Recorded:
 @attrs.define(eq=False)
 class _Prepared:
     key: tuple  # the graph key of the step
-    tables: Tables
+    tables: Tables | None  # None: built from the rows when the step runs (not for a replay)
     anchors: Anchors | None = None
     capacity: int | None = None
 
@@ -325,15 +325,18 @@ class BatchedGraphs:
                 shared = self._shared[size] = SharedTables(self.lm, _anchors(self.lm, self.scratch), size)
             capacity = prefill_capacity(shared.refresh(rows))
             return _Prepared((size, "shared", capacity), shared.tables, shared.anchors, capacity)
-        return _Prepared((size, tuple(buffer_key(s) for s in rows)), row_tables(self.lm, rows))
+        return _Prepared((size, tuple(buffer_key(s) for s in rows)), None)
 
     def _run(self, size: int, rows: Sequence[HybridState], prepared: _Prepared) -> torch.Tensor:
         """The step on the static buffers of `size`."""
-        return decode_rows(self.lm, self._ids[size], self._positions[size], rows, prepared.tables,
-                           prepared.anchors, prepared.capacity)
+        tables = prepared.tables if prepared.tables is not None else row_tables(self.lm, rows)
+        return decode_rows(self.lm, self._ids[size], self._positions[size], rows, tables, prepared.anchors,
+                           prepared.capacity)
 
     def _eager_then_record(self, size: int, rows: Sequence[HybridState], prepared: _Prepared) -> torch.Tensor:
         """Run the step eagerly (the real result; warms every kernel), then record it for replays."""
+        if prepared.tables is None:  # the tables a graph reads are built once, before capture
+            prepared = attrs.evolve(prepared, tables=row_tables(self.lm, rows))
         if not self.capture:  # replays run the step on the tables prepared for the rows they get
             logits = self._run(size, rows, prepared).clone()
             out = torch.empty_like(logits)
