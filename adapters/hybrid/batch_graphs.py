@@ -74,12 +74,13 @@ def rows_batched(lm: HybridLM) -> bool:
     Mamba-2 layer on its fused decode, every attention layer Superlinear in a dtype of its Triton kernels."""
     if not _on_kernels(lm.device):
         return False
-    probe = torch.empty(1, 1, 1, 1, dtype=lm.dtype, device=lm.device)
     for block in lm.layers:
         if block.kind == "M" and not block.mixer.fused_decode:
             return False
-        if block.kind == "*" and not (isinstance(block.mixer, SuperlinearAttention) and supports(probe, probe)):
-            return False
+        if block.kind == "*":
+            probe = torch.empty(1, 1, 1, block.mixer.head_dim, dtype=lm.dtype, device=lm.device)
+            if not (isinstance(block.mixer, SuperlinearAttention) and supports(probe, probe)):
+                return False
     return True
 
 
