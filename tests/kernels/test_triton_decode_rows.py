@@ -124,3 +124,19 @@ def test_one_captured_batched_decode_serves_other_rows_through_its_tables_on_cud
             q1[b : b + 1], q2[b : b + 1], keys2[b], values2[b], where[b : b + 1], None, params
         )
         assert torch.equal(out[b : b + 1], alone), b
+
+
+def test_fp32_rows_take_the_per_row_reference_exactly(released, rng):
+    """Inputs the Triton kernels do not take (fp32 on CPU) run the per-row decode, i.e. its reference."""
+    from superlinear.kernels.superlinear.span.decode import triton_decode_rows
+    from superlinear.kernels.superlinear.span.reference import decode_reference
+
+    caps = [rng.randrange(1, 3000) for _ in range(3)] + [2100]
+    positions = [rng.randrange(c) for c in caps[:3]] + [2099]
+    q1, q2 = (torch.randn(4, 4, 1, 16) for _ in range(2))
+    keys, values = ([torch.randn(1, 2, c, 16) for c in caps] for _ in range(2))
+    out = triton_decode_rows(q1, q2, keys, values, torch.tensor(positions), released)
+    for b, pos in enumerate(positions):
+        at = torch.tensor([pos])
+        want = decode_reference(q1[b : b + 1], q2[b : b + 1], keys[b], values[b], at, None, released)
+        assert torch.equal(out[b : b + 1], want), b
