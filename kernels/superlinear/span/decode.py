@@ -303,13 +303,13 @@ def triton_decode_rows(
     given ``tables``, so a caller that updates the tables and positions in place can replay one CUDA
     graph for any rows. Unsupported inputs run ``triton_decode`` row by row (its reference).
     """
+    out = torch.empty_like(Q2) if out is None else out
     if not supports(Q2, keys[0]):
         for b in range(len(keys)):
-            row = triton_decode(
-                Q1[b : b + 1], Q2[b : b + 1], keys[b], values[b], positions[b : b + 1], None, params
+            where = positions[b : b + 1]
+            out[b : b + 1] = triton_decode(
+                Q1[b : b + 1], Q2[b : b + 1], keys[b], values[b], where, None, params
             )
-            out = torch.empty_like(Q2) if out is None else out
-            out[b : b + 1] = row
         return out
     chunk_keys = CHUNK_KEYS if chunk_keys is None else chunk_keys
     require(chunk_keys in (64, 128), f"chunk_keys must be 64 or 128, got {chunk_keys}")
@@ -325,7 +325,6 @@ def triton_decode_rows(
     part_out, part_lse = _chunk_partials(
         Q2, k_base, v_base, positions, routes, routing, chunk_keys, programs_per_sm, rows=tables
     )
-    out = torch.empty_like(Q2) if out is None else out
     _combine(part_out, part_lse, positions, routes, routing.window, out, chunk_keys, rows=True)
     return out
 
