@@ -11,7 +11,8 @@ the selected slots and the gate's scores equal the reference's (the fp32 tensor-
 misplace near-ties, which the extra candidate and the exact rescoring settle). ``_select_kernel`` merges
 the splits' candidates (decode splits the stripes over many programs; prefill uses one split), picks the
 top k, decodes score and anchor and computes the span bounds from the host-built tables of
-``search.tables``.
+``search.tables``. With ``ROWS`` the search kernel takes one query per batch row, each at its own position
+over its own KV buffer (``search.rows``).
 """
 
 from dataclasses import dataclass

@@ -15,6 +15,10 @@ Launches (all shapes fixed by the cache capacity, the query position read on the
 
 No host sync, no data-dependent Python branch: the position tables are built (cached) before capture by
 a first eager call with the same capacity. The prefill entry point sends single-query calls here too.
+
+``triton_decode_rows`` runs the same three steps for B rows in one launch sequence, each row at its own
+device position over its own KV buffers, reached through device tables of offsets from an anchor tensor
+and of capacities (the kernels' ``ROWS`` variant; a batch of sessions in one CUDA graph).
 """
 
 import math
