@@ -20,9 +20,14 @@ from .common.toolkit import padded_block
 __all__ = ["offsets", "write_kv_rows"]
 
 
-def offsets(buffers: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Element offsets of each buffer from the first (same dtype), an int64 table on their device."""
-    base, size = buffers[0].data_ptr(), buffers[0].element_size()
+def offsets(buffers: Sequence[torch.Tensor], base: torch.Tensor | None = None) -> torch.Tensor:
+    """Element offsets of each buffer from ``base`` (default the first; same dtype), an int64 table on
+    their device. A fixed ``base`` (a buffer that outlives the rows) lets a kernel launched with it as its
+    pointer serve any rows: only the table changes."""
+    anchor = buffers[0] if base is None else base
+    if any(t.dtype != anchor.dtype for t in buffers):
+        raise ValueError("every buffer needs the base's dtype")
+    base, size = anchor.data_ptr(), anchor.element_size()
     return torch.tensor([(t.data_ptr() - base) // size for t in buffers], dtype=torch.int64,
                         device=buffers[0].device)
 
@@ -48,15 +53,18 @@ def _kv_rows_kernel(
 def write_kv_rows(
     k: torch.Tensor, v: torch.Tensor, k_buffers: Sequence[torch.Tensor], v_buffers: Sequence[torch.Tensor],
     tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor], positions: torch.Tensor,
+    anchors: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     """Store row b's ``k[b]``, ``v[b]`` [HKV, 1, D] (unit stride in D) at ``positions[b]`` of its buffers
     ``k_buffers[b]``, ``v_buffers[b]`` [1, HKV, cap_b, D] contiguous; ``tables`` = (``offsets(k_buffers)``,
-    ``offsets(v_buffers)``, capacities int64), all on the device."""
+    ``offsets(v_buffers)``, capacities int64), all on the device; with ``anchors`` (k, v) the offsets count
+    from those tensors instead of row 0's buffers."""
+    k_base, v_base = anchors if anchors is not None else (k_buffers[0], v_buffers[0])
     rows, heads, _, dim = k.shape
     k_off, v_off, caps = tables
     # fmt: off
     _kv_rows_kernel[(rows, heads)](
-        k, v, k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_buffers[0], v_buffers[0], k_off, v_off, caps,
+        k, v, k.stride(0), k.stride(1), v.stride(0), v.stride(1), k_base, v_base, k_off, v_off, caps,
         positions, D=dim, BLOCK_D=padded_block(dim),
     )
     # fmt: on

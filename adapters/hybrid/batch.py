@@ -1,9 +1,10 @@
 """One decode step over many sequences: B states of any lengths each take one token in one forward.
 
 Embeddings, norms, projections, MLP and MoE run on [B, 1, H] together; Mamba-2 layers update their
-stacked conv/SSM states at once; attention runs at each row's own position over its own cache: on CPU,
-Superlinear attention takes rows of similar lengths in one call (right-aligned, left-padded with the
-kernel's mask), other rows one at a time.
+stacked conv/SSM states at once; attention runs at each row's own position over its own cache: where the
+Triton kernels run (CUDA or the interpreter, fp16/bf16), Superlinear attention of all rows is one batched
+decode over the rows' own buffers (`span.decode.triton_decode_rows`); otherwise on CPU it takes rows of
+similar lengths in one call (right-aligned, left-padded with the kernel's mask), other rows one at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from superlinear.kernels import superlinear_attention
+from superlinear.kernels.superlinear.search.prefill import supports
+from superlinear.kernels.superlinear.span.decode import triton_decode_rows
 
 from .attention import DenseAttention, SuperlinearAttention, dense_causal_attention
 from .mamba import Mamba2Mixer
@@ -60,6 +63,10 @@ def attention_rows(
     q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
     views = [cache.write(pos, k[b : b + 1], v[b : b + 1])
              for b, (cache, pos) in enumerate(zip(caches, positions, strict=True))]
+    if superlinear and supports(q2, caches[0].k):  # the Triton kernels: all rows in one batched decode
+        where = torch.tensor(list(positions), dtype=torch.int64, device=hidden.device)
+        out = triton_decode_rows(q1, q2, [c.k for c in caches], [c.v for c in caches], where, att.params)
+        return att.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
     out = q2.new_empty(batch, att.num_heads, 1, att.head_dim)
     grouped = superlinear and hidden.device.type == "cpu"
     for rows in length_groups(positions) if grouped else [[b] for b in range(batch)]:

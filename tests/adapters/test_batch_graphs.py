@@ -291,3 +291,88 @@ def test_cuda_graphs_off_runs_the_eager_batched_step(monkeypatch):
     for state, copy, token in zip(states, copies, tokens, strict=True):
         want = _eager_row(lm, copy, token)
         assert float((state.logits - want).norm() / want.norm()) < 5e-2
+
+
+SHARED_TABLES = r"""
+import random, sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_batch_graphs import _eager_row, _model, _prefilled
+from superlinear.adapters.hybrid.batch_graphs import BatchedGraphs, rows_batched
+from superlinear.kernels.superlinear.attention import api
+seed = int(sys.argv[1])
+lm = _model("superlinear-exp", seed, dtype=torch.bfloat16)
+# A: capacity 256; B: 256, grows to 512 at its second step; C: 300 (the decode's capacity 512).
+_, states, copies = _prefilled(lm, (9, 255, 300), seed, max_len=600)
+api.ACCELERATED_PREFILL["cpu"] = api.ACCELERATED_PREFILL["cuda"]  # decode through the Triton kernels
+assert rows_batched(lm)  # every per-row part reads the shared offset tables
+graphs = BatchedGraphs(lm, buckets=(4,), capture=False)
+rng = random.Random(seed)
+def step(rows):
+    tokens = [rng.randrange(lm.config.vocab_size) for _ in rows]
+    got = graphs.step([states[i] for i in rows], tokens)
+    for b, (i, token) in enumerate(zip(rows, tokens)):
+        want = _eager_row(lm, copies[i], token).float()
+        err = float((got[b].float() - want).norm() / want.norm())
+        assert err < 3e-2, (rows, b, err)
+with torch.inference_mode():
+    step([0, 1])
+    assert graphs.captures == 1
+    step([0, 1, 2])  # the largest capacity passes 256: a new key (decode capacity 512)
+    assert graphs.captures == 2
+    step([1, 2])  # B's KV grows to 512 here, new buffers: same key
+    step([2, 0, 1])  # another composition, no padded row: same key
+    step([2, 0])
+    assert states[1].capacity == 512 and graphs.captures == 2, graphs.captures
+print("ok")
+"""
+
+
+def test_shared_offset_tables_serve_new_rows_and_kv_growth_with_one_graph_under_the_interpreter():
+    """With every per-row part batched, the graph key is (bucket, decode capacity): rows joining and
+    leaving and a KV buffer growing (new addresses) replay the same recorded step, which still gives
+    every row what its own eager step gives."""
+    seed = random.SystemRandom().randrange(2**31)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", SHARED_TABLES, str(seed), os.path.dirname(__file__)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip().endswith("ok")
+
+
+EAGER_BATCHED = r"""
+import random, sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_batch_graphs import _eager_row, _model, _prefilled
+from superlinear.adapters.hybrid import batch
+from superlinear.kernels.superlinear.attention import api
+seed = int(sys.argv[1])
+lm = _model("superlinear-exp", seed, dtype=torch.bfloat16)
+_, states, copies = _prefilled(lm, (1, 40, 255), seed, max_len=600)
+api.ACCELERATED_PREFILL["cpu"] = api.ACCELERATED_PREFILL["cuda"]  # the eager rows decode through Triton
+calls = []
+real = batch.triton_decode_rows
+batch.triton_decode_rows = lambda *a, **k: calls.append(len(a[2])) or real(*a, **k)
+rng = random.Random(seed)
+with torch.inference_mode():
+    for _ in range(2):
+        tokens = [rng.randrange(lm.config.vocab_size) for _ in states]
+        got = batch.decode_step(lm, states, tokens)
+        for b, (copy, token) in enumerate(zip(copies, tokens)):
+            want = _eager_row(lm, copy, token).float()
+            err = float((got[b].float() - want).norm() / want.norm())
+            assert err < 3e-2, (b, err)
+attention_layers = sum(block.kind == "*" for block in lm.layers)
+assert calls == [3] * (2 * attention_layers), calls  # one batched decode of all rows per layer and step
+print("ok")
+"""
+
+
+def test_the_eager_batched_step_decodes_all_rows_in_one_call_under_the_interpreter():
+    """`batch.decode_step` on the Triton kernels (bf16): one batched Superlinear decode per attention layer
+    for rows at positions 1, 40 and 255 (the last slot of its buffer), each row as its own eager step."""
+    seed = random.SystemRandom().randrange(2**31)
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", EAGER_BATCHED, str(seed), os.path.dirname(__file__)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip().endswith("ok")

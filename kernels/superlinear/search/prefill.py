@@ -11,7 +11,8 @@ the selected slots and the gate's scores equal the reference's (the fp32 tensor-
 misplace near-ties, which the extra candidate and the exact rescoring settle). ``_select_kernel`` merges
 the splits' candidates (decode splits the stripes over many programs; prefill uses one split), picks the
 top k, decodes score and anchor and computes the span bounds from the host-built tables of
-``search.tables``.
+``search.tables``. With ``ROWS`` the search kernel takes one query per batch row, each at its own position
+over its own KV buffer (``search.rows``).
 """
 
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ def _search_kernel(
     count_ptr,
     stripes_ptr,
     keys_ptr,
+    k_off_ptr,
+    cap_ptr,
     stride_qb,
     stride_qh,
     stride_ql,
@@ -109,13 +112,23 @@ def _search_kernel(
     KP: tl.constexpr,
     HAS_MASK: tl.constexpr,
     F32: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
+    # ROWS: one query per batch row at its own position, row b's keys at k_ptr + k_off[b] with cap[b]
+    # keys per head (rows in separate buffers, ``search_spans_rows``); else LQ queries over one K.
     i_q = tl.program_id(0).to(tl.int64)
     i_bg = tl.program_id(1).to(tl.int64)
     i_s = tl.program_id(2).to(tl.int64)
     i_b = i_bg // HKV
     i_g = i_bg % HKV
-    q = tl.load(pos_ptr + i_q).to(tl.int64)
+    if ROWS:
+        q = tl.load(pos_ptr + i_b).to(tl.int64)
+        n_j = tl.load(count_ptr + i_b)
+        p_kbase = k_ptr + tl.load(k_off_ptr + i_b) + i_g * tl.load(cap_ptr + i_b) * stride_kl
+    else:
+        q = tl.load(pos_ptr + i_q).to(tl.int64)
+        n_j = tl.load(count_ptr + i_q)
+        p_kbase = k_ptr + i_b * stride_kb + i_g * stride_kh
     start = tl.load(starts_ptr + i_b)
     o_g = tl.arange(0, BLOCK_G)
     o_d = tl.arange(0, BLOCK_D)
@@ -127,8 +140,7 @@ def _search_kernel(
     o_k = tl.arange(0, KP)
     best = tl.full([BLOCK_G, KP], SENTINEL, tl.int64)
     j_begin = i_s * SPLIT_LEN
-    j_end = tl.minimum(j_begin + SPLIT_LEN, tl.load(count_ptr + i_q))
-    p_kbase = k_ptr + i_b * stride_kb + i_g * stride_kh
+    j_end = tl.minimum(j_begin + SPLIT_LEN, n_j)
     for j0 in range(j_begin, j_end, BLOCK_J):
         o_j = j0 + tl.arange(0, BLOCK_J)
         m_j = o_j < j_end
@@ -280,12 +292,13 @@ def search_spans(
     stride_mask = attention_mask.stride() if attention_mask is not None else (0, 0)
     # fmt: off
     _search_kernel[(q_len, batch * kv_heads, splits)](
-        Q1, K, mask, starts, positions, counts, tables.stripes, keys,
+        Q1, K, mask, starts, positions, counts, tables.stripes, keys, starts, starts,
         *Q1.stride(), *K.stride(), *stride_mask,
         kv_heads, q_len, split_len,
         G=group, D=dim, SPLITS=splits, BLOCK_G=padded_block(group, MIN_DOT_BLOCK),
         BLOCK_D=block_d(dim), BLOCK_J=block_j, KP=track,
-        HAS_MASK=attention_mask is not None, F32=interpreting(), num_warps=4, num_stages=num_stages,
+        HAS_MASK=attention_mask is not None, F32=interpreting(), ROWS=False, num_warps=4,
+        num_stages=num_stages,
     )
     # fmt: on
     return _select(keys, positions, starts, tables, kv_len, num_spans)

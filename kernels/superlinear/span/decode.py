@@ -15,6 +15,10 @@ Launches (all shapes fixed by the cache capacity, the query position read on the
 
 No host sync, no data-dependent Python branch: the position tables are built (cached) before capture by
 a first eager call with the same capacity. The prefill entry point sends single-query calls here too.
+
+``triton_decode_rows`` runs the same three steps for B rows in one launch sequence, each row at its own
+device position over its own KV buffers, reached through device tables of offsets from an anchor tensor
+and of capacities (the kernels' ``ROWS`` variant; a batch of sessions in one CUDA graph).
 """
 
 import math
@@ -34,8 +38,10 @@ from ...common.toolkit import (
     qk_scale,
 )
 from ...common.validation import require
+from ...kv_rows import offsets as kv_offsets
 from ..params import SuperlinearParams
 from ..search.prefill import search_spans, supports
+from ..search.rows import search_spans_rows
 from ..search.tables import prefill_capacity, routing_tables
 from ..softmax import gate_max, gate_weight, load_slot, merge_parts, merge_weights
 from .reference import decode_reference
@@ -58,6 +64,9 @@ def _chunk_kernel(
     hi_ptr,
     part_out_ptr,
     part_lse_ptr,
+    k_off_ptr,
+    v_off_ptr,
+    cap_ptr,
     stride_qb,
     stride_qh,
     stride_qd,
@@ -81,12 +90,20 @@ def _chunk_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     F32: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
+    # ROWS: row b at its own position pos[b], its K/V the contiguous [HKV, cap[b], D] at k_off[b], v_off[b]
+    # elements from k_ptr, v_ptr (``triton_decode_rows``); else one position and K, V [B, HKV, L, D].
     i_p = tl.program_id(0).to(tl.int64)
     i_bg = tl.program_id(1).to(tl.int64)
     i_b = i_bg // HKV
     i_g = i_bg % HKV
-    q = tl.load(pos_ptr).to(tl.int64)
+    if ROWS:
+        q = tl.load(pos_ptr + i_b).to(tl.int64)
+        k_row, v_row = _row_bases(k_ptr, v_ptr, k_off_ptr, v_off_ptr, cap_ptr, i_b, i_g, stride_kl, stride_vl)
+    else:
+        q = tl.load(pos_ptr).to(tl.int64)
+        k_row, v_row = k_ptr + i_b * stride_kb + i_g * stride_kh, v_ptr + i_b * stride_vb + i_g * stride_vh
     ws = tl.maximum(q - W + 1, tl.load(starts_ptr + i_b))
     # rows: G * NUM_SPANS (head, slot) spans, then G windows (one per head)
     o_r = tl.arange(0, BLOCK_R)
@@ -107,8 +124,8 @@ def _chunk_kernel(
     first = lo // BLOCK_N
     start_c, count_c, offset_c, total = _needed_chunks(first, hi // BLOCK_N, live, BLOCK_R)
     o_n = tl.arange(0, BLOCK_N)
-    p_kt = k_ptr + i_b * stride_kb + i_g * stride_kh + o_n[:, None] * stride_kl + o_d[None, :] * stride_kd
-    p_vt = v_ptr + i_b * stride_vb + i_g * stride_vh + o_n[:, None] * stride_vl + o_d[None, :] * stride_vd
+    p_kt = k_row + o_n[:, None] * stride_kl + o_d[None, :] * stride_kd
+    p_vt = v_row + o_n[:, None] * stride_vl + o_d[None, :] * stride_vd
     p_part = (i_bg * BLOCK_R + o_r) * NMAX
     # Only needed chunks, and no branch in the body, so the loads of the next chunks are pipelined.
     for i_c in range(i_p, total, NPROG):
@@ -130,6 +147,15 @@ def _chunk_kernel(
         slot = p_part + (c - first)
         tl.store(part_out_ptr + slot[:, None] * D + o_d[None, :], b_o, mask=hit[:, None] & m_d[None, :])
         tl.store(part_lse_ptr + slot, m_safe + tl.log2(l_c), mask=hit)
+
+
+@triton.jit
+def _row_bases(k_ptr, v_ptr, k_off_ptr, v_off_ptr, cap_ptr, i_b, i_g, stride_kl, stride_vl):
+    # Row b's KV group g in its own contiguous [HKV, cap[b], D] buffers at k_off[b], v_off[b] elements.
+    cap = tl.load(cap_ptr + i_b)
+    k_row = k_ptr + tl.load(k_off_ptr + i_b) + i_g * cap * stride_kl
+    v_row = v_ptr + tl.load(v_off_ptr + i_b) + i_g * cap * stride_vl
+    return k_row, v_row
 
 
 @triton.jit
@@ -174,11 +200,15 @@ def _combine_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
     SLOT_BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
     i_bh = tl.program_id(0).to(tl.int64)
     i_b = i_bh // HQ
     i_h = i_bh % HQ
-    q = tl.load(pos_ptr).to(tl.int64)
+    if ROWS:  # one position per batch row
+        q = tl.load(pos_ptr + i_b).to(tl.int64)
+    else:
+        q = tl.load(pos_ptr).to(tl.int64)
     ws = tl.maximum(q - W + 1, tl.load(starts_ptr + i_b))
     o_d = tl.arange(0, BLOCK_D)
     m_d = o_d < D
@@ -250,9 +280,72 @@ def triton_decode(
     return out
 
 
-def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, programs_per_sm: int):
+def triton_decode_rows(
+    Q1,
+    Q2,
+    keys,
+    values,
+    positions,
+    params: SuperlinearParams,
+    *,
+    tables=None,
+    anchors=None,
+    capacity: int | None = None,
+    out=None,
+    chunk_keys: int | None = None,
+    programs_per_sm: int = 1,
+):
+    """``triton_decode`` of B rows in one launch sequence, each row at its own position over its own cache.
+
+    Q1, Q2: [B, HQ, 1, D]; keys, values: B buffers [1, HKV, cap_b, D] contiguous (row b's cache);
+    positions: [B] int64 on Q2's device, ``positions[b] < cap_b``. ``tables`` = (k_off, v_off, caps)
+    [B] int64 device tables: row b's buffers at element offsets k_off[b], v_off[b] from ``anchors`` (two
+    tensors of the buffers' dtype; default ``keys[0]``, ``values[0]``) with caps[b] keys per head
+    (``kernels.kv_rows.offsets``); built here when None. ``capacity`` (default the largest cap_b) sizes
+    the position tables and partial buffers: every position must stay below it. Row b's output is
+    ``triton_decode`` of row b alone (same spans, same partials, same merge); nothing syncs with the host
+    given ``tables``, so a caller that updates the tables and positions in place can replay one CUDA
+    graph for any rows. Unsupported inputs run ``triton_decode`` row by row (its reference).
+    """
+    out = torch.empty_like(Q2) if out is None else out
+    if not supports(Q2, keys[0]):
+        for b in range(len(keys)):
+            where = positions[b : b + 1]
+            out[b : b + 1] = triton_decode(
+                Q1[b : b + 1], Q2[b : b + 1], keys[b], values[b], where, None, params
+            )
+        return out
+    chunk_keys = CHUNK_KEYS if chunk_keys is None else chunk_keys
+    require(chunk_keys in (64, 128), f"chunk_keys must be 64 or 128, got {chunk_keys}")
+    if tables is None:
+        tables = _row_tables(keys, values, anchors)
+    k_base, v_base = anchors if anchors is not None else (keys[0], values[0])
+    capacity = max(k.shape[2] for k in keys) if capacity is None else capacity
+    # The routes of a position depend on the tables only through t = q + 1 <= capacity, so one table for
+    # the largest capacity serves every row (and the stripes split in 64s as the single-row search does).
+    routing = routing_tables(params, prefill_capacity(capacity), Q2.device)
+    positions = positions.reshape(-1).to(torch.int64).contiguous()
+    routes = search_spans_rows(Q1, k_base, tables[0], tables[2], positions, routing, params.num_spans)
+    part_out, part_lse = _chunk_partials(
+        Q2, k_base, v_base, positions, routes, routing, chunk_keys, programs_per_sm, rows=tables
+    )
+    _combine(part_out, part_lse, positions, routes, routing.window, out, chunk_keys, rows=True)
+    return out
+
+
+def _row_tables(keys, values, anchors):
+    """(k_off, v_off, caps) of the rows' buffers, offsets counted from ``anchors`` (default row 0's)."""
+    k_base, v_base = anchors if anchors is not None else (keys[0], values[0])
+    k_off = kv_offsets(keys, base=k_base)
+    v_off = kv_offsets(values, base=v_base)
+    caps = torch.tensor([k.shape[2] for k in keys], dtype=torch.int64, device=k_off.device)
+    return k_off, v_off, caps
+
+
+def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, programs_per_sm: int, rows=None):
     """Run the chunk kernel; returns partial outputs [B * HKV, R, NMAX, D] fp32 and their log2-sum-exp
-    [B * HKV, R, NMAX] for R rows (G * K spans, then G windows, padded) and NMAX chunks per row."""
+    [B * HKV, R, NMAX] for R rows (G * K spans, then G windows, padded) and NMAX chunks per row. With
+    ``rows`` = (k_off, v_off, caps) K and V are the anchors of the rows' separate contiguous buffers."""
     batch, q_heads, _, dim = Q2.shape
     kv_heads, num_spans = K.shape[1], routes.lo.shape[-1]
     group = q_heads // kv_heads
@@ -264,18 +357,23 @@ def _chunk_partials(Q2, K, V, positions, routes, tables, chunk_keys: int, progra
     # fmt: off
     _chunk_kernel[(n_prog, batch * kv_heads)](
         Q2, K, V, positions, routes.starts, routes.lo, routes.hi, part_out, part_lse,
-        Q2.stride(0), Q2.stride(1), Q2.stride(3), *K.stride(), *V.stride(),
+        *(rows if rows is not None else (positions,) * 3),
+        Q2.stride(0), Q2.stride(1), Q2.stride(3),
+        *(K.stride() if rows is None else (0, 0, dim, 1)), *(V.stride() if rows is None else (0, 0, dim, 1)),
         kv_heads, tables.window, n_prog, n_max, qk_scale(dim),
         G=group, D=dim, NUM_SPANS=num_spans, BLOCK_R=block_r, BLOCK_N=chunk_keys,
-        BLOCK_D=block_d(dim), F32=interpreting(),
+        BLOCK_D=block_d(dim), F32=interpreting(), ROWS=rows is not None,
         num_warps=8, num_stages=3 if chunk_keys == 64 else 2,
     )
     # fmt: on
     return part_out, part_lse
 
 
-def _combine(part_out, part_lse, positions, routes, window: int, out, chunk_keys: int) -> None:
-    """Merge each row's partials, then window with spans, gate, and write ``out`` [B, HQ, 1, D]."""
+def _combine(
+    part_out, part_lse, positions, routes, window: int, out, chunk_keys: int, rows: bool = False
+) -> None:
+    """Merge each row's partials, then window with spans, gate, and write ``out`` [B, HQ, 1, D]
+    (``rows``: ``positions`` [B], one per row)."""
     batch, q_heads, _, dim = out.shape
     kv_heads = part_out.shape[0] // batch
     # fmt: off
@@ -284,7 +382,7 @@ def _combine(part_out, part_lse, positions, routes, window: int, out, chunk_keys
         out.stride(0), out.stride(1), out.stride(3),
         q_heads, kv_heads, window, part_out.shape[2],
         G=q_heads // kv_heads, D=dim, NUM_SPANS=routes.lo.shape[-1], BLOCK_R=part_out.shape[1],
-        BLOCK_N=chunk_keys, BLOCK_D=block_d(dim), SLOT_BLOCK=SLOT_BLOCK,
+        BLOCK_N=chunk_keys, BLOCK_D=block_d(dim), SLOT_BLOCK=SLOT_BLOCK, ROWS=rows,
         num_warps=4,
     )
     # fmt: on
@@ -375,11 +473,11 @@ def interval_partials(
     starts = torch.full((batch,), length, dtype=torch.int64, device=Q2.device)
     # fmt: off
     _chunk_kernel[(n_prog, batch * kv_heads)](
-        Q2, K, V, last, starts, lo, hi, part_out, part_lse,
+        Q2, K, V, last, starts, lo, hi, part_out, part_lse, last, last, last,
         Q2.stride(0), Q2.stride(1), Q2.stride(3), *K.stride(), *V.stride(),
         kv_heads, 1, n_prog, n_max, qk_scale(dim),
         G=group, D=dim, NUM_SPANS=intervals, BLOCK_R=block_r, BLOCK_N=chunk_keys,
-        BLOCK_D=block_d(dim), F32=interpreting(),
+        BLOCK_D=block_d(dim), F32=interpreting(), ROWS=False,
         num_warps=8, num_stages=3 if chunk_keys == 64 else 2,
     )
     _rows_kernel[(batch * q_heads * intervals,)](
