@@ -9,7 +9,7 @@ similar lengths in one call (right-aligned, left-padded with the kernel's mask),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,13 @@ from .state import HybridState, KVCache, MambaCache
 __all__ = ["decode_step", "attention_rows", "mamba_rows", "ssm_step_rows", "length_groups"]
 
 
-def decode_step(lm: HybridLM, states: Sequence[HybridState], token_ids: Sequence[int]) -> torch.Tensor:
-    """Append `token_ids[b]` to `states[b]` for every b; return fp32 logits [B, V] (also each state's)."""
+def decode_step(lm: HybridLM, states: Sequence[HybridState], token_ids: Sequence[int],
+                attend: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+    """Append `token_ids[b]` to `states[b]` for every b; return fp32 logits [B, V] (also each state's).
+
+    `attend(mixer, hidden, caches, positions)` runs the attention layers (default `attention_rows`); a Mamba
+    mixer with its own `rows(hidden, caches)` (a sharded one) runs that, others `mamba_rows`.
+    """
     for state in states:
         state.reserve(state.cursor + 1)
     positions = [state.cursor for state in states]
@@ -38,9 +43,10 @@ def decode_step(lm: HybridLM, states: Sequence[HybridState], token_ids: Sequence
         caches = [state.layers[i] for state in states]
         normed = block.norm(hidden)
         if block.kind == "*":
-            mixed = attention_rows(block.mixer, normed, caches, positions)
+            mixed = (attend or attention_rows)(block.mixer, normed, caches, positions)
         elif block.kind == "M":
-            mixed = mamba_rows(block.mixer, normed, caches)
+            own = getattr(block.mixer, "rows", None)
+            mixed = own(normed, caches) if own is not None else mamba_rows(block.mixer, normed, caches)
         else:
             mixed = block.mixer(normed)
         hidden = hidden + mixed
