@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +35,19 @@ def dense_dir(tmp_path_factory, hybrid_weights) -> Path:
     """The tiny nemotron_h checkpoint: the same weights without Q1."""
     weights = {k: v for k, v in hybrid_weights.items() if "q1_proj" not in k}
     return write_checkpoint(tmp_path_factory.mktemp("dense"), tiny_config("nemotron_h"), weights)
+
+
+@pytest.fixture
+def interpreted():
+    """Return a runner: `(script, *args)` runs `python -c script SEED *args` with `TRITON_INTERPRET=1` and one
+    torch thread, from a fresh seed (shown on failure), and checks that it exits 0 printing "ok" last."""
+
+    def run(script: str, *args: str) -> None:
+        seed = random.SystemRandom().randrange(2**31)
+        env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+        result = subprocess.run([sys.executable, "-c", script, str(seed), *args], env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
+        assert result.stdout.strip().endswith("ok")
+
+    return run

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -98,7 +96,7 @@ def test_padded_steps_equal_each_rows_eager_step(model_type):
     assert graphs.captures == 1
 
 
-def test_inert_rows_change_nothing_the_unpadded_step_gives():
+def test_inert_rows_change_nothing_the_unpadded_step_gives(interpreted):
     """The same three rows stepped in bucket 8 (five padded rows) and in a bucket of exactly 3 (to fp32
     rounding: matrix products of 8 and 3 rows round differently)."""
     seed = _seed()
@@ -184,13 +182,8 @@ print("ok")
 """
 
 
-def test_the_batched_mamba_kernels_in_a_padded_step_under_the_interpreter():
-    seed = random.SystemRandom().randrange(2**31)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
-    result = subprocess.run([sys.executable, "-c", INTERPRETED, str(seed), os.path.dirname(__file__)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
-    assert result.stdout.strip().endswith("ok")
+def test_the_batched_mamba_kernels_in_a_padded_step_under_the_interpreter(interpreted):
+    interpreted(INTERPRETED, os.path.dirname(__file__))
 
 
 TRITON_ATTENTION = r"""
@@ -219,13 +212,8 @@ print("ok")
 """
 
 
-def test_the_padded_step_with_triton_attention_under_the_interpreter_in_bf16():
-    seed = random.SystemRandom().randrange(2**31)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
-    result = subprocess.run([sys.executable, "-c", TRITON_ATTENTION, str(seed), os.path.dirname(__file__)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
-    assert result.stdout.strip().endswith("ok")
+def test_the_padded_step_with_triton_attention_under_the_interpreter_in_bf16(interpreted):
+    interpreted(TRITON_ATTENTION, os.path.dirname(__file__))
 
 
 def _narrow_bf16(seed):
@@ -327,16 +315,11 @@ print("ok")
 """
 
 
-def test_shared_offset_tables_serve_new_rows_and_kv_growth_with_one_graph_under_the_interpreter():
+def test_shared_offset_tables_serve_new_rows_and_kv_growth_with_one_graph_under_the_interpreter(interpreted):
     """With every per-row part batched, the graph key is (bucket, decode capacity): rows joining and
     leaving and a KV buffer growing (new addresses) replay the same recorded step, which still gives
     every row what its own eager step gives."""
-    seed = random.SystemRandom().randrange(2**31)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
-    result = subprocess.run([sys.executable, "-c", SHARED_TABLES, str(seed), os.path.dirname(__file__)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
-    assert result.stdout.strip().endswith("ok")
+    interpreted(SHARED_TABLES, os.path.dirname(__file__))
 
 
 EAGER_BATCHED = r"""
@@ -367,12 +350,7 @@ print("ok")
 """
 
 
-def test_the_eager_batched_step_decodes_all_rows_in_one_call_under_the_interpreter():
+def test_the_eager_batched_step_decodes_all_rows_in_one_call_under_the_interpreter(interpreted):
     """`batch.decode_step` on the Triton kernels (bf16): one batched Superlinear decode per attention layer
     for rows at positions 1, 40 and 255 (the last slot of its buffer), each row as its own eager step."""
-    seed = random.SystemRandom().randrange(2**31)
-    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
-    result = subprocess.run([sys.executable, "-c", EAGER_BATCHED, str(seed), os.path.dirname(__file__)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"seed={seed}\n{result.stdout}\n{result.stderr}"
-    assert result.stdout.strip().endswith("ok")
+    interpreted(EAGER_BATCHED, os.path.dirname(__file__))
