@@ -24,7 +24,7 @@ from .mamba_kernels import fused_ops
 from .model import HybridLM
 from .state import HybridState, KVCache, MambaCache
 
-__all__ = ["decode_step", "attention_rows", "mamba_rows", "ssm_step_rows", "length_groups"]
+__all__ = ["decode_step", "attention_rows", "project_rows", "mamba_rows", "ssm_step_rows", "length_groups"]
 
 
 def decode_step(lm: HybridLM, states: Sequence[HybridState], token_ids: Sequence[int],
@@ -57,16 +57,25 @@ def decode_step(lm: HybridLM, states: Sequence[HybridState], token_ids: Sequence
     return logits
 
 
+def project_rows(att: DenseAttention, hidden: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor,
+                                                                       torch.Tensor]:
+    """Q1 (None for dense attention), Q2, K and V of one new token per row, each [B, heads, 1, head_dim]."""
+    batch = hidden.shape[0]
+    k = att.k_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
+    v = att.v_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
+    q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
+    if not isinstance(att, SuperlinearAttention):
+        return None, q2, k, v
+    return att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2), q2, k, v
+
+
 def attention_rows(
     att: DenseAttention, hidden: torch.Tensor, caches: Sequence[KVCache], positions: Sequence[int]
 ) -> torch.Tensor:
     """Attention of one new token per row, `hidden` [B, 1, H], each at its own position; return [B, 1, H]."""
     batch = hidden.shape[0]
-    k = att.k_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
-    v = att.v_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
-    q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
-    superlinear = isinstance(att, SuperlinearAttention)
-    q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
+    q1, q2, k, v = project_rows(att, hidden)
+    superlinear = q1 is not None
     views = [cache.write(pos, k[b : b + 1], v[b : b + 1])
              for b, (cache, pos) in enumerate(zip(caches, positions, strict=True))]
     if superlinear and supports(q2, caches[0].k):  # the Triton kernels: all rows in one batched decode

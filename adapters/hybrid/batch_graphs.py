@@ -40,7 +40,7 @@ from superlinear.kernels.superlinear.search.tables import prefill_capacity
 from superlinear.kernels.superlinear.span.decode import triton_decode_rows
 
 from .attention import DenseAttention, SuperlinearAttention
-from .batch import mamba_rows
+from .batch import mamba_rows, project_rows
 from .graphs import buffer_key
 from .mamba import Mamba2Mixer
 from .model import HybridLM
@@ -198,11 +198,8 @@ def attention_rows_at(
     `table` and Superlinear attention in a Triton dtype one batched decode for all rows
     (`triton_decode_rows`), else row by row."""
     batch = hidden.shape[0]
-    k = att.k_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
-    v = att.v_proj(hidden).view(batch, 1, att.num_kv_heads, att.head_dim).transpose(1, 2)
-    q2 = att.q_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2)
-    superlinear = isinstance(att, SuperlinearAttention)
-    q1 = att.q1_proj(hidden).view(batch, 1, att.num_heads, att.head_dim).transpose(1, 2) if superlinear else None
+    q1, q2, k, v = project_rows(att, hidden)
+    superlinear = q1 is not None
     keys, values = [c.k for c in caches], [c.v for c in caches]
     if table is not None:
         kv_rows.write_kv_rows(k, v, keys, values, table, positions, anchors)
