@@ -34,7 +34,7 @@ CASES = {
     "released, spans beyond the window": _case(
         "released", 2, 1, 16, caps=[2300, 100, 2100], positions=[2299, 5, 2099]
     ),
-    # One row alone (once wrong by 0.4-1.0: now run as two copies of itself in triton_decode_rows).
+    # One row alone: its positions reshaped to a stride-0 view the search read past (0.4-1.0 off).
     "seed, one row": _case("seed", 4, 2, 16, caps=[64], positions=[40]),
     "seed, one row with tables for a graph capacity": _case("seed", 4, 2, 16, caps=[300], positions=[255],
                                                           capacity=1024),

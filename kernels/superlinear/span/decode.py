@@ -315,18 +315,6 @@ def triton_decode_rows(
                 Q1[b : b + 1], Q2[b : b + 1], keys[b], values[b], where, None, params
             )
         return out
-    if len(keys) == 1:
-        # A batch of one row gives wrong outputs (0.4-1.0 max-abs off triton_decode under the interpreter,
-        # varying run to run: something reads partials no program wrote); two rows are exact. Until that
-        # is found, one row runs as two copies of itself (device-side copies: still capturable).
-        if tables is not None:
-            tables = tuple(torch.cat([t, t]) for t in tables)
-        pair = triton_decode_rows(torch.cat([Q1, Q1]), torch.cat([Q2, Q2]), [keys[0], keys[0]],
-                                  [values[0], values[0]], positions.reshape(-1).repeat(2), params, tables=tables,
-                                  anchors=anchors, capacity=capacity, chunk_keys=chunk_keys,
-                                  programs_per_sm=programs_per_sm)
-        out.copy_(pair[:1])
-        return out
     chunk_keys = CHUNK_KEYS if chunk_keys is None else chunk_keys
     require(chunk_keys in (64, 128), f"chunk_keys must be 64 or 128, got {chunk_keys}")
     if tables is None:
