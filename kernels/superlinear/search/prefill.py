@@ -313,6 +313,9 @@ def _select(keys, positions, starts, tables: RoutingTables, kv_len: int, num_spa
     scores = torch.empty(shape, dtype=torch.float32, device=keys.device)
     anchors = torch.empty_like(lo)
     n_rows, block_c = batch * q_heads * q_len, triton.next_power_of_2(splits * track)
+    # The kernel reads positions[i] at pos_ptr + i: an expanded view (stride 0, as one decode row's per-head
+    # positions reshape to) would be read past its one element.
+    positions = positions.contiguous()
     # About 2048 candidates per program: enough rows to fill it, few enough to stay in registers.
     block_r = min(128, max(1, 2048 // block_c))
     # fmt: off

@@ -51,9 +51,7 @@ def search_spans_rows(
     flat = keys.view(1, 1, batch * q_heads, splits, track)
     routes = _select(
         flat,
-        # Contiguous: for one row the expanded view reshapes to a stride-0 view, which the kernel would read
-        # past its one element.
-        positions[:, None].expand(batch, q_heads).reshape(-1).contiguous(),
+        positions[:, None].expand(batch, q_heads).reshape(-1),
         starts[:1],
         tables,
         tables.capacity,
