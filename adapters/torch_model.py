@@ -174,15 +174,9 @@ class TorchModel:
         if bad:
             raise InvalidRequest(f"token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
 
-    @_inference
-    def append_batch(self, states: Sequence[HybridState], runs: Sequence[Sequence[int]]) -> None:
-        """Append `runs[b]` to `states[b]` for every b; as `append` on each (to fp32 rounding).
-
-        The runs of 2 .. chunk_size tokens share one forward (hybrid/prompt_batch.py; on CPU and CUDA,
-        see `batchable`) and one-token runs one decode step (on CUDA a graph replay); a row alone or a
-        longer run runs `append`. Every row is checked first: a bad row raises `RowRejected` naming it,
-        and no state has changed.
-        """
+    def _check_rows(self, states: Sequence[HybridState], runs: Sequence[Sequence[int]]) -> None:
+        """Check a batch before anything runs: one run per distinct state, each as `append` checks it (a bad
+        row raises `RowRejected` naming it)."""
         if len(states) != len(runs):
             raise ValueError(f"{len(states)} states but {len(runs)} runs")
         if len({id(s) for s in states}) != len(states):
@@ -192,6 +186,17 @@ class TorchModel:
                 self._check_append(state, run)
             except (ContextLengthExceeded, InvalidRequest) as exc:
                 raise RowRejected(row, exc) from exc
+
+    @_inference
+    def append_batch(self, states: Sequence[HybridState], runs: Sequence[Sequence[int]]) -> None:
+        """Append `runs[b]` to `states[b]` for every b; as `append` on each (to fp32 rounding).
+
+        The runs of 2 .. chunk_size tokens share one forward (hybrid/prompt_batch.py; on CPU and CUDA,
+        see `batchable`) and one-token runs one decode step (on CUDA a graph replay); a row alone or a
+        longer run runs `append`. Every row is checked first: a bad row raises `RowRejected` naming it,
+        and no state has changed.
+        """
+        self._check_rows(states, runs)
         together = batchable(self.lm)
         singles = [b for b, run in enumerate(runs) if len(run) == 1] if together else []
         prompts = [b for b, run in enumerate(runs) if 1 < len(run) <= self.chunk_size] if together else []
@@ -214,13 +219,7 @@ class TorchModel:
         """
         if len(states) != len(token_ids):
             raise ValueError(f"{len(states)} states but {len(token_ids)} tokens")
-        if len({id(s) for s in states}) != len(states):
-            raise ValueError("a state appears twice in one batch")
-        for row, (state, tid) in enumerate(zip(states, token_ids, strict=True)):
-            try:
-                self._check_append(state, [tid])
-            except (ContextLengthExceeded, InvalidRequest) as exc:
-                raise RowRejected(row, exc) from exc
+        self._check_rows(states, [[tid] for tid in token_ids])
         self._decode_rows(states, token_ids)
 
     def _decode_rows(self, states: Sequence[HybridState], token_ids: Sequence[int]) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from superlinear.core.errors import ContextLengthExceeded, InvalidRequest, SnapshotError
+from superlinear.core.errors import ContextLengthExceeded, SnapshotError
 
 from ..hybrid.state import StateCheckpoint
 from ..torch_model import TorchModel
@@ -69,34 +69,22 @@ class ShardedTorchModel(TorchModel):
         ids = list(token_ids)
         if not ids:
             return
-        self._check_rows([state], [len(ids)], ids)
+        self._check_append(state, ids)
         with self.link.command("append", state.handle, ids), torch.inference_mode():
             append_tokens(self.lm, state, ids, self.chunk_size)
 
     def decode_batch(self, states: Sequence[ShardedState], token_ids: Sequence[int]) -> None:
-        """Append one token to each state on every rank; a bad row changes no state."""
+        """Append one token to each state on every rank; a bad row raises `RowRejected` (as `TorchModel`'s)
+        and changes no state."""
         if len(states) != len(token_ids):
             raise ValueError(f"{len(states)} states but {len(token_ids)} tokens")
-        if len({id(s) for s in states}) != len(states):
-            raise ValueError("a state appears twice in one batch")
-        self._check_rows(states, [1] * len(states), list(token_ids))
+        self._check_rows(states, [[tid] for tid in token_ids])
         if states:
             with (
                 self.link.command("decode", [s.handle for s in states], list(token_ids)),
                 torch.inference_mode(),
             ):
                 decode_rows(self.lm, states, token_ids)
-
-    def _check_rows(self, states, counts: Sequence[int], ids: Sequence[int]) -> None:
-        for state, count in zip(states, counts, strict=True):
-            if state.cursor + count > state.max_seq_len:
-                raise ContextLengthExceeded(
-                    f"{state.cursor} tokens held + {count} new exceed the maximum of {state.max_seq_len}"
-                )
-        vocab = self.config.vocab_size
-        bad = [t for t in ids if not isinstance(t, int) or not 0 <= t < vocab]
-        if bad:
-            raise InvalidRequest(f"token ids outside the vocabulary [0, {vocab}): {bad[:5]}")
 
     def checkpoint(self, state: ShardedState) -> StateCheckpoint:
         """Capture a checkpoint on every rank."""
