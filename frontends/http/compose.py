@@ -15,13 +15,11 @@ import pluggy
 
 from superlinear.adapters import default_model_dir, load_model_from_dir, resolve_model_dir
 from superlinear.adapters.cpu_threads import set_torch_threads
-from superlinear.adapters.generation import generation_defaults
 from superlinear.adapters.grammar import LLGuidanceGrammars
 from superlinear.adapters.memory import default_kv_budget
 from superlinear.adapters.placement import resolve_placement
-from superlinear.adapters.tokenizer import HFTokenizer
 from superlinear.core import ChatRequest, Engine, SessionService
-from superlinear.core.ports import LoadedModel, RandomIds, StopRule, SystemClock
+from superlinear.core.ports import RandomIds, StopRule, SystemClock
 from superlinear.core.prefix_cache import PrefixCache
 from superlinear.plugins import build_plugin_manager, collect
 from superlinear.storage import FilesystemSnapshotStore, default_snapshot_root
@@ -106,15 +104,11 @@ def build_services(settings: Settings, stop_rules: StopRules, families: Mapping[
     settings = attrs.evolve(settings, device=device, dtype=dtype)
     set_torch_threads(settings.torch_threads)
     log.info("loading model from %s on %s (%s)", path, settings.device, settings.dtype)
-    if settings.tensor_parallel > 1:
-        from superlinear.adapters.distributed.port import launch_sharded_model
-
-        sharded = launch_sharded_model(path, settings.tensor_parallel, device=settings.device,
-                                       dtype=settings.dtype, chunk_size=settings.chunk_size)
-        loaded = LoadedModel(sharded, HFTokenizer.from_dir(path), generation_defaults(path))
-    else:
-        loaded = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
-                                     chunk_size=settings.chunk_size)
+    # The option reaches the family's loader only when asked for, so a plugin family that cannot shard
+    # fails by name only then.
+    sharded = {"tensor_parallel": settings.tensor_parallel} if settings.tensor_parallel > 1 else {}
+    loaded = load_model_from_dir(path, families, device=settings.device, dtype=settings.dtype,
+                                 chunk_size=settings.chunk_size, **sharded)
     model, tok = loaded.model, loaded.tokenizer
     root = Path(settings.snapshot_dir) if settings.snapshot_dir else default_snapshot_root(dict(os.environ))
     budget = settings.kv_budget if settings.kv_budget is not None else default_kv_budget(settings.device)

@@ -16,9 +16,10 @@ __all__ = ["HYBRID_MODEL_TYPES", "load_hybrid", "superlinear_model_families"]
 HYBRID_MODEL_TYPES = ("nemotron_h", "superlinear-exp")
 
 
-def load_hybrid(model_dir: str | Path, **options: Any) -> LoadedModel:
-    """Load a hybrid checkpoint directory: its `TorchModel` (`options` go to `TorchModel.from_dir`), its
-    `HFTokenizer` and its generation defaults.
+def load_hybrid(model_dir: str | Path, tensor_parallel: int = 1, **options: Any) -> LoadedModel:
+    """Load a hybrid checkpoint directory: its `TorchModel` (`options` go to `TorchModel.from_dir`), or with
+    `tensor_parallel` > 1 the model sharded over that many ranks (`launch_sharded_model`: device, dtype and
+    chunk_size only), its `HFTokenizer` and its generation defaults.
 
     Options: device ("cpu", "cuda", ...), dtype ("float32", "bfloat16", "float16"), chunk_size, name,
     q1_aliases.
@@ -28,7 +29,12 @@ def load_hybrid(model_dir: str | Path, **options: Any) -> LoadedModel:
     from superlinear.adapters.tokenizer import HFTokenizer
     from superlinear.adapters.torch_model import TorchModel
 
-    model = TorchModel.from_dir(model_dir, **options)
+    if tensor_parallel > 1:
+        from superlinear.adapters.distributed.port import launch_sharded_model
+
+        model = launch_sharded_model(model_dir, tensor_parallel, **options)
+    else:
+        model = TorchModel.from_dir(model_dir, **options)
     return LoadedModel(model, HFTokenizer.from_dir(model_dir), generation_defaults(model_dir))
 
 
