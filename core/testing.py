@@ -129,9 +129,7 @@ class FakeModel:
     def append_batch(self, states: Sequence[FakeState], runs: Sequence[Sequence[int]]) -> None:
         """Each run appended in turn, as one batch (its run lengths in `prompt_batches`); a run past its
         state's capacity is rejected (`RowRejected`) before any state changes."""
-        for row, (state, run) in enumerate(zip(states, runs, strict=True)):
-            if len(state.ids) + len(run) > state.cap:
-                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
+        self._reject_full(states, [len(run) for run in runs])
         self.prompt_batches.append([len(run) for run in runs])
         for state, run in zip(states, runs, strict=True):
             self.append(state, run)
@@ -139,12 +137,17 @@ class FakeModel:
     def decode_batch(self, states: Sequence[FakeState], token_ids: Sequence[int]) -> None:
         """One token per state; counted as one batch in `batches` (the row sizes in `batch_sizes`); a row
         past its state's capacity is rejected (`RowRejected`) before any state changes, as in append_batch."""
-        for row, state in enumerate(states):
-            if len(state.ids) + 1 > state.cap:
-                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
+        self._reject_full(states, [1] * len(states))
         self.batch_sizes.append(len(states))
         for state, tid in zip(states, token_ids, strict=True):
             self.append(state, [tid])
+
+    @staticmethod
+    def _reject_full(states: Sequence[FakeState], counts: Sequence[int]) -> None:
+        """Raise `RowRejected` for the first row whose state cannot take its count of new tokens."""
+        for row, (state, count) in enumerate(zip(states, counts, strict=True)):
+            if len(state.ids) + count > state.cap:
+                raise RowRejected(row, ContextLengthExceeded(f"state holds at most {state.cap} tokens"))
 
     def _since_prompt(self, state: FakeState) -> int:
         n = 0
